@@ -1,0 +1,57 @@
+# Everything a fresh machine needs (Python 3.11, JDK 17, Maven) is set up by these targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KAFKA_PORT ?= 9092
+export KAFKA_PORT
+
+.PHONY: help setup kafka-start kafka-stop kafka-status topics worker demo test test-unit lint schemas bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv and install the project with dev tools
+
+kafka-start:  ## start the local Kafka 3.9 broker (KRaft, 127.0.0.1:$(KAFKA_PORT)); idempotent
+	$(PYTHON) tools/kafka/local_kafka.py start --port $(KAFKA_PORT)
+
+kafka-stop:  ## stop the local broker
+	$(PYTHON) tools/kafka/local_kafka.py stop --port $(KAFKA_PORT)
+
+kafka-status:
+	$(PYTHON) tools/kafka/local_kafka.py status --port $(KAFKA_PORT)
+
+topics: setup kafka-start  ## create every topic of the contract
+	TRIGGER_SANITY_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) $(VENV)/bin/trigger-sanity topics create
+
+worker: topics  ## run the worker against the local broker
+	TRIGGER_SANITY_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) $(VENV)/bin/trigger-sanity worker
+
+demo: setup kafka-start  ## the main job: broker, topics, worker, demo history; prints decisions
+	TRIGGER_SANITY_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) $(VENV)/bin/trigger-sanity demo
+
+test: setup  ## the whole suite: unit + integration (starts its own broker when none is given)
+	$(VENV)/bin/pytest -q
+
+test-unit: setup
+	$(VENV)/bin/pytest -q tests/unit
+
+lint: setup  ## ruff + mypy
+	$(VENV)/bin/ruff check streams schemas tests bench tools
+	$(VENV)/bin/mypy
+
+schemas: setup  ## regenerate schemas/json after changing a model
+	$(PY) -m schemas.export
+
+bench: setup  ## core benchmarks (events/s, latency percentiles, bytes per customer)
+	$(PY) bench/bench_core.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,233 @@
+"""Pydantic models of every record in the contract (../shared/DESIGN.md).
+
+Bounds (string lengths, list sizes) exist so that a hostile or broken
+producer cannot blow up per-customer state: an oversized value is a
+dead-letter with a clear error instead of a slow worker.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Id = Annotated[str, Field(min_length=1, max_length=256)]
+Sku = Annotated[str, Field(min_length=1, max_length=128)]
+Timestamp = AwareDatetime  # RFC 3339 with an offset; naive times are rejected
+
+MAX_ITEMS = 500
+
+
+class Trigger(StrEnum):
+    ABANDONED_CART = "abandoned_cart"
+    WELCOME = "welcome"
+    WELCOME_BACK = "welcome_back"
+    PRODUCT_RECOMMENDATION = "product_recommendation"
+    REVIEW_REQUEST = "review_request"
+    WIN_BACK = "win_back"
+    REPLENISHMENT = "replenishment"
+    PROMOTION = "promotion"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+    IN_APP = "in_app"
+
+
+class Category(StrEnum):
+    MARKETING = "marketing"
+    TRANSACTIONAL = "transactional"
+
+
+class ConsentStatus(StrEnum):
+    GRANTED = "granted"
+    WITHDRAWN = "withdrawn"
+
+
+class SessionKind(StrEnum):
+    STARTED = "started"
+    ENDED = "ended"
+
+
+class _Input(BaseModel):
+    """Strict about what we read, generous about what we do not know yet."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+class PurchaseItem(_Input):
+    sku: Sku
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    unit_price: Decimal | None = None
+
+
+class Purchase(_Input):
+    event_id: Id
+    customer_id: Id
+    occurred_at: Timestamp
+    order_id: Id
+    items: Annotated[list[PurchaseItem], Field(max_length=MAX_ITEMS)] = []
+    currency: Annotated[str, Field(max_length=8)] | None = None
+
+
+class ReturnItem(_Input):
+    sku: Sku
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+
+
+class Return(_Input):
+    event_id: Id
+    customer_id: Id
+    occurred_at: Timestamp
+    order_id: Id
+    items: Annotated[list[ReturnItem], Field(min_length=1, max_length=MAX_ITEMS)]
+    reason: Annotated[str, Field(max_length=1024)] | None = None
+
+
+class SessionEvent(_Input):
+    event_id: Id
+    customer_id: Id
+    occurred_at: Timestamp
+    session_id: Id
+    kind: SessionKind
+
+
+class ConsentChange(_Input):
+    event_id: Id
+    customer_id: Id
+    occurred_at: Timestamp
+    channel: Channel
+    status: ConsentStatus
+
+
+class MessageContext(_Input):
+    """Trigger-specific context; which fields a trigger needs is checked in the core."""
+
+    cart_id: Id | None = None
+    cart_updated_at: Timestamp | None = None
+    skus: Annotated[list[Sku], Field(max_length=MAX_ITEMS)] | None = None
+    order_id: Id | None = None
+
+
+class OutboundMessage(_Input):
+    message_id: Id
+    customer_id: Id
+    created_at: Timestamp
+    trigger: Trigger
+    channel: Channel
+    category: Category = Category.MARKETING
+    context: MessageContext = MessageContext()
+    payload: dict[str, Any] = {}
+
+
+# ---------------------------------------------------------------- outputs
+
+
+class Evidence(_Output):
+    topic: str
+    event_id: str
+    occurred_at: str
+
+
+class Sanity(_Output):
+    action: Literal["send", "rewrite"]
+    decided_at: str
+    policy: str
+    removed_skus: list[str] = []
+    held_ms: int = 0
+    rule: str | None = None
+    monitored: list[str] = []
+
+
+class SuppressedMessage(_Output):
+    message: dict[str, Any]
+    rule: str
+    reason: str
+    evidence: list[Evidence]
+    decided_at: str
+    policy: str
+
+
+class DeadLetter(_Output):
+    topic: str
+    partition: int | None
+    offset: int | None
+    key: str | None
+    value: str
+    value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    error: str
+    received_at: str
+
+
+class LateEvidence(_Output):
+    """An event that would have changed a decision already made: what got through."""
+
+    message_id: str
+    customer_id: str
+    trigger: str
+    rule: str
+    reason: str
+    event: Evidence
+    deadline: str
+    late_by_ms: int
+    policy: str
+
+
+class Release(_Output):
+    """Audit record of an ops override that released a suppressed message."""
+
+    message_id: str
+    customer_id: str
+    rule: str
+    released_by: str
+    released_at: str
+    note: str | None = None
+
+
+class OfflineDecision(_Output):
+    message_id: str
+    customer_id: str
+    action: Literal["send", "rewrite", "suppress"]
+    rule: str | None
+    removed_skus: list[str]
+
+
+class HistoryLine(BaseModel):
+    """One line of a history file: a record as it was (or will be) in a topic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str
+    value: Any
+    key: str | None = None
+    timestamp: Timestamp | None = None
+
+
+INPUT_MODELS: dict[str, type[BaseModel]] = {
+    "Purchase": Purchase,
+    "Return": Return,
+    "SessionEvent": SessionEvent,
+    "ConsentChange": ConsentChange,
+    "OutboundMessage": OutboundMessage,
+}
+
+OUTPUT_MODELS: dict[str, type[BaseModel]] = {
+    "SuppressedMessage": SuppressedMessage,
+    "DeadLetter": DeadLetter,
+    "LateEvidence": LateEvidence,
+    "Release": Release,
+    "OfflineDecision": OfflineDecision,
+    "HistoryLine": HistoryLine,
+    "Sanity": Sanity,
+}

@@ -1,0 +1,83 @@
+"""Topic administration with kafka-python: create the contract's topics, co-partitioned."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+
+from streams.errors import BrokerError
+from streams.settings import Settings
+
+
+def admin_client(settings: Settings, timeout_ms: int = 15_000) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(
+            client_id=f"{settings.app_id}-admin",
+            request_timeout_ms=timeout_ms,
+            **settings.kafka_client_kwargs(),  # type: ignore[arg-type]
+        )
+    except (NoBrokersAvailable, KafkaError) as exc:
+        raise BrokerError(
+            f"no Kafka broker answers at {settings.bootstrap_servers}: start one "
+            "(make kafka-start) or set TRIGGER_SANITY_BOOTSTRAP_SERVERS"
+        ) from exc
+
+
+def partition_counts(admin: KafkaAdminClient, names: Iterable[str]) -> dict[str, int]:
+    wanted = list(names)
+    existing = set(admin.list_topics())
+    present = [n for n in wanted if n in existing]
+    if not present:
+        return {}
+    out: dict[str, int] = {}
+    for meta in admin.describe_topics(present):
+        out[meta["topic"]] = len(meta["partitions"])
+    return out
+
+
+def create_topics(settings: Settings, log: bool = True) -> dict[str, str]:
+    """Create every topic of the contract (idempotent); returns topic -> what happened.
+
+    Input topics must all have the same partition count: a pre-existing input
+    topic with a different count is an error, since co-partitioning is what
+    lets one worker own all of a customer's state.
+    """
+    topics = settings.topics
+    admin = admin_client(settings)
+    try:
+        counts = partition_counts(admin, topics.all)
+        result: dict[str, str] = {}
+        new = [
+            NewTopic(name, settings.partitions, settings.replication_factor)
+            for name in topics.all
+            if name not in counts
+        ]
+        if new:
+            try:
+                admin.create_topics(new, timeout_ms=30_000)
+            except TopicAlreadyExistsError:
+                pass  # a concurrent creator won the race; counts are checked below
+            except KafkaError as exc:
+                raise BrokerError(f"creating topics failed: {exc}") from exc
+        final = partition_counts(admin, topics.all)
+    finally:
+        admin.close()
+    for name in topics.all:
+        if name in counts:
+            result[name] = f"exists ({counts[name]} partitions)"
+        else:
+            result[name] = f"created ({final.get(name, '?')} partitions)"
+    input_counts = {final.get(n) for n in topics.inputs}
+    if len(input_counts) != 1:
+        detail = ", ".join(f"{n}={final.get(n)}" for n in topics.inputs)
+        raise BrokerError(
+            f"input topics are not co-partitioned ({detail}); they must all have the same "
+            "partition count - recreate them or add partitions with kafka-topics --alter"
+        )
+    if log:
+        for name, what in result.items():
+            print(f"{name}: {what}")
+    return result

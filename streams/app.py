@@ -1,0 +1,326 @@
+"""The faust-streaming shell: bytes, state and time in; decisions out.
+
+No rule logic lives here. One agent (concurrency 1: with more, faust commits
+past in-flight messages) reads the five input topics; each record is decoded
+once, checked for its partition, and handed to the ``Engine``; what the
+engine decides is written to the output topics. Customer state, including
+held candidates, lives in a changelogged table, so a held message survives
+a crash and is decided after restart.
+
+Stream time needs to know when an input topic-partition is *idle* (caught
+up). After each record that is ``offset + 1 >= highwater``; a timer also
+compares the end offsets with what was processed (or, for a partition not
+read since start, with the committed offset: fetched-but-unprocessed
+records must never look idle). The same timer releases held candidates by
+wall clock on partitions where everything is idle.
+
+Per-record failures never stop the worker: unreadable input is a
+dead-letter by construction, and any other exception while handling a
+record is logged with topic/partition/offset and routed to the dead-letter
+topic too (an exception escaping an agent would ack the message silently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+from faust.types import TP
+from kafka.errors import KafkaError
+
+from streams import codec
+from streams.admin import admin_client
+from streams.engine import Decided, Engine, LateFinding, Output
+from streams.outputs import late_value, send_value, suppressed_value
+from streams.partitioning import partition_for
+from streams.policy import Policy
+from streams.settings import Settings
+from streams.state import CustomerState, decode, encode
+
+log = logging.getLogger("trigger_sanity.worker")
+
+
+def app_config(settings: Settings) -> dict[str, Any]:
+    """The one mapping from our settings onto faust's App configuration."""
+    conf: dict[str, Any] = {
+        "broker": [f"kafka://{s.strip()}" for s in settings.bootstrap_servers.split(",")],
+        "store": settings.store,
+        "datadir": str(settings.data_dir),
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "web_enabled": settings.web_enabled,
+        "web_port": settings.web_port,
+        "web_host": "127.0.0.1",
+        "broker_commit_interval": settings.commit_interval,
+        "processing_guarantee": "at_least_once",
+        "consumer_auto_offset_reset": "earliest",
+        "table_standby_replicas": 0,
+        "producer_acks": -1,
+    }
+    if settings.sasl_mechanism:
+        conf["broker_credentials"] = faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            mechanism=settings.sasl_mechanism,
+        )
+    return conf
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class TableStore:
+    """The engine's ``StateStore`` over a faust table of raw bytes.
+
+    Keys are customer ids as UTF-8 and values ``state.encode`` bytes: the
+    changelog then partitions exactly like the inputs (murmur2 of the key),
+    and the in-memory store holds the compact encoding, not Python objects.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        data = self.table.get(customer_id.encode("utf-8"))
+        return None if data is None else decode(data)
+
+    def put(self, customer_id: str, state: CustomerState) -> None:
+        self.table[customer_id.encode("utf-8")] = encode(state)
+
+    def delete(self, customer_id: str) -> None:
+        key = customer_id.encode("utf-8")
+        if key in self.table:
+            del self.table[key]
+
+    def keys(self) -> Iterable[str]:
+        return [k.decode("utf-8") for k in list(self.table.keys())]
+
+
+class Worker:
+    """Wires one Engine into a faust App: topics, table, agent, timers."""
+
+    def __init__(self, settings: Settings, policy: Policy) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.topics = settings.topics
+        self.role_of = self.topics.role_of()
+        self.counts: Counter[str] = Counter()
+        self.app = faust.App(settings.app_id, **app_config(settings))
+        self.table = self.app.Table(
+            "customers",
+            partitions=settings.partitions,
+            key_type=bytes,
+            value_type=bytes,
+            # Timers write too (wall-clock releases): route changelog writes by key
+            # hash, which is the same murmur2 partition as the input records.
+            use_partitioner=True,
+        )
+        self.engine = Engine(policy, TableStore(self.table))
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.inputs = self.app.topic(*self.topics.inputs, **raw)
+        self.out = {role: self.app.topic(self.topics[role], **raw) for role in
+                    ("send_queue", "suppressed", "dead_letter", "late_evidence")}
+        self._next_offset: dict[TP, int] = {}
+        self._committed: dict[TP, int] = {}
+        self._ready = False
+        self._admin: Any = None
+        self._last_sweep = time.monotonic()
+
+        self.app.agent(self.inputs, name="decide", concurrency=1)(self._agent)
+        self.app.timer(settings.idle_check_interval, name="idle-check")(self._tick)
+        self.table.on_recover(self._on_recover)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.page("/stats/")(self._stats_view)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def _on_recover(self) -> None:
+        n = self.engine.restore(self._partition_of)
+        self._next_offset.clear()
+        self._committed.clear()
+        self._ready = True
+        log.info("state recovered: %d customers, %d held candidates", len(self.table), n)
+
+    async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
+        self._ready = False
+        self.engine.drop_partitions({tp.partition for tp in revoked})
+
+    def _partition_of(self, customer_id: str) -> int:
+        return partition_for(customer_id, self.settings.partitions)
+
+    def _partitions_of(self, topic: str) -> int:
+        n = self.app.consumer.topic_partitions(topic)
+        return n if n else self.settings.partitions
+
+    # ------------------------------------------------------------ the agent
+
+    async def _agent(self, stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                await self.handle(msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key, msg.value)
+            except Exception as exc:  # noqa: BLE001 - never ack a record silently: dead-letter it
+                log.exception("failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+                self.counts["internal_error"] += 1
+                await self._dead_letter(
+                    msg.topic, msg.partition, msg.offset, msg.key, msg.value,
+                    f"internal error: {type(exc).__name__}: {exc}",
+                )
+
+    async def handle(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp: float | None,
+        key: bytes | None,
+        value: bytes | None,
+    ) -> None:
+        wall = now_ms()
+        role = self.role_of[topic]
+        record_ms = int(timestamp * 1000) if timestamp else wall
+        tp = TP(topic, partition)
+        self._next_offset[tp] = offset + 1
+        parsed = codec.decode(role, value, record_ms, wall, self.policy, self.settings.max_record_bytes)
+        if isinstance(parsed, codec.Unreadable):
+            self.counts["dead_letter"] += 1
+            await self._dead_letter(topic, partition, offset, key, value, parsed.error)
+        elif not await self._right_place(topic, partition, key, value, parsed.customer_id, record_ms):
+            pass
+        else:
+            self.counts[role] += 1
+            await self._emit(
+                self.engine.ingest(partition, role, parsed.customer_id, parsed.event_ms,
+                                   parsed.fact, record_ms)
+            )
+        clock = self.engine.clock(partition)
+        hw = self.app.consumer.highwater(tp)
+        clock.set_idle(role, hw is not None and hw >= 0 and offset + 1 >= hw)
+        await self._emit(self.engine.release(partition, wall))
+
+    async def _right_place(
+        self, topic: str, partition: int, key: bytes | None, value: bytes | None,
+        customer_id: str, record_ms: int,
+    ) -> bool:
+        """Re-produce a record keyed or partitioned wrong; never decide it against the wrong state."""
+        cid = customer_id.encode("utf-8")
+        n = self._partitions_of(topic)
+        expected = partition_for(customer_id, n)
+        if key == cid and partition == expected:
+            return True
+        self.counts["rerouted"] += 1
+        log.warning(
+            "re-routing %s[%d] record for customer %s (key %r) to partition %d",
+            topic, partition, customer_id, key, expected,
+        )
+        await self.app.topic(topic, key_serializer="raw", value_serializer="raw").send(
+            key=cid, value=value, partition=expected, timestamp=record_ms / 1000
+        )
+        return False
+
+    # ------------------------------------------------------------ outputs
+
+    async def _emit(self, outputs: list[Output]) -> None:
+        version = self.policy.version
+        for o in outputs:
+            if isinstance(o, Decided):
+                key = o.candidate.customer_id.encode("utf-8")
+                if o.decision.action == "suppress":
+                    self.counts["suppressed"] += 1
+                    log.info(
+                        "suppressed %s (%s) for %s: %s - %s", o.candidate.message_id,
+                        o.candidate.trigger, o.candidate.customer_id, o.decision.rule,
+                        o.decision.reason,
+                    )
+                    await self.out["suppressed"].send(key=key, value=suppressed_value(o, version))
+                else:
+                    self.counts[o.decision.action] += 1
+                    await self.out["send_queue"].send(key=key, value=send_value(o, version))
+            elif isinstance(o, LateFinding):
+                self.counts["late_evidence"] += 1
+                await self.out["late_evidence"].send(
+                    key=o.customer_id.encode("utf-8"), value=late_value(o, version)
+                )
+
+    async def _dead_letter(
+        self, topic: str, partition: int, offset: int, key: bytes | None,
+        value: bytes | None, error: str,
+    ) -> None:
+        log.warning("dead-letter %s[%d]@%d: %s", topic, partition, offset, error)
+        await self.out["dead_letter"].send(
+            key=key, value=codec.dead_letter(topic, partition, offset, key, value, error, now_ms())
+        )
+
+    # ------------------------------------------------------------ timers
+
+    async def _tick(self) -> None:
+        if not self._ready or self.app.rebalancing:
+            return
+        tps = {tp for tp in self.app.consumer.assignment() if tp.topic in self.role_of
+               and self.role_of[tp.topic] in ("purchases", "returns", "sessions", "consents", "outbound")}
+        if not tps:
+            return
+        ends = await self.app.consumer.highwaters(*tps)
+        unseen = [tp for tp in tps if tp not in self._next_offset and tp not in self._committed]
+        if unseen:
+            self._committed.update(await self._start_offsets(unseen))
+        for tp in tps:
+            end = ends.get(tp)
+            if end is None:
+                continue
+            done = self._next_offset.get(tp, self._committed.get(tp))
+            idle = done is not None and done >= end
+            self.engine.clock(tp.partition).set_idle(self.role_of[tp.topic], idle)
+        wall = now_ms()
+        for p in sorted({tp.partition for tp in tps}):
+            await self._emit(self.engine.release_idle(p, wall))
+        if time.monotonic() - self._last_sweep >= self.settings.sweep_interval:
+            self._last_sweep = time.monotonic()
+            dropped = self.engine.sweep(self._partition_of)
+            if dropped:
+                log.info("expired %d inactive customers", dropped)
+
+    async def _start_offsets(self, tps: list[TP]) -> dict[TP, int]:
+        """Where processing of partitions not read since start begins: committed, else earliest."""
+        committed = await asyncio.to_thread(self._committed_offsets)
+        out: dict[TP, int] = {}
+        missing = []
+        for tp in tps:
+            off = committed.get((tp.topic, tp.partition))
+            if off is None:
+                missing.append(tp)
+            else:
+                out[tp] = off
+        if missing:
+            earliest = await self.app.consumer.earliest_offsets(*missing)
+            out.update({tp: off for tp, off in earliest.items() if off is not None})
+        return out
+
+    def _committed_offsets(self) -> dict[tuple[str, int], int]:
+        try:
+            if self._admin is None:
+                self._admin = admin_client(self.settings)
+            offsets = self._admin.list_consumer_group_offsets(self.settings.app_id)
+        except KafkaError as exc:
+            log.warning("cannot read committed offsets (%s); treating partitions as busy", exc)
+            return {}
+        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+    # ------------------------------------------------------------ web
+
+    async def _stats_view(self, web: Any, request: Any) -> Any:
+        return web.json(
+            {
+                "worker": dict(self.counts),
+                "engine": dict(self.engine.counts),
+                "held": self.engine.held_count(),
+                "customers": len(self.table),
+                "policy": self.policy.version,
+            }
+        )

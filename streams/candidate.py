@@ -1,0 +1,70 @@
+"""A candidate message on the hot path: the fields the rules read, in ms.
+
+Built once from the validated ``OutboundMessage``; the message text as
+received is kept (``raw``) because the send queue and the suppressed topic
+must carry it untouched, unknown fields included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class Candidate:
+    message_id: str
+    customer_id: str
+    created_at: int
+    trigger: str
+    channel: str
+    category: str
+    cart_updated_at: int | None
+    order_id: str | None
+    skus: tuple[str, ...] | None
+    payload_hash: str
+    record_time: int
+    deadline: int
+    received_wall: int
+    seq: int
+    raw: str
+
+    @property
+    def is_marketing(self) -> bool:
+        return self.category == "marketing"
+
+    def to_row(self) -> list[Any]:
+        return [
+            self.message_id, self.customer_id, self.created_at, self.trigger, self.channel,
+            self.category, self.cart_updated_at, self.order_id,
+            None if self.skus is None else list(self.skus), self.payload_hash,
+            self.record_time, self.deadline, self.received_wall, self.seq, self.raw,
+        ]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> Candidate:
+        skus = row[8]
+        return cls(
+            row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+            None if skus is None else tuple(skus), row[9], row[10], row[11], row[12],
+            row[13], row[14],
+        )
+
+    def order_key(self) -> tuple[int, str, int]:
+        """Decision order: deadline, then message id, then read order."""
+        return (self.deadline, self.message_id, self.seq)
+
+
+def payload_hash(payload: dict[str, Any]) -> str:
+    """Stable digest of an opaque payload, for duplicate_content (key order ignored)."""
+    data = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def content_key(trigger: str, channel: str, skus: tuple[str, ...] | None, phash: str) -> str:
+    """Same trigger, channel, SKU set and payload -> same key."""
+    sku_part = ",".join(sorted(set(skus or ())))
+    return f"{trigger}|{channel}|{sku_part}|{phash}"

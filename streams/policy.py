@@ -1,0 +1,277 @@
+"""The policy: which rules are on, their windows, limits and settle delays.
+
+A policy is a versioned TOML (or JSON) file validated here; every decision
+names the version so that ops can tell which policy suppressed a message.
+The defaults are the contract's table, so no file means the contract.
+Durations are written ``"90s"``, ``"5m"``, ``"24h"``, ``"30d"`` (or a number
+of seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from streams.errors import PolicyError
+
+RULE_IDS: tuple[str, ...] = (
+    "duplicate_message",
+    "consent_withdrawn",
+    "stale_trigger",
+    "cart_already_purchased",
+    "welcome_back_to_new_customer",
+    "welcome_to_existing_customer",
+    "review_request_for_returned_order",
+    "win_back_active_customer",
+    "recommends_returned_product",
+    "recommends_recent_purchase",
+    "duplicate_content",
+    "frequency_cap",
+)
+"""Stable rule ids in the order they are checked (the first that suppresses wins)."""
+
+TRIGGERS: tuple[str, ...] = (
+    "abandoned_cart",
+    "welcome",
+    "welcome_back",
+    "product_recommendation",
+    "review_request",
+    "win_back",
+    "replenishment",
+    "promotion",
+)
+
+_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
+
+
+def parse_duration_ms(value: Any) -> int:
+    """Accept ``"5m"`` style strings or plain seconds; return milliseconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '5m', '24h', '30d' or a number of seconds")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return int(value * 1000)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return int(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError(f"expected a duration like '5m', '24h', '30d', got {value!r}")
+
+
+def format_duration(ms: int) -> str:
+    if ms == 0:
+        return "0s"
+    for unit in ("d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+Mode = Literal["enforce", "monitor"]
+
+
+class _Strict(BaseModel):
+    # validate_default: duration defaults are written like the file ("30d") and parsed once.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class RulePolicy(_Strict):
+    """Common knobs: ``monitor`` sends the message but records the rule that would fire."""
+
+    enabled: bool = True
+    mode: Mode = "enforce"
+
+
+class DuplicateMessagePolicy(RulePolicy):
+    retention: DurationMs = "30d"  # type: ignore[assignment]
+
+
+class StalePolicy(RulePolicy):
+    max_age: DurationMs = "24h"  # type: ignore[assignment]
+
+
+class WelcomeBackPolicy(RulePolicy):
+    min_sessions: Annotated[int, Field(ge=1, le=1000)] = 2
+
+
+class WinBackPolicy(RulePolicy):
+    window: DurationMs = "30d"  # type: ignore[assignment]
+
+
+class RecommendationPolicy(RulePolicy):
+    # "rewrite" strips the offending SKUs; "suppress" drops the whole message.
+    action: Literal["rewrite", "suppress"] = "rewrite"
+
+
+class ReturnedProductPolicy(RecommendationPolicy):
+    window: DurationMs = "30d"  # type: ignore[assignment]
+
+
+class RecentPurchasePolicy(RecommendationPolicy):
+    window: DurationMs = "14d"  # type: ignore[assignment]
+
+
+class DuplicateContentPolicy(RulePolicy):
+    window: DurationMs = "24h"  # type: ignore[assignment]
+
+
+class FrequencyCapPolicy(RulePolicy):
+    window: DurationMs = "24h"  # type: ignore[assignment]
+    limit: Annotated[int, Field(ge=0, le=10_000)] = 3
+
+
+class Rules(_Strict):
+    duplicate_message: DuplicateMessagePolicy = DuplicateMessagePolicy()
+    consent_withdrawn: RulePolicy = RulePolicy()
+    stale_trigger: StalePolicy = StalePolicy()
+    cart_already_purchased: RulePolicy = RulePolicy()
+    welcome_back_to_new_customer: WelcomeBackPolicy = WelcomeBackPolicy()
+    welcome_to_existing_customer: RulePolicy = RulePolicy()
+    review_request_for_returned_order: RulePolicy = RulePolicy()
+    win_back_active_customer: WinBackPolicy = WinBackPolicy()
+    recommends_returned_product: ReturnedProductPolicy = ReturnedProductPolicy()
+    recommends_recent_purchase: RecentPurchasePolicy = RecentPurchasePolicy()
+    duplicate_content: DuplicateContentPolicy = DuplicateContentPolicy()
+    frequency_cap: FrequencyCapPolicy = FrequencyCapPolicy()
+
+
+class Settle(_Strict):
+    """Per-trigger settle delay: how long a candidate is held for contradicting events."""
+
+    abandoned_cart: DurationMs = "5m"  # type: ignore[assignment]
+    welcome: DurationMs = 0
+    welcome_back: DurationMs = 0
+    product_recommendation: DurationMs = 0
+    review_request: DurationMs = 0
+    win_back: DurationMs = 0
+    replenishment: DurationMs = 0
+    promotion: DurationMs = 0
+
+    def for_trigger(self, trigger: str) -> int:
+        return int(getattr(self, trigger))
+
+
+class StateLimits(_Strict):
+    """Bounds on per-customer state; retention must cover the longest window."""
+
+    retention: DurationMs = "35d"  # type: ignore[assignment]
+    max_events: Annotated[int, Field(ge=10, le=100_000)] = 200
+    max_sends: Annotated[int, Field(ge=10, le=100_000)] = 200
+    max_message_ids: Annotated[int, Field(ge=10, le=1_000_000)] = 1000
+    # A customer with no event for this long is forgotten (a withdrawn consent is kept).
+    inactive_ttl: DurationMs = "400d"  # type: ignore[assignment]
+
+
+class Policy(_Strict):
+    version: Annotated[str, Field(min_length=1, max_length=128)] = "default-1"
+    settle: Settle = Settle()
+    rules: Rules = Rules()
+    state: StateLimits = StateLimits()
+
+    @model_validator(mode="after")
+    def _retention_covers_windows(self) -> Policy:
+        need = self.longest_lookback_ms()
+        if self.state.retention < need:
+            raise ValueError(
+                f"state.retention ({format_duration(self.state.retention)}) must be at least the "
+                f"longest rule window plus the longest settle delay ({format_duration(need)}), "
+                "or decisions would read pruned state"
+            )
+        return self
+
+    def longest_lookback_ms(self) -> int:
+        r = self.rules
+        windows = [
+            r.win_back_active_customer.window,
+            r.recommends_returned_product.window,
+            r.recommends_recent_purchase.window,
+            r.duplicate_content.window,
+            r.frequency_cap.window,
+        ]
+        settles = [self.settle.for_trigger(t) for t in TRIGGERS]
+        return max(windows) + max(settles)
+
+    def rule(self, rule_id: str) -> RulePolicy:
+        return getattr(self.rules, rule_id)  # type: ignore[no-any-return]
+
+    def is_on(self, rule_id: str) -> bool:
+        return self.rule(rule_id).enabled
+
+
+DEFAULT_POLICY = Policy()
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid policy {source}:"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def policy_from_mapping(data: dict[str, Any], source: str = "<mapping>") -> Policy:
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_format_errors(exc, source)) from exc
+
+
+def load_policy(path: str | Path | None) -> Policy:
+    """Load and validate a policy file; ``None`` gives the contract's defaults."""
+    if path is None:
+        return DEFAULT_POLICY
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {p}: {exc.strerror}") from exc
+    try:
+        if p.suffix == ".json":
+            data = json.loads(raw)
+        else:
+            data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"policy file {p} is not valid TOML/JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PolicyError(f"policy file {p}: expected a table at the top level")
+    return policy_from_mapping(data, str(p))
+
+
+def policy_as_toml(policy: Policy) -> str:
+    """Render the effective policy (defaults included) as a TOML file a user can edit."""
+    lines = [f'version = "{policy.version}"', "", "[settle]"]
+    for t in TRIGGERS:
+        lines.append(f'{t} = "{format_duration(policy.settle.for_trigger(t))}"')
+    lines += ["", "[state]"]
+    st = policy.state
+    lines += [
+        f'retention = "{format_duration(st.retention)}"',
+        f"max_events = {st.max_events}",
+        f"max_sends = {st.max_sends}",
+        f"max_message_ids = {st.max_message_ids}",
+        f'inactive_ttl = "{format_duration(st.inactive_ttl)}"',
+    ]
+    for rule_id in RULE_IDS:
+        lines += ["", f"[rules.{rule_id}]"]
+        for key, value in policy.rule(rule_id).model_dump().items():
+            if isinstance(value, bool):
+                lines.append(f"{key} = {'true' if value else 'false'}")
+            elif key in ("window", "retention", "max_age"):
+                lines.append(f'{key} = "{format_duration(value)}"')
+            elif isinstance(value, str):
+                lines.append(f'{key} = "{value}"')
+            else:
+                lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,117 @@
+"""Settings: one frozen class, from env vars (``TRIGGER_SANITY_*``) or a TOML file.
+
+Precedence: init arguments > environment > ``.env`` > the TOML file named by
+``TRIGGER_SANITY_CONFIG_FILE`` (default ``trigger-sanity.toml`` if present) >
+defaults. Every field is documented in the README with its default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from streams.topics import TopicNames
+
+ENV_PREFIX = "TRIGGER_SANITY_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    app_id: str = "trigger-sanity"
+    partitions: int = Field(8, ge=1, le=10_000)
+    replication_factor: int = Field(1, ge=1, le=16)
+
+    topic_purchases: str = "purchases"
+    topic_returns: str = "returns"
+    topic_sessions: str = "sessions"
+    topic_consents: str = "consents"
+    topic_outbound: str = "outbound"
+    topic_send_queue: str = "send-queue"
+    topic_suppressed: str = "suppressed"
+    topic_dead_letter: str = "dead-letter"
+    topic_late_evidence: str = "late-evidence"
+    topic_releases: str = "releases"
+
+    policy_file: Path | None = None
+    store: str = "memory://"
+    data_dir: Path = Path("trigger-sanity-data")
+    web_enabled: bool = True
+    web_port: int = Field(6066, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    max_record_bytes: int = Field(256 * 1024, ge=1024)
+    idle_check_interval: float = Field(1.0, gt=0, description="seconds between idleness checks")
+    sweep_interval: float = Field(300.0, gt=0, description="seconds between state sweeps")
+    commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must name at least one host:port")
+        return v
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(
+            {
+                "purchases": self.topic_purchases,
+                "returns": self.topic_returns,
+                "sessions": self.topic_sessions,
+                "consents": self.topic_consents,
+                "outbound": self.topic_outbound,
+                "send_queue": self.topic_send_queue,
+                "suppressed": self.topic_suppressed,
+                "dead_letter": self.topic_dead_letter,
+                "late_evidence": self.topic_late_evidence,
+                "releases": self.topic_releases,
+            }
+        )
+
+    def kafka_client_kwargs(self) -> dict[str, object]:
+        """Connection options for kafka-python clients (admin, producer, consumer)."""
+        kw: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.sasl_username
+            kw["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return kw
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE", "trigger-sanity.toml")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        if Path(path).is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        sources.append(file_secret_settings)
+        return tuple(sources)
