@@ -104,6 +104,9 @@ class Engine:
         self._parts: dict[int, _Partition] = {}
         self._seq = 0
         self._max_settle = max(policy.settle.for_trigger(t) for t in TRIGGERS)
+        # Sends are looked at by duplicate_content and frequency_cap (and by late-evidence
+        # checks, which therefore reach back as far as these windows and no further).
+        self._send_window = max(policy.rules.duplicate_content.window, policy.rules.frequency_cap.window)
 
     # ------------------------------------------------------------ partitions
 
@@ -292,13 +295,14 @@ class Engine:
         return st - self._max_settle
 
     def _prune(self, part: _Partition, state: CustomerState) -> None:
+        """Time-prune against the horizon; the size caps apply even before time is known."""
         h = self._horizon(part)
-        if h is None:
-            return
         lim = self.policy.state
+        never = -(2**62)
         state.prune(
-            h - lim.retention,
-            h - self.policy.rules.duplicate_message.retention,
+            never if h is None else h - lim.retention,
+            never if h is None else h - self._send_window,
+            never if h is None else h - self.policy.rules.duplicate_message.retention,
             lim.max_events,
             lim.max_sends,
             lim.max_message_ids,

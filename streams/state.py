@@ -160,6 +160,7 @@ class CustomerState:
     def prune(
         self,
         horizon: int,
+        sends_horizon: int,
         ids_horizon: int,
         max_events: int,
         max_sends: int,
@@ -172,7 +173,7 @@ class CustomerState:
         self.pruned_sessions += len(self.sessions) - len(kept)
         self.sessions = kept
         self.consents = _prune_consents(self.consents, horizon)
-        sent = [s for s in self.sent if s.created_at >= horizon]
+        sent = [s for s in self.sent if s.created_at >= sends_horizon]
         self.sent = sent[-max_sends:]
         if self.decided:
             ids = {k: v for k, v in self.decided.items() if v[1] >= ids_horizon}

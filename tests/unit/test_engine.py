@@ -1,0 +1,286 @@
+"""Holding, deadline order, live/offline parity, late evidence, restore, bounded state."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams import codec
+from streams.engine import Decided, Engine, LateFinding, MemoryStore, Output
+from streams.generator import generate
+from streams.history import INPUT_TOPICS
+from streams.policy import DEFAULT_POLICY, Policy, policy_from_mapping
+from streams.state import decode, encode
+from tests.helpers import cart, consent, decisions_list, msg, purchase, rec_msg, session
+
+
+def _feed(engine: Engine, rec: dict[str, Any], wall: int = 0, partition: int = 0) -> list[Output]:
+    raw = orjson.dumps(rec["value"])
+    from streams.history import parse_line
+
+    hr = parse_line(1, orjson.dumps(rec))
+    assert hr is not None and not hasattr(hr, "error")
+    record_ms = hr.record_ms if hr.record_ms is not None else hr.event_ms  # type: ignore[union-attr]
+    parsed = codec.decode(rec["topic"], raw, record_ms, wall, engine.policy)
+    assert isinstance(parsed, codec.Parsed), parsed
+    return engine.ingest(partition, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms)
+
+
+def _decided(outputs: list[Output]) -> list[tuple[str, str, str | None]]:
+    return [(o.candidate.message_id, o.decision.action, o.decision.rule)
+            for o in outputs if isinstance(o, Decided)]
+
+
+def live_run(records: list[dict[str, Any]], seed: int, policy: Policy = DEFAULT_POLICY) -> list[tuple[str, str, str | None, tuple[str, ...]]]:
+    """Simulate the worker: per-topic streams read in a random interleaving, live frontiers."""
+    rng = random.Random(seed)
+    streams: dict[str, list[dict[str, Any]]] = {t: [] for t in INPUT_TOPICS}
+    for r in records:
+        streams[r["topic"]].append(r)
+    engine = Engine(policy, MemoryStore())
+    clock = engine.clock(0)
+    out: list[Output] = []
+    pos = dict.fromkeys(INPUT_TOPICS, 0)
+    for t in INPUT_TOPICS:
+        clock.set_idle(t, not streams[t])
+    while any(pos[t] < len(streams[t]) for t in INPUT_TOPICS):
+        topic = rng.choice([t for t in INPUT_TOPICS if pos[t] < len(streams[t])])
+        burst = rng.randint(1, 50)  # consumers read batches from one partition at a time
+        for _ in range(burst):
+            if pos[topic] >= len(streams[topic]):
+                break
+            out += _feed(engine, streams[topic][pos[topic]])
+            pos[topic] += 1
+            clock.set_idle(topic, pos[topic] >= len(streams[topic]))
+            out += engine.release(0, 0)
+    out += engine.release(0, 0)
+    out += engine.flush(0)  # the wall-clock release at the very end
+    return sorted(
+        (o.candidate.message_id + f"#{o.candidate.seq}", o.decision.action, o.decision.rule, o.decision.removed_skus)
+        for o in out if isinstance(o, Decided)
+    )
+
+
+def test_live_interleavings_equal_offline(tmp_path: Path) -> None:
+    records = generate(150, seed=11)
+    offline = decisions_list(tmp_path, records)
+    want = sorted((d["message_id"], d["action"], d["rule"], tuple(d["removed_skus"])) for d in offline)
+    rules_seen = {d["rule"] for d in offline}
+    assert len(rules_seen) >= 10, rules_seen  # the history really exercises the rules
+    for seed in range(4):
+        got = [(m.split("#")[0], a, r, rm) for m, a, r, rm in live_run(records, seed)]
+        assert sorted(got) == want, f"interleaving seed {seed} diverged"
+
+
+def test_candidate_held_until_every_topic_passes_deadline() -> None:
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    clock = engine.clock(0)
+    _feed(engine, cart("m", "10:00", "09:59"))
+    # Only outbound has been read: other topics may still hold a purchase before 10:05.
+    assert engine.release(0, 0) == []
+    for t in ("returns", "sessions", "consents"):
+        clock.set_idle(t, True)
+    _feed(engine, purchase("10:04"))
+    assert engine.release(0, 0) == []  # purchases at 10:04, outbound at 10:00: not past 10:05
+    _feed(engine, session("10:06"))
+    _feed(engine, msg("later", "promotion", "10:06"))
+    assert engine.release(0, 0) == []  # purchases frontier 10:04 still holds it
+    _feed(engine, purchase("10:05:01", cid="c-other"))
+    assert _decided(engine.release(0, 0)) == [("m", "suppress", "cart_already_purchased")]
+
+
+def test_ties_at_the_deadline_wait_for_the_frontier_to_pass() -> None:
+    """A purchase at exactly D may still be unread while another topic sits at D."""
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    for t in ("returns", "sessions", "consents"):
+        engine.clock(0).set_idle(t, True)
+    _feed(engine, cart("m", "10:00", "09:59"))
+    _feed(engine, purchase("10:05", cid="c-other"))
+    _feed(engine, msg("x", "promotion", "10:05", cid="c-other"))
+    # Both frontiers sit at 10:05: another 10:05 record may follow, so D=10:05 must wait.
+    assert _decided(engine.release(0, 0)) == []
+    _feed(engine, purchase("10:05"))  # same instant, later record: it still counts
+    _feed(engine, purchase("10:06", cid="c-other"))
+    _feed(engine, msg("y", "promotion", "10:06", cid="c-other"))
+    assert _decided(engine.release(0, 0)) == [
+        ("m", "suppress", "cart_already_purchased"), ("x", "send", None)]
+
+
+def test_all_idle_releases_at_stream_time_and_wall_clock_after() -> None:
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    clock = engine.clock(0)
+    _feed(engine, cart("m", "10:00", "09:59"), wall=1_000)
+    _feed(engine, msg("p", "promotion", "10:00"), wall=1_000)
+    for t in INPUT_TOPICS:
+        clock.set_idle(t, True)
+    # Stream time is 10:00: the promotion (D=10:00) goes, the cart (D=10:05) waits.
+    assert _decided(engine.release_idle(0, 1_000)) == [("p", "send", None)]
+    assert engine.release_idle(0, 1_000 + 299_999) == []
+    assert _decided(engine.release_idle(0, 1_000 + 300_000)) == [("m", "send", None)]
+
+
+def test_deadline_order_across_settle_delays() -> None:
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    for rec in [cart("c1", "10:00", "09:59"), msg("p1", "promotion", "10:03"), session("11:00")]:
+        _feed(engine, rec)
+    for t in INPUT_TOPICS:
+        engine.clock(0).set_idle(t, True)
+    assert [m for m, _a, _r in _decided(engine.release(0, 0))] == ["p1", "c1"]
+
+
+def test_late_event_reported_and_decision_kept() -> None:
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    clock = engine.clock(0)
+    for t in INPUT_TOPICS:
+        clock.set_idle(t, True)
+    _feed(engine, cart("m", "10:00", "09:59"))
+    _feed(engine, session("10:30"))
+    assert _decided(engine.release(0, 0)) == [("m", "send", None)]
+    late = _feed(engine, {**purchase("10:03"), "timestamp": "2026-11-20T10:40:00Z"})
+    assert len(late) == 1 and isinstance(late[0], LateFinding)
+    f = late[0]
+    assert (f.sent.message_id, f.rule, f.event[0]) == ("m", "cart_already_purchased", "purchases")
+    assert f.late_by_ms == 35 * 60_000  # record time 10:40, deadline 10:05
+    # An event after the deadline contradicts nothing.
+    assert _feed(engine, purchase("10:06")) == []
+
+
+def test_late_consent_withdrawal_reported() -> None:
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    for t in INPUT_TOPICS:
+        engine.clock(0).set_idle(t, True)
+    _feed(engine, msg("m", "promotion", "10:00"))
+    assert _decided(engine.release(0, 0)) == [("m", "send", None)]
+    late = _feed(engine, consent("09:00", "withdrawn"))
+    assert [f.rule for f in late if isinstance(f, LateFinding)] == ["consent_withdrawn"]
+
+
+def test_held_candidates_survive_encoding_and_restore() -> None:
+    """What the changelog holds is enough to rebuild the heap after a crash."""
+    store = MemoryStore()
+    engine = Engine(DEFAULT_POLICY, store)
+    _feed(engine, cart("m", "10:00", "09:59"))
+    _feed(engine, msg("p", "promotion", "10:01", cid="c-7"))
+    # Crash: only the encoded state survives (as in the changelog).
+    survived = MemoryStore()
+    for cid, st in store.data.items():
+        survived.put(cid, decode(encode(st)))
+    fresh = Engine(DEFAULT_POLICY, survived)
+    assert fresh.restore(lambda _cid: 0) == 2
+    _feed(fresh, purchase("10:02"))
+    _feed(fresh, session("11:00"))
+    for t in INPUT_TOPICS:
+        fresh.clock(0).set_idle(t, True)
+    got = _decided(fresh.release(0, 0))
+    assert got == [("p", "send", None), ("m", "suppress", "cart_already_purchased")]
+    assert fresh.next_seq() > 2  # read order continues after the restored ones
+
+
+def test_rewrite_keeps_remaining_skus_in_state_for_duplicate_content() -> None:
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    for t in INPUT_TOPICS:
+        engine.clock(0).set_idle(t, True)
+    _feed(engine, purchase("2026-11-15T10:00:00Z", ["A"]))
+    _feed(engine, rec_msg("m1", "10:00", ["A", "B"]))
+    _feed(engine, rec_msg("m2", "10:30", ["B"]))
+    got = _decided(engine.release(0, 0))
+    assert got == [("m1", "rewrite", "recommends_recent_purchase"), ("m2", "suppress", "duplicate_content")]
+
+
+def _state_size(engine: Engine, cid: str = "c-42") -> int:
+    st = engine.store.get(cid)
+    assert st is not None
+    return len(st.purchases) + len(st.sessions) + len(st.sent) + len(st.decided)
+
+
+def test_state_is_pruned_to_the_longest_window() -> None:
+    policy = DEFAULT_POLICY
+    engine = Engine(policy, MemoryStore())
+    for t in INPUT_TOPICS:
+        engine.clock(0).set_idle(t, True)
+    # 120 days of daily activity; only ~35 days may stay.
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    for day in range(120):
+        ts = (start + timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        _feed(engine, purchase(ts))
+        _feed(engine, session(ts))
+        _feed(engine, msg(f"m{day}", "promotion", ts, payload={"d": day}))
+        engine.release(0, 0)
+    st = engine.store.get("c-42")
+    assert st is not None
+    assert 30 <= len(st.purchases) <= 37
+    assert len(st.sessions) <= 37 and st.pruned_sessions >= 80
+    assert len(st.sent) <= 3
+    assert st.first_purchase is not None  # all-time facts survive pruning
+    assert len(encode(st)) < 8_000
+
+
+def test_caps_bound_a_hot_customer() -> None:
+    policy = policy_from_mapping({"state": {"max_events": 20}})
+    engine = Engine(policy, MemoryStore())
+    for i in range(200):
+        _feed(engine, purchase(f"10:{i // 60:02d}:{i % 60:02d}"))
+    st = engine.store.get("c-42")
+    assert st is not None and len(st.purchases) <= 20
+
+
+def test_inactive_customers_expire_but_withdrawn_consent_is_kept() -> None:
+    policy = policy_from_mapping({"state": {"inactive_ttl": "100d"}})
+    engine = Engine(policy, MemoryStore())
+    for t in INPUT_TOPICS:
+        engine.clock(0).set_idle(t, True)
+    _feed(engine, purchase("2026-01-01T10:00:00Z", cid="c-old"))
+    _feed(engine, consent("2026-01-01T10:00:00Z", "withdrawn", cid="c-quiet"))
+    _feed(engine, session("2026-11-20T10:00:00Z", cid="c-new"))
+    assert engine.sweep(lambda _c: 0) == 2
+    assert engine.store.get("c-old") is None
+    quiet = engine.store.get("c-quiet")
+    assert quiet is not None and [c.withdrawn for c in quiet.consents] == [True]
+    assert engine.store.get("c-new") is not None
+    _feed(engine, msg("m", "promotion", "2026-11-20T11:00:00Z", cid="c-quiet"))
+    _feed(engine, session("2026-11-20T12:00:00Z"))
+    assert _decided(engine.release(0, 0)) == [("m", "suppress", "consent_withdrawn")]
+
+
+def test_monitor_mode_sends_but_names_the_rule() -> None:
+    policy = policy_from_mapping({"rules": {"consent_withdrawn": {"mode": "monitor"}}})
+    engine = Engine(policy, MemoryStore())
+    for t in INPUT_TOPICS:
+        engine.clock(0).set_idle(t, True)
+    _feed(engine, consent("09:00", "withdrawn"))
+    _feed(engine, msg("m", "promotion", "10:00"))
+    out = [o for o in engine.release(0, 0) if isinstance(o, Decided)]
+    assert out[0].decision.action == "send" and out[0].decision.monitored == ("consent_withdrawn",)
+
+
+@pytest.mark.parametrize("rule_id", ["cart_already_purchased", "welcome_back_to_new_customer", "frequency_cap"])
+def test_disabled_rule_does_not_fire(tmp_path: Path, rule_id: str) -> None:
+    policy = policy_from_mapping({"rules": {rule_id: {"enabled": False}}})
+    recs = {
+        "cart_already_purchased": [cart("m", "10:00", "09:59"), purchase("10:02")],
+        "welcome_back_to_new_customer": [msg("m", "welcome_back", "10:00")],
+        "frequency_cap": [msg(f"a{i}", "promotion", "09:00", payload={"n": i}) for i in range(3)]
+        + [msg("m", "promotion", "10:00")],
+    }[rule_id]
+    got = {d["message_id"]: d for d in decisions_list(tmp_path, recs, policy)}
+    assert got["m"]["action"] == "send"
+
+
+def test_recommendation_action_suppress_drops_whole_message(tmp_path: Path) -> None:
+    policy = policy_from_mapping({"rules": {"recommends_recent_purchase": {"action": "suppress"}}})
+    got = decisions_list(tmp_path, [purchase("2026-11-15T10:00:00Z", ["A"]), rec_msg("m", "10:00", ["A", "B"])],
+                         policy)
+    assert (got[0]["action"], got[0]["rule"]) == ("suppress", "recommends_recent_purchase")
+
+
+def test_settle_delay_from_policy(tmp_path: Path) -> None:
+    policy = policy_from_mapping({"settle": {"abandoned_cart": "30m"}})
+    recs = [cart("m", "10:00", "09:59"), purchase("10:20")]
+    assert decisions_list(tmp_path, recs, policy)[0]["rule"] == "cart_already_purchased"
+    assert decisions_list(tmp_path, recs)[0]["action"] == "send"
