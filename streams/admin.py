@@ -38,7 +38,9 @@ def partition_counts(admin: KafkaAdminClient, names: Iterable[str]) -> dict[str,
     return out
 
 
-def create_topics(settings: Settings, log: bool = True) -> dict[str, str]:
+def create_topics(
+    settings: Settings, log: bool = True, configs: dict[str, str] | None = None
+) -> dict[str, str]:
     """Create every topic of the contract (idempotent); returns topic -> what happened.
 
     Input topics must all have the same partition count: a pre-existing input
@@ -51,7 +53,8 @@ def create_topics(settings: Settings, log: bool = True) -> dict[str, str]:
         counts = partition_counts(admin, topics.all)
         result: dict[str, str] = {}
         new = [
-            NewTopic(name, settings.partitions, settings.replication_factor)
+            NewTopic(name, settings.partitions, settings.replication_factor,
+                     topic_configs=dict(configs or {}))
             for name in topics.all
             if name not in counts
         ]

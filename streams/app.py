@@ -57,6 +57,8 @@ def app_config(settings: Settings) -> dict[str, Any]:
         "web_port": settings.web_port,
         "web_host": "127.0.0.1",
         "broker_commit_interval": settings.commit_interval,
+        "broker_session_timeout": settings.session_timeout,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout / 3),
         "processing_guarantee": "at_least_once",
         "consumer_auto_offset_reset": "earliest",
         "table_standby_replicas": 0,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import logging
 import os
 import signal
 import subprocess
@@ -39,6 +40,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(f"trigger-sanity {__version__} worker: app {settings.app_id} on {settings.bootstrap_servers}, "
           f"policy {policy.version}, inputs {', '.join(settings.topics.inputs)}", flush=True)
     fw = faust.Worker(worker.app, loglevel=settings.log_level.lower(), quiet=True)
+    # kafka-python (admin lookups) logs every connection at INFO: not news for an operator.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     fw.execute_from_commandline()
     return 0
 

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     idle_check_interval: float = Field(1.0, gt=0, description="seconds between idleness checks")
     sweep_interval: float = Field(300.0, gt=0, description="seconds between state sweeps")
     commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
+    session_timeout: float = Field(
+        45.0, ge=3, description="seconds before a dead worker's partitions move to another"
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -1,0 +1,200 @@
+"""One real Kafka broker for the whole session, and helpers to run the worker against it.
+
+Where the broker comes from, in order:
+1. ``KAFKA_BOOTSTRAP_SERVERS`` when set (any real cluster);
+2. testcontainers' Kafka module when a Docker engine answers;
+3. otherwise the project's own local broker (tools/kafka/local_kafka.py: Apache
+   Kafka 3.9 from Maven Central, KRaft, 127.0.0.1), stopped at the end if this
+   session started it.
+Never a mock. Each test gets fresh topic names and its own consumer group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.admin import create_topics
+from streams.settings import Settings
+from streams.topics import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL_KAFKA = ROOT / "tools" / "kafka" / "local_kafka.py"
+
+pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # installed with testcontainers
+        from docker.errors import DockerException
+    except ImportError:
+        return False
+    try:
+        docker.from_env(timeout=3).ping()
+    except (DockerException, OSError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:3.9.1").with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    port = os.environ.get("LOCAL_KAFKA_PORT", "9092")
+    status = subprocess.run([sys.executable, str(LOCAL_KAFKA), "status", "--port", port],
+                            capture_output=True, check=False)
+    already = status.returncode == 0
+    subprocess.run([sys.executable, str(LOCAL_KAFKA), "start", "--port", port], check=True)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        if not already:
+            subprocess.run([sys.executable, str(LOCAL_KAFKA), "stop", "--port", port], check=False)
+
+
+@dataclass
+class Env:
+    """A fresh, isolated trigger-sanity deployment on the session's broker."""
+
+    settings: Settings
+    env: dict[str, str]
+    tmp: Path
+
+    def producer(self) -> KafkaProducer:
+        return KafkaProducer(acks="all", linger_ms=5, **self.settings.kafka_client_kwargs())  # type: ignore[arg-type]
+
+    def produce(self, records: list[dict[str, Any]]) -> None:
+        """Produce history-style records (``topic``, ``value``, optional ``key``/``timestamp``/raw)."""
+        from streams.history import parse_line
+
+        p = self.producer()
+        for rec in records:
+            topic = self.settings.topics[rec["topic"]]
+            if "raw" in rec:  # bytes exactly as given (malformed input)
+                p.send(topic, key=rec.get("key"), value=rec["raw"], partition=rec.get("partition"))
+                continue
+            hr = parse_line(0, orjson.dumps({k: v for k, v in rec.items() if k != "partition"}))
+            assert hr is not None and not hasattr(hr, "error"), hr
+            ts = hr.record_ms if hr.record_ms is not None else hr.event_ms  # type: ignore[union-attr]
+            p.send(topic, key=hr.key, value=hr.value, timestamp_ms=ts,  # type: ignore[union-attr]
+                   partition=rec.get("partition"))
+        p.flush()
+        p.close()
+
+    def worker(self, policy: Path | None = None) -> WorkerProc:
+        env = dict(self.env)
+        if policy is not None:
+            env["TRIGGER_SANITY_POLICY_FILE"] = str(policy)
+        log = self.tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
+        fh = open(log, "wb")  # noqa: SIM115 - closed by WorkerProc.stop
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=ROOT,
+                                stdout=fh, stderr=subprocess.STDOUT)
+        return WorkerProc(proc, log, fh)
+
+    def collect(
+        self,
+        roles: tuple[str, ...],
+        until: Callable[[dict[str, list[Any]]], bool],
+        timeout: float = 120.0,
+        worker: WorkerProc | None = None,
+    ) -> dict[str, list[Any]]:
+        """Read output topics from the beginning until ``until(records)`` or the timeout."""
+        got: dict[str, list[Any]] = {r: [] for r in roles}
+        consumer = KafkaConsumer(enable_auto_commit=False, consumer_timeout_ms=500,
+                                 **self.settings.kafka_client_kwargs())  # type: ignore[arg-type]
+        try:
+            tps = [TopicPartition(self.settings.topics[r], p) for r in roles
+                   for p in range(self.settings.partitions)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            names = {self.settings.topics[r]: r for r in roles}
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                for rec in consumer:
+                    got[names[rec.topic]].append(rec)
+                if until(got):
+                    return got
+                if worker is not None and worker.proc.poll() is not None:
+                    raise AssertionError(f"worker exited with {worker.proc.returncode}:\n{worker.tail()}")
+        finally:
+            consumer.close()
+        counts = {r: len(v) for r, v in got.items()}
+        raise AssertionError(f"timed out after {timeout}s with {counts}\n" + (worker.tail() if worker else ""))
+
+
+@dataclass
+class WorkerProc:
+    proc: subprocess.Popen[bytes]
+    log: Path
+    fh: Any
+
+    def tail(self, n: int = 60) -> str:
+        self.fh.flush()
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.fh.close()
+
+    def kill(self) -> None:
+        """A crash: SIGKILL, no shutdown hooks, nothing flushed."""
+        self.proc.kill()
+        self.proc.wait()
+        self.fh.close()
+
+
+@pytest.fixture
+def ts_env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Env]:
+    run = f"t{uuid.uuid4().hex[:10]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_SANITY_")}
+    env.update({
+        "TRIGGER_SANITY_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "TRIGGER_SANITY_APP_ID": run,
+        "TRIGGER_SANITY_PARTITIONS": "4",
+        "TRIGGER_SANITY_WEB_ENABLED": "false",
+        "TRIGGER_SANITY_DATA_DIR": str(tmp_path / "data"),
+        "TRIGGER_SANITY_LOG_LEVEL": "INFO",
+        "TRIGGER_SANITY_IDLE_CHECK_INTERVAL": "0.5",
+        "TRIGGER_SANITY_COMMIT_INTERVAL": "0.5",
+        "TRIGGER_SANITY_SESSION_TIMEOUT": "6",
+    })
+    for spec in REGISTRY:
+        env[f"TRIGGER_SANITY_TOPIC_{spec.role.upper()}"] = f"{run}.{spec.default_name}"
+    settings = Settings(**{k[len("TRIGGER_SANITY_"):].lower(): v for k, v in env.items()
+                           if k.startswith("TRIGGER_SANITY_")})
+    # Histories carry old event times as record timestamps: keep them regardless of broker retention.
+    create_topics(settings, log=False, configs={"retention.ms": "-1"})
+    yield Env(settings, env, tmp_path)
