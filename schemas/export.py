@@ -21,9 +21,9 @@ def rendered() -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for name, model in {**INPUT_MODELS, **OUTPUT_MODELS}.items():
         schema = model.model_json_schema(mode="validation")
-        out[f"{name}.schema.json"] = orjson.dumps(
-            schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
-        ) + b"\n"
+        out[f"{name}.schema.json"] = (
+            orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        )
     return out
 
 

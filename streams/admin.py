@@ -17,7 +17,7 @@ def admin_client(settings: Settings, timeout_ms: int = 15_000) -> KafkaAdminClie
         return KafkaAdminClient(
             client_id=f"{settings.app_id}-admin",
             request_timeout_ms=timeout_ms,
-            **settings.kafka_client_kwargs(),  # type: ignore[arg-type]
+            **settings.kafka_client_kwargs(),
         )
     except (NoBrokersAvailable, KafkaError) as exc:
         raise BrokerError(
@@ -53,8 +53,12 @@ def create_topics(
         counts = partition_counts(admin, topics.all)
         result: dict[str, str] = {}
         new = [
-            NewTopic(name, settings.partitions, settings.replication_factor,
-                     topic_configs=dict(configs or {}))
+            NewTopic(
+                name,
+                settings.partitions,
+                settings.replication_factor,
+                topic_configs=dict(configs or {}),
+            )
             for name in topics.all
             if name not in counts
         ]

@@ -55,7 +55,7 @@ def app_config(settings: Settings) -> dict[str, Any]:
         "topic_replication_factor": settings.replication_factor,
         "web_enabled": settings.web_enabled,
         "web_port": settings.web_port,
-        "web_host": "127.0.0.1",
+        "web_host": settings.web_host,
         "broker_commit_interval": settings.commit_interval,
         "broker_session_timeout": settings.session_timeout,
         "broker_heartbeat_interval": min(3.0, settings.session_timeout / 3),
@@ -124,10 +124,13 @@ class Worker:
             use_partitioner=True,
         )
         self.engine = Engine(policy, TableStore(self.table))
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.inputs = self.app.topic(*self.topics.inputs, **raw)
-        self.out = {role: self.app.topic(self.topics[role], **raw) for role in
-                    ("send_queue", "suppressed", "dead_letter", "late_evidence")}
+        self.inputs = self.app.topic(
+            *self.topics.inputs, key_serializer="raw", value_serializer="raw"
+        )
+        self.out = {
+            role: self.app.topic(self.topics[role], key_serializer="raw", value_serializer="raw")
+            for role in ("send_queue", "suppressed", "dead_letter", "late_evidence")
+        }
         self._next_offset: dict[TP, int] = {}
         self._committed: dict[TP, int] = {}
         self._ready = False
@@ -137,7 +140,7 @@ class Worker:
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._agent)
         self.app.timer(settings.idle_check_interval, name="idle-check")(self._tick)
         self.table.on_recover(self._on_recover)
-        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.app.page("/stats/")(self._stats_view)
 
     # ------------------------------------------------------------ lifecycle
@@ -166,12 +169,18 @@ class Worker:
         async for event in stream.events():
             msg = event.message
             try:
-                await self.handle(msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key, msg.value)
-            except Exception as exc:  # noqa: BLE001 - never ack a record silently: dead-letter it
+                await self.handle(
+                    msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key, msg.value
+                )
+            except Exception as exc:
                 log.exception("failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
                 self.counts["internal_error"] += 1
                 await self._dead_letter(
-                    msg.topic, msg.partition, msg.offset, msg.key, msg.value,
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    msg.key,
+                    msg.value,
                     f"internal error: {type(exc).__name__}: {exc}",
                 )
 
@@ -189,17 +198,22 @@ class Worker:
         record_ms = int(timestamp * 1000) if timestamp else wall
         tp = TP(topic, partition)
         self._next_offset[tp] = offset + 1
-        parsed = codec.decode(role, value, record_ms, wall, self.policy, self.settings.max_record_bytes)
+        parsed = codec.decode(
+            role, value, record_ms, wall, self.policy, self.settings.max_record_bytes
+        )
         if isinstance(parsed, codec.Unreadable):
             self.counts["dead_letter"] += 1
             await self._dead_letter(topic, partition, offset, key, value, parsed.error)
-        elif not await self._right_place(topic, partition, key, value, parsed.customer_id, record_ms):
+        elif not await self._right_place(
+            topic, partition, key, value, parsed.customer_id, record_ms
+        ):
             pass
         else:
             self.counts[role] += 1
             await self._emit(
-                self.engine.ingest(partition, role, parsed.customer_id, parsed.event_ms,
-                                   parsed.fact, record_ms)
+                self.engine.ingest(
+                    partition, role, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms
+                )
             )
         clock = self.engine.clock(partition)
         hw = self.app.consumer.highwater(tp)
@@ -207,10 +221,15 @@ class Worker:
         await self._emit(self.engine.release(partition, wall))
 
     async def _right_place(
-        self, topic: str, partition: int, key: bytes | None, value: bytes | None,
-        customer_id: str, record_ms: int,
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        customer_id: str,
+        record_ms: int,
     ) -> bool:
-        """Re-produce a record keyed or partitioned wrong; never decide it against the wrong state."""
+        """Re-produce a misplaced record to its right partition; never decide it here."""
         cid = customer_id.encode("utf-8")
         n = self._partitions_of(topic)
         expected = partition_for(customer_id, n)
@@ -219,7 +238,11 @@ class Worker:
         self.counts["rerouted"] += 1
         log.warning(
             "re-routing %s[%d] record for customer %s (key %r) to partition %d",
-            topic, partition, customer_id, key, expected,
+            topic,
+            partition,
+            customer_id,
+            key,
+            expected,
         )
         await self.app.topic(topic, key_serializer="raw", value_serializer="raw").send(
             key=cid, value=value, partition=expected, timestamp=record_ms / 1000
@@ -236,8 +259,11 @@ class Worker:
                 if o.decision.action == "suppress":
                     self.counts["suppressed"] += 1
                     log.info(
-                        "suppressed %s (%s) for %s: %s - %s", o.candidate.message_id,
-                        o.candidate.trigger, o.candidate.customer_id, o.decision.rule,
+                        "suppressed %s (%s) for %s: %s - %s",
+                        o.candidate.message_id,
+                        o.candidate.trigger,
+                        o.candidate.customer_id,
+                        o.decision.rule,
                         o.decision.reason,
                     )
                     await self.out["suppressed"].send(key=key, value=suppressed_value(o, version))
@@ -251,8 +277,13 @@ class Worker:
                 )
 
     async def _dead_letter(
-        self, topic: str, partition: int, offset: int, key: bytes | None,
-        value: bytes | None, error: str,
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        error: str,
     ) -> None:
         log.warning("dead-letter %s[%d]@%d: %s", topic, partition, offset, error)
         await self.out["dead_letter"].send(
@@ -264,8 +295,13 @@ class Worker:
     async def _tick(self) -> None:
         if not self._ready or self.app.rebalancing:
             return
-        tps = {tp for tp in self.app.consumer.assignment() if tp.topic in self.role_of
-               and self.role_of[tp.topic] in ("purchases", "returns", "sessions", "consents", "outbound")}
+        tps = {
+            tp
+            for tp in self.app.consumer.assignment()
+            if tp.topic in self.role_of
+            and self.role_of[tp.topic]
+            in ("purchases", "returns", "sessions", "consents", "outbound")
+        }
         if not tps:
             return
         ends = await self.app.consumer.highwaters(*tps)
@@ -312,7 +348,11 @@ class Worker:
         except KafkaError as exc:
             log.warning("cannot read committed offsets (%s); treating partitions as busy", exc)
             return {}
-        return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+        return {
+            (tp.topic, tp.partition): meta.offset
+            for tp, meta in offsets.items()
+            if meta.offset >= 0
+        }
 
     # ------------------------------------------------------------ web
 

@@ -38,19 +38,42 @@ class Candidate:
 
     def to_row(self) -> list[Any]:
         return [
-            self.message_id, self.customer_id, self.created_at, self.trigger, self.channel,
-            self.category, self.cart_updated_at, self.order_id,
-            None if self.skus is None else list(self.skus), self.payload_hash,
-            self.record_time, self.deadline, self.received_wall, self.seq, self.raw,
+            self.message_id,
+            self.customer_id,
+            self.created_at,
+            self.trigger,
+            self.channel,
+            self.category,
+            self.cart_updated_at,
+            self.order_id,
+            None if self.skus is None else list(self.skus),
+            self.payload_hash,
+            self.record_time,
+            self.deadline,
+            self.received_wall,
+            self.seq,
+            self.raw,
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> Candidate:
         skus = row[8]
         return cls(
-            row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-            None if skus is None else tuple(skus), row[9], row[10], row[11], row[12],
-            row[13], row[14],
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            None if skus is None else tuple(skus),
+            row[9],
+            row[10],
+            row[11],
+            row[12],
+            row[13],
+            row[14],
         )
 
     def order_key(self) -> tuple[int, str, int]:

@@ -37,8 +37,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     policy = load_policy(args.policy or settings.policy_file)
     worker = Worker(settings, policy)
-    print(f"trigger-sanity {__version__} worker: app {settings.app_id} on {settings.bootstrap_servers}, "
-          f"policy {policy.version}, inputs {', '.join(settings.topics.inputs)}", flush=True)
+    print(
+        f"trigger-sanity {__version__} worker: app {settings.app_id} "
+        f"on {settings.bootstrap_servers}, "
+        f"policy {policy.version}, inputs {', '.join(settings.topics.inputs)}",
+        flush=True,
+    )
     fw = faust.Worker(worker.app, loglevel=settings.log_level.lower(), quiet=True)
     # kafka-python (admin lookups) logs every connection at INFO: not news for an operator.
     logging.getLogger("kafka").setLevel(logging.WARNING)
@@ -70,7 +74,7 @@ def _open_out(path: str) -> IO[bytes]:
         return sys.stdout.buffer
     if path.endswith(".gz"):
         return gzip.open(path, "wb")  # type: ignore[return-value]
-    return open(path, "wb")  # noqa: SIM115 - closed by the ExitStack
+    return open(path, "wb")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -87,11 +91,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
     settings = _settings()
-    producer = KafkaProducer(linger_ms=20, acks="all", **settings.kafka_client_kwargs())  # type: ignore[arg-type]
+    producer = KafkaProducer(linger_ms=20, acks="all", **settings.kafka_client_kwargs())
     try:
-        names = {r: settings.topics[r] for r in ("purchases", "returns", "sessions", "consents", "outbound")}
+        names = {
+            r: settings.topics[r]
+            for r in ("purchases", "returns", "sessions", "consents", "outbound")
+        }
         started = time.perf_counter()
-        sent, bad = produce_history(args.file, producer, names, args.speedup, print_progress("produced"))
+        sent, bad = produce_history(
+            args.file, producer, names, args.speedup, print_progress("produced")
+        )
     finally:
         producer.close()
     took = time.perf_counter() - started
@@ -128,9 +137,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from streams.inspection import consume, describe, matches
 
     settings = _settings()
-    roles = {"suppressed": ("suppressed",), "send-queue": ("send_queue",),
-             "dead-letter": ("dead_letter",), "late-evidence": ("late_evidence",),
-             "all": ("send_queue", "suppressed", "dead_letter", "late_evidence")}[args.topic]
+    roles = {
+        "suppressed": ("suppressed",),
+        "send-queue": ("send_queue",),
+        "dead-letter": ("dead_letter",),
+        "late-evidence": ("late_evidence",),
+        "all": ("send_queue", "suppressed", "dead_letter", "late_evidence"),
+    }[args.topic]
     shown = 0
     for role, rec in consume(settings, roles, from_beginning=not args.new, follow=args.follow):
         if not matches(role, rec.value, args.rule, args.customer):
@@ -153,13 +166,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from streams.replay import produce_history
 
     run = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-    env = {**os.environ, "TRIGGER_SANITY_APP_ID": run, "TRIGGER_SANITY_WEB_ENABLED": "false",
-           "TRIGGER_SANITY_DATA_DIR": str(Path(".cache") / run)}
-    for role, default in (("purchases", "purchases"), ("returns", "returns"), ("sessions", "sessions"),
-                          ("consents", "consents"), ("outbound", "outbound"),
-                          ("send_queue", "send-queue"), ("suppressed", "suppressed"),
-                          ("dead_letter", "dead-letter"), ("late_evidence", "late-evidence"),
-                          ("releases", "releases")):
+    env = {
+        **os.environ,
+        "TRIGGER_SANITY_APP_ID": run,
+        "TRIGGER_SANITY_WEB_ENABLED": "false",
+        "TRIGGER_SANITY_DATA_DIR": str(Path(".cache") / run),
+    }
+    for role, default in (
+        ("purchases", "purchases"),
+        ("returns", "returns"),
+        ("sessions", "sessions"),
+        ("consents", "consents"),
+        ("outbound", "outbound"),
+        ("send_queue", "send-queue"),
+        ("suppressed", "suppressed"),
+        ("dead_letter", "dead-letter"),
+        ("late_evidence", "late-evidence"),
+        ("releases", "releases"),
+    ):
         env[f"TRIGGER_SANITY_TOPIC_{role.upper()}"] = f"{run}.{default}"
     os.environ.update({k: v for k, v in env.items() if k.startswith("TRIGGER_SANITY_")})
     settings = _settings()
@@ -173,11 +197,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     worker_log = Path(".cache") / f"{run}.worker.log"
     print(f"== starting the worker (log: {worker_log})", flush=True)
     with open(worker_log, "wb") as log_fh:
-        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                                  stdout=log_fh, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=env,
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        producer = KafkaProducer(acks="all", **settings.kafka_client_kwargs())  # type: ignore[arg-type]
-        names = {r: settings.topics[r] for r in ("purchases", "returns", "sessions", "consents", "outbound")}
+        producer = KafkaProducer(acks="all", **settings.kafka_client_kwargs())
+        names = {
+            r: settings.topics[r]
+            for r in ("purchases", "returns", "sessions", "consents", "outbound")
+        }
         sent, _bad = produce_history(history, producer, names)
         producer.close()
         print(f"== produced {sent} demo records; decisions as they happen:", flush=True)
@@ -187,20 +218,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
         def done() -> bool:
             return (decided >= want_decided and dead >= want_dead) or time.monotonic() > deadline
 
-        for role, rec in consume(settings, ("send_queue", "suppressed", "dead_letter", "late_evidence"),
-                                 stop=done, follow=True):
+        for role, rec in consume(
+            settings,
+            ("send_queue", "suppressed", "dead_letter", "late_evidence"),
+            stop=done,
+            follow=True,
+        ):
             print("  " + describe(role, rec.value), flush=True)
             if role in ("send_queue", "suppressed"):
                 decided += 1
             elif role == "dead_letter":
                 dead += 1
         if decided < want_decided:
-            print(f"!! only {decided} of {want_decided} decisions within {args.timeout}s; "
-                  f"see {worker_log}", flush=True)
+            print(
+                f"!! only {decided} of {want_decided} decisions within {args.timeout}s; "
+                f"see {worker_log}",
+                flush=True,
+            )
             return 1
-        print(f"== all {decided} candidates decided; {dead} record(s) dead-lettered. "
-              f"Inspect with: TRIGGER_SANITY_TOPIC_SUPPRESSED={run}.suppressed trigger-sanity inspect suppressed",
-              flush=True)
+        print(
+            f"== all {decided} candidates decided; {dead} record(s) dead-lettered. "
+            f"Inspect with: TRIGGER_SANITY_TOPIC_SUPPRESSED={run}.suppressed "
+            "trigger-sanity inspect suppressed",
+            flush=True,
+        )
         return 0
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -214,35 +255,54 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="trigger-sanity",
         description="Stops contradictory marketing triggers before they reach a customer. "
-        "Configuration: TRIGGER_SANITY_* environment variables or trigger-sanity.toml (see README).",
+        "Configuration: TRIGGER_SANITY_* environment variables or trigger-sanity.toml "
+        "(see README).",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    w = sub.add_parser("worker", help="run the stream processor (faust worker)",
-                       description="Consume the input topics, decide every candidate, write "
-                       "send-queue / suppressed / dead-letter / late-evidence. Stops on SIGTERM/SIGINT.")
-    w.add_argument("--policy", help="policy file (default: TRIGGER_SANITY_POLICY_FILE or the contract defaults)")
+    w = sub.add_parser(
+        "worker",
+        help="run the stream processor (faust worker)",
+        description="Consume the input topics, decide every candidate, write "
+        "send-queue / suppressed / dead-letter / late-evidence. Stops on SIGTERM/SIGINT.",
+    )
+    w.add_argument(
+        "--policy",
+        help="policy file (default: TRIGGER_SANITY_POLICY_FILE or the contract defaults)",
+    )
     w.set_defaults(fn=cmd_worker)
 
-    t = sub.add_parser("topics", help="create or list the contract's topics",
-                       description="create: every topic, co-partitioned (TRIGGER_SANITY_PARTITIONS, "
-                       "default 8), idempotently. list: partition counts.")
+    t = sub.add_parser(
+        "topics",
+        help="create or list the contract's topics",
+        description="create: every topic, co-partitioned (TRIGGER_SANITY_PARTITIONS, "
+        "default 8), idempotently. list: partition counts.",
+    )
     t.add_argument("action", choices=["create", "list"])
     t.set_defaults(fn=cmd_topics)
 
-    r = sub.add_parser("replay", help="replay a history file offline or into Kafka",
-                       description="A history file is JSON Lines (optionally gzip): "
-                       '{"topic": "purchases", "value": {...}, "key"?: ..., "timestamp"?: ...}. '
-                       "--offline runs the decision core without Kafka and writes one decision per "
-                       "candidate; without it the records are produced into the input topics.")
+    r = sub.add_parser(
+        "replay",
+        help="replay a history file offline or into Kafka",
+        description="A history file is JSON Lines (optionally gzip): "
+        '{"topic": "purchases", "value": {...}, "key"?: ..., "timestamp"?: ...}. '
+        "--offline runs the decision core without Kafka and writes one decision per "
+        "candidate; without it the records are produced into the input topics.",
+    )
     r.add_argument("file", help="history file (.jsonl or .jsonl.gz)")
     r.add_argument("--offline", action="store_true", help="run the core over the file, no Kafka")
-    r.add_argument("--out", help="offline: write decisions here (JSON Lines; '-' for stdout; .gz ok)")
+    r.add_argument(
+        "--out", help="offline: write decisions here (JSON Lines; '-' for stdout; .gz ok)"
+    )
     r.add_argument("--late-out", help="offline: write late-evidence findings here")
     r.add_argument("--policy", help="policy file to test (default: contract defaults)")
-    r.add_argument("--speedup", type=float, default=None,
-                   help="into Kafka: replay event-time gaps N times faster (default: as fast as possible)")
+    r.add_argument(
+        "--speedup",
+        type=float,
+        default=None,
+        help="into Kafka: replay event-time gaps N times faster (default: as fast as possible)",
+    )
     r.set_defaults(fn=cmd_replay)
 
     pol = sub.add_parser("policy", help="show the effective policy or check a policy file")
@@ -250,9 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     pol.add_argument("file", nargs="?", help="policy file (TOML or JSON)")
     pol.set_defaults(fn=cmd_policy)
 
-    i = sub.add_parser("inspect", help="read decisions for people (suppressed, send-queue, ...)",
-                       description="Print one readable line per record of an output topic.")
-    i.add_argument("topic", choices=["suppressed", "send-queue", "dead-letter", "late-evidence", "all"])
+    i = sub.add_parser(
+        "inspect",
+        help="read decisions for people (suppressed, send-queue, ...)",
+        description="Print one readable line per record of an output topic.",
+    )
+    i.add_argument(
+        "topic", choices=["suppressed", "send-queue", "dead-letter", "late-evidence", "all"]
+    )
     i.add_argument("--rule", help="only this rule id")
     i.add_argument("--customer", help="only this customer id")
     i.add_argument("--limit", type=int, default=0, help="stop after N records")
@@ -266,10 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=7)
     g.set_defaults(fn=cmd_generate)
 
-    d = sub.add_parser("demo", help="run the worker on a built-in demo history and print decisions",
-                       description="Creates fresh demo topics, starts a worker, produces the demo "
-                       "history and prints every decision with its rule and reason. Needs a broker "
-                       "(`make demo` starts one).")
+    d = sub.add_parser(
+        "demo",
+        help="run the worker on a built-in demo history and print decisions",
+        description="Creates fresh demo topics, starts a worker, produces the demo "
+        "history and prints every decision with its rule and reason. Needs a broker "
+        "(`make demo` starts one).",
+    )
     d.add_argument("--timeout", type=float, default=120.0)
     d.set_defaults(fn=cmd_demo)
     return p

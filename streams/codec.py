@@ -91,9 +91,13 @@ def _fact(kind: str, rec: Any) -> Parsed:
     t = to_ms(rec.occurred_at)
     fact: PurchaseFact | ReturnFact | SessionFact | ConsentFact | None
     if isinstance(rec, Purchase):
-        fact = PurchaseFact(rec.event_id, t, rec.order_id, tuple((i.sku, i.quantity) for i in rec.items))
+        fact = PurchaseFact(
+            rec.event_id, t, rec.order_id, tuple((i.sku, i.quantity) for i in rec.items)
+        )
     elif isinstance(rec, Return):
-        fact = ReturnFact(rec.event_id, t, rec.order_id, tuple((i.sku, i.quantity) for i in rec.items))
+        fact = ReturnFact(
+            rec.event_id, t, rec.order_id, tuple((i.sku, i.quantity) for i in rec.items)
+        )
     elif isinstance(rec, SessionEvent):
         fact = SessionFact(rec.event_id, t) if rec.kind == "started" else None
     else:

@@ -25,26 +25,70 @@ def demo_history(now_ms: int) -> list[dict[str, Any]]:
         recs.append((t, {"topic": topic, "value": {**value, field: iso(t)}, **extra}))
 
     def session(cid: str, t: int, n: int) -> None:
-        ev("sessions", t, {"event_id": f"s-{cid}-{n}", "customer_id": cid,
-                           "session_id": f"sess-{cid}-{n}", "kind": "started"})
+        ev(
+            "sessions",
+            t,
+            {
+                "event_id": f"s-{cid}-{n}",
+                "customer_id": cid,
+                "session_id": f"sess-{cid}-{n}",
+                "kind": "started",
+            },
+        )
 
-    def msg(mid: str, cid: str, t: int, trigger: str, channel: str = "email",
-            context: dict[str, Any] | None = None, **extra: Any) -> None:
-        ev("outbound", t, {"message_id": mid, "customer_id": cid, "trigger": trigger,
-                           "channel": channel, "category": "marketing", "context": context or {},
-                           "payload": {"template": f"{trigger}-1"}}, **extra)
+    def msg(
+        mid: str,
+        cid: str,
+        t: int,
+        trigger: str,
+        channel: str = "email",
+        context: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
+        ev(
+            "outbound",
+            t,
+            {
+                "message_id": mid,
+                "customer_id": cid,
+                "trigger": trigger,
+                "channel": channel,
+                "category": "marketing",
+                "context": context or {},
+                "payload": {"template": f"{trigger}-1"},
+            },
+            **extra,
+        )
 
     # Abandoned cart, then the purchase two minutes later (within the 5 min settle).
     session("c-ada", t0, 1)
-    msg("m-cart-ada", "c-ada", t0 + 10 * MIN, "abandoned_cart",
-        context={"cart_id": "cart-1", "cart_updated_at": iso(t0 + 9 * MIN), "skus": ["SKU-1"]})
-    ev("purchases", t0 + 12 * MIN, {"event_id": "p-ada-1", "customer_id": "c-ada", "order_id": "o-ada-1",
-                                    "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": "19.99"}],
-                                    "currency": "EUR"})
+    msg(
+        "m-cart-ada",
+        "c-ada",
+        t0 + 10 * MIN,
+        "abandoned_cart",
+        context={"cart_id": "cart-1", "cart_updated_at": iso(t0 + 9 * MIN), "skus": ["SKU-1"]},
+    )
+    ev(
+        "purchases",
+        t0 + 12 * MIN,
+        {
+            "event_id": "p-ada-1",
+            "customer_id": "c-ada",
+            "order_id": "o-ada-1",
+            "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": "19.99"}],
+            "currency": "EUR",
+        },
+    )
     # Abandoned cart with no purchase: sent after the settle delay.
     session("c-bob", t0 + 5 * MIN, 1)
-    msg("m-cart-bob", "c-bob", t0 + 20 * MIN, "abandoned_cart",
-        context={"cart_id": "cart-2", "cart_updated_at": iso(t0 + 18 * MIN), "skus": ["SKU-2"]})
+    msg(
+        "m-cart-bob",
+        "c-bob",
+        t0 + 20 * MIN,
+        "abandoned_cart",
+        context={"cart_id": "cart-2", "cart_updated_at": iso(t0 + 18 * MIN), "skus": ["SKU-2"]},
+    )
     # "Welcome back!" to a brand-new visitor (one session).
     session("c-new", t0 + 30 * MIN, 1)
     msg("m-wb-new", "c-new", t0 + 31 * MIN, "welcome_back")
@@ -53,22 +97,62 @@ def demo_history(now_ms: int) -> list[dict[str, Any]]:
     msg("m-promo-dup", "c-dup", t0 + 33 * MIN, "promotion")
     msg("m-promo-dup", "c-dup", t0 + 34 * MIN, "promotion")
     # A recommendation of a product that was just returned: rewritten.
-    ev("purchases", t0 + 40 * MIN, {"event_id": "p-cy-1", "customer_id": "c-cy", "order_id": "o-cy-1",
-                                    "items": [{"sku": "SKU-9", "quantity": 1}], "currency": "EUR"})
-    ev("returns", t0 + 50 * MIN, {"event_id": "r-cy-1", "customer_id": "c-cy", "order_id": "o-cy-1",
-                                  "items": [{"sku": "SKU-9", "quantity": 1}], "reason": "damaged"})
-    msg("m-rec-cy", "c-cy", t0 + 60 * MIN, "product_recommendation",
-        context={"skus": ["SKU-9", "SKU-5"]})
+    ev(
+        "purchases",
+        t0 + 40 * MIN,
+        {
+            "event_id": "p-cy-1",
+            "customer_id": "c-cy",
+            "order_id": "o-cy-1",
+            "items": [{"sku": "SKU-9", "quantity": 1}],
+            "currency": "EUR",
+        },
+    )
+    ev(
+        "returns",
+        t0 + 50 * MIN,
+        {
+            "event_id": "r-cy-1",
+            "customer_id": "c-cy",
+            "order_id": "o-cy-1",
+            "items": [{"sku": "SKU-9", "quantity": 1}],
+            "reason": "damaged",
+        },
+    )
+    msg(
+        "m-rec-cy",
+        "c-cy",
+        t0 + 60 * MIN,
+        "product_recommendation",
+        context={"skus": ["SKU-9", "SKU-5"]},
+    )
     # Consent withdrawn, then a promotion on that channel.
-    ev("consents", t0 + 61 * MIN, {"event_id": "k-dee-1", "customer_id": "c-dee", "channel": "email",
-                                   "status": "withdrawn"})
+    ev(
+        "consents",
+        t0 + 61 * MIN,
+        {"event_id": "k-dee-1", "customer_id": "c-dee", "channel": "email", "status": "withdrawn"},
+    )
     msg("m-promo-dee", "c-dee", t0 + 62 * MIN, "promotion")
     # A trigger that sat in automation's queue for 26 hours.
-    msg("m-stale-eve", "c-eve", t0 + 63 * MIN, "promotion", timestamp=iso(t0 + 63 * MIN + 26 * HOUR))
+    msg(
+        "m-stale-eve", "c-eve", t0 + 63 * MIN, "promotion", timestamp=iso(t0 + 63 * MIN + 26 * HOUR)
+    )
     # A malformed record: goes to the dead-letter topic, the worker keeps going.
-    recs.append((t0 + 64 * MIN, {"topic": "purchases", "value": {
-        "event_id": "p-bad", "customer_id": "c-ada", "occurred_at": iso(t0 + 64 * MIN),
-        "order_id": "o-bad", "items": [{"quantity": 1}]}}))
+    recs.append(
+        (
+            t0 + 64 * MIN,
+            {
+                "topic": "purchases",
+                "value": {
+                    "event_id": "p-bad",
+                    "customer_id": "c-ada",
+                    "occurred_at": iso(t0 + 64 * MIN),
+                    "order_id": "o-bad",
+                    "items": [{"quantity": 1}],
+                },
+            },
+        )
+    )
     # Closing sessions: stream time passes every deadline above.
     for cid in ("c-ada", "c-bob", "c-new", "c-dup", "c-cy", "c-dee", "c-eve"):
         session(cid, t0 + 2 * HOUR, 9)
@@ -78,8 +162,9 @@ def demo_history(now_ms: int) -> list[dict[str, Any]]:
 
 def expected_outputs(history: list[dict[str, Any]]) -> tuple[int, int]:
     """(candidates to decide, records to dead-letter) in a demo history."""
-    from streams.codec import MODELS
     from pydantic import ValidationError
+
+    from streams.codec import MODELS
 
     candidates = dead = 0
     for rec in history:

@@ -106,7 +106,9 @@ class Engine:
         self._max_settle = max(policy.settle.for_trigger(t) for t in TRIGGERS)
         # Sends are looked at by duplicate_content and frequency_cap (and by late-evidence
         # checks, which therefore reach back as far as these windows and no further).
-        self._send_window = max(policy.rules.duplicate_content.window, policy.rules.frequency_cap.window)
+        self._send_window = max(
+            policy.rules.duplicate_content.window, policy.rules.frequency_cap.window
+        )
 
     # ------------------------------------------------------------ partitions
 
@@ -139,7 +141,9 @@ class Engine:
             if state is None:
                 continue
             for c in state.held:
-                heapq.heappush(self.part(partition_of(cid)).heap, (c.deadline, c.message_id, c.seq, cid))
+                heapq.heappush(
+                    self.part(partition_of(cid)).heap, (c.deadline, c.message_id, c.seq, cid)
+                )
                 self._seq = max(self._seq, c.seq + 1)
                 n += 1
         return n
@@ -210,9 +214,12 @@ class Engine:
             return out
         out.extend(self.release(partition, wall_ms))
         while part.heap:
-            _d, mid, seq, cid = part.heap[0]
+            _d, _mid, seq, cid = part.heap[0]
             cand = self._held(cid, seq)
-            if cand is not None and cand.received_wall + self.policy.settle.for_trigger(cand.trigger) > wall_ms:
+            if (
+                cand is not None
+                and cand.received_wall + self.policy.settle.for_trigger(cand.trigger) > wall_ms
+            ):
                 break
             out.extend(self._decide_top(part, wall_ms))
         return out
@@ -246,10 +253,16 @@ class Engine:
         if decision.action != "suppress":
             state.sent.append(
                 SentFact(
-                    cand.message_id, cand.created_at, cand.deadline, cand.trigger, cand.channel,
+                    cand.message_id,
+                    cand.created_at,
+                    cand.deadline,
+                    cand.trigger,
+                    cand.channel,
                     cand.category,
                     content_key(cand.trigger, cand.channel, decision.skus, cand.payload_hash),
-                    decision.skus, cand.cart_updated_at, cand.order_id,
+                    decision.skus,
+                    cand.cart_updated_at,
+                    cand.order_id,
                 )
             )
         self.counts[decision.action] += 1
@@ -279,8 +292,12 @@ class Engine:
                 continue
             self.counts["late_evidence"] += 1
             yield LateFinding(
-                sent, customer_id, again.rule, again.reason or "",
-                (kind, fact.event_id, fact.t), record_ms - sent.deadline,
+                sent,
+                customer_id,
+                again.rule,
+                again.reason or "",
+                (kind, fact.event_id, fact.t),
+                record_ms - sent.deadline,
             )
 
     # ------------------------------------------------------------ bounded state
@@ -326,7 +343,9 @@ class Engine:
                 latest = {c.channel: c for c in state.consents}
                 withdrawn = sorted((c for c in latest.values() if c.withdrawn), key=lambda c: c.t)
                 if withdrawn:
-                    self.store.put(cid, CustomerState(consents=withdrawn, last_event=state.last_event))
+                    self.store.put(
+                        cid, CustomerState(consents=withdrawn, last_event=state.last_event)
+                    )
                 else:
                     self.store.delete(cid)
                 dropped += 1

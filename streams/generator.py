@@ -55,11 +55,28 @@ class _Life:
     def session(self) -> None:
         t = self.advance(MIN, 6 * HOUR)
         sid = self.eid("sess")
-        self._add(t, "sessions", {"event_id": self.eid("s"), "customer_id": self.cid,
-                                  "occurred_at": _ts(t), "session_id": sid, "kind": "started"})
-        self._add(t + 20 * MIN, "sessions", {"event_id": self.eid("s"), "customer_id": self.cid,
-                                             "occurred_at": _ts(t + 20 * MIN), "session_id": sid,
-                                             "kind": "ended"})
+        self._add(
+            t,
+            "sessions",
+            {
+                "event_id": self.eid("s"),
+                "customer_id": self.cid,
+                "occurred_at": _ts(t),
+                "session_id": sid,
+                "kind": "started",
+            },
+        )
+        self._add(
+            t + 20 * MIN,
+            "sessions",
+            {
+                "event_id": self.eid("s"),
+                "customer_id": self.cid,
+                "occurred_at": _ts(t + 20 * MIN),
+                "session_id": sid,
+                "kind": "ended",
+            },
+        )
 
     def purchase(self, skus: list[str] | None = None, at: int | None = None) -> str:
         t = at if at is not None else self.advance(MIN, 2 * DAY)
@@ -67,10 +84,18 @@ class _Life:
         chosen = skus or self.rng.sample(SKUS, self.rng.randint(1, 3))
         items = [(s, self.rng.randint(1, 2)) for s in chosen]
         self.order_skus[oid] = items
-        self._add(t, "purchases", {
-            "event_id": self.eid("p"), "customer_id": self.cid, "occurred_at": _ts(t),
-            "order_id": oid, "items": [{"sku": s, "quantity": q, "unit_price": "9.99"} for s, q in items],
-            "currency": "EUR"})
+        self._add(
+            t,
+            "purchases",
+            {
+                "event_id": self.eid("p"),
+                "customer_id": self.cid,
+                "occurred_at": _ts(t),
+                "order_id": oid,
+                "items": [{"sku": s, "quantity": q, "unit_price": "9.99"} for s, q in items],
+                "currency": "EUR",
+            },
+        )
         return oid
 
     def ret(self, oid: str, partial: bool) -> None:
@@ -81,24 +106,56 @@ class _Life:
             ritems = [{"sku": sku, "quantity": max(1, qty - 1) if qty > 1 else qty}]
         else:
             ritems = [{"sku": s, "quantity": q} for s, q in items]
-        self._add(t, "returns", {"event_id": self.eid("r"), "customer_id": self.cid,
-                                 "occurred_at": _ts(t), "order_id": oid, "items": ritems,
-                                 "reason": "damaged"})
+        self._add(
+            t,
+            "returns",
+            {
+                "event_id": self.eid("r"),
+                "customer_id": self.cid,
+                "occurred_at": _ts(t),
+                "order_id": oid,
+                "items": ritems,
+                "reason": "damaged",
+            },
+        )
 
     def consent(self, channel: str, status: str) -> None:
         t = self.advance(MIN, DAY)
-        self._add(t, "consents", {"event_id": self.eid("k"), "customer_id": self.cid,
-                                  "occurred_at": _ts(t), "channel": channel, "status": status})
+        self._add(
+            t,
+            "consents",
+            {
+                "event_id": self.eid("k"),
+                "customer_id": self.cid,
+                "occurred_at": _ts(t),
+                "channel": channel,
+                "status": status,
+            },
+        )
 
-    def message(self, trigger: str, ctx: dict[str, Any] | None = None, channel: str | None = None,
-                category: str = "marketing", payload: dict[str, Any] | None = None,
-                at: int | None = None, stale: bool = False, mid: str | None = None) -> int:
+    def message(
+        self,
+        trigger: str,
+        ctx: dict[str, Any] | None = None,
+        channel: str | None = None,
+        category: str = "marketing",
+        payload: dict[str, Any] | None = None,
+        at: int | None = None,
+        stale: bool = False,
+        mid: str | None = None,
+    ) -> int:
         t = at if at is not None else self.advance(MIN, DAY)
         value = {
-            "message_id": mid or self.eid("m"), "customer_id": self.cid, "created_at": _ts(t),
-            "trigger": trigger, "channel": channel or self.rng.choice(CHANNELS),
-            "category": category, "context": ctx or {},
-            "payload": payload if payload is not None else {"template": f"{trigger}-{self.rng.randint(1, 3)}"},
+            "message_id": mid or self.eid("m"),
+            "customer_id": self.cid,
+            "created_at": _ts(t),
+            "trigger": trigger,
+            "channel": channel or self.rng.choice(CHANNELS),
+            "category": category,
+            "context": ctx or {},
+            "payload": payload
+            if payload is not None
+            else {"template": f"{trigger}-{self.rng.randint(1, 3)}"},
         }
         self._add(t, "outbound", value, timestamp=t + 30 * HOUR if stale else None)
         return t
@@ -125,8 +182,15 @@ def _life(rng: random.Random, cid: str, start: int) -> list[tuple[int, int, dict
     if r() < 0.7:
         updated = life.advance(HOUR, DAY)
         created = updated + rng.randint(1, 10) * MIN
-        life.message("abandoned_cart", {"cart_id": life.eid("cart"), "cart_updated_at": _ts(updated),
-                                        "skus": rng.sample(SKUS, 2)}, at=created)
+        life.message(
+            "abandoned_cart",
+            {
+                "cart_id": life.eid("cart"),
+                "cart_updated_at": _ts(updated),
+                "skus": rng.sample(SKUS, 2),
+            },
+            at=created,
+        )
         life.t = created
         choice = r()
         if choice < 0.4:
@@ -160,8 +224,12 @@ def _life(rng: random.Random, cid: str, start: int) -> list[tuple[int, int, dict
         base = life.advance(HOUR, DAY)
         same = r() < 0.5
         for i in range(rng.randint(2, 5)):
-            life.message("promotion", channel=ch, at=base + i * 10 * MIN,
-                         payload={"template": "promo", "n": 1 if same else i})
+            life.message(
+                "promotion",
+                channel=ch,
+                at=base + i * 10 * MIN,
+                payload={"template": "promo", "n": 1 if same else i},
+            )
         life.t = base + 60 * MIN
     if r() < 0.2:
         t = life.message("promotion")
@@ -174,9 +242,17 @@ def _life(rng: random.Random, cid: str, start: int) -> list[tuple[int, int, dict
         life.message("promotion", stale=True)
     # closing event: moves stream time past every deadline of this customer
     end = life.advance(2 * HOUR, 3 * HOUR)
-    life._add(end, "sessions", {"event_id": life.eid("s"), "customer_id": cid,
-                                "occurred_at": _ts(end), "session_id": life.eid("close"),
-                                "kind": "ended"})
+    life._add(
+        end,
+        "sessions",
+        {
+            "event_id": life.eid("s"),
+            "customer_id": cid,
+            "occurred_at": _ts(end),
+            "session_id": life.eid("close"),
+            "kind": "ended",
+        },
+    )
     return life.records
 
 

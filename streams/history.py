@@ -50,7 +50,7 @@ class BadLine:
 def open_text(path: str | Path) -> IO[bytes]:
     p = Path(path)
     try:
-        fh: IO[bytes] = open(p, "rb")  # noqa: SIM115 - returned to the caller
+        fh: IO[bytes] = open(p, "rb")
     except OSError as exc:
         raise HistoryError(f"cannot open history file {p}: {exc.strerror}") from exc
     magic = fh.read(2)
@@ -116,8 +116,7 @@ def parse_line(line_no: int, line: bytes) -> HistoryRecord | BadLine | None:
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
     with open_text(path) as fh:
-        for i, line in enumerate(io.BufferedReader(fh) if isinstance(fh, gzip.GzipFile) else fh, 1):
-            yield i, line
+        yield from enumerate(io.BufferedReader(fh) if isinstance(fh, gzip.GzipFile) else fh, 1)
 
 
 def read_history(path: str | Path) -> Iterator[HistoryRecord | BadLine]:

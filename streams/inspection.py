@@ -25,20 +25,30 @@ def describe(role: str, value: bytes | None) -> str:
         return f"[{role}] {value[:200]!r}"
     if role == "suppressed":
         m = rec.get("message", {})
-        return (f"SUPPRESS {m.get('message_id')} {m.get('trigger')} -> {m.get('customer_id')}: "
-                f"{rec.get('rule')}: {rec.get('reason')}")
+        return (
+            f"SUPPRESS {m.get('message_id')} {m.get('trigger')} -> {m.get('customer_id')}: "
+            f"{rec.get('rule')}: {rec.get('reason')}"
+        )
     if role == "send_queue":
         s = rec.get("sanity", {})
-        extra = f" (removed {', '.join(s.get('removed_skus', []))}: {s.get('rule')})" if s.get(
-            "action") == "rewrite" else ""
-        return (f"{s.get('action', '?').upper():8} {rec.get('message_id')} {rec.get('trigger')} -> "
-                f"{rec.get('customer_id')}{extra}")
+        extra = (
+            f" (removed {', '.join(s.get('removed_skus', []))}: {s.get('rule')})"
+            if s.get("action") == "rewrite"
+            else ""
+        )
+        return (
+            f"{s.get('action', '?').upper():8} {rec.get('message_id')} {rec.get('trigger')} -> "
+            f"{rec.get('customer_id')}{extra}"
+        )
     if role == "dead_letter":
-        return f"DEAD     {rec.get('topic')}[{rec.get('partition')}]@{rec.get('offset')}: {rec.get('error')}"
+        where = f"{rec.get('topic')}[{rec.get('partition')}]@{rec.get('offset')}"
+        return f"DEAD     {where}: {rec.get('error')}"
     if role == "late_evidence":
         ev = rec.get("event", {})
-        return (f"LATE     {rec.get('message_id')} ({rec.get('rule')}): {ev.get('topic')} "
-                f"{ev.get('event_id')} arrived {rec.get('late_by_ms')} ms after the deadline")
+        return (
+            f"LATE     {rec.get('message_id')} ({rec.get('rule')}): {ev.get('topic')} "
+            f"{ev.get('event_id')} arrived {rec.get('late_by_ms')} ms after the deadline"
+        )
     return f"[{role}] {orjson.dumps(rec).decode()}"
 
 
@@ -56,10 +66,10 @@ def consume(
     consumer = KafkaConsumer(
         enable_auto_commit=False,
         consumer_timeout_ms=timeout_ms,
-        **settings.kafka_client_kwargs(),  # type: ignore[arg-type]
+        **settings.kafka_client_kwargs(),
     )
     try:
-        tps = []
+        tps: list[TopicPartition] = []
         for name in names:
             parts = consumer.partitions_for_topic(name) or set()
             tps.extend(TopicPartition(name, p) for p in sorted(parts))

@@ -201,7 +201,7 @@ class Policy(_Strict):
         return max(windows) + max(settles)
 
     def rule(self, rule_id: str) -> RulePolicy:
-        return getattr(self.rules, rule_id)  # type: ignore[no-any-return]
+        return getattr(self.rules, rule_id)
 
     def is_on(self, rule_id: str) -> bool:
         return self.rule(rule_id).enabled

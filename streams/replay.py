@@ -25,7 +25,14 @@ import orjson
 
 from streams import codec
 from streams.engine import Decided, Engine, LateFinding, MemoryStore, Output
-from streams.history import INPUT_TOPICS, BadLine, HistoryRecord, iter_lines, parse_line, read_history
+from streams.history import (
+    INPUT_TOPICS,
+    BadLine,
+    HistoryRecord,
+    iter_lines,
+    parse_line,
+    read_history,
+)
 from streams.outputs import offline_line
 from streams.policy import Policy
 
@@ -48,7 +55,8 @@ class ReplaySummary:
         lines = [
             f"replayed {self.records} records ({self.candidates} candidates) in "
             f"{self.seconds:.2f}s ({rate:,.0f} records/s)",
-            "actions: " + ", ".join(f"{a}={self.actions.get(a, 0)}" for a in ("send", "rewrite", "suppress")),
+            "actions: "
+            + ", ".join(f"{a}={self.actions.get(a, 0)}" for a in ("send", "rewrite", "suppress")),
             "per rule:",
         ]
         if self.rules:
@@ -71,7 +79,9 @@ class ReplaySummary:
         return "\n".join(lines)
 
 
-def _topic_stream(path: str | Path, topic: str, bad: list[tuple[int, str]] | None) -> Iterator[HistoryRecord]:
+def _topic_stream(
+    path: str | Path, topic: str, bad: list[tuple[int, str]] | None
+) -> Iterator[HistoryRecord]:
     """Records of one topic in file order; the reader given ``bad`` also reports bad lines."""
     for i, line in iter_lines(path):
         rec = parse_line(i, line)
@@ -85,7 +95,9 @@ def _topic_stream(path: str | Path, topic: str, bad: list[tuple[int, str]] | Non
             yield rec
 
 
-def _merge(path: str | Path, bad: list[tuple[int, str]]) -> Iterator[tuple[HistoryRecord, dict[str, int | None]]]:
+def _merge(
+    path: str | Path, bad: list[tuple[int, str]]
+) -> Iterator[tuple[HistoryRecord, dict[str, int | None]]]:
     """Merge per-topic streams by event time; yield each record with every topic's next time.
 
     The second item maps topic -> event time of its next unread record (None
@@ -139,8 +151,17 @@ def replay_offline(
             elif isinstance(o, LateFinding):
                 summary.late += 1
                 if late_out is not None:
-                    late_out.write(orjson.dumps({"message_id": o.sent.message_id, "rule": o.rule,
-                                                 "event_id": o.event[1], "late_by_ms": o.late_by_ms}) + b"\n")
+                    late_out.write(
+                        orjson.dumps(
+                            {
+                                "message_id": o.sent.message_id,
+                                "rule": o.rule,
+                                "event_id": o.event[1],
+                                "late_by_ms": o.late_by_ms,
+                            }
+                        )
+                        + b"\n"
+                    )
 
     for rec, nxt in _merge(path, summary.bad_lines):
         summary.records += 1
@@ -151,7 +172,11 @@ def replay_offline(
         else:
             if parsed.kind == "outbound":
                 summary.candidates += 1
-            emit(engine.ingest(0, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms))
+            emit(
+                engine.ingest(
+                    0, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms
+                )
+            )
         for topic, t in nxt.items():
             if t is None:
                 clock.set_idle(topic, True)

@@ -186,7 +186,9 @@ def review_request_for_returned_order(
     order_id = msg.order_id
     if order_id is None:
         return None
-    order = next((p for p in state.purchases if p.order_id == order_id and p.t <= msg.deadline), None)
+    order = next(
+        (p for p in state.purchases if p.order_id == order_id and p.t <= msg.deadline), None
+    )
     ordered: dict[str, int] = {}
     if order is not None:
         for sku, qty in order.items:
@@ -264,7 +266,8 @@ def _strip(
         )
     return Outcome(
         rule_id,
-        f"removed {len(removed)} of {len(skus)} products {verb} within {human_span(window)}: {when}",
+        f"removed {len(removed)} of {len(skus)} products {verb} "
+        f"within {human_span(window)}: {when}",
         evidence,
         removed,
         suppress=False,
@@ -301,7 +304,9 @@ def duplicate_content(
     if not isinstance(msg, Candidate):
         return None
     window = policy.rules.duplicate_content.window
-    key = content_key(msg.trigger, msg.channel, skus if msg.skus is not None else None, msg.payload_hash)
+    key = content_key(
+        msg.trigger, msg.channel, skus if msg.skus is not None else None, msg.payload_hash
+    )
     for s in reversed(state.sent):
         if s.content == key and _within(s.created_at, msg.created_at, window):
             return Outcome(
@@ -321,8 +326,10 @@ def frequency_cap(
     rp = policy.rules.frequency_cap
     assert isinstance(rp, FrequencyCapPolicy)
     sent = [
-        s for s in state.sent
-        if s.is_marketing and s.channel == msg.channel
+        s
+        for s in state.sent
+        if s.is_marketing
+        and s.channel == msg.channel
         and _within(s.created_at, msg.created_at, rp.window)
     ]
     if len(sent) < rp.limit:
@@ -346,17 +353,37 @@ RULES: tuple[tuple[str, RuleFn, str, frozenset[str] | None], ...] = (
     ("consent_withdrawn", consent_withdrawn, _MARKETING, None),
     ("stale_trigger", stale_trigger, _ALL, None),
     ("cart_already_purchased", cart_already_purchased, _MARKETING, frozenset({"abandoned_cart"})),
-    ("welcome_back_to_new_customer", welcome_back_to_new_customer, _MARKETING,
-     frozenset({"welcome_back"})),
-    ("welcome_to_existing_customer", welcome_to_existing_customer, _MARKETING,
-     frozenset({"welcome"})),
-    ("review_request_for_returned_order", review_request_for_returned_order, _MARKETING,
-     frozenset({"review_request"})),
+    (
+        "welcome_back_to_new_customer",
+        welcome_back_to_new_customer,
+        _MARKETING,
+        frozenset({"welcome_back"}),
+    ),
+    (
+        "welcome_to_existing_customer",
+        welcome_to_existing_customer,
+        _MARKETING,
+        frozenset({"welcome"}),
+    ),
+    (
+        "review_request_for_returned_order",
+        review_request_for_returned_order,
+        _MARKETING,
+        frozenset({"review_request"}),
+    ),
     ("win_back_active_customer", win_back_active_customer, _MARKETING, frozenset({"win_back"})),
-    ("recommends_returned_product", recommends_returned_product, _MARKETING,
-     frozenset({"product_recommendation"})),
-    ("recommends_recent_purchase", recommends_recent_purchase, _MARKETING,
-     frozenset({"product_recommendation"})),
+    (
+        "recommends_returned_product",
+        recommends_returned_product,
+        _MARKETING,
+        frozenset({"product_recommendation"}),
+    ),
+    (
+        "recommends_recent_purchase",
+        recommends_recent_purchase,
+        _MARKETING,
+        frozenset({"product_recommendation"}),
+    ),
     ("duplicate_content", duplicate_content, _MARKETING, None),
     ("frequency_cap", frequency_cap, _MARKETING, None),
 )
@@ -408,8 +435,14 @@ def decide(
             monitored.append(rule_id)
             continue
         if out.suppress:
+            # A suppressed message is not sent, so nothing was "removed" from it.
             return Decision(
-                "suppress", rule_id, out.reason, out.evidence, tuple(removed), skus,
+                "suppress",
+                rule_id,
+                out.reason,
+                out.evidence,
+                (),
+                skus,
                 tuple(monitored),
             )
         skus = tuple(s for s in skus if s not in out.removed)
@@ -420,8 +453,13 @@ def decide(
     sent_skus = skus if msg.skus is not None else None
     if removed:
         return Decision(
-            "rewrite", rewrite_rule, "; ".join(rewrite_reasons), tuple(rewrite_evidence),
-            tuple(removed), sent_skus, tuple(monitored),
+            "rewrite",
+            rewrite_rule,
+            "; ".join(rewrite_reasons),
+            tuple(rewrite_evidence),
+            tuple(removed),
+            sent_skus,
+            tuple(monitored),
         )
     return Decision("send", None, None, (), (), sent_skus, tuple(monitored))
 

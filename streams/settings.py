@@ -31,8 +31,8 @@ class Settings(BaseSettings):
 
     bootstrap_servers: str = "127.0.0.1:9092"
     app_id: str = "trigger-sanity"
-    partitions: int = Field(8, ge=1, le=10_000)
-    replication_factor: int = Field(1, ge=1, le=16)
+    partitions: int = Field(default=8, ge=1, le=10_000)
+    replication_factor: int = Field(default=1, ge=1, le=16)
 
     topic_purchases: str = "purchases"
     topic_returns: str = "returns"
@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     store: str = "memory://"
     data_dir: Path = Path("trigger-sanity-data")
     web_enabled: bool = True
-    web_port: int = Field(6066, ge=0, le=65535)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -57,12 +58,14 @@ class Settings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
 
-    max_record_bytes: int = Field(256 * 1024, ge=1024)
-    idle_check_interval: float = Field(1.0, gt=0, description="seconds between idleness checks")
-    sweep_interval: float = Field(300.0, gt=0, description="seconds between state sweeps")
-    commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
+    max_record_bytes: int = Field(default=256 * 1024, ge=1024)
+    idle_check_interval: float = Field(
+        default=1.0, gt=0, description="seconds between idleness checks"
+    )
+    sweep_interval: float = Field(default=300.0, gt=0, description="seconds between state sweeps")
+    commit_interval: float = Field(default=1.0, gt=0, description="seconds between offset commits")
     session_timeout: float = Field(
-        45.0, ge=3, description="seconds before a dead worker's partitions move to another"
+        default=45.0, ge=3, description="seconds before a dead worker's partitions move to another"
     )
 
     @field_validator("bootstrap_servers")

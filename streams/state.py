@@ -143,15 +143,26 @@ class CustomerState:
     def size(self) -> tuple[int, ...]:
         """Cheap fingerprint of how much is kept: pruning changed something iff it changed."""
         return (
-            len(self.purchases), len(self.returns), len(self.sessions), len(self.consents),
-            len(self.sent), len(self.decided), len(self.held),
+            len(self.purchases),
+            len(self.returns),
+            len(self.sessions),
+            len(self.consents),
+            len(self.sent),
+            len(self.decided),
+            len(self.held),
         )
 
     @property
     def is_empty(self) -> bool:
         return not (
-            self.purchases or self.returns or self.sessions or self.sent or self.decided
-            or self.held or self.first_purchase or self.pruned_sessions
+            self.purchases
+            or self.returns
+            or self.sessions
+            or self.sent
+            or self.decided
+            or self.held
+            or self.first_purchase
+            or self.pruned_sessions
             or any(c.withdrawn for c in self.consents)
         )
 
@@ -225,8 +236,18 @@ def encode(state: CustomerState) -> bytes:
             [[s.event_id, s.t] for s in state.sessions],
             [[c.event_id, c.t, c.channel, c.withdrawn] for c in state.consents],
             [
-                [s.message_id, s.created_at, s.deadline, s.trigger, s.channel, s.category,
-                 s.content, s.skus, s.cart_updated_at, s.order_id]
+                [
+                    s.message_id,
+                    s.created_at,
+                    s.deadline,
+                    s.trigger,
+                    s.channel,
+                    s.category,
+                    s.content,
+                    s.skus,
+                    s.cart_updated_at,
+                    s.order_id,
+                ]
                 for s in state.sent
             ],
             [[k, v[0], v[1]] for k, v in state.decided.items()],

@@ -68,8 +68,11 @@ def kafka_bootstrap() -> Iterator[str]:
             yield kafka.get_bootstrap_server()
         return
     port = os.environ.get("LOCAL_KAFKA_PORT", "9092")
-    status = subprocess.run([sys.executable, str(LOCAL_KAFKA), "status", "--port", port],
-                            capture_output=True, check=False)
+    status = subprocess.run(
+        [sys.executable, str(LOCAL_KAFKA), "status", "--port", port],
+        capture_output=True,
+        check=False,
+    )
     already = status.returncode == 0
     subprocess.run([sys.executable, str(LOCAL_KAFKA), "start", "--port", port], check=True)
     try:
@@ -91,7 +94,7 @@ class Env:
         return KafkaProducer(acks="all", linger_ms=5, **self.settings.kafka_client_kwargs())  # type: ignore[arg-type]
 
     def produce(self, records: list[dict[str, Any]]) -> None:
-        """Produce history-style records (``topic``, ``value``, optional ``key``/``timestamp``/raw)."""
+        """Produce history-style records; ``raw`` bytes are sent exactly as given."""
         from streams.history import parse_line
 
         p = self.producer()
@@ -103,8 +106,13 @@ class Env:
             hr = parse_line(0, orjson.dumps({k: v for k, v in rec.items() if k != "partition"}))
             assert hr is not None and not hasattr(hr, "error"), hr
             ts = hr.record_ms if hr.record_ms is not None else hr.event_ms  # type: ignore[union-attr]
-            p.send(topic, key=hr.key, value=hr.value, timestamp_ms=ts,  # type: ignore[union-attr]
-                   partition=rec.get("partition"))
+            p.send(
+                topic,
+                key=hr.key,
+                value=hr.value,
+                timestamp_ms=ts,  # type: ignore[union-attr]
+                partition=rec.get("partition"),
+            )
         p.flush()
         p.close()
 
@@ -113,9 +121,14 @@ class Env:
         if policy is not None:
             env["TRIGGER_SANITY_POLICY_FILE"] = str(policy)
         log = self.tmp / f"worker-{uuid.uuid4().hex[:6]}.log"
-        fh = open(log, "wb")  # noqa: SIM115 - closed by WorkerProc.stop
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=ROOT,
-                                stdout=fh, stderr=subprocess.STDOUT)
+        fh = open(log, "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
         return WorkerProc(proc, log, fh)
 
     def collect(
@@ -127,11 +140,15 @@ class Env:
     ) -> dict[str, list[Any]]:
         """Read output topics from the beginning until ``until(records)`` or the timeout."""
         got: dict[str, list[Any]] = {r: [] for r in roles}
-        consumer = KafkaConsumer(enable_auto_commit=False, consumer_timeout_ms=500,
-                                 **self.settings.kafka_client_kwargs())  # type: ignore[arg-type]
+        consumer = KafkaConsumer(
+            enable_auto_commit=False, consumer_timeout_ms=500, **self.settings.kafka_client_kwargs()
+        )  # type: ignore[arg-type]
         try:
-            tps = [TopicPartition(self.settings.topics[r], p) for r in roles
-                   for p in range(self.settings.partitions)]
+            tps = [
+                TopicPartition(self.settings.topics[r], p)
+                for r in roles
+                for p in range(self.settings.partitions)
+            ]
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
             names = {self.settings.topics[r]: r for r in roles}
@@ -142,11 +159,15 @@ class Env:
                 if until(got):
                     return got
                 if worker is not None and worker.proc.poll() is not None:
-                    raise AssertionError(f"worker exited with {worker.proc.returncode}:\n{worker.tail()}")
+                    raise AssertionError(
+                        f"worker exited with {worker.proc.returncode}:\n{worker.tail()}"
+                    )
         finally:
             consumer.close()
         counts = {r: len(v) for r, v in got.items()}
-        raise AssertionError(f"timed out after {timeout}s with {counts}\n" + (worker.tail() if worker else ""))
+        raise AssertionError(
+            f"timed out after {timeout}s with {counts}\n" + (worker.tail() if worker else "")
+        )
 
 
 @dataclass
@@ -180,21 +201,29 @@ class WorkerProc:
 def ts_env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Env]:
     run = f"t{uuid.uuid4().hex[:10]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_SANITY_")}
-    env.update({
-        "TRIGGER_SANITY_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "TRIGGER_SANITY_APP_ID": run,
-        "TRIGGER_SANITY_PARTITIONS": "4",
-        "TRIGGER_SANITY_WEB_ENABLED": "false",
-        "TRIGGER_SANITY_DATA_DIR": str(tmp_path / "data"),
-        "TRIGGER_SANITY_LOG_LEVEL": "INFO",
-        "TRIGGER_SANITY_IDLE_CHECK_INTERVAL": "0.5",
-        "TRIGGER_SANITY_COMMIT_INTERVAL": "0.5",
-        "TRIGGER_SANITY_SESSION_TIMEOUT": "6",
-    })
+    env.update(
+        {
+            "TRIGGER_SANITY_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "TRIGGER_SANITY_APP_ID": run,
+            "TRIGGER_SANITY_PARTITIONS": "4",
+            "TRIGGER_SANITY_WEB_ENABLED": "false",
+            "TRIGGER_SANITY_DATA_DIR": str(tmp_path / "data"),
+            "TRIGGER_SANITY_LOG_LEVEL": "INFO",
+            "TRIGGER_SANITY_IDLE_CHECK_INTERVAL": "0.5",
+            "TRIGGER_SANITY_COMMIT_INTERVAL": "0.5",
+            "TRIGGER_SANITY_SESSION_TIMEOUT": "6",
+        }
+    )
     for spec in REGISTRY:
         env[f"TRIGGER_SANITY_TOPIC_{spec.role.upper()}"] = f"{run}.{spec.default_name}"
-    settings = Settings(**{k[len("TRIGGER_SANITY_"):].lower(): v for k, v in env.items()
-                           if k.startswith("TRIGGER_SANITY_")})
-    # Histories carry old event times as record timestamps: keep them regardless of broker retention.
+    settings = Settings(
+        **{
+            k[len("TRIGGER_SANITY_") :].lower(): v
+            for k, v in env.items()
+            if k.startswith("TRIGGER_SANITY_")
+        }
+    )
+    # Histories carry old event times as record timestamps: keep them whatever
+    # the broker's time retention.
     create_topics(settings, log=False, configs={"retention.ms": "-1"})
     yield Env(settings, env, tmp_path)

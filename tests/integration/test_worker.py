@@ -27,19 +27,24 @@ def test_small_history_exact_outputs(ts_env: Env) -> None:
     history = [
         session("09:58"),
         cart("m-1", "10:00", "09:59"),
-        purchase("10:02", eid="p-1", order="o-9"),                      # within the 5 min settle
+        purchase("10:02", eid="p-1", order="o-9"),  # within the 5 min settle
         session("10:00", cid="c-new"),
-        msg("m-2", "welcome_back", "10:01", cid="c-new"),               # a brand-new visitor
+        msg("m-2", "welcome_back", "10:01", cid="c-new"),  # a brand-new visitor
         msg("m-3", "promotion", "10:03", cid="c-7", payload={"t": "bf"}),
         msg("m-3", "promotion", "10:04", cid="c-7", payload={"t": "bf"}),  # the duplicate
         {"topic": "purchases", "raw": b'{"event_id": "p-bad", "customer_id": ', "key": b"c-42"},
-        session("11:00"), session("11:00", cid="c-new"), session("11:00", cid="c-7"),  # time moves on
+        session("11:00"),
+        session("11:00", cid="c-new"),
+        session("11:00", cid="c-7"),  # time moves on
     ]
     ts_env.produce(history)
     worker = ts_env.worker()
     try:
-        got = ts_env.collect(("send_queue", "suppressed", "dead_letter"),
-                             lambda g: _decided(g) >= 4 and len(g["dead_letter"]) >= 1, worker=worker)
+        got = ts_env.collect(
+            ("send_queue", "suppressed", "dead_letter"),
+            lambda g: _decided(g) >= 4 and len(g["dead_letter"]) >= 1,
+            worker=worker,
+        )
     finally:
         worker.stop()
     sent = _values(got["send_queue"])
@@ -49,17 +54,28 @@ def test_small_history_exact_outputs(ts_env: Env) -> None:
     assert len(sent) == 1
     sanity = sent[0].pop("sanity")
     assert sent[0] == msg("m-3", "promotion", "10:03", cid="c-7", payload={"t": "bf"})["value"]
-    assert sanity["action"] == "send" and sanity["removed_skus"] == [] and sanity["policy"] == "default-1"
+    assert (
+        sanity["action"] == "send"
+        and sanity["removed_skus"] == []
+        and sanity["policy"] == "default-1"
+    )
     assert sanity["held_ms"] >= 0 and sanity["decided_at"].endswith("Z")
     # suppressed: rule, reason and evidence as in the contract
     by_id = {(s["message"]["message_id"], s["rule"]): s for s in suppressed}
-    assert sorted(by_id) == [("m-1", "cart_already_purchased"), ("m-2", "welcome_back_to_new_customer"),
-                             ("m-3", "duplicate_message")]
+    assert sorted(by_id) == [
+        ("m-1", "cart_already_purchased"),
+        ("m-2", "welcome_back_to_new_customer"),
+        ("m-3", "duplicate_message"),
+    ]
     cart_s = by_id[("m-1", "cart_already_purchased")]
     assert cart_s["message"] == cart("m-1", "10:00", "09:59")["value"]
-    assert cart_s["evidence"] == [{"topic": "purchases", "event_id": "p-1", "occurred_at": "2026-11-20T10:02:00Z"}]
-    assert cart_s["reason"] == ("order o-9 was placed at 2026-11-20 10:02 UTC, after the cart was last "
-                                "updated at 2026-11-20 09:59 UTC")
+    assert cart_s["evidence"] == [
+        {"topic": "purchases", "event_id": "p-1", "occurred_at": "2026-11-20T10:02:00Z"}
+    ]
+    assert cart_s["reason"] == (
+        "order o-9 was placed at 2026-11-20 10:02 UTC, after the cart was last "
+        "updated at 2026-11-20 09:59 UTC"
+    )
     assert cart_s["policy"] == "default-1"
     wb = by_id[("m-2", "welcome_back_to_new_customer")]
     assert wb["reason"].startswith("the customer has started only 1 session")
@@ -76,21 +92,32 @@ def test_bad_input_never_stops_the_worker(ts_env: Env) -> None:
     bad: list[dict[str, Any]] = [
         {"topic": "outbound", "raw": b"\xff\xfe\x00", "key": b"c-1"},
         {"topic": "outbound", "raw": b"[]", "key": None},
-        {"topic": "sessions", "raw": orjson.dumps({**session("10:00")["value"], "kind": "paused"}), "key": b"c-42"},
+        {
+            "topic": "sessions",
+            "raw": orjson.dumps({**session("10:00")["value"], "kind": "paused"}),
+            "key": b"c-42",
+        },
         {"topic": "consents", "raw": b"", "key": b"c-42"},
         {"topic": "purchases", "raw": b'{"x": "' + b"a" * 300_000 + b'"}', "key": b"c-42"},
     ]
-    ts_env.produce(bad + [msg("m-ok", "promotion", "10:00"), session("10:05")])
+    ts_env.produce([*bad, msg("m-ok", "promotion", "10:00"), session("10:05")])
     worker = ts_env.worker()
     try:
-        got = ts_env.collect(("send_queue", "suppressed", "dead_letter"),
-                             lambda g: len(g["dead_letter"]) >= 5 and _decided(g) >= 1, worker=worker)
+        got = ts_env.collect(
+            ("send_queue", "suppressed", "dead_letter"),
+            lambda g: len(g["dead_letter"]) >= 5 and _decided(g) >= 1,
+            worker=worker,
+        )
     finally:
         worker.stop()
     errors = sorted(orjson.loads(r.value)["error"] for r in got["dead_letter"])
     assert any("kind: Input should be 'started' or 'ended'" in e for e in errors)
     assert any("over the limit" in e for e in errors)
-    binary = [orjson.loads(r.value) for r in got["dead_letter"] if orjson.loads(r.value)["value_encoding"] == "base64"]
+    binary = [
+        orjson.loads(r.value)
+        for r in got["dead_letter"]
+        if orjson.loads(r.value)["value_encoding"] == "base64"
+    ]
     assert len(binary) == 1
     assert [orjson.loads(r.value)["message_id"] for r in got["send_queue"]] == ["m-ok"]
 
@@ -99,15 +126,20 @@ def test_misrouted_records_are_rerouted_and_decided_once(ts_env: Env) -> None:
     right = partition_for("c-42", 4)
     wrong = (right + 1) % 4
     history = [
-        {**session("09:00"), "partition": wrong},                      # wrong partition
-        {**session("09:30"), "key": "not-the-customer"},                # wrong key
-        {**msg("m-wb", "welcome_back", "10:00"), "partition": wrong},  # decided against the right state
+        {**session("09:00"), "partition": wrong},  # wrong partition
+        {**session("09:30"), "key": "not-the-customer"},  # wrong key
+        {
+            **msg("m-wb", "welcome_back", "10:00"),
+            "partition": wrong,
+        },  # decided against the right state
         session("11:00"),
     ]
     ts_env.produce(history)
     worker = ts_env.worker()
     try:
-        got = ts_env.collect(("send_queue", "suppressed"), lambda g: _decided(g) >= 1, worker=worker)
+        got = ts_env.collect(
+            ("send_queue", "suppressed"), lambda g: _decided(g) >= 1, worker=worker
+        )
         # both sessions were re-produced to the right partition and counted: welcome_back is fine
         assert [orjson.loads(r.value)["message_id"] for r in got["send_queue"]] == ["m-wb"]
         assert got["suppressed"] == []
@@ -149,14 +181,23 @@ def test_held_message_survives_a_crash(ts_env: Env, tmp_path: Path) -> None:
         first.kill()
     second = ts_env.worker(policy)
     try:
-        ts_env.produce([purchase(iso(created + timedelta(minutes=2)), eid="p-after"),
-                        session(iso(created + timedelta(minutes=31)))])
-        got = ts_env.collect(("send_queue", "suppressed"), lambda g: _decided(g) >= 1, worker=second)
+        ts_env.produce(
+            [
+                purchase(iso(created + timedelta(minutes=2)), eid="p-after"),
+                session(iso(created + timedelta(minutes=31))),
+            ]
+        )
+        got = ts_env.collect(
+            ("send_queue", "suppressed"), lambda g: _decided(g) >= 1, worker=second
+        )
         # anything else would show up by the time the session past the deadline is processed
-        got = ts_env.collect(("send_queue", "suppressed"), lambda g: _decided(g) >= 1, timeout=5, worker=second)
+        got = ts_env.collect(
+            ("send_queue", "suppressed"), lambda g: _decided(g) >= 1, timeout=5, worker=second
+        )
     finally:
         second.stop()
     sup = [orjson.loads(r.value) for r in got["suppressed"]]
     assert [(s["message"]["message_id"], s["rule"], s["policy"]) for s in sup] == [
-        ("m-held", "cart_already_purchased", "crash-test")]
+        ("m-held", "cart_already_purchased", "crash-test")
+    ]
     assert got["send_queue"] == []

@@ -19,44 +19,110 @@ BAD: list[tuple[str, str, bytes | None, str]] = [
     ("json_array", "purchases", b"[1,2]", "Input should be an object"),
     ("null_value", "purchases", None, "no value (null)"),
     ("empty_bytes", "sessions", b"", "Invalid JSON"),
-    ("missing_sku", "purchases",
-     orjson.dumps({**purchase("10:00")["value"], "items": [{"quantity": 1}]}), "items.0.sku: Field required"),
-    ("wrong_type_quantity", "purchases",
-     orjson.dumps({**purchase("10:00")["value"], "items": [{"sku": "A", "quantity": "1"}]}),
-     "items.0.quantity: Input should be a valid integer"),
-    ("naive_timestamp", "purchases",
-     orjson.dumps({**purchase("10:00")["value"], "occurred_at": "2026-11-20T10:00:00"}),
-     "occurred_at: Input should have timezone info"),
-    ("unknown_session_kind", "sessions",
-     orjson.dumps({"event_id": "s", "customer_id": "c", "occurred_at": "2026-11-20T10:00:00Z",
-                   "session_id": "x", "kind": "paused"}), "kind: Input should be 'started' or 'ended'"),
-    ("unknown_trigger", "outbound",
-     orjson.dumps({**msg("m", "promotion", "10:00")["value"], "trigger": "birthday"}), "trigger: Input should be"),
-    ("unknown_channel", "consents",
-     orjson.dumps({"event_id": "k", "customer_id": "c", "occurred_at": "2026-11-20T10:00:00Z",
-                   "channel": "fax", "status": "withdrawn"}), "channel: Input should be"),
-    ("empty_customer_id", "purchases",
-     orjson.dumps({**purchase("10:00")["value"], "customer_id": ""}), "customer_id: String should have at least 1"),
-    ("null_customer_id", "purchases",
-     orjson.dumps({**purchase("10:00")["value"], "customer_id": None}), "customer_id: Input should be a valid string"),
-    ("huge_id", "purchases",
-     orjson.dumps({**purchase("10:00")["value"], "order_id": "o" * 10_000}), "order_id: String should have at most"),
-    ("too_many_items", "purchases",
-     orjson.dumps({**purchase("10:00")["value"], "items": [{"sku": "A"}] * 501}), "items: List should have at most"),
-    ("cart_without_updated_at", "outbound",
-     orjson.dumps({**cart("m", "10:00", "09:59")["value"], "context": {"cart_id": "c"}}),
-     "context.cart_updated_at: required for trigger abandoned_cart"),
-    ("recommendation_without_skus", "outbound",
-     orjson.dumps(msg("m", "product_recommendation", "10:00")["value"]),
-     "context.skus: required for trigger product_recommendation"),
-    ("review_without_order", "outbound",
-     orjson.dumps(msg("m", "review_request", "10:00")["value"]), "context.order_id: required for trigger"),
+    (
+        "missing_sku",
+        "purchases",
+        orjson.dumps({**purchase("10:00")["value"], "items": [{"quantity": 1}]}),
+        "items.0.sku: Field required",
+    ),
+    (
+        "wrong_type_quantity",
+        "purchases",
+        orjson.dumps({**purchase("10:00")["value"], "items": [{"sku": "A", "quantity": "1"}]}),
+        "items.0.quantity: Input should be a valid integer",
+    ),
+    (
+        "naive_timestamp",
+        "purchases",
+        orjson.dumps({**purchase("10:00")["value"], "occurred_at": "2026-11-20T10:00:00"}),
+        "occurred_at: Input should have timezone info",
+    ),
+    (
+        "unknown_session_kind",
+        "sessions",
+        orjson.dumps(
+            {
+                "event_id": "s",
+                "customer_id": "c",
+                "occurred_at": "2026-11-20T10:00:00Z",
+                "session_id": "x",
+                "kind": "paused",
+            }
+        ),
+        "kind: Input should be 'started' or 'ended'",
+    ),
+    (
+        "unknown_trigger",
+        "outbound",
+        orjson.dumps({**msg("m", "promotion", "10:00")["value"], "trigger": "birthday"}),
+        "trigger: Input should be",
+    ),
+    (
+        "unknown_channel",
+        "consents",
+        orjson.dumps(
+            {
+                "event_id": "k",
+                "customer_id": "c",
+                "occurred_at": "2026-11-20T10:00:00Z",
+                "channel": "fax",
+                "status": "withdrawn",
+            }
+        ),
+        "channel: Input should be",
+    ),
+    (
+        "empty_customer_id",
+        "purchases",
+        orjson.dumps({**purchase("10:00")["value"], "customer_id": ""}),
+        "customer_id: String should have at least 1",
+    ),
+    (
+        "null_customer_id",
+        "purchases",
+        orjson.dumps({**purchase("10:00")["value"], "customer_id": None}),
+        "customer_id: Input should be a valid string",
+    ),
+    (
+        "huge_id",
+        "purchases",
+        orjson.dumps({**purchase("10:00")["value"], "order_id": "o" * 10_000}),
+        "order_id: String should have at most",
+    ),
+    (
+        "too_many_items",
+        "purchases",
+        orjson.dumps({**purchase("10:00")["value"], "items": [{"sku": "A"}] * 501}),
+        "items: List should have at most",
+    ),
+    (
+        "cart_without_updated_at",
+        "outbound",
+        orjson.dumps({**cart("m", "10:00", "09:59")["value"], "context": {"cart_id": "c"}}),
+        "context.cart_updated_at: required for trigger abandoned_cart",
+    ),
+    (
+        "recommendation_without_skus",
+        "outbound",
+        orjson.dumps(msg("m", "product_recommendation", "10:00")["value"]),
+        "context.skus: required for trigger product_recommendation",
+    ),
+    (
+        "review_without_order",
+        "outbound",
+        orjson.dumps(msg("m", "review_request", "10:00")["value"]),
+        "context.order_id: required for trigger",
+    ),
     ("invalid_utf8", "purchases", b'{"event_id": "\xff"}', "Invalid JSON"),
 ]
 
 
-@pytest.mark.parametrize(("topic", "raw", "error"), [(t, r, e) for _n, t, r, e in BAD], ids=[n for n, *_ in BAD])
-def test_bad_input_is_unreadable_with_clear_error(topic: str, raw: bytes | None, error: str) -> None:
+@pytest.mark.parametrize(
+    ("topic", "raw", "error"), [(t, r, e) for _n, t, r, e in BAD], ids=[n for n, *_ in BAD]
+)
+def test_bad_input_is_unreadable_with_clear_error(
+    topic: str, raw: bytes | None, error: str
+) -> None:
     got = codec.decode(topic, raw, 0, 0, DEFAULT_POLICY)
     assert isinstance(got, codec.Unreadable)
     assert error in got.error
@@ -75,7 +141,9 @@ def test_good_record_parses_to_fact_with_extra_fields_tolerated() -> None:
 
 
 def test_candidate_deadline_uses_settle_delay() -> None:
-    got = codec.decode("outbound", orjson.dumps(cart("m", "10:00", "09:59")["value"]), 5, 7, DEFAULT_POLICY)
+    got = codec.decode(
+        "outbound", orjson.dumps(cart("m", "10:00", "09:59")["value"]), 5, 7, DEFAULT_POLICY
+    )
     assert isinstance(got, codec.Parsed) and isinstance(got.fact, Candidate)
     assert got.fact.deadline - got.fact.created_at == 5 * 60_000
     assert (got.fact.record_time, got.fact.received_wall) == (5, 7)
@@ -83,8 +151,16 @@ def test_candidate_deadline_uses_settle_delay() -> None:
 
 def test_dead_letter_record_text_and_binary() -> None:
     rec = orjson.loads(codec.dead_letter("purchases", 3, 1234, b"c-42", b"{bad", "boom", 0))
-    assert rec == {"topic": "purchases", "partition": 3, "offset": 1234, "key": "c-42", "value": "{bad",
-                   "value_encoding": "utf-8", "error": "boom", "received_at": "1970-01-01T00:00:00Z"}
+    assert rec == {
+        "topic": "purchases",
+        "partition": 3,
+        "offset": 1234,
+        "key": "c-42",
+        "value": "{bad",
+        "value_encoding": "utf-8",
+        "error": "boom",
+        "received_at": "1970-01-01T00:00:00Z",
+    }
     rec = orjson.loads(codec.dead_letter("purchases", 0, 1, None, b"\xff\xfe", "binary", 0))
     assert rec["value_encoding"] == "base64" and base64.b64decode(rec["value"]) == b"\xff\xfe"
     assert rec["key"] is None

@@ -27,15 +27,22 @@ def _feed(engine: Engine, rec: dict[str, Any], wall: int = 0, partition: int = 0
     record_ms = hr.record_ms if hr.record_ms is not None else hr.event_ms  # type: ignore[union-attr]
     parsed = codec.decode(rec["topic"], raw, record_ms, wall, engine.policy)
     assert isinstance(parsed, codec.Parsed), parsed
-    return engine.ingest(partition, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms)
+    return engine.ingest(
+        partition, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms
+    )
 
 
 def _decided(outputs: list[Output]) -> list[tuple[str, str, str | None]]:
-    return [(o.candidate.message_id, o.decision.action, o.decision.rule)
-            for o in outputs if isinstance(o, Decided)]
+    return [
+        (o.candidate.message_id, o.decision.action, o.decision.rule)
+        for o in outputs
+        if isinstance(o, Decided)
+    ]
 
 
-def live_run(records: list[dict[str, Any]], seed: int, policy: Policy = DEFAULT_POLICY) -> list[tuple[str, str, str | None, tuple[str, ...]]]:
+def live_run(
+    records: list[dict[str, Any]], seed: int, policy: Policy = DEFAULT_POLICY
+) -> list[tuple[str, str, str | None, tuple[str, ...]]]:
     """Simulate the worker: per-topic streams read in a random interleaving, live frontiers."""
     rng = random.Random(seed)
     streams: dict[str, list[dict[str, Any]]] = {t: [] for t in INPUT_TOPICS}
@@ -60,15 +67,23 @@ def live_run(records: list[dict[str, Any]], seed: int, policy: Policy = DEFAULT_
     out += engine.release(0, 0)
     out += engine.flush(0)  # the wall-clock release at the very end
     return sorted(
-        (o.candidate.message_id + f"#{o.candidate.seq}", o.decision.action, o.decision.rule, o.decision.removed_skus)
-        for o in out if isinstance(o, Decided)
+        (
+            o.candidate.message_id + f"#{o.candidate.seq}",
+            o.decision.action,
+            o.decision.rule,
+            o.decision.removed_skus,
+        )
+        for o in out
+        if isinstance(o, Decided)
     )
 
 
 def test_live_interleavings_equal_offline(tmp_path: Path) -> None:
     records = generate(150, seed=11)
     offline = decisions_list(tmp_path, records)
-    want = sorted((d["message_id"], d["action"], d["rule"], tuple(d["removed_skus"])) for d in offline)
+    want = sorted(
+        (d["message_id"], d["action"], d["rule"], tuple(d["removed_skus"])) for d in offline
+    )
     rules_seen = {d["rule"] for d in offline}
     assert len(rules_seen) >= 10, rules_seen  # the history really exercises the rules
     for seed in range(4):
@@ -107,7 +122,9 @@ def test_ties_at_the_deadline_wait_for_the_frontier_to_pass() -> None:
     _feed(engine, purchase("10:06", cid="c-other"))
     _feed(engine, msg("y", "promotion", "10:06", cid="c-other"))
     assert _decided(engine.release(0, 0)) == [
-        ("m", "suppress", "cart_already_purchased"), ("x", "send", None)]
+        ("m", "suppress", "cart_already_purchased"),
+        ("x", "send", None),
+    ]
 
 
 def test_all_idle_releases_at_stream_time_and_wall_clock_after() -> None:
@@ -188,7 +205,10 @@ def test_rewrite_keeps_remaining_skus_in_state_for_duplicate_content() -> None:
     _feed(engine, rec_msg("m1", "10:00", ["A", "B"]))
     _feed(engine, rec_msg("m2", "10:30", ["B"]))
     got = _decided(engine.release(0, 0))
-    assert got == [("m1", "rewrite", "recommends_recent_purchase"), ("m2", "suppress", "duplicate_content")]
+    assert got == [
+        ("m1", "rewrite", "recommends_recent_purchase"),
+        ("m2", "suppress", "duplicate_content"),
+    ]
 
 
 def _state_size(engine: Engine, cid: str = "c-42") -> int:
@@ -259,7 +279,9 @@ def test_monitor_mode_sends_but_names_the_rule() -> None:
     assert out[0].decision.action == "send" and out[0].decision.monitored == ("consent_withdrawn",)
 
 
-@pytest.mark.parametrize("rule_id", ["cart_already_purchased", "welcome_back_to_new_customer", "frequency_cap"])
+@pytest.mark.parametrize(
+    "rule_id", ["cart_already_purchased", "welcome_back_to_new_customer", "frequency_cap"]
+)
 def test_disabled_rule_does_not_fire(tmp_path: Path, rule_id: str) -> None:
     policy = policy_from_mapping({"rules": {rule_id: {"enabled": False}}})
     recs = {
@@ -274,8 +296,11 @@ def test_disabled_rule_does_not_fire(tmp_path: Path, rule_id: str) -> None:
 
 def test_recommendation_action_suppress_drops_whole_message(tmp_path: Path) -> None:
     policy = policy_from_mapping({"rules": {"recommends_recent_purchase": {"action": "suppress"}}})
-    got = decisions_list(tmp_path, [purchase("2026-11-15T10:00:00Z", ["A"]), rec_msg("m", "10:00", ["A", "B"])],
-                         policy)
+    got = decisions_list(
+        tmp_path,
+        [purchase("2026-11-15T10:00:00Z", ["A"]), rec_msg("m", "10:00", ["A", "B"])],
+        policy,
+    )
     assert (got[0]["action"], got[0]["rule"]) == ("suppress", "recommends_recent_purchase")
 
 

@@ -9,7 +9,13 @@ import pytest
 
 from streams.cli import main
 from streams.errors import PolicyError
-from streams.policy import DEFAULT_POLICY, RULE_IDS, load_policy, policy_as_toml, policy_from_mapping
+from streams.policy import (
+    DEFAULT_POLICY,
+    RULE_IDS,
+    load_policy,
+    policy_as_toml,
+    policy_from_mapping,
+)
 
 
 def test_defaults_are_the_contract() -> None:
@@ -49,7 +55,10 @@ def test_bad_policy_names_key_and_expectation(data: dict[str, object], message: 
 
 def test_partial_override_keeps_other_defaults(tmp_path: Path) -> None:
     f = tmp_path / "p.toml"
-    f.write_text('version = "2026-11-21.1"\n[rules.frequency_cap]\nlimit = 5\n[settle]\nabandoned_cart = "10m"\n')
+    f.write_text(
+        'version = "2026-11-21.1"\n[rules.frequency_cap]\nlimit = 5\n'
+        '[settle]\nabandoned_cart = "10m"\n'
+    )
     p = load_policy(f)
     assert p.version == "2026-11-21.1" and p.rules.frequency_cap.limit == 5
     assert p.rules.frequency_cap.window == 24 * 3_600_000 and p.settle.abandoned_cart == 600_000
@@ -70,7 +79,7 @@ def test_cli_policy_check_and_show(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["policy", "check", str(good)]) == 0
     assert "valid (version v9)" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
-    bad.write_text('[rules.frequency_cap]\nlimt = 3\n')
+    bad.write_text("[rules.frequency_cap]\nlimt = 3\n")
     assert main(["policy", "check", str(bad)]) == 2
     assert "rules.frequency_cap.limt: unknown key" in capsys.readouterr().err
     assert main(["policy", "show"]) == 0

@@ -43,8 +43,10 @@ CONTRACT_DECISIONS = [
 def _read(path: Path) -> list[tuple[str, str, str | None, list[str]]]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as fh:
-        return sorted((d["message_id"], d["action"], d["rule"], d["removed_skus"])
-                      for d in map(orjson.loads, fh.read().splitlines()))
+        return sorted(
+            (d["message_id"], d["action"], d["rule"], d["removed_skus"])
+            for d in map(orjson.loads, fh.read().splitlines())
+        )
 
 
 @pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
@@ -70,9 +72,17 @@ def test_contract_history_gives_contract_decisions(
 
 def test_every_decision_line_has_the_contract_fields(tmp_path: Path) -> None:
     out = tmp_path / "d.jsonl"
-    assert main(["replay", str(DATA / "contract_history.jsonl"), "--offline", "--out", str(out)]) == 0
+    assert (
+        main(["replay", str(DATA / "contract_history.jsonl"), "--offline", "--out", str(out)]) == 0
+    )
     for line in out.read_bytes().splitlines():
-        assert set(orjson.loads(line)) == {"message_id", "customer_id", "action", "rule", "removed_skus"}
+        assert set(orjson.loads(line)) == {
+            "message_id",
+            "customer_id",
+            "action",
+            "rule",
+            "removed_skus",
+        }
 
 
 def test_generated_history_is_deterministic_and_covers_every_rule(tmp_path: Path) -> None:
@@ -112,18 +122,26 @@ def test_out_of_order_records_within_a_topic_can_only_be_late(tmp_path: Path) ->
     from tests.helpers import msg, purchase
 
     history = tmp_path / "ooo.jsonl"
-    write_history(history, [
-        purchase("2026-11-20T12:00:00Z", ["SKU-Z"], cid="c-other"),
-        purchase("2026-11-20T09:00:00Z", ["SKU-1"]),  # out of order within purchases
-        msg("m", "welcome", "2026-11-20T10:00:00Z"),
-    ])
+    write_history(
+        history,
+        [
+            purchase("2026-11-20T12:00:00Z", ["SKU-Z"], cid="c-other"),
+            purchase("2026-11-20T09:00:00Z", ["SKU-1"]),  # out of order within purchases
+            msg("m", "welcome", "2026-11-20T10:00:00Z"),
+        ],
+    )
     out, late = tmp_path / "d.jsonl", tmp_path / "late.jsonl"
-    assert main(["replay", str(history), "--offline", "--out", str(out), "--late-out", str(late)]) == 0
+    assert (
+        main(["replay", str(history), "--offline", "--out", str(out), "--late-out", str(late)]) == 0
+    )
     assert _read(out) == [("m", "send", None, [])]
     found = [orjson.loads(x) for x in late.read_bytes().splitlines()]
     assert [(f["message_id"], f["rule"]) for f in found] == [("m", "welcome_to_existing_customer")]
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["replay", str(tmp_path / "nope.jsonl"), "--offline", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["replay", str(tmp_path / "nope.jsonl"), "--offline", "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "cannot open history file" in capsys.readouterr().err

@@ -48,5 +48,13 @@ def test_output_models_accept_what_the_worker_writes() -> None:
     from streams.codec import dead_letter
 
     DeadLetter.model_validate_json(dead_letter("purchases", 0, 1, b"k", b"x", "err", 0))
-    SuppressedMessage.model_validate({"message": {}, "rule": "frequency_cap", "reason": "r", "evidence": [],
-                                      "decided_at": "2026-11-20T10:00:00Z", "policy": "p"})
+    SuppressedMessage.model_validate(
+        {
+            "message": {},
+            "rule": "frequency_cap",
+            "reason": "r",
+            "evidence": [],
+            "decided_at": "2026-11-20T10:00:00Z",
+            "policy": "p",
+        }
+    )

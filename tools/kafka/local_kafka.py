@@ -81,14 +81,26 @@ def fetch_jars() -> None:
         return
     mvn = shutil.which("mvn")
     if mvn is None:
-        sys.exit("[local-kafka] Maven (mvn) is not installed: install it (e.g. apt-get install maven)")
+        sys.exit(
+            "[local-kafka] Maven (mvn) is not installed: install it (e.g. apt-get install maven)"
+        )
     if shutil.which("java") is None:
-        sys.exit("[local-kafka] Java is not installed: install JDK 17 (e.g. apt-get install openjdk-17-jdk)")
+        sys.exit(
+            "[local-kafka] Java is not installed: install JDK 17 "
+            "(e.g. apt-get install openjdk-17-jdk)"
+        )
     say(f"resolving Apache Kafka jars from Maven Central into {LIBS} ...")
     tmp = LIBS.with_name("libs.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [mvn, "-B", "-q", "-f", str(HERE / "pom.xml"), "dependency:copy-dependencies",
-           f"-DoutputDirectory={tmp}"]
+    cmd = [
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(HERE / "pom.xml"),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}",
+    ]
     res = subprocess.run(cmd, check=False)
     if res.returncode != 0:
         sys.exit(f"[local-kafka] mvn failed (exit {res.returncode}); see its output above")
@@ -131,8 +143,16 @@ def write_config(port: int, controller_port: int) -> Path:
 def java_cmd(main: str, *args: str) -> list[str]:
     java = shutil.which("java") or "java"
     heap = os.environ.get("LOCAL_KAFKA_HEAP", "-Xms512m -Xmx1g").split()
-    return [java, *heap, "-XX:+UseG1GC", f"-Dlog4j.configuration=file:{HOME / 'log4j.properties'}",
-            "-cp", f"{LIBS}/*", main, *args]
+    return [
+        java,
+        *heap,
+        "-XX:+UseG1GC",
+        f"-Dlog4j.configuration=file:{HOME / 'log4j.properties'}",
+        "-cp",
+        f"{LIBS}/*",
+        main,
+        *args,
+    ]
 
 
 def pid_file(port: int) -> Path:
@@ -164,9 +184,18 @@ def start(port: int, timeout: float) -> int:
         cid_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
     cluster_id = cid_file.read_text().strip()
     fmt = subprocess.run(
-        java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props),
-                 "--ignore-formatted"),
-        capture_output=True, text=True, check=False,
+        java_cmd(
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(props),
+            "--ignore-formatted",
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if fmt.returncode != 0:
         sys.stderr.write(fmt.stdout + fmt.stderr)
@@ -175,8 +204,11 @@ def start(port: int, timeout: float) -> int:
     say(f"starting Kafka on 127.0.0.1:{port} (log: {log})")
     with open(log, "ab") as fh:
         proc = subprocess.Popen(
-            java_cmd("kafka.Kafka", str(props)), stdout=fh, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            java_cmd("kafka.Kafka", str(props)),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     pid_file(port).write_text(str(proc.pid))
     deadline = time.monotonic() + timeout
@@ -190,7 +222,9 @@ def start(port: int, timeout: float) -> int:
             return 0
         time.sleep(0.3)  # polling a process that is starting, bounded by the deadline
     stop(port)
-    sys.exit(f"[local-kafka] broker did not answer a metadata request within {timeout:.0f}s; see {log}")
+    sys.exit(
+        f"[local-kafka] broker did not answer a metadata request within {timeout:.0f}s; see {log}"
+    )
 
 
 def stop(port: int) -> int:
@@ -218,16 +252,24 @@ def stop(port: int) -> int:
 def status(port: int) -> int:
     pid = running_pid(port)
     ok = metadata_ok("127.0.0.1", port)
-    print(f"port {port}: {'answering' if ok else 'not answering'}; "
-          f"{'pid ' + str(pid) if pid else 'not started by this tool'}")
+    print(
+        f"port {port}: {'answering' if ok else 'not answering'}; "
+        f"{'pid ' + str(pid) if pid else 'not started by this tool'}"
+    )
     return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("command", choices=["start", "stop", "status", "fetch"])
-    ap.add_argument("--port", type=int, default=int(os.environ.get("LOCAL_KAFKA_PORT", "9092")),
-                    help="client port (controller uses port+1); default 9092 or $LOCAL_KAFKA_PORT")
+    ap.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("LOCAL_KAFKA_PORT", "9092")),
+        help="client port (controller uses port+1); default 9092 or $LOCAL_KAFKA_PORT",
+    )
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
     args = ap.parse_args(argv)
     if args.command == "start":

@@ -1,0 +1,89 @@
+"""docker-compose.yml and the Dockerfile cannot run here (no Docker engine): check structure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from streams.settings import ENV_PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def test_services_the_readme_names_exist(compose: dict[str, Any]) -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "docker compose up" in readme
+    for name in ("kafka", "topics", "worker"):
+        assert name in compose["services"], name
+        assert f"`{name}`" in readme, f"README should name the {name} service"
+
+
+def test_kafka_is_kraft_3_9(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"].startswith("apache/kafka:3.9")
+    env = kafka["environment"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller" and "healthcheck" in kafka
+    internal = next(
+        x for x in env["KAFKA_ADVERTISED_LISTENERS"].split(",") if x.startswith("INTERNAL://")
+    )
+    assert (
+        internal.removeprefix("INTERNAL://")
+        == compose["services"]["worker"]["environment"]["TRIGGER_SANITY_BOOTSTRAP_SERVERS"]
+    )
+
+
+def test_worker_env_matches_the_settings_class(compose: dict[str, Any]) -> None:
+    fields = set(Settings.model_fields)
+    for svc in ("topics", "worker"):
+        env = compose["services"][svc]["environment"]
+        for key in env:
+            assert key.startswith(ENV_PREFIX), key
+            name = key.removeprefix(ENV_PREFIX).lower()
+            assert name in fields, f"{svc}: {key} is not a setting"
+        Settings(**{k.removeprefix(ENV_PREFIX).lower(): v for k, v in env.items()})
+
+
+def test_startup_order(compose: dict[str, Any]) -> None:
+    svc = compose["services"]
+    assert svc["topics"]["command"] == ["topics", "create"]
+    assert svc["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert svc["worker"]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    assert svc["worker"]["build"] == "." and svc["worker"]["command"] == ["worker"]
+
+
+def test_dockerfile_installs_the_cli() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11" in text and "pip install ." in text
+    assert 'ENTRYPOINT ["trigger-sanity"]' in text
+    for path in ("schemas", "streams", "pyproject.toml"):
+        assert f"COPY {path}" in text or "COPY pyproject.toml" in text
+
+
+def test_readme_documents_every_setting_with_its_default() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name, field in Settings.model_fields.items():
+        assert f"`{ENV_PREFIX}{name.upper()}`" in readme, (
+            f"README misses {ENV_PREFIX}{name.upper()}"
+        )
+        default = field.default
+        if default is not None and not isinstance(default, Path):
+            shown = str(default).lower() if isinstance(default, bool) else str(default)
+            row = next(
+                line for line in readme.splitlines() if f"`{ENV_PREFIX}{name.upper()}`" in line
+            )
+            assert shown in row, f"README row for {name} should show default {shown}: {row}"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make test" in ci
