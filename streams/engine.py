@@ -188,7 +188,7 @@ class Engine:
                 self.counts["duplicate_event"] += 1
             elif state.sent:
                 out.extend(self._late(state, customer_id, kind, fact, record_ms))
-        self._prune(part, state)
+        self._prune(self._horizon(part), state)
         self.store.put(customer_id, state)
         return out
 
@@ -199,8 +199,12 @@ class Engine:
         part = self.part(partition)
         out: list[Output] = []
         heap, clock = part.heap, part.clock
+        if not heap or not clock.releasable(heap[0][0]):
+            return out
+        # Popping only raises the heap minimum, so this horizon stays safe for the whole loop.
+        horizon = self._horizon(part)
         while heap and clock.releasable(heap[0][0]):
-            out.extend(self._decide_top(part, wall_ms))
+            out.extend(self._decide_top(part, wall_ms, horizon))
         return out
 
     def release_idle(self, partition: int, wall_ms: int) -> list[Output]:
@@ -221,7 +225,7 @@ class Engine:
                 and cand.received_wall + self.policy.settle.for_trigger(cand.trigger) > wall_ms
             ):
                 break
-            out.extend(self._decide_top(part, wall_ms))
+            out.extend(self._decide_top(part, wall_ms, None))
         return out
 
     def flush(self, wall_ms: int) -> list[Output]:
@@ -229,7 +233,7 @@ class Engine:
         out: list[Output] = []
         for part in self._parts.values():
             while part.heap:
-                out.extend(self._decide_top(part, wall_ms))
+                out.extend(self._decide_top(part, wall_ms, None))
         return out
 
     def _held(self, customer_id: str, seq: int) -> Candidate | None:
@@ -238,7 +242,7 @@ class Engine:
             return None
         return next((c for c in state.held if c.seq == seq), None)
 
-    def _decide_top(self, part: _Partition, wall_ms: int) -> Iterator[Output]:
+    def _decide_top(self, part: _Partition, wall_ms: int, horizon: int | None) -> Iterator[Output]:
         _deadline, _mid, seq, cid = heapq.heappop(part.heap)
         state = self.store.get(cid)
         if state is None:
@@ -268,7 +272,7 @@ class Engine:
         self.counts[decision.action] += 1
         if decision.rule:
             self.counts[f"rule:{decision.rule}"] += 1
-        self._prune(part, state)
+        self._prune(horizon, state)
         self.store.put(cid, state)
         yield Decided(cand, decision, wall_ms)
 
@@ -311,9 +315,8 @@ class Engine:
             st = min(st, part.heap[0][0])
         return st - self._max_settle
 
-    def _prune(self, part: _Partition, state: CustomerState) -> None:
+    def _prune(self, h: int | None, state: CustomerState) -> None:
         """Time-prune against the horizon; the size caps apply even before time is known."""
-        h = self._horizon(part)
         lim = self.policy.state
         never = -(2**62)
         state.prune(
@@ -338,7 +341,7 @@ class Engine:
             if h is None:
                 continue
             before = state.size()
-            self._prune(part, state)
+            self._prune(h, state)
             if not state.held and state.last_event < h - ttl:
                 latest = {c.channel: c for c in state.consents}
                 withdrawn = sorted((c for c in latest.values() if c.withdrawn), key=lambda c: c.t)

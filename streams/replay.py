@@ -79,31 +79,45 @@ class ReplaySummary:
         return "\n".join(lines)
 
 
+_NEEDLES = {t: b'"' + t.encode() + b'"' for t in INPUT_TOPICS}
+
+
 def _topic_stream(
-    path: str | Path, topic: str, bad: list[tuple[int, str]] | None
+    path: str | Path, topic: str, bad: dict[int, str], report_orphans: bool
 ) -> Iterator[HistoryRecord]:
-    """Records of one topic in file order; the reader given ``bad`` also reports bad lines."""
+    """Records of one topic in file order.
+
+    A line of topic X must contain ``"X"`` (unless it spells it with ``\\u``
+    escapes), so each reader parses only its candidate lines: about one parse
+    per line in all, not one per reader. Bad lines go to ``bad`` by line
+    number (a line may be seen by two readers); the reader with
+    ``report_orphans`` also parses lines that name no topic at all.
+    """
+    needle = _NEEDLES[topic]
+    others = [n for t, n in _NEEDLES.items() if t != topic]
     for i, line in iter_lines(path):
+        if needle not in line and b"\\u" not in line:
+            if not report_orphans or any(n in line for n in others):
+                continue
         rec = parse_line(i, line)
         if rec is None:
             continue
         if isinstance(rec, BadLine):
-            if bad is not None:
-                bad.append((rec.line_no, rec.error))
+            bad.setdefault(rec.line_no, rec.error)
             continue
         if rec.topic == topic:
             yield rec
 
 
 def _merge(
-    path: str | Path, bad: list[tuple[int, str]]
+    path: str | Path, bad: dict[int, str]
 ) -> Iterator[tuple[HistoryRecord, dict[str, int | None]]]:
     """Merge per-topic streams by event time; yield each record with every topic's next time.
 
     The second item maps topic -> event time of its next unread record (None
     once the topic is exhausted), which is exactly the offline frontier.
     """
-    streams = {t: _topic_stream(path, t, bad if t == "outbound" else None) for t in INPUT_TOPICS}
+    streams = {t: _topic_stream(path, t, bad, t == "outbound") for t in INPUT_TOPICS}
     heap: list[tuple[int, int, int, HistoryRecord]] = []
     last: dict[str, int] = dict.fromkeys(INPUT_TOPICS, -(2**62))
     nxt: dict[str, int | None] = dict.fromkeys(INPUT_TOPICS)
@@ -163,7 +177,8 @@ def replay_offline(
                         + b"\n"
                     )
 
-    for rec, nxt in _merge(path, summary.bad_lines):
+    bad: dict[int, str] = {}
+    for rec, nxt in _merge(path, bad):
         summary.records += 1
         record_ms = rec.record_ms if rec.record_ms is not None else (rec.event_ms or 0)
         parsed = codec.decode(rec.topic, rec.value, record_ms, record_ms, policy)
@@ -188,6 +203,7 @@ def replay_offline(
             if progress is not None:
                 progress(summary.records)
     emit(engine.flush(0))
+    summary.bad_lines = sorted(bad.items())
     summary.seconds = time.perf_counter() - started
     return summary
 

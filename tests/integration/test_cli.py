@@ -1,0 +1,81 @@
+"""The CLI against a real broker: topic creation and the README's demo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from streams.admin import create_topics, partition_counts
+from streams.errors import BrokerError
+from streams.settings import Settings
+from streams.topics import REGISTRY
+from tests.integration.conftest import ROOT
+
+
+def _settings(bootstrap: str, prefix: str, partitions: int = 3) -> Settings:
+    names = {f"topic_{t.role}": f"{prefix}{t.default_name}" for t in REGISTRY}
+    return Settings(bootstrap_servers=bootstrap, partitions=partitions, **names)  # type: ignore[arg-type]
+
+
+def test_topics_create_is_idempotent_and_co_partitioned(kafka_bootstrap: str) -> None:
+    s = _settings(kafka_bootstrap, f"c{uuid.uuid4().hex[:8]}.")
+    first = create_topics(s, log=False)
+    assert all(v.startswith("created (3 partitions)") for v in first.values()), first
+    second = create_topics(s, log=False)
+    assert all(v == "exists (3 partitions)" for v in second.values()), second
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        assert set(partition_counts(admin, s.topics.all).values()) == {3}
+    finally:
+        admin.close()
+
+
+def test_topics_create_refuses_inputs_that_are_not_co_partitioned(kafka_bootstrap: str) -> None:
+    prefix = f"c{uuid.uuid4().hex[:8]}."
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(f"{prefix}returns", 5, 1)])
+    finally:
+        admin.close()
+    with pytest.raises(BrokerError, match="not co-partitioned"):
+        create_topics(_settings(kafka_bootstrap, prefix), log=False)
+
+
+def test_no_broker_is_a_clear_error() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "topics", "list"],
+        env={"TRIGGER_SANITY_BOOTSTRAP_SERVERS": "127.0.0.1:1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 2
+    assert "no Kafka broker answers at 127.0.0.1:1" in res.stderr
+
+
+def test_readme_demo_prints_suppressions_with_rule_and_reason(kafka_bootstrap: str) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "demo", "--timeout", "120"],
+        env={"TRIGGER_SANITY_BOOTSTRAP_SERVERS": kafka_bootstrap, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert (
+        "SUPPRESS m-cart-ada abandoned_cart -> c-ada: cart_already_purchased: order o-ada-1" in out
+    )
+    assert "welcome_back_to_new_customer" in out and "duplicate_message" in out
+    assert "REWRITE  m-rec-cy product_recommendation -> c-cy (removed SKU-9" in out
+    assert "DEAD " in out and "items.0.sku: Field required" in out
+    assert "all 8 candidates decided" in out
