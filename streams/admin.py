@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from kafka import KafkaAdminClient
@@ -27,15 +28,23 @@ def admin_client(settings: Settings, timeout_ms: int = 15_000) -> KafkaAdminClie
 
 
 def partition_counts(admin: KafkaAdminClient, names: Iterable[str]) -> dict[str, int]:
-    wanted = list(names)
-    existing = set(admin.list_topics())
-    present = [n for n in wanted if n in existing]
-    if not present:
-        return {}
+    """Topic -> partition count, for the named topics the broker knows about."""
     out: dict[str, int] = {}
-    for meta in admin.describe_topics(present):
-        out[meta["topic"]] = len(meta["partitions"])
+    for meta in admin.describe_topics(list(names)):
+        if meta["error_code"] == 0 and meta["partitions"]:
+            out[meta["topic"]] = len(meta["partitions"])
     return out
+
+
+def _wait_visible(admin: KafkaAdminClient, names: list[str], timeout: float) -> dict[str, int]:
+    """Under KRaft a CreateTopics answer can come before the broker's metadata shows the
+    topic: check co-partitioning only once every topic is visible (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = partition_counts(admin, names)
+        if len(counts) == len(names) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)  # polling broker metadata, bounded by the deadline
 
 
 def create_topics(
@@ -69,7 +78,7 @@ def create_topics(
                 pass  # a concurrent creator won the race; counts are checked below
             except KafkaError as exc:
                 raise BrokerError(f"creating topics failed: {exc}") from exc
-        final = partition_counts(admin, topics.all)
+        final = _wait_visible(admin, list(topics.all), timeout=30.0)
     finally:
         admin.close()
     for name in topics.all:
@@ -77,7 +86,10 @@ def create_topics(
             result[name] = f"exists ({counts[name]} partitions)"
         else:
             result[name] = f"created ({final.get(name, '?')} partitions)"
-    input_counts = {final.get(n) for n in topics.inputs}
+    missing = [n for n in topics.all if n not in final]
+    if missing:
+        raise BrokerError(f"topics not visible 30s after creating them: {', '.join(missing)}")
+    input_counts = {final[n] for n in topics.inputs}
     if len(input_counts) != 1:
         detail = ", ".join(f"{n}={final.get(n)}" for n in topics.inputs)
         raise BrokerError(

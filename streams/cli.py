@@ -22,7 +22,7 @@ from typing import IO
 from streams import __version__
 from streams.errors import TriggerSanityError
 from streams.policy import load_policy, policy_as_toml
-from streams.settings import Settings
+from streams.settings import Settings, isolated_env, settings_from_env
 
 
 def _settings() -> Settings:
@@ -166,27 +166,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from streams.replay import produce_history
 
     run = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
-    env = {
-        **os.environ,
-        "TRIGGER_SANITY_APP_ID": run,
-        "TRIGGER_SANITY_WEB_ENABLED": "false",
-        "TRIGGER_SANITY_DATA_DIR": str(Path(".cache") / run),
-    }
-    for role, default in (
-        ("purchases", "purchases"),
-        ("returns", "returns"),
-        ("sessions", "sessions"),
-        ("consents", "consents"),
-        ("outbound", "outbound"),
-        ("send_queue", "send-queue"),
-        ("suppressed", "suppressed"),
-        ("dead_letter", "dead-letter"),
-        ("late_evidence", "late-evidence"),
-        ("releases", "releases"),
-    ):
-        env[f"TRIGGER_SANITY_TOPIC_{role.upper()}"] = f"{run}.{default}"
-    os.environ.update({k: v for k, v in env.items() if k.startswith("TRIGGER_SANITY_")})
-    settings = _settings()
+    base = _settings()
+    ts_env = isolated_env(run, base.bootstrap_servers, data_dir=str(Path(".cache") / run))
+    env = {**os.environ, **ts_env}
+    settings = settings_from_env(
+        {**{k: v for k, v in os.environ.items() if k.startswith("TRIGGER_SANITY_")}, **ts_env}
+    )
     print(f"== demo run {run}: topics {run}.* on {settings.bootstrap_servers}", flush=True)
     create_topics(settings, log=False)
     history = Path(".cache") / f"{run}.jsonl"

@@ -28,7 +28,7 @@ from streams.policy import (
     WelcomeBackPolicy,
     WinBackPolicy,
 )
-from streams.state import CustomerState
+from streams.state import CustomerState, PurchaseFact, ReturnFact
 
 Evidence = tuple[str, str, int]  # (topic, event_id, event time ms)
 
@@ -274,15 +274,23 @@ def _strip(
     )
 
 
+def _recent_skus(
+    facts: Sequence[PurchaseFact | ReturnFact], topic: str, msg: MessageView, window: int
+) -> dict[str, Evidence]:
+    """SKU -> the latest event within ``window`` before ``created_at`` (and by ``D``) naming it."""
+    hits: dict[str, Evidence] = {}
+    for f in facts:
+        if _within(f.t, msg.created_at, window) and f.t <= msg.deadline:
+            for sku, _qty in f.items:
+                hits[sku] = (topic, f.event_id, f.t)
+    return hits
+
+
 def recommends_returned_product(
     state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
 ) -> Outcome | None:
     rp = policy.rules.recommends_returned_product
-    hits: dict[str, Evidence] = {}
-    for r in state.returns:
-        if _within(r.t, msg.created_at, rp.window) and r.t <= msg.deadline:
-            for sku, _qty in r.items:
-                hits[sku] = ("returns", r.event_id, r.t)
+    hits = _recent_skus(state.returns, "returns", msg, rp.window)
     return _strip("recommends_returned_product", rp, rp.window, skus, hits, "returned")
 
 
@@ -290,11 +298,7 @@ def recommends_recent_purchase(
     state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
 ) -> Outcome | None:
     rp = policy.rules.recommends_recent_purchase
-    hits: dict[str, Evidence] = {}
-    for p in state.purchases:
-        if _within(p.t, msg.created_at, rp.window) and p.t <= msg.deadline:
-            for sku, _qty in p.items:
-                hits[sku] = ("purchases", p.event_id, p.t)
+    hits = _recent_skus(state.purchases, "purchases", msg, rp.window)
     return _strip("recommends_recent_purchase", rp, rp.window, skus, hits, "bought")
 
 

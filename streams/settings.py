@@ -121,3 +121,26 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         sources.append(file_secret_settings)
         return tuple(sources)
+
+
+def isolated_env(run: str, bootstrap: str, **overrides: str) -> dict[str, str]:
+    """``TRIGGER_SANITY_*`` variables for a deployment of its own: app id and topic names
+    prefixed by ``run``. The demo, the integration tests and the benchmarks use it so
+    that runs never see each other's records, offsets or state."""
+    from streams.topics import REGISTRY
+
+    env = {
+        f"{ENV_PREFIX}BOOTSTRAP_SERVERS": bootstrap,
+        f"{ENV_PREFIX}APP_ID": run,
+        f"{ENV_PREFIX}WEB_ENABLED": "false",
+    }
+    for spec in REGISTRY:
+        env[f"{ENV_PREFIX}TOPIC_{spec.role.upper()}"] = f"{run}.{spec.default_name}"
+    env.update({f"{ENV_PREFIX}{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+def settings_from_env(env: dict[str, str]) -> Settings:
+    """Settings from an explicit mapping of ``TRIGGER_SANITY_*`` variables (not os.environ)."""
+    fields = {k[len(ENV_PREFIX) :].lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    return Settings.model_validate(fields)

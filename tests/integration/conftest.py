@@ -27,8 +27,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.admin import create_topics
-from streams.settings import Settings
-from streams.topics import REGISTRY
+from streams.settings import Settings, isolated_env, settings_from_env
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_KAFKA = ROOT / "tools" / "kafka" / "local_kafka.py"
@@ -101,7 +100,13 @@ class Env:
         for rec in records:
             topic = self.settings.topics[rec["topic"]]
             if "raw" in rec:  # bytes exactly as given (malformed input)
-                p.send(topic, key=rec.get("key"), value=rec["raw"], partition=rec.get("partition"))
+                p.send(
+                    topic,
+                    key=rec.get("key"),
+                    value=rec["raw"],
+                    partition=rec.get("partition"),
+                    timestamp_ms=rec.get("timestamp_ms"),
+                )
                 continue
             hr = parse_line(0, orjson.dumps({k: v for k, v in rec.items() if k != "partition"}))
             assert hr is not None and not hasattr(hr, "error"), hr
@@ -202,27 +207,18 @@ def ts_env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Env]:
     run = f"t{uuid.uuid4().hex[:10]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_SANITY_")}
     env.update(
-        {
-            "TRIGGER_SANITY_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "TRIGGER_SANITY_APP_ID": run,
-            "TRIGGER_SANITY_PARTITIONS": "4",
-            "TRIGGER_SANITY_WEB_ENABLED": "false",
-            "TRIGGER_SANITY_DATA_DIR": str(tmp_path / "data"),
-            "TRIGGER_SANITY_LOG_LEVEL": "INFO",
-            "TRIGGER_SANITY_IDLE_CHECK_INTERVAL": "0.5",
-            "TRIGGER_SANITY_COMMIT_INTERVAL": "0.5",
-            "TRIGGER_SANITY_SESSION_TIMEOUT": "6",
-        }
+        isolated_env(
+            run,
+            kafka_bootstrap,
+            partitions="4",
+            data_dir=str(tmp_path / "data"),
+            log_level="INFO",
+            idle_check_interval="0.5",
+            commit_interval="0.5",
+            session_timeout="6",
+        )
     )
-    for spec in REGISTRY:
-        env[f"TRIGGER_SANITY_TOPIC_{spec.role.upper()}"] = f"{run}.{spec.default_name}"
-    settings = Settings(
-        **{
-            k[len("TRIGGER_SANITY_") :].lower(): v
-            for k, v in env.items()
-            if k.startswith("TRIGGER_SANITY_")
-        }
-    )
+    settings = settings_from_env(env)
     # Histories carry old event times as record timestamps: keep them whatever
     # the broker's time retention.
     create_topics(settings, log=False, configs={"retention.ms": "-1"})

@@ -125,29 +125,35 @@ def test_bad_input_never_stops_the_worker(ts_env: Env) -> None:
 def test_misrouted_records_are_rerouted_and_decided_once(ts_env: Env) -> None:
     right = partition_for("c-42", 4)
     wrong = (right + 1) % 4
+    null_keyed = msg("m-null", "promotion", "10:01", channel="sms")
     history = [
         {**session("09:00"), "partition": wrong},  # wrong partition
         {**session("09:30"), "key": "not-the-customer"},  # wrong key
-        {
-            **msg("m-wb", "welcome_back", "10:00"),
-            "partition": wrong,
-        },  # decided against the right state
+        {**msg("m-wb", "welcome_back", "10:00"), "partition": wrong},  # needs both sessions
+        {  # no key at all; record time = created_at, so not stale
+            "topic": "outbound",
+            "raw": orjson.dumps(null_keyed["value"]),
+            "key": None,
+            "timestamp_ms": 1795168860000,  # 2026-11-20T10:01:00Z
+        },
         session("11:00"),
     ]
     ts_env.produce(history)
     worker = ts_env.worker()
     try:
         got = ts_env.collect(
-            ("send_queue", "suppressed"), lambda g: _decided(g) >= 1, worker=worker
+            ("send_queue", "suppressed"), lambda g: _decided(g) >= 2, worker=worker
         )
-        # both sessions were re-produced to the right partition and counted: welcome_back is fine
-        assert [orjson.loads(r.value)["message_id"] for r in got["send_queue"]] == ["m-wb"]
-        assert got["suppressed"] == []
-        assert all(r.partition == right for r in got["send_queue"])
     finally:
         worker.stop()
+    # both sessions reached the right state (welcome_back needs two), the key-less message
+    # was re-keyed, and everything was decided exactly once on the right partition
+    sent = sorted(orjson.loads(r.value)["message_id"] for r in got["send_queue"])
+    assert sent == ["m-null", "m-wb"]
+    assert got["suppressed"] == []
+    assert all(r.partition == right and r.key == b"c-42" for r in got["send_queue"])
     log = worker.log.read_text()
-    assert log.count("re-routing") == 3
+    assert log.count("re-routing") == 4
 
 
 def _committed(ts_env: Env, role: str) -> int:
@@ -201,3 +207,43 @@ def test_held_message_survives_a_crash(ts_env: Env, tmp_path: Path) -> None:
         ("m-held", "cart_already_purchased", "crash-test")
     ]
     assert got["send_queue"] == []
+
+
+def test_late_evidence_reports_what_got_through(ts_env: Env) -> None:
+    """A purchase that reaches Kafka after its cart mail was sent is reported, not re-decided."""
+    ts_env.produce([cart("m-late", "10:00", "09:59"), session("10:30")])
+    worker = ts_env.worker()
+    try:
+        got = ts_env.collect(("send_queue",), lambda g: len(g["send_queue"]) >= 1, worker=worker)
+        assert [orjson.loads(r.value)["message_id"] for r in got["send_queue"]] == ["m-late"]
+        ts_env.produce(
+            [
+                {
+                    **purchase("10:03", eid="p-late", order="o-late"),
+                    "timestamp": "2026-11-20T10:40:00Z",
+                }
+            ]
+        )
+        got = ts_env.collect(
+            ("late_evidence", "suppressed"), lambda g: len(g["late_evidence"]) >= 1, worker=worker
+        )
+    finally:
+        worker.stop()
+    late = orjson.loads(got["late_evidence"][0].value)
+    assert late == {
+        "message_id": "m-late",
+        "customer_id": "c-42",
+        "trigger": "abandoned_cart",
+        "rule": "cart_already_purchased",
+        "reason": late["reason"],
+        "event": {
+            "topic": "purchases",
+            "event_id": "p-late",
+            "occurred_at": "2026-11-20T10:03:00Z",
+        },
+        "deadline": "2026-11-20T10:05:00Z",
+        "late_by_ms": 35 * 60_000,
+        "policy": "default-1",
+    }
+    assert late["reason"].startswith("order o-late was placed at 2026-11-20 10:03 UTC")
+    assert got["suppressed"] == []  # the decision already made stands

@@ -90,3 +90,11 @@ def test_shipped_example_policy_is_valid() -> None:
     root = Path(__file__).resolve().parents[2]
     p = load_policy(root / "policies" / "example.toml")
     assert p.version
+
+
+def test_rule_order_is_one_list() -> None:
+    """The policy's rule ids and the rules module check the same ids in the same order."""
+    from streams.rules import RULES
+
+    assert tuple(rule_id for rule_id, *_ in RULES) == RULE_IDS
+    assert all(fn.__name__ == rule_id for rule_id, fn, *_ in RULES)

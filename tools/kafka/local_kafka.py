@@ -130,7 +130,7 @@ def write_config(port: int, controller_port: int) -> Path:
                 "transaction.state.log.replication.factor=1",
                 "transaction.state.log.min.isr=1",
                 "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=true",
+                "auto.create.topics.enable=false",  # topics are created on purpose, co-partitioned
                 "log.retention.hours=-1",
                 "",
             ]

@@ -1,0 +1,141 @@
+"""End-to-end benchmark of the worker against a real broker.
+
+    .venv/bin/python bench/bench_worker.py [--customers 2000] [--partitions 8]
+
+Uses KAFKA_BOOTSTRAP_SERVERS, or starts the local broker (tools/kafka) on
+LOCAL_KAFKA_PORT (default 9092). Produces a generated history into fresh
+topics, then measures, in the same run:
+- baseline: a plain kafka-python consumer reading the same input topics
+  (what moving the bytes costs);
+- the worker: start to the last decision, records/s, and the time each
+  candidate was held (receipt to decision) for triggers without a settle
+  delay, as percentiles.
+Prints numbers and the ratio; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.admin import create_topics
+from streams.generator import generate
+from streams.history import write_history
+from streams.replay import produce_history
+from streams.settings import Settings, isolated_env, settings_from_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+INPUTS = ("purchases", "returns", "sessions", "consents", "outbound")
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
+
+
+def bootstrap() -> str:
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        return given
+    port = os.environ.get("LOCAL_KAFKA_PORT", "9092")
+    tool = ROOT / "tools" / "kafka" / "local_kafka.py"
+    subprocess.run([sys.executable, str(tool), "start", "--port", port], check=True)
+    return f"127.0.0.1:{port}"
+
+
+def drain(settings: Settings, roles: tuple[str, ...], want: int, timeout: float) -> list[bytes]:
+    consumer = KafkaConsumer(
+        enable_auto_commit=False,
+        consumer_timeout_ms=300,
+        **settings.kafka_client_kwargs(),  # type: ignore[arg-type]
+    )
+    tps = [TopicPartition(settings.topics[r], p) for r in roles for p in range(settings.partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    out: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < want and time.monotonic() < deadline:
+        out.extend(r.value for r in consumer)
+    consumer.close()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--customers", type=int, default=2000)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--timeout", type=float, default=900)
+    args = ap.parse_args()
+
+    run = f"bench{uuid.uuid4().hex[:6]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_SANITY_")}
+    env.update(isolated_env(run, bootstrap(), partitions=str(args.partitions), log_level="WARNING"))
+    settings = settings_from_env(env)
+    create_topics(settings, log=False, configs={"retention.ms": "-1"})
+
+    with tempfile.TemporaryDirectory() as tmp:
+        history = Path(tmp) / "h.jsonl"
+        records = generate(args.customers, seed=5)
+        write_history(history, records)
+        candidates = sum(1 for r in records if r["topic"] == "outbound")
+        producer = KafkaProducer(
+            acks="all", linger_ms=50, batch_size=512 * 1024, **settings.kafka_client_kwargs()
+        )
+        t0 = time.perf_counter()
+        n, _bad = produce_history(history, producer, {r: settings.topics[r] for r in INPUTS})
+        producer.close()
+        print(f"produced {n} records ({candidates} candidates) in {time.perf_counter() - t0:.1f}s")
+
+        t0 = time.perf_counter()
+        got = drain(settings, INPUTS, n, args.timeout)
+        base = time.perf_counter() - t0
+        rate = len(got) / base
+        print(f"baseline: plain consumer read {len(got)} records in {base:.1f}s ({rate:,.0f}/s)")
+
+        log = open(Path(tmp) / "worker.log", "wb")
+        t0 = time.perf_counter()
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            out = drain(settings, ("send_queue", "suppressed"), candidates, args.timeout)
+            took = time.perf_counter() - t0
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+            log.close()
+    held = []
+    for raw in out:
+        v = orjson.loads(raw)
+        if "sanity" in v and v["trigger"] != "abandoned_cart":
+            held.append(v["sanity"]["held_ms"])
+    print(
+        f"worker: {len(out)} decisions for {n} records in {took:.1f}s incl. startup "
+        f"({n / took:,.0f} records/s); ratio to the plain consumer {took / base:.1f}x the time"
+    )
+    print(
+        f"held time of sent messages without settle delay (ms): p50 {pct(held, 0.5):.0f}  "
+        f"p95 {pct(held, 0.95):.0f}  p99 {pct(held, 0.99):.0f}  "
+        "(an all-at-once backlog: includes queueing)"
+    )
+    return 0 if len(out) >= candidates else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
