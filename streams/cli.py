@@ -44,6 +44,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         flush=True,
     )
     fw = faust.Worker(worker.app, loglevel=settings.log_level.lower(), quiet=True)
+    # faust's terminal spinner sets the root logger to DEBUG (at WARNING and above) so that
+    # every library debug line spins it: thousands of log records a second for nothing.
+    fw.spinner = None
     # kafka-python (admin lookups) logs every connection at INFO: not news for an operator.
     logging.getLogger("kafka").setLevel(logging.WARNING)
     fw.execute_from_commandline()
