@@ -1,9 +1,10 @@
 """The faust-streaming shell: bytes, state and time in; decisions out.
 
 No rule logic lives here. One agent (concurrency 1: with more, faust commits
-past in-flight messages) reads the five input topics; each record is decoded
-once, checked for its partition, and handed to the ``Engine``; what the
-engine decides is written to the output topics. Customer state, including
+past in-flight messages) reads the five input topics and hands each record
+to the ``Router`` (decode once, dead-letter, re-route, engine, render); this
+module writes what it returns and tracks what only Kafka knows: offsets,
+end offsets, partition assignment. Customer state, including
 held candidates, lives in a changelogged table, so a held message survives
 a crash and is decided after restart.
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,12 +33,11 @@ import faust
 from faust.types import TP
 from kafka.errors import KafkaError
 
-from streams import codec
 from streams.admin import admin_client
-from streams.engine import Decided, Engine, LateFinding, Output
-from streams.outputs import late_value, send_value, suppressed_value
+from streams.engine import Engine
 from streams.partitioning import partition_for
 from streams.policy import Policy
+from streams.router import OutRecord, Router
 from streams.settings import Settings
 from streams.state import CustomerState, decode, encode
 
@@ -112,7 +111,6 @@ class Worker:
         self.policy = policy
         self.topics = settings.topics
         self.role_of = self.topics.role_of()
-        self.counts: Counter[str] = Counter()
         self.app = faust.App(settings.app_id, **app_config(settings))
         self.table = self.app.Table(
             "customers",
@@ -124,6 +122,9 @@ class Worker:
             use_partitioner=True,
         )
         self.engine = Engine(policy, TableStore(self.table))
+        self.router = Router(
+            self.engine, self.role_of, self._partitions_of, settings.max_record_bytes
+        )
         self.inputs = self.app.topic(
             *self.topics.inputs, key_serializer="raw", value_serializer="raw"
         )
@@ -174,7 +175,7 @@ class Worker:
                 )
             except Exception as exc:
                 log.exception("failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
-                self.counts["internal_error"] += 1
+                self.router.counts["internal_error"] += 1
                 await self._dead_letter(
                     msg.topic,
                     msg.partition,
@@ -194,87 +195,28 @@ class Worker:
         value: bytes | None,
     ) -> None:
         wall = now_ms()
-        role = self.role_of[topic]
         record_ms = int(timestamp * 1000) if timestamp else wall
         tp = TP(topic, partition)
         self._next_offset[tp] = offset + 1
-        parsed = codec.decode(
-            role, value, record_ms, wall, self.policy, self.settings.max_record_bytes
+        await self._write(
+            self.router.on_record(topic, partition, offset, record_ms, key, value, wall)
         )
-        if isinstance(parsed, codec.Unreadable):
-            self.counts["dead_letter"] += 1
-            await self._dead_letter(topic, partition, offset, key, value, parsed.error)
-        elif not await self._right_place(
-            topic, partition, key, value, parsed.customer_id, record_ms
-        ):
-            pass
-        else:
-            self.counts[role] += 1
-            await self._emit(
-                self.engine.ingest(
-                    partition, role, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms
-                )
-            )
-        clock = self.engine.clock(partition)
         hw = self.app.consumer.highwater(tp)
-        clock.set_idle(role, hw is not None and hw >= 0 and offset + 1 >= hw)
-        await self._emit(self.engine.release(partition, wall))
-
-    async def _right_place(
-        self,
-        topic: str,
-        partition: int,
-        key: bytes | None,
-        value: bytes | None,
-        customer_id: str,
-        record_ms: int,
-    ) -> bool:
-        """Re-produce a misplaced record to its right partition; never decide it here."""
-        cid = customer_id.encode("utf-8")
-        n = self._partitions_of(topic)
-        expected = partition_for(customer_id, n)
-        if key == cid and partition == expected:
-            return True
-        self.counts["rerouted"] += 1
-        log.warning(
-            "re-routing %s[%d] record for customer %s (key %r) to partition %d",
-            topic,
-            partition,
-            customer_id,
-            key,
-            expected,
+        self.engine.clock(partition).set_idle(
+            self.role_of[topic], hw is not None and hw >= 0 and offset + 1 >= hw
         )
-        await self.app.topic(topic, key_serializer="raw", value_serializer="raw").send(
-            key=cid, value=value, partition=expected, timestamp=record_ms / 1000
-        )
-        return False
+        await self._write(self.router.release(partition, wall))
 
-    # ------------------------------------------------------------ outputs
-
-    async def _emit(self, outputs: list[Output]) -> None:
-        version = self.policy.version
-        for o in outputs:
-            if isinstance(o, Decided):
-                key = o.candidate.customer_id.encode("utf-8")
-                if o.decision.action == "suppress":
-                    self.counts["suppressed"] += 1
-                    log.info(
-                        "suppressed %s (%s) for %s: %s - %s",
-                        o.candidate.message_id,
-                        o.candidate.trigger,
-                        o.candidate.customer_id,
-                        o.decision.rule,
-                        o.decision.reason,
-                    )
-                    await self.out["suppressed"].send(key=key, value=suppressed_value(o, version))
-                else:
-                    self.counts[o.decision.action] += 1
-                    await self.out["send_queue"].send(key=key, value=send_value(o, version))
-            elif isinstance(o, LateFinding):
-                self.counts["late_evidence"] += 1
-                await self.out["late_evidence"].send(
-                    key=o.customer_id.encode("utf-8"), value=late_value(o, version)
+    async def _write(self, records: list[OutRecord]) -> None:
+        for r in records:
+            if r.role.startswith("reroute:"):
+                topic = self.app.topic(
+                    r.role.removeprefix("reroute:"), key_serializer="raw", value_serializer="raw"
                 )
+                ts = None if r.timestamp_ms is None else r.timestamp_ms / 1000
+                await topic.send(key=r.key, value=r.value, partition=r.partition, timestamp=ts)
+            else:
+                await self.out[r.role].send(key=r.key, value=r.value)
 
     async def _dead_letter(
         self,
@@ -285,9 +227,8 @@ class Worker:
         value: bytes | None,
         error: str,
     ) -> None:
-        log.warning("dead-letter %s[%d]@%d: %s", topic, partition, offset, error)
-        await self.out["dead_letter"].send(
-            key=key, value=codec.dead_letter(topic, partition, offset, key, value, error, now_ms())
+        await self._write(
+            [self.router.dead_letter(topic, partition, offset, key, value, error, now_ms())]
         )
 
     # ------------------------------------------------------------ timers
@@ -317,7 +258,7 @@ class Worker:
             self.engine.clock(tp.partition).set_idle(self.role_of[tp.topic], idle)
         wall = now_ms()
         for p in sorted({tp.partition for tp in tps}):
-            await self._emit(self.engine.release_idle(p, wall))
+            await self._write(self.router.release_idle(p, wall))
         if time.monotonic() - self._last_sweep >= self.settings.sweep_interval:
             self._last_sweep = time.monotonic()
             dropped = self.engine.sweep(self._partition_of)
@@ -359,7 +300,7 @@ class Worker:
     async def _stats_view(self, web: Any, request: Any) -> Any:
         return web.json(
             {
-                "worker": dict(self.counts),
+                "worker": dict(self.router.counts),
                 "engine": dict(self.engine.counts),
                 "held": self.engine.held_count(),
                 "customers": len(self.table),

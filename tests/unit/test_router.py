@@ -1,0 +1,115 @@
+"""The worker's per-record logic, without a broker: bytes in, output records out."""
+
+from __future__ import annotations
+
+import orjson
+
+from streams.engine import INPUT_KINDS, Engine, MemoryStore
+from streams.partitioning import partition_for
+from streams.policy import DEFAULT_POLICY
+from streams.router import OutRecord, Router
+from tests.helpers import cart, msg, purchase, rec_msg, session
+
+N = 4
+RIGHT = partition_for("c-42", N)
+ROLE_OF = {f"x.{k}": k for k in INPUT_KINDS}
+
+
+def router() -> Router:
+    return Router(Engine(DEFAULT_POLICY, MemoryStore()), ROLE_OF, lambda _t: N)
+
+
+def feed(
+    r: Router,
+    rec: dict,
+    offset: int = 0,
+    key: bytes | None = b"c-42",
+    partition: int = RIGHT,
+    record_ms: int | None = None,
+) -> list[OutRecord]:
+    value = orjson.dumps(rec["value"])
+    t = record_ms if record_ms is not None else 1795168800000
+    return r.on_record(f"x.{rec['topic']}", partition, offset, t, key, value, 42)
+
+
+def idle_all(r: Router) -> None:
+    for k in INPUT_KINDS:
+        r.engine.clock(RIGHT).set_idle(k, True)
+
+
+def test_unreadable_record_becomes_a_dead_letter_with_its_coordinates() -> None:
+    r = router()
+    out = r.on_record("x.purchases", 3, 1234, 0, b"c-42", b"{nope", 42)
+    assert [o.role for o in out] == ["dead_letter"]
+    dl = orjson.loads(out[0].value or b"")
+    assert (dl["topic"], dl["partition"], dl["offset"], dl["key"], dl["value"]) == (
+        "x.purchases",
+        3,
+        1234,
+        "c-42",
+        "{nope",
+    )
+    assert dl["error"].startswith("Invalid JSON") and out[0].key == b"c-42"
+    assert r.counts["dead_letter"] == 1
+
+
+def test_wrong_partition_is_rerouted_not_decided() -> None:
+    r = router()
+    wrong = (RIGHT + 1) % N
+    rec = session("09:00")
+    out = feed(r, rec, partition=wrong, record_ms=123)
+    assert out == [OutRecord("reroute:x.sessions", b"c-42", orjson.dumps(rec["value"]), RIGHT, 123)]
+    assert r.engine.store.get("c-42") is None  # nothing applied to state
+    assert r.counts["rerouted"] == 1
+
+
+def test_wrong_or_missing_key_is_rerouted_with_the_customer_key() -> None:
+    r = router()
+    for key in (b"someone-else", None):
+        out = feed(r, msg("m", "promotion", "10:00"), key=key)
+        assert [(o.role, o.key, o.partition) for o in out] == [
+            ("reroute:x.outbound", b"c-42", RIGHT)
+        ]
+    assert r.engine.held_count() == 0
+
+
+def test_suppression_record_is_the_contracts() -> None:
+    r = router()
+    idle_all(r)
+    raw_cart = cart("m-1", "10:00", "09:59")
+    assert feed(r, raw_cart, record_ms=1795168800000) == []
+    feed(r, purchase("10:02", eid="p-1", order="o-9"))
+    feed(r, session("10:30"))
+    out = r.release(RIGHT, 1795168800000 + 60_000)
+    assert [o.role for o in out] == ["suppressed"]
+    s = orjson.loads(out[0].value or b"")
+    assert s == {
+        "message": raw_cart["value"],
+        "rule": "cart_already_purchased",
+        "reason": "order o-9 was placed at 2026-11-20 10:02 UTC, after the cart was last updated "
+        "at 2026-11-20 09:59 UTC",
+        "evidence": [
+            {"topic": "purchases", "event_id": "p-1", "occurred_at": "2026-11-20T10:02:00Z"}
+        ],
+        "decided_at": "2026-11-20T10:01:00Z",
+        "policy": "default-1",
+    }
+
+
+def test_rewrite_strips_skus_and_keeps_unknown_fields() -> None:
+    r = router()
+    idle_all(r)
+    feed(r, purchase("2026-11-15T10:00:00Z", ["A"], eid="p-a"))
+    m = rec_msg("m-r", "10:00", ["A", "B"])
+    m["value"]["campaign"] = {"id": 7}
+    feed(r, m)
+    feed(r, session("10:30"))
+    out = r.release(RIGHT, 1795168800000)
+    assert [o.role for o in out] == ["send_queue"]
+    sent = orjson.loads(out[0].value or b"")
+    assert sent["context"]["skus"] == ["B"] and sent["campaign"] == {"id": 7}
+    assert sent["sanity"]["action"] == "rewrite" and sent["sanity"]["removed_skus"] == ["A"]
+    assert sent["sanity"]["rule"] == "recommends_recent_purchase"
+    assert sent["sanity"]["evidence"] == [
+        {"topic": "purchases", "event_id": "p-a", "occurred_at": "2026-11-15T10:00:00Z"}
+    ]
