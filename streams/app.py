@@ -174,16 +174,15 @@ class Worker:
                     msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key, msg.value
                 )
             except Exception as exc:
+                # An exception escaping the agent would ack the record silently: log it with
+                # its coordinates, count it and dead-letter it, then keep going.
                 log.exception("failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
                 self.router.counts["internal_error"] += 1
-                await self._dead_letter(
-                    msg.topic,
-                    msg.partition,
-                    msg.offset,
-                    msg.key,
-                    msg.value,
-                    f"internal error: {type(exc).__name__}: {exc}",
-                )
+                err = f"internal error: {type(exc).__name__}: {exc}"
+                await self._write(
+                    [self.router.dead_letter(msg.topic, msg.partition, msg.offset, msg.key,
+                                             msg.value, err, now_ms())]
+                )  # fmt: skip
 
     async def handle(
         self,
@@ -217,19 +216,6 @@ class Worker:
                 await topic.send(key=r.key, value=r.value, partition=r.partition, timestamp=ts)
             else:
                 await self.out[r.role].send(key=r.key, value=r.value)
-
-    async def _dead_letter(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-        error: str,
-    ) -> None:
-        await self._write(
-            [self.router.dead_letter(topic, partition, offset, key, value, error, now_ms())]
-        )
 
     # ------------------------------------------------------------ timers
 
