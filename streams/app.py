@@ -142,7 +142,12 @@ class Worker:
         self.app.timer(settings.idle_check_interval, name="idle-check")(self._tick)
         self.table.on_recover(self._on_recover)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
-        self.app.page("/stats/")(self._stats_view)
+
+        async def stats(web: Any, request: Any) -> Any:
+            # faust calls a page function as (view, request); a bound method would not fit.
+            return web.json(self.stats())
+
+        self.app.page("/stats/")(stats)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -283,13 +288,12 @@ class Worker:
 
     # ------------------------------------------------------------ web
 
-    async def _stats_view(self, web: Any, request: Any) -> Any:
-        return web.json(
-            {
-                "worker": dict(self.router.counts),
-                "engine": dict(self.engine.counts),
-                "held": self.engine.held_count(),
-                "customers": len(self.table),
-                "policy": self.policy.version,
-            }
-        )
+    def stats(self) -> dict[str, Any]:
+        """What the stats page shows: counts an operator checks first."""
+        return {
+            "worker": dict(self.router.counts),
+            "engine": dict(self.engine.counts),
+            "held": self.engine.held_count(),
+            "customers": len(self.table),
+            "policy": self.policy.version,
+        }

@@ -247,3 +247,60 @@ def test_late_evidence_reports_what_got_through(ts_env: Env) -> None:
     }
     assert late["reason"].startswith("order o-late was placed at 2026-11-20 10:03 UTC")
     assert got["suppressed"] == []  # the decision already made stands
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_quiet_partition_releases_by_wall_clock_and_stats_page(ts_env: Env, tmp_path: Path) -> None:
+    """Nothing else arrives: the held cart goes out once receipt + settle has passed."""
+    import urllib.request
+
+    policy = tmp_path / "p.toml"
+    policy.write_text('version = "wall"\n[settle]\nabandoned_cart = "4s"\n')
+    now = datetime.now(UTC).replace(microsecond=0)
+    iso = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    ts_env.produce([cart("m-quiet", iso(now), iso(now - timedelta(minutes=1)))])
+    port = _free_port()
+    ts_env.env.update({"TRIGGER_SANITY_WEB_ENABLED": "true", "TRIGGER_SANITY_WEB_PORT": str(port)})
+    worker = ts_env.worker(policy)
+    try:
+        got = ts_env.collect(("send_queue",), lambda g: len(g["send_queue"]) >= 1, worker=worker)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=10) as resp:
+            stats = orjson.loads(resp.read())
+    finally:
+        worker.stop()
+    sent = orjson.loads(got["send_queue"][0].value)
+    assert sent["message_id"] == "m-quiet" and sent["sanity"]["policy"] == "wall"
+    assert sent["sanity"]["held_ms"] >= 4000  # held for the settle delay, by the wall clock
+    assert stats["worker"]["send"] == 1 and stats["worker"]["outbound"] == 1
+    assert stats["held"] == 0 and stats["policy"] == "wall"
+
+
+def test_inspect_filters_suppressions_by_rule(ts_env: Env) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import ROOT
+
+    ts_env.produce([msg("m-wb", "welcome_back", "10:00"), msg("m-w", "welcome", "10:01",
+                    cid="c-9"), purchase("09:00", cid="c-9"), session("11:00"),
+                    session("11:00", cid="c-9")])  # fmt: skip
+    worker = ts_env.worker()
+    try:
+        ts_env.collect(("suppressed",), lambda g: len(g["suppressed"]) >= 2, worker=worker)
+    finally:
+        worker.stop()
+    res = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "inspect", "suppressed", "--rule",
+         "welcome_to_existing_customer"],
+        env=ts_env.env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("SUPPRESS m-w welcome -> c-9")
+    assert "welcome_to_existing_customer: the customer already placed order" in lines[0]
