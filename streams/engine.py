@@ -162,8 +162,15 @@ class Engine:
         event_ms: int,
         fact: Fact,
         record_ms: int,
+        source: int = -1,
     ) -> list[Output]:
-        """Apply one valid input record; return late findings it reveals (if any)."""
+        """Apply one valid input record; return late findings it reveals (if any).
+
+        ``source`` is the record's offset in its partition. A candidate read again
+        from the same offset (the worker died before committing it) is the same
+        record, not a duplicate message: it is dropped and counted, so a crash
+        never turns into a bogus ``duplicate_message`` suppression.
+        """
         part = self.part(partition)
         part.clock.observe(kind, event_ms)
         if fact is None:  # e.g. a session "ended": moves time, changes no fact
@@ -171,6 +178,10 @@ class Engine:
         state = self.store.get(customer_id) or CustomerState()
         out: list[Output] = []
         if isinstance(fact, Candidate):
+            if source >= 0 and _seen_before(state, fact.message_id, source):
+                self.counts["redelivered"] += 1
+                return []
+            fact.source = source
             fact.seq = self.next_seq()
             state.held.append(fact)
             heapq.heappush(part.heap, (fact.deadline, fact.message_id, fact.seq, customer_id))
@@ -253,7 +264,7 @@ class Engine:
         cand = state.held.pop(idx)
         decision = rules.decide(state, cand, self.policy)
         if cand.message_id not in state.decided:
-            state.decided[cand.message_id] = (cand.created_at, cand.deadline)
+            state.decided[cand.message_id] = (cand.created_at, cand.deadline, cand.source)
         if decision.action != "suppress":
             state.sent.append(
                 SentFact(
@@ -356,3 +367,11 @@ class Engine:
                 self.store.put(cid, state)
         self.counts["expired"] += dropped
         return dropped
+
+
+def _seen_before(state: CustomerState, message_id: str, source: int) -> bool:
+    """Was this very record (same message id, same offset) already read?"""
+    if any(c.message_id == message_id and c.source == source for c in state.held):
+        return True
+    seen = state.decided.get(message_id)
+    return seen is not None and seen[2] == source

@@ -77,7 +77,13 @@ class Router:
         self.counts[role] += 1
         return self.render(
             self.engine.ingest(
-                partition, role, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms
+                partition,
+                role,
+                parsed.customer_id,
+                parsed.event_ms,
+                parsed.fact,
+                record_ms,
+                source=offset,
             )
         )
 

@@ -92,7 +92,7 @@ def duplicate_message(
     seen = state.decided.get(msg.message_id)
     if seen is None:
         return None
-    created, _deadline = seen
+    created = seen[0]
     return Outcome(
         "duplicate_message",
         f"message {msg.message_id} was already decided (the first copy was created at "

@@ -82,7 +82,8 @@ class CustomerState:
     sessions: list[SessionFact] = field(default_factory=list)  # started sessions only
     consents: list[ConsentFact] = field(default_factory=list)
     sent: list[SentFact] = field(default_factory=list)
-    decided: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (created, deadline)
+    # message id -> (created, deadline, source offset or -1)
+    decided: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     held: list[Candidate] = field(default_factory=list)
     first_purchase: tuple[str, int] | None = None  # (event_id, t), all time
     pruned_sessions: int = 0  # started sessions pruned away, all before the horizon
@@ -250,7 +251,7 @@ def encode(state: CustomerState) -> bytes:
                 ]
                 for s in state.sent
             ],
-            [[k, v[0], v[1]] for k, v in state.decided.items()],
+            [[k, *v] for k, v in state.decided.items()],
             [c.to_row() for c in state.held],
             state.first_purchase,
             state.pruned_sessions,
@@ -276,7 +277,7 @@ def decode(data: bytes) -> CustomerState:
             SentFact(m, c, d, tr, ch, cat, ct, None if sk is None else tuple(sk), cu, o)
             for m, c, d, tr, ch, cat, ct, sk, cu, o in row[5]
         ],
-        decided={k: (c, d) for k, c, d in row[6]},
+        decided={r[0]: (r[1], r[2], r[3] if len(r) > 3 else -1) for r in row[6]},
         held=[Candidate.from_row(r) for r in row[7]],
         first_purchase=None if row[8] is None else (row[8][0], row[8][1]),
         pruned_sessions=row[9],

@@ -113,3 +113,30 @@ def test_rewrite_strips_skus_and_keeps_unknown_fields() -> None:
     assert sent["sanity"]["evidence"] == [
         {"topic": "purchases", "event_id": "p-a", "occurred_at": "2026-11-15T10:00:00Z"}
     ]
+
+
+def test_redelivered_candidate_after_a_crash_is_not_a_duplicate() -> None:
+    """Same record, same offset, read again after restart: no second decision at all."""
+    r = router()
+    idle_all(r)
+    m = msg("m-1", "promotion", "10:00")
+    feed(r, m, offset=7)
+    feed(r, m, offset=7)  # held copy survived in the table; the offset was not committed
+    feed(r, session("10:30"))
+    out = r.release(RIGHT, 0)
+    assert [o.role for o in out] == ["send_queue"]
+    feed(r, m, offset=7)  # and once more after it was decided
+    assert r.release(RIGHT, 0) == []
+    assert r.engine.counts["redelivered"] == 2
+
+
+def test_same_message_at_another_offset_is_a_real_duplicate() -> None:
+    r = router()
+    idle_all(r)
+    m = msg("m-1", "promotion", "10:00")
+    feed(r, m, offset=7)
+    feed(r, m, offset=8)  # automation fired it twice
+    feed(r, session("10:30"))
+    out = r.release(RIGHT, 0)
+    assert [o.role for o in out] == ["send_queue", "suppressed"]
+    assert orjson.loads(out[1].value or b"")["rule"] == "duplicate_message"
