@@ -57,7 +57,7 @@ def drain(settings: Settings, roles: tuple[str, ...], want: int, timeout: float)
     consumer = KafkaConsumer(
         enable_auto_commit=False,
         consumer_timeout_ms=300,
-        **settings.kafka_client_kwargs(),  # type: ignore[arg-type]
+        **settings.kafka_consumer_kwargs(),  # type: ignore[arg-type]
     )
     tps = [TopicPartition(settings.topics[r], p) for r in roles for p in range(settings.partitions)]
     consumer.assign(tps)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
@@ -84,8 +84,9 @@ class TableStore:
     and the in-memory store holds the compact encoding, not Python objects.
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, owns: Callable[[str], bool]) -> None:
         self.table = table
+        self.owns = owns
 
     def get(self, customer_id: str) -> CustomerState | None:
         data = self.table.get(customer_id.encode("utf-8"))
@@ -100,7 +101,11 @@ class TableStore:
             del self.table[key]
 
     def keys(self) -> Iterable[str]:
-        return [k.decode("utf-8") for k in list(self.table.keys())]
+        """Customers of the partitions this worker owns now. The memory store keeps keys
+        written live after their partition moved to another worker; touching those
+        would write stale state into a changelog partition someone else owns."""
+        keys = (k.decode("utf-8") for k in list(self.table.keys()))
+        return [k for k in keys if self.owns(k)]
 
 
 class Worker:
@@ -111,6 +116,7 @@ class Worker:
         self.policy = policy
         self.topics = settings.topics
         self.role_of = self.topics.role_of()
+        self._inputs = frozenset(self.topics.inputs)
         self.app = faust.App(settings.app_id, **app_config(settings))
         self.table = self.app.Table(
             "customers",
@@ -121,7 +127,11 @@ class Worker:
             # hash, which is the same murmur2 partition as the input records.
             use_partitioner=True,
         )
-        self.engine = Engine(policy, TableStore(self.table))
+        self._owned: set[int] = set()
+        self._generation = 0  # bumped on every revocation and recovery
+        self.engine = Engine(
+            policy, TableStore(self.table, lambda cid: self._partition_of(cid) in self._owned)
+        )
         self.router = Router(
             self.engine, self.role_of, self._partitions_of, settings.max_record_bytes
         )
@@ -152,15 +162,23 @@ class Worker:
     # ------------------------------------------------------------ lifecycle
 
     async def _on_recover(self) -> None:
+        self._generation += 1
+        self._owned = {
+            tp.partition for tp in self.app.consumer.assignment() if tp.topic in self._inputs
+        }
+        self.engine.drop_partitions(set(range(self.settings.partitions)) - self._owned)
         n = self.engine.restore(self._partition_of)
         self._next_offset.clear()
         self._committed.clear()
         self._ready = True
-        log.info("state recovered: %d customers, %d held candidates", len(self.table), n)
+        log.info("state recovered: partitions %s, %d held candidates", sorted(self._owned), n)
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         self._ready = False
-        self.engine.drop_partitions({tp.partition for tp in revoked})
+        self._generation += 1
+        gone = {tp.partition for tp in revoked if tp.topic in self._inputs}
+        self._owned -= gone
+        self.engine.drop_partitions(gone)
 
     def _partition_of(self, customer_id: str) -> int:
         return partition_for(customer_id, self.settings.partitions)
@@ -225,36 +243,43 @@ class Worker:
     # ------------------------------------------------------------ timers
 
     async def _tick(self) -> None:
+        """Mark caught-up partitions idle; release by wall clock where all is quiet.
+
+        Every await (broker round trips) happens first; the decisions are then made
+        without yielding, and only if no rebalance started meanwhile, for partitions
+        this worker still owns: a tick that straddles a rebalance must not decide
+        candidates that already belong to another worker.
+        """
         if not self._ready or self.app.rebalancing:
             return
-        tps = {
-            tp
-            for tp in self.app.consumer.assignment()
-            if tp.topic in self.role_of
-            and self.role_of[tp.topic]
-            in ("purchases", "returns", "sessions", "consents", "outbound")
-        }
+        generation = self._generation
+        tps = {tp for tp in self.app.consumer.assignment() if tp.topic in self._inputs}
         if not tps:
             return
         ends = await self.app.consumer.highwaters(*tps)
         unseen = [tp for tp in tps if tp not in self._next_offset and tp not in self._committed]
-        if unseen:
-            self._committed.update(await self._start_offsets(unseen))
+        starts = await self._start_offsets(unseen) if unseen else {}
+        if generation != self._generation or not self._ready or self.app.rebalancing:
+            return
+        self._committed.update(starts)
+        out: list[OutRecord] = []
+        wall = now_ms()
         for tp in tps:
             end = ends.get(tp)
-            if end is None:
+            if end is None or tp.partition not in self._owned:
                 continue
             done = self._next_offset.get(tp, self._committed.get(tp))
-            idle = done is not None and done >= end
-            self.engine.clock(tp.partition).set_idle(self.role_of[tp.topic], idle)
-        wall = now_ms()
-        for p in sorted({tp.partition for tp in tps}):
-            await self._write(self.router.release_idle(p, wall))
+            self.engine.clock(tp.partition).set_idle(
+                self.role_of[tp.topic], done is not None and done >= end
+            )
+        for p in sorted({tp.partition for tp in tps} & self._owned):
+            out.extend(self.router.release_idle(p, wall))
         if time.monotonic() - self._last_sweep >= self.settings.sweep_interval:
             self._last_sweep = time.monotonic()
             dropped = self.engine.sweep(self._partition_of)
             if dropped:
                 log.info("expired %d inactive customers", dropped)
+        await self._write(out)
 
     async def _start_offsets(self, tps: list[TP]) -> dict[TP, int]:
         """Where processing of partitions not read since start begins: committed, else earliest."""

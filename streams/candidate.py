@@ -31,7 +31,6 @@ class Candidate:
     received_wall: int
     seq: int
     raw: str
-    source: int = -1  # offset in its partition (worker); -1 when unknown (offline)
 
     @property
     def is_marketing(self) -> bool:
@@ -54,7 +53,6 @@ class Candidate:
             self.received_wall,
             self.seq,
             self.raw,
-            self.source,
         ]
 
     @classmethod
@@ -76,7 +74,6 @@ class Candidate:
             row[12],
             row[13],
             row[14],
-            row[15] if len(row) > 15 else -1,
         )
 
     def order_key(self) -> tuple[int, str, int]:

@@ -166,22 +166,24 @@ class Engine:
     ) -> list[Output]:
         """Apply one valid input record; return late findings it reveals (if any).
 
-        ``source`` is the record's offset in its partition. A candidate read again
-        from the same offset (the worker died before committing it) is the same
-        record, not a duplicate message: it is dropped and counted, so a crash
-        never turns into a bogus ``duplicate_message`` suppression.
+        ``source`` is the record's offset in its partition (-1 offline). A record
+        at or below the highest offset already applied for this customer on this
+        topic was read again after a crash or a rebalance (its effects reached the
+        changelog, its offset commit did not): it is skipped and counted, so a
+        redelivery never becomes a second decision or a bogus ``duplicate_message``.
         """
         part = self.part(partition)
         part.clock.observe(kind, event_ms)
         if fact is None:  # e.g. a session "ended": moves time, changes no fact
             return []
         state = self.store.get(customer_id) or CustomerState()
-        out: list[Output] = []
-        if isinstance(fact, Candidate):
-            if source >= 0 and _seen_before(state, fact.message_id, source):
+        if source >= 0:
+            if source <= state.applied.get(kind, -1):
                 self.counts["redelivered"] += 1
                 return []
-            fact.source = source
+            state.applied[kind] = source
+        out: list[Output] = []
+        if isinstance(fact, Candidate):
             fact.seq = self.next_seq()
             state.held.append(fact)
             heapq.heappush(part.heap, (fact.deadline, fact.message_id, fact.seq, customer_id))
@@ -264,7 +266,7 @@ class Engine:
         cand = state.held.pop(idx)
         decision = rules.decide(state, cand, self.policy)
         if cand.message_id not in state.decided:
-            state.decided[cand.message_id] = (cand.created_at, cand.deadline, cand.source)
+            state.decided[cand.message_id] = (cand.created_at, cand.deadline)
         if decision.action != "suppress":
             state.sent.append(
                 SentFact(
@@ -358,7 +360,10 @@ class Engine:
                 withdrawn = sorted((c for c in latest.values() if c.withdrawn), key=lambda c: c.t)
                 if withdrawn:
                     self.store.put(
-                        cid, CustomerState(consents=withdrawn, last_event=state.last_event)
+                        cid,
+                        CustomerState(
+                            consents=withdrawn, last_event=state.last_event, applied=state.applied
+                        ),
                     )
                 else:
                     self.store.delete(cid)
@@ -367,11 +372,3 @@ class Engine:
                 self.store.put(cid, state)
         self.counts["expired"] += dropped
         return dropped
-
-
-def _seen_before(state: CustomerState, message_id: str, source: int) -> bool:
-    """Was this very record (same message id, same offset) already read?"""
-    if any(c.message_id == message_id and c.source == source for c in state.held):
-        return True
-    seen = state.decided.get(message_id)
-    return seen is not None and seen[2] == source

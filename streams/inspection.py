@@ -66,7 +66,7 @@ def consume(
     consumer = KafkaConsumer(
         enable_auto_commit=False,
         consumer_timeout_ms=timeout_ms,
-        **settings.kafka_client_kwargs(),
+        **settings.kafka_consumer_kwargs(),
     )
     try:
         tps: list[TopicPartition] = []

@@ -106,6 +106,16 @@ class Settings(BaseSettings):
             )
         return kw
 
+    def kafka_consumer_kwargs(self) -> dict[str, object]:
+        """For kafka-python consumers: its default 1 MB frame limit is smaller than the
+        50 MB a fetch may ask for, which fails on any partition with a real backlog."""
+        return {
+            **self.kafka_client_kwargs(),
+            "fetch_max_bytes": 16 * 1024 * 1024,
+            "max_partition_fetch_bytes": 1024 * 1024,
+            "receive_message_max_bytes": 64 * 1024 * 1024,
+        }
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -82,12 +82,14 @@ class CustomerState:
     sessions: list[SessionFact] = field(default_factory=list)  # started sessions only
     consents: list[ConsentFact] = field(default_factory=list)
     sent: list[SentFact] = field(default_factory=list)
-    # message id -> (created, deadline, source offset or -1)
-    decided: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    decided: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (created, deadline)
     held: list[Candidate] = field(default_factory=list)
     first_purchase: tuple[str, int] | None = None  # (event_id, t), all time
     pruned_sessions: int = 0  # started sessions pruned away, all before the horizon
     last_event: int = 0
+    # input topic role -> highest offset applied for this customer (worker only): a record
+    # at or below it was read again after a crash or a rebalance and is skipped.
+    applied: dict[str, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------ updates
 
@@ -151,20 +153,6 @@ class CustomerState:
             len(self.sent),
             len(self.decided),
             len(self.held),
-        )
-
-    @property
-    def is_empty(self) -> bool:
-        return not (
-            self.purchases
-            or self.returns
-            or self.sessions
-            or self.sent
-            or self.decided
-            or self.held
-            or self.first_purchase
-            or self.pruned_sessions
-            or any(c.withdrawn for c in self.consents)
         )
 
     # ------------------------------------------------------------ pruning
@@ -256,6 +244,7 @@ def encode(state: CustomerState) -> bytes:
             state.first_purchase,
             state.pruned_sessions,
             state.last_event,
+            state.applied,
         ]
     )
 
@@ -277,9 +266,10 @@ def decode(data: bytes) -> CustomerState:
             SentFact(m, c, d, tr, ch, cat, ct, None if sk is None else tuple(sk), cu, o)
             for m, c, d, tr, ch, cat, ct, sk, cu, o in row[5]
         ],
-        decided={r[0]: (r[1], r[2], r[3] if len(r) > 3 else -1) for r in row[6]},
+        decided={r[0]: (r[1], r[2]) for r in row[6]},
         held=[Candidate.from_row(r) for r in row[7]],
         first_purchase=None if row[8] is None else (row[8][0], row[8][1]),
         pruned_sessions=row[9],
         last_event=row[10],
+        applied=row[11] if len(row) > 11 else {},
     )

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.admin import create_topics
 from streams.settings import Settings, isolated_env, settings_from_env
@@ -121,6 +121,25 @@ class Env:
         p.flush()
         p.close()
 
+    def committed(self, role: str) -> int:
+        """Sum of the worker group's committed offsets on one input topic."""
+        admin = KafkaAdminClient(**self.settings.kafka_client_kwargs())  # type: ignore[arg-type]
+        try:
+            offsets = admin.list_consumer_group_offsets(self.settings.app_id)
+        finally:
+            admin.close()
+        name = self.settings.topics[role]
+        return sum(m.offset for tp, m in offsets.items() if tp.topic == name and m.offset > 0)
+
+    def wait_committed(
+        self, role: str, at_least: int, worker: WorkerProc, timeout: float = 300
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while self.committed(role) < at_least:
+            assert time.monotonic() < deadline, worker.tail()
+            assert worker.proc.poll() is None, worker.tail()
+            time.sleep(0.5)  # polling a broker-side fact, bounded by the deadline
+
     def worker(self, policy: Path | None = None) -> WorkerProc:
         env = dict(self.env)
         if policy is not None:
@@ -146,7 +165,9 @@ class Env:
         """Read output topics from the beginning until ``until(records)`` or the timeout."""
         got: dict[str, list[Any]] = {r: [] for r in roles}
         consumer = KafkaConsumer(
-            enable_auto_commit=False, consumer_timeout_ms=500, **self.settings.kafka_client_kwargs()
+            enable_auto_commit=False,
+            consumer_timeout_ms=500,
+            **self.settings.kafka_consumer_kwargs(),
         )  # type: ignore[arg-type]
         try:
             tps = [
@@ -182,7 +203,8 @@ class WorkerProc:
     fh: Any
 
     def tail(self, n: int = 60) -> str:
-        self.fh.flush()
+        if not self.fh.closed:
+            self.fh.flush()
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
     def stop(self) -> None:

@@ -8,6 +8,7 @@ offline replay's, record for record.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +22,7 @@ from streams.generator import generate
 from streams.history import write_history
 from streams.policy import DEFAULT_POLICY, RULE_IDS
 from streams.replay import produce_history, replay_offline
-from streams.settings import Settings
+from streams.settings import isolated_env, settings_from_env
 from tests.integration.conftest import Env
 
 CUSTOMERS = 1000
@@ -53,38 +54,23 @@ def _from_suppressed(v: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_worker_equals_offline_replay(ts_env: Env, tmp_path: Path) -> None:
-    # 8 partitions, like production defaults.
-    settings = Settings(**{**ts_env.settings.model_dump(), "partitions": 8})
-    for role in (
-        "purchases",
-        "returns",
-        "sessions",
-        "consents",
-        "outbound",
-        "send_queue",
-        "suppressed",
-        "dead_letter",
-        "late_evidence",
-        "releases",
-    ):
-        settings = Settings(
-            **{**settings.model_dump(), f"topic_{role}": f"{ts_env.settings.topics[role]}8"}
-        )
-    ts_env.env.update(
-        {f"TRIGGER_SANITY_TOPIC_{r.upper()}": settings.topics[r] for r in settings.topics.names}
-    )
-    ts_env.env["TRIGGER_SANITY_PARTITIONS"] = "8"
-    ts_env.settings = settings
+def _prepare(
+    ts_env: Env, tmp_path: Path, customers: int, seed: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Fresh 8-partition topics, a generated history produced all at once, its offline decisions."""
+    run = f"{ts_env.settings.app_id}x{seed}"
+    ts_env.env.update(isolated_env(run, ts_env.settings.bootstrap_servers, partitions="8"))
+    ts_env.settings = settings_from_env(ts_env.env)
+    settings = ts_env.settings
     create_topics(settings, log=False, configs={"retention.ms": "-1"})
 
-    history = tmp_path / "history.jsonl.gz"
-    write_history(history, generate(CUSTOMERS, seed=2026))
-    offline_out = tmp_path / "offline.jsonl"
+    history = tmp_path / f"history-{seed}.jsonl.gz"
+    write_history(history, generate(customers, seed=seed))
+    offline_out = tmp_path / f"offline-{seed}.jsonl"
     with open(offline_out, "wb") as fh:
         summary = replay_offline(history, DEFAULT_POLICY, fh)
     offline = [orjson.loads(x) for x in offline_out.read_bytes().splitlines()]
-    assert summary.candidates == len(offline) > 5 * CUSTOMERS
+    assert summary.candidates == len(offline) > 5 * customers
     assert set(RULE_IDS) <= set(summary.rules), "the history must exercise every rule"
 
     producer = KafkaProducer(
@@ -96,30 +82,60 @@ def test_worker_equals_offline_replay(ts_env: Env, tmp_path: Path) -> None:
     produced, bad = produce_history(history, producer, names)
     producer.close()
     assert not bad
+    return offline, produced
 
-    started = time.monotonic()
-    worker = ts_env.worker()
-    try:
-        got = ts_env.collect(
-            ("send_queue", "suppressed"),
-            lambda g: len(g["send_queue"]) + len(g["suppressed"]) >= len(offline),
-            timeout=600,
-            worker=worker,
-        )
-        took = time.monotonic() - started
-    finally:
-        worker.stop()
-    # Re-read everything after a clean stop: a duplicate or late extra decision would show here.
-    got = ts_env.collect(("send_queue", "suppressed"), lambda g: True)
+
+def _live(got: dict[str, list[Any]]) -> list[dict[str, Any]]:
     live = [_from_send_queue(orjson.loads(r.value)) for r in got["send_queue"]]
-    live += [_from_suppressed(orjson.loads(r.value)) for r in got["suppressed"]]
-    print(
-        f"\nparity: {produced} records, {len(live)} decisions by the worker in {took:.1f}s "
-        f"({produced / took:,.0f} records/s end to end incl. startup)"
-    )
+    return live + [_from_suppressed(orjson.loads(r.value)) for r in got["suppressed"]]
+
+
+def _assert_same(offline: list[dict[str, Any]], live: list[dict[str, Any]]) -> None:
     want, have = Counter(map(_key, offline)), Counter(map(_key, live))
     missing, unexpected = want - have, have - want
     assert not missing and not unexpected, (
         f"{sum(missing.values())} offline decisions missing live, e.g. {list(missing)[:5]}; "
         f"{sum(unexpected.values())} live decisions not offline, e.g. {list(unexpected)[:5]}"
     )
+
+
+def _decided(g: dict[str, list[Any]]) -> int:
+    return len(g["send_queue"]) + len(g["suppressed"])
+
+
+def test_worker_equals_offline_replay(ts_env: Env, tmp_path: Path) -> None:
+    offline, produced = _prepare(ts_env, tmp_path, CUSTOMERS, seed=2026)
+    started = time.monotonic()
+    worker = ts_env.worker()
+    try:
+        ts_env.collect(("send_queue", "suppressed"), lambda g: _decided(g) >= len(offline),
+                       timeout=600, worker=worker)  # fmt: skip
+        took = time.monotonic() - started
+    finally:
+        worker.stop()
+    # Re-read everything after a clean stop: a duplicate or late extra decision would show here.
+    live = _live(ts_env.collect(("send_queue", "suppressed"), lambda g: True))
+    print(f"\nparity: {produced} records, {len(live)} decisions by the worker in {took:.1f}s "
+          f"({produced / took:,.0f} records/s end to end incl. startup)")  # fmt: skip
+    _assert_same(offline, live)
+
+
+def test_rebalance_to_a_second_worker_keeps_parity(ts_env: Env, tmp_path: Path) -> None:
+    """Partitions (with their held candidates) move to a second worker mid-stream."""
+    offline, _produced = _prepare(ts_env, tmp_path, 2000, seed=77)  # a backlog of ~30 s
+    first = ts_env.worker()
+    second = None
+    try:
+        # A tenth of the candidates read and committed: most of the backlog is still ahead.
+        ts_env.wait_committed("outbound", len(offline) // 10, first)
+        second = ts_env.worker()
+        ts_env.collect(("send_queue", "suppressed"), lambda g: _decided(g) >= len(offline),
+                       timeout=600, worker=second)  # fmt: skip
+        assert first.proc.poll() is None, first.tail()
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
+    # the second worker really took partitions (and their held candidates) over mid-stream
+    assert re.search(r"state recovered: partitions \[\d", second.log.read_text()), second.tail()
+    _assert_same(offline, _live(ts_env.collect(("send_queue", "suppressed"), lambda g: True)))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaAdminClient
 
 from streams.partitioning import partition_for
 from tests.helpers import cart, msg, purchase, session
@@ -156,16 +154,6 @@ def test_misrouted_records_are_rerouted_and_decided_once(ts_env: Env) -> None:
     assert log.count("re-routing") == 4
 
 
-def _committed(ts_env: Env, role: str) -> int:
-    admin = KafkaAdminClient(**ts_env.settings.kafka_client_kwargs())  # type: ignore[arg-type]
-    try:
-        offsets = admin.list_consumer_group_offsets(ts_env.settings.app_id)
-    finally:
-        admin.close()
-    name = ts_env.settings.topics[role]
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == name and meta.offset > 0)
-
-
 def test_held_message_survives_a_crash(ts_env: Env, tmp_path: Path) -> None:
     """A cart held for its settle delay is in the changelog; after kill -9 it is decided once."""
     now = datetime.now(UTC).replace(microsecond=0)
@@ -178,11 +166,7 @@ def test_held_message_survives_a_crash(ts_env: Env, tmp_path: Path) -> None:
     try:
         # Wait until the outbound offset is committed: after the crash nothing re-reads
         # the candidate, so only the changelogged table can bring it back.
-        deadline = time.monotonic() + 120
-        while _committed(ts_env, "outbound") < 1:
-            assert time.monotonic() < deadline, first.tail()
-            assert first.proc.poll() is None, first.tail()
-            time.sleep(0.5)  # polling a broker-side fact, bounded by the deadline
+        ts_env.wait_committed("outbound", 1, first, timeout=120)
     finally:
         first.kill()
     second = ts_env.worker(policy)

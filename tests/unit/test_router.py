@@ -130,6 +130,22 @@ def test_redelivered_candidate_after_a_crash_is_not_a_duplicate() -> None:
     assert r.engine.counts["redelivered"] == 2
 
 
+def test_redelivered_events_after_a_rebalance_are_skipped() -> None:
+    """A duplicate pair re-read after its partition moved: neither copy is decided again."""
+    r = router()
+    idle_all(r)
+    first, second = msg("dup", "promotion", "10:00"), msg("dup", "promotion", "10:01")
+    feed(r, first, offset=3)
+    feed(r, second, offset=4)
+    feed(r, session("10:30"), offset=0)
+    assert [o.role for o in r.release(RIGHT, 0)] == ["send_queue", "suppressed"]
+    # the new owner restores this state and re-reads from the last committed offset (2)
+    for off, rec in ((3, first), (4, second)):
+        assert feed(r, rec, offset=off) == []
+    assert r.release(RIGHT, 0) == []
+    assert r.engine.counts["redelivered"] == 2
+
+
 def test_same_message_at_another_offset_is_a_real_duplicate() -> None:
     r = router()
     idle_all(r)
