@@ -166,7 +166,6 @@ class Worker:
         self._owned = {
             tp.partition for tp in self.app.consumer.assignment() if tp.topic in self._inputs
         }
-        self.engine.drop_partitions(set(range(self.settings.partitions)) - self._owned)
         n = self.engine.restore(self._partition_of)
         self._next_offset.clear()
         self._committed.clear()

@@ -132,9 +132,11 @@ class Engine:
         return sum(len(p.heap) for p in self._parts.values())
 
     def restore(self, partition_of: Callable[[str], int]) -> int:
-        """Rebuild the deadline heaps from held candidates in the store (after recovery)."""
-        for p in self._parts.values():
-            p.heap.clear()
+        """Start over after a recovery: deadline heaps rebuilt from the held candidates in
+        the store, stream clocks empty. Clocks are not kept across a rebalance: the
+        consumer re-reads from the committed offsets, so an old frontier or idle flag
+        could release a candidate before records it has not seen again."""
+        self._parts.clear()
         n = 0
         for cid in self.store.keys():
             state = self.store.get(cid)

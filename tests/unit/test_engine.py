@@ -309,3 +309,15 @@ def test_settle_delay_from_policy(tmp_path: Path) -> None:
     recs = [cart("m", "10:00", "09:59"), purchase("10:20")]
     assert decisions_list(tmp_path, recs, policy)[0]["rule"] == "cart_already_purchased"
     assert decisions_list(tmp_path, recs)[0]["action"] == "send"
+
+
+def test_restore_forgets_stream_clocks() -> None:
+    """After a rebalance nothing is released on the strength of what was read before it."""
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    _feed(engine, msg("m", "promotion", "10:00"))
+    assert engine.restore(lambda _c: 0) == 1
+    assert engine.release(0, 0) == []  # no topic known to be caught up or past 10:00 yet
+    for t in INPUT_TOPICS:
+        engine.clock(0).set_idle(t, True)
+    _feed(engine, session("10:30"))
+    assert _decided(engine.release(0, 0)) == [("m", "send", None)]
