@@ -76,10 +76,6 @@ class Candidate:
             row[14],
         )
 
-    def order_key(self) -> tuple[int, str, int]:
-        """Decision order: deadline, then message id, then read order."""
-        return (self.deadline, self.message_id, self.seq)
-
 
 def payload_hash(payload: dict[str, Any]) -> str:
     """Stable digest of an opaque payload, for duplicate_content (key order ignored)."""

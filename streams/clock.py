@@ -79,10 +79,6 @@ class StreamClock:
         """Offline: the next unread record of ``topic`` has this event time."""
         self._frontier[topic] = next_ms
 
-    def note_read(self, event_ms: int) -> None:
-        if self._latest is None or event_ms > self._latest:
-            self._latest = event_ms
-
     def set_idle(self, topic: str, idle: bool) -> None:
         self._idle[topic] = idle
 

@@ -12,7 +12,7 @@ time order (as the contract expects of producers).
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from streams.clock import iso
@@ -269,27 +269,3 @@ def generate(customers: int, seed: int = 7, start: datetime | None = None) -> li
             all_recs.append((t, i, n, rec))
     all_recs.sort(key=lambda x: (x[0], x[1], x[2]))
     return [rec for _t, _i, _n, rec in all_recs]
-
-
-def shift(records: list[dict[str, Any]], delta: timedelta) -> list[dict[str, Any]]:
-    """Move a history in time (the demo replays its history relative to now)."""
-    ms = int(delta.total_seconds() * 1000)
-    out = []
-    for rec in records:
-        value = dict(rec["value"])
-        for f in ("occurred_at", "created_at"):
-            if f in value:
-                value[f] = _shift_ts(value[f], ms)
-        ctx = value.get("context")
-        if isinstance(ctx, dict) and "cart_updated_at" in ctx:
-            value["context"] = {**ctx, "cart_updated_at": _shift_ts(ctx["cart_updated_at"], ms)}
-        new = {**rec, "value": value}
-        if "timestamp" in rec:
-            new["timestamp"] = _shift_ts(rec["timestamp"], ms)
-        out.append(new)
-    return out
-
-
-def _shift_ts(text: str, ms: int) -> str:
-    dt = datetime.fromisoformat(text) + timedelta(milliseconds=ms)
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
