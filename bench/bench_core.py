@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams import codec
-from streams.engine import Engine, MemoryStore
+from streams.engine import INPUT_KINDS, Engine, MemoryStore
 from streams.generator import generate
 from streams.history import HistoryRecord, read_history, write_history
 from streams.policy import DEFAULT_POLICY
@@ -46,7 +46,7 @@ def core_latency(records: list[HistoryRecord]) -> tuple[list[float], Engine]:
     """Per-record time of decode + ingest + release (live-style, all in event-time order)."""
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     clock = engine.clock(0)
-    for t in ("purchases", "returns", "sessions", "consents", "outbound"):
+    for t in INPUT_KINDS:
         clock.set_idle(t, False)
     lat: list[float] = []
     perf = time.perf_counter_ns
@@ -56,7 +56,7 @@ def core_latency(records: list[HistoryRecord]) -> tuple[list[float], Engine]:
         p = codec.decode(r.topic, r.value, ms, 0, DEFAULT_POLICY)
         if isinstance(p, codec.Parsed):
             engine.ingest(0, p.kind, p.customer_id, p.event_ms, p.fact, ms)
-            for t in ("purchases", "returns", "sessions", "consents", "outbound"):
+            for t in INPUT_KINDS:
                 clock.set_frontier(t, p.event_ms)  # records are in global event-time order
             engine.release(0, 0)
         lat.append((perf() - t0) / 1000)

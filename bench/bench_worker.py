@@ -32,10 +32,11 @@ from streams.generator import generate
 from streams.history import write_history
 from streams.replay import produce_history
 from streams.settings import Settings, isolated_env, settings_from_env
+from streams.topics import INPUT_ROLES
 
 ROOT = Path(__file__).resolve().parents[1]
 
-INPUTS = ("purchases", "returns", "sessions", "consents", "outbound")
+INPUTS = INPUT_ROLES
 
 
 def pct(values: list[float], p: float) -> float:

@@ -23,6 +23,7 @@ from streams import __version__
 from streams.errors import TriggerSanityError
 from streams.policy import load_policy, policy_as_toml
 from streams.settings import Settings, isolated_env, settings_from_env
+from streams.topics import INPUT_ROLES
 
 
 def _settings() -> Settings:
@@ -96,10 +97,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings()
     producer = KafkaProducer(linger_ms=20, acks="all", **settings.kafka_client_kwargs())
     try:
-        names = {
-            r: settings.topics[r]
-            for r in ("purchases", "returns", "sessions", "consents", "outbound")
-        }
+        names = {r: settings.topics[r] for r in INPUT_ROLES}
         started = time.perf_counter()
         sent, bad = produce_history(
             args.file, producer, names, args.speedup, print_progress("produced")
@@ -172,9 +170,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     base = _settings()
     ts_env = isolated_env(run, base.bootstrap_servers, data_dir=str(Path(".cache") / run))
     env = {**os.environ, **ts_env}
-    settings = settings_from_env(
-        {**{k: v for k, v in os.environ.items() if k.startswith("TRIGGER_SANITY_")}, **ts_env}
-    )
+    settings = settings_from_env(env)
     print(f"== demo run {run}: topics {run}.* on {settings.bootstrap_servers}", flush=True)
     create_topics(settings, log=False)
     history = Path(".cache") / f"{run}.jsonl"
@@ -193,10 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     try:
         producer = KafkaProducer(acks="all", **settings.kafka_client_kwargs())
-        names = {
-            r: settings.topics[r]
-            for r in ("purchases", "returns", "sessions", "consents", "outbound")
-        }
+        names = {r: settings.topics[r] for r in INPUT_ROLES}
         sent, _bad = produce_history(history, producer, names)
         producer.close()
         print(f"== produced {sent} demo records; decisions as they happen:", flush=True)

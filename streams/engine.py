@@ -31,8 +31,9 @@ from streams.state import (
     SentFact,
     SessionFact,
 )
+from streams.topics import INPUT_ROLES
 
-INPUT_KINDS: tuple[str, ...] = ("purchases", "returns", "sessions", "consents", "outbound")
+INPUT_KINDS: tuple[str, ...] = INPUT_ROLES
 """The contract's input topics by role (their configured names may differ)."""
 
 Fact = PurchaseFact | ReturnFact | SessionFact | ConsentFact | Candidate | None

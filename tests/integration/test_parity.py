@@ -23,6 +23,7 @@ from streams.history import write_history
 from streams.policy import DEFAULT_POLICY, RULE_IDS
 from streams.replay import produce_history, replay_offline
 from streams.settings import isolated_env, settings_from_env
+from streams.topics import INPUT_ROLES
 from tests.integration.conftest import Env
 
 CUSTOMERS = 1000
@@ -76,9 +77,7 @@ def _prepare(
     producer = KafkaProducer(
         acks="all", linger_ms=50, batch_size=256 * 1024, **settings.kafka_client_kwargs()
     )  # type: ignore[arg-type]
-    names = {
-        r: settings.topics[r] for r in ("purchases", "returns", "sessions", "consents", "outbound")
-    }
+    names = {r: settings.topics[r] for r in INPUT_ROLES}
     produced, bad = produce_history(history, producer, names)
     producer.close()
     assert not bad
