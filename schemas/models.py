@@ -146,8 +146,10 @@ class Sanity(_Output):
     policy: str
     removed_skus: list[str] = []
     held_ms: int = 0
-    rule: str | None = None
-    monitored: list[str] = []
+    rule: str | None = None  # rewrite: the rule that removed the first SKU
+    reason: str | None = None  # rewrite: why each SKU was removed
+    evidence: list[Evidence] = []  # rewrite: the events behind it
+    monitored: list[str] = []  # rules in monitor mode that would have fired
 
 
 class SuppressedMessage(_Output):
@@ -157,6 +159,7 @@ class SuppressedMessage(_Output):
     evidence: list[Evidence]
     decided_at: str
     policy: str
+    monitored: list[str] = []
 
 
 class DeadLetter(_Output):
@@ -166,6 +169,9 @@ class DeadLetter(_Output):
     key: str | None
     value: str
     value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    value_null: bool = False
+    value_truncated: bool = False
+    value_size: int | None = None
     error: str
     received_at: str
 
@@ -180,7 +186,10 @@ class LateEvidence(_Output):
     reason: str
     event: Evidence
     deadline: str
-    late_by_ms: int
+    decided: Literal["send", "rewrite", "suppress"]  # what was decided
+    would_have: Literal["send", "rewrite", "suppress"]  # had the event been read in time
+    late_by_ms: int  # event record time minus deadline: a longer settle delay would have caught it
+    behind_ms: int  # how far behind its topic's frontier it was read: the allowed lateness needed
     policy: str
 
 

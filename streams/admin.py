@@ -57,9 +57,10 @@ def create_topics(
     lets one worker own all of a customer's state.
     """
     topics = settings.topics
+    names = (*topics.all, settings.reroute_topic)
     admin = admin_client(settings)
     try:
-        counts = partition_counts(admin, topics.all)
+        counts = partition_counts(admin, names)
         result: dict[str, str] = {}
         new = [
             NewTopic(
@@ -68,7 +69,7 @@ def create_topics(
                 settings.replication_factor,
                 topic_configs=dict(configs or {}),
             )
-            for name in topics.all
+            for name in names
             if name not in counts
         ]
         if new:
@@ -78,20 +79,21 @@ def create_topics(
                 pass  # a concurrent creator won the race; counts are checked below
             except KafkaError as exc:
                 raise BrokerError(f"creating topics failed: {exc}") from exc
-        final = _wait_visible(admin, list(topics.all), timeout=30.0)
+        final = _wait_visible(admin, list(names), timeout=30.0)
     finally:
         admin.close()
-    for name in topics.all:
+    for name in names:
         if name in counts:
             result[name] = f"exists ({counts[name]} partitions)"
         else:
             result[name] = f"created ({final.get(name, '?')} partitions)"
-    missing = [n for n in topics.all if n not in final]
+    missing = [n for n in names if n not in final]
     if missing:
         raise BrokerError(f"topics not visible 30s after creating them: {', '.join(missing)}")
-    input_counts = {final[n] for n in topics.inputs}
+    co = (*topics.inputs, settings.reroute_topic)
+    input_counts = {final[n] for n in co}
     if len(input_counts) != 1:
-        detail = ", ".join(f"{n}={final.get(n)}" for n in topics.inputs)
+        detail = ", ".join(f"{n}={final.get(n)}" for n in co)
         raise BrokerError(
             f"input topics are not co-partitioned ({detail}); they must all have the same "
             "partition count - recreate them or add partitions with kafka-topics --alter"
@@ -100,3 +102,30 @@ def create_topics(
         for name, what in result.items():
             print(f"{name}: {what}")
     return result
+
+
+def check_inputs(settings: Settings) -> int:
+    """Before the worker starts: every input topic and the re-route topic exist and are
+    co-partitioned. Returns their partition count; raises ``BrokerError`` saying what to do.
+
+    A worker started on a 4-partition ``outbound`` beside 8-partition inputs would hold
+    candidates forever; better not to start at all."""
+    names = (*settings.topics.inputs, settings.reroute_topic)
+    admin = admin_client(settings)
+    try:
+        counts = partition_counts(admin, names)
+    finally:
+        admin.close()
+    missing = [n for n in names if n not in counts]
+    if missing:
+        raise BrokerError(
+            f"missing topics on {settings.bootstrap_servers}: {', '.join(missing)}; "
+            "create them with `trigger-sanity topics create`"
+        )
+    if len(set(counts.values())) != 1:
+        detail = ", ".join(f"{n}={counts[n]}" for n in names)
+        raise BrokerError(
+            f"input topics are not co-partitioned ({detail}); they must all have the same "
+            "partition count"
+        )
+    return next(iter(counts.values()))

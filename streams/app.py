@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
+import orjson
 from faust.types import TP
 from kafka.errors import KafkaError
 
@@ -55,6 +56,8 @@ def app_config(settings: Settings) -> dict[str, Any]:
         "web_enabled": settings.web_enabled,
         "web_port": settings.web_port,
         "web_host": settings.web_host,
+        # faust listens on web_bind (default 0.0.0.0); the stats page names customers.
+        "web_bind": settings.web_host,
         "broker_commit_interval": settings.commit_interval,
         "broker_session_timeout": settings.session_timeout,
         "broker_heartbeat_interval": min(3.0, settings.session_timeout / 3),
@@ -130,18 +133,32 @@ class Worker:
         self._owned: set[int] = set()
         self._generation = 0  # bumped on every revocation and recovery
         self.engine = Engine(
-            policy, TableStore(self.table, lambda cid: self._partition_of(cid) in self._owned)
+            policy,
+            TableStore(self.table, lambda cid: self._partition_of(cid) in self._owned),
+            partitions=settings.partitions,
+            rerouted=True,
         )
+        self.reroute = settings.reroute_topic
         self.router = Router(
-            self.engine, self.role_of, self._partitions_of, settings.max_record_bytes
+            self.engine,
+            self.role_of,
+            self._partitions_of,
+            settings.max_record_bytes,
+            reroute_topic=self.reroute,
         )
         self.inputs = self.app.topic(
-            *self.topics.inputs, key_serializer="raw", value_serializer="raw"
+            *self.topics.inputs, self.reroute, key_serializer="raw", value_serializer="raw"
         )
         self.out = {
             role: self.app.topic(self.topics[role], key_serializer="raw", value_serializer="raw")
             for role in ("send_queue", "suppressed", "dead_letter", "late_evidence")
         }
+        self.out["reroute"] = self.app.topic(
+            self.reroute, key_serializer="raw", value_serializer="raw"
+        )
+        # input partition -> when it was first seen caught up (idle after settings.idle_after)
+        self._caught_up_since: dict[TP, float] = {}
+        self._marker_sent: dict[int, tuple[float, bytes]] = {}  # partition -> (when, what)
         self._next_offset: dict[TP, int] = {}
         self._committed: dict[TP, int] = {}
         self._ready = False
@@ -169,6 +186,8 @@ class Worker:
         n = self.engine.restore(self._partition_of)
         self._next_offset.clear()
         self._committed.clear()
+        self._caught_up_since.clear()
+        self._marker_sent.clear()
         self._ready = True
         log.info("state recovered: partitions %s, %d held candidates", sorted(self._owned), n)
 
@@ -193,7 +212,13 @@ class Worker:
             msg = event.message
             try:
                 await self.handle(
-                    msg.topic, msg.partition, msg.offset, msg.timestamp, msg.key, msg.value
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    msg.timestamp,
+                    msg.key,
+                    msg.value,
+                    dict(msg.headers) if msg.headers else None,
                 )
             except Exception as exc:
                 # An exception escaping the agent would ack the record silently: log it with
@@ -214,28 +239,57 @@ class Worker:
         timestamp: float | None,
         key: bytes | None,
         value: bytes | None,
+        headers: dict[str, bytes] | None = None,
     ) -> None:
         wall = now_ms()
         record_ms = int(timestamp * 1000) if timestamp else wall
         tp = TP(topic, partition)
         self._next_offset[tp] = offset + 1
         await self._write(
-            self.router.on_record(topic, partition, offset, record_ms, key, value, wall)
+            self.router.on_record(topic, partition, offset, record_ms, key, value, wall, headers)
         )
-        hw = self.app.consumer.highwater(tp)
-        self.engine.clock(partition).set_idle(
-            self.role_of[topic], hw is not None and hw >= 0 and offset + 1 >= hw
-        )
+        if topic != self.reroute:
+            hw = self.app.consumer.highwater(tp)
+            self._set_idle(tp, hw is not None and hw >= 0 and offset + 1 >= hw, time.monotonic())
+            await self._write(self._markers(partition, time.monotonic(), heartbeat=False))
         await self._write(self.router.release(partition, wall))
+
+    def _set_idle(self, tp: TP, caught_up: bool, now: float) -> None:
+        """Idle = caught up for ``idle_after`` seconds: a producer that writes in bursts
+        is not done just because its partition was caught up for a moment."""
+        if not caught_up:
+            self._caught_up_since.pop(tp, None)
+            idle = False
+        else:
+            since = self._caught_up_since.setdefault(tp, now)
+            idle = now - since >= self.settings.idle_after
+        self.engine.clock(tp.partition).set_idle(self.role_of[tp.topic], idle)
+
+    def _markers(self, partition: int, now: float, heartbeat: bool) -> list[OutRecord]:
+        """Progress markers of one partition: when its frontiers moved (at most every
+        ``marker_interval``), and on every tick as a heartbeat for restarted peers."""
+        if self.settings.partitions < 2:
+            return []
+        last = self._marker_sent.get(partition)
+        if not heartbeat and last is not None and now - last[0] < self.settings.marker_interval:
+            return []
+        state = orjson.dumps(self.engine.clock(partition).local())
+        if not heartbeat and last is not None and last[1] == state:
+            return []
+        self._marker_sent[partition] = (now, state)
+        return self.router.markers(partition, self.settings.partitions)
 
     async def _write(self, records: list[OutRecord]) -> None:
         for r in records:
-            if r.role.startswith("reroute:"):
-                topic = self.app.topic(
-                    r.role.removeprefix("reroute:"), key_serializer="raw", value_serializer="raw"
-                )
+            if r.role == "reroute":
                 ts = None if r.timestamp_ms is None else r.timestamp_ms / 1000
-                await topic.send(key=r.key, value=r.value, partition=r.partition, timestamp=ts)
+                await self.out["reroute"].send(
+                    key=r.key,
+                    value=r.value,
+                    partition=r.partition,
+                    timestamp=ts,
+                    headers=list(r.headers),
+                )
             else:
                 await self.out[r.role].send(key=r.key, value=r.value)
 
@@ -263,15 +317,15 @@ class Worker:
         self._committed.update(starts)
         out: list[OutRecord] = []
         wall = now_ms()
+        now = time.monotonic()
         for tp in tps:
             end = ends.get(tp)
             if end is None or tp.partition not in self._owned:
                 continue
             done = self._next_offset.get(tp, self._committed.get(tp))
-            self.engine.clock(tp.partition).set_idle(
-                self.role_of[tp.topic], done is not None and done >= end
-            )
+            self._set_idle(tp, done is not None and done >= end, now)
         for p in sorted({tp.partition for tp in tps} & self._owned):
+            out.extend(self._markers(p, now, heartbeat=True))
             out.extend(self.router.release_idle(p, wall))
         if time.monotonic() - self._last_sweep >= self.settings.sweep_interval:
             self._last_sweep = time.monotonic()
@@ -316,8 +370,14 @@ class Worker:
         """What the stats page shows: counts an operator checks first."""
         return {
             "worker": dict(self.router.counts),
+            "misrouted": dict(self.router.misrouted),
             "engine": dict(self.engine.counts),
             "held": self.engine.held_count(),
             "customers": len(self.table),
             "policy": self.policy.version,
+            "waiting_for": {
+                p: self.engine.clock(p).waiting_for()
+                for p in sorted(self._owned)
+                if self.engine.held_count(p)
+            },
         }

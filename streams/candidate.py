@@ -8,6 +8,7 @@ must carry it untouched, unknown fields included.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,9 @@ class Candidate:
     record_time: int
     deadline: int
     received_wall: int
-    seq: int
+    seq: int  # the customer's read order of candidates (ties and "decided before me")
     raw: str
+    arr: int  # frontier of its outbound stream when read: behind its deadline = a late trigger
 
     @property
     def is_marketing(self) -> bool:
@@ -53,6 +55,7 @@ class Candidate:
             self.received_wall,
             self.seq,
             self.raw,
+            self.arr,
         ]
 
     @classmethod
@@ -74,12 +77,19 @@ class Candidate:
             row[12],
             row[13],
             row[14],
+            row[15],
         )
 
 
 def payload_hash(payload: dict[str, Any]) -> str:
-    """Stable digest of an opaque payload, for duplicate_content (key order ignored)."""
-    data = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    """Stable digest of an opaque payload, for duplicate_content (key order ignored).
+
+    orjson refuses integers beyond 64 bits; the standard library writes them exactly,
+    so such a payload still hashes (and is still passed through unchanged)."""
+    try:
+        data = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 

@@ -33,10 +33,19 @@ def _settings() -> Settings:
 def cmd_worker(args: argparse.Namespace) -> int:
     import faust  # imported here: the offline commands must not pay for faust
 
+    from streams.admin import check_inputs
     from streams.app import Worker
 
     settings = _settings()
     policy = load_policy(args.policy or settings.policy_file)
+    partitions = check_inputs(settings)
+    if partitions != settings.partitions:
+        print(
+            f"input topics have {partitions} partitions (TRIGGER_SANITY_PARTITIONS says "
+            f"{settings.partitions}): using {partitions}",
+            flush=True,
+        )
+        settings = settings.model_copy(update={"partitions": partitions})
     worker = Worker(settings, policy)
     print(
         f"trigger-sanity {__version__} worker: app {settings.app_id} "
@@ -89,7 +98,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         with ExitStack() as stack:
             out = stack.enter_context(_open_out(args.out)) if args.out else None
             late = stack.enter_context(_open_out(args.late_out)) if args.late_out else None
-            summary = replay_offline(args.file, policy, out, print_progress("replay"), late)
+            partitions = args.partitions or _settings().partitions
+            summary = replay_offline(
+                args.file, policy, out, print_progress("replay"), late, partitions=partitions
+            )
         print(summary.render(), file=sys.stderr if args.out == "-" else sys.stdout)
         return 0
     from kafka import KafkaProducer
@@ -278,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--late-out", help="offline: write late-evidence findings here")
     r.add_argument("--policy", help="policy file to test (default: contract defaults)")
+    r.add_argument(
+        "--partitions",
+        type=int,
+        default=None,
+        help="offline: emulate input topics of N partitions, as the worker reads them "
+        "(default: TRIGGER_SANITY_PARTITIONS, 8)",
+    )
     r.add_argument(
         "--speedup",
         type=float,

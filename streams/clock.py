@@ -1,19 +1,27 @@
 """Event time: timestamps as integer milliseconds, and per-partition stream time.
 
-Stream time decides when a held candidate may be decided. Every input topic
-keeps a *frontier*: an event time such that every record of that topic with a
-strictly earlier event time has been read.
-In the worker the frontier is the latest event time read (records within a
-topic arrive in event-time order, so anything before it has been read); the
-offline replay knows the next unread record and uses its time. A candidate
-with deadline ``D`` is decided once ``D`` is before every non-idle topic's
-frontier, so every event at or before ``D`` is in state. When every topic is
-idle (caught up live, exhausted offline) nothing more can arrive now and
-stream time is the latest event time read: ``D`` at or before it is decided.
+Stream time decides when a held candidate may be decided. Every input
+stream of a partition keeps a *frontier*: the latest event time read from
+it minus that topic's allowed lateness, so every record of that stream with
+an earlier event time has been read (records within a stream come in
+event-time order, give or take the lateness). A candidate with deadline
+``D`` is decided once ``D`` is strictly before every non-idle stream's
+frontier: a second event at exactly ``D`` may still be unread while the
+frontier equals ``D``. When every stream is idle (caught up live, exhausted
+offline) nothing more can arrive now and stream time is the latest event
+time read: ``D`` at or before it is decided.
 
-Using "strictly before the frontier" rather than "at or before the latest
-event" is what makes the worker and the offline replay agree on ties: a
-second event at exactly ``D`` that has not been read yet cannot be missed.
+A partition's streams are its own five input topic-partitions plus, when
+producers may put records on the wrong partition, the same five topics of
+every *other* partition: a record found there is forwarded to its right
+partition through the app's re-route topic, followed by progress markers
+that carry the source stream's frontier (as Flink carries watermarks across
+a shuffle). A partition's stream time therefore never passes an event that
+is still on its way to it.
+
+The frontier of its own stream at the moment a record is read is kept with
+the record (``arr``): a fact that arrived after its stream had passed a
+candidate's deadline is late for that candidate, in every interleaving.
 """
 
 from __future__ import annotations
@@ -56,28 +64,60 @@ def human_span(ms: int) -> str:
     return " ".join(parts[:2]) if parts else "0s"
 
 
+NEVER = -(2**62)
+
+Source = tuple[str, int]  # (input topic role, source partition) of a re-routed stream
+
+
 class StreamClock:
-    """Frontiers and idleness of one partition's input topics."""
+    """Frontiers and idleness of one partition's input streams (local and re-routed)."""
 
-    __slots__ = ("_frontier", "_idle", "_latest", "_topics")
+    __slots__ = ("_frontier", "_idle", "_lateness", "_latest", "_remote", "_topics")
 
-    def __init__(self, topics: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        topics: tuple[str, ...],
+        lateness: dict[str, int] | None = None,
+        remote: tuple[Source, ...] = (),
+    ) -> None:
         self._topics = topics
+        self._lateness = lateness or {}
         self._frontier: dict[str, int | None] = dict.fromkeys(topics)
         self._latest: int | None = None
         self._idle: dict[str, bool] = dict.fromkeys(topics, False)
+        # source -> [frontier or None, idle]; unknown until its first progress marker
+        self._remote: dict[Source, list[int | bool | None]] = {s: [None, False] for s in remote}
+
+    def frontier(self, topic: str) -> int:
+        """The topic's frontier now (``NEVER`` before its first record): a record read
+        now with an earlier event time is out of order by more than the lateness."""
+        f = self._frontier[topic]
+        return NEVER if f is None else f
 
     def observe(self, topic: str, event_ms: int) -> None:
-        """A record of ``topic`` with this event time was read (live frontier = latest)."""
+        """A record of the local ``topic`` with this event time was read."""
+        f = event_ms - self._lateness.get(topic, 0)
         cur = self._frontier[topic]
-        if cur is None or event_ms > cur:
-            self._frontier[topic] = event_ms
+        if cur is None or f > cur:
+            self._frontier[topic] = f
         if self._latest is None or event_ms > self._latest:
             self._latest = event_ms
 
-    def set_frontier(self, topic: str, next_ms: int) -> None:
-        """Offline: the next unread record of ``topic`` has this event time."""
-        self._frontier[topic] = next_ms
+    def observe_forwarded(self, event_ms: int) -> None:
+        """A re-routed record was read: its stream's progress comes by marker."""
+        if self._latest is None or event_ms > self._latest:
+            self._latest = event_ms
+
+    def set_remote(self, source: Source, frontier: int | None, idle: bool) -> bool:
+        """A progress marker of a re-routed stream; returns whether this clock expects it."""
+        cur = self._remote.get(source)
+        if cur is None:
+            return False
+        old = cur[0]
+        if frontier is not None and (old is None or frontier > old):
+            cur[0] = frontier
+        cur[1] = idle
+        return True
 
     def set_idle(self, topic: str, idle: bool) -> None:
         self._idle[topic] = idle
@@ -85,31 +125,43 @@ class StreamClock:
     def idle(self, topic: str) -> bool:
         return self._idle[topic]
 
+    def local(self) -> dict[str, tuple[int | None, bool]]:
+        """Frontier and idleness of each local topic: what a progress marker carries."""
+        return {t: (self._frontier[t], self._idle[t]) for t in self._topics}
+
     @property
     def all_idle(self) -> bool:
-        return all(self._idle.values())
+        return all(self._idle.values()) and all(bool(r[1]) for r in self._remote.values())
 
     @property
     def latest(self) -> int | None:
         return self._latest
 
+    def _busy(self) -> list[int | None]:
+        vals: list[int | None] = [self._frontier[t] for t in self._topics if not self._idle[t]]
+        vals += [r[0] for r in self._remote.values() if not r[1]]
+        return vals
+
     def releasable(self, deadline: int) -> bool:
         """May a candidate with this deadline be decided now?"""
         if self.all_idle:
             return self._latest is not None and deadline <= self._latest
-        for topic in self._topics:
-            if self._idle[topic]:
-                continue
-            f = self._frontier[topic]
+        for f in self._busy():
             if f is None or deadline >= f:
                 return False
         return True
 
     def stream_time(self) -> int | None:
-        """The contract's stream time: min over non-idle topics of the frontier."""
+        """The contract's stream time: min over non-idle streams of the frontier."""
         if self.all_idle:
             return self._latest
-        vals = [self._frontier[t] for t in self._topics if not self._idle[t]]
+        vals = self._busy()
         if any(v is None for v in vals):
             return None
         return min(v for v in vals if v is not None)
+
+    def waiting_for(self) -> list[str]:
+        """Streams holding stream time back (for the stats page): ``sessions``, ``outbound@3``."""
+        out = [t for t in self._topics if not self._idle[t]]
+        out += [f"{t}@{p}" for (t, p), r in self._remote.items() if not r[1]]
+        return out

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas import ConsentChange, OutboundMessage, Purchase, Return, SessionEvent
 from streams.candidate import Candidate, payload_hash
-from streams.clock import iso, to_ms
+from streams.clock import NEVER, human_span, iso, to_ms
 from streams.policy import Policy
 from streams.state import ConsentFact, PurchaseFact, ReturnFact, SessionFact
 
@@ -82,9 +82,22 @@ def decode(
         rec = MODELS[kind].model_validate_json(raw)
     except ValidationError as exc:
         return Unreadable(describe(exc))
-    if isinstance(rec, OutboundMessage):
-        return _candidate(rec, raw, record_ms, received_wall, policy)
-    return _fact(kind, rec)
+    parsed = (
+        _candidate(rec, raw, record_ms, received_wall, policy)
+        if isinstance(rec, OutboundMessage)
+        else _fact(kind, rec)
+    )
+    if isinstance(parsed, Parsed):
+        skew = parsed.event_ms - record_ms
+        if skew > policy.time.max_clock_skew:
+            # One broken clock must not move a partition's stream time years ahead.
+            field = "created_at" if kind == "outbound" else "occurred_at"
+            return Unreadable(
+                f"{field} {iso(parsed.event_ms)} is {human_span(skew)} after the record's "
+                f"timestamp {iso(record_ms)} (max_clock_skew "
+                f"{human_span(policy.time.max_clock_skew)}): the producer's clock is wrong"
+            )
+    return parsed
 
 
 def _fact(kind: str, rec: Any) -> Parsed:
@@ -132,6 +145,7 @@ def _candidate(
         received_wall=received_wall,
         seq=0,
         raw=raw.decode("utf-8"),
+        arr=NEVER,
     )
     return Parsed("outbound", rec.customer_id, created, cand)
 

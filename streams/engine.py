@@ -3,8 +3,15 @@
 Pure: no Kafka, no asyncio, no wall clock of its own. The worker and the
 offline replay feed it the same way (``ingest`` a record, ``release`` what
 stream time allows) and get the same decisions; only *when* a decision is
-made differs, never *what* it is, because a candidate is decided only once
-every event at or before its deadline is in state (see ``clock``).
+made differs, never *what* it is:
+
+- a candidate is decided only once every stream of its partition has moved
+  past its deadline, so every event that arrived in time is in state;
+- what a decision may see is fixed by the streams alone (``rules.View``):
+  events read after their stream passed the deadline are late, messages read
+  after it are not its history, and nothing older than what pruning may have
+  removed counts. Pruning, sweeps and the order the consumer interleaves
+  topics in therefore never change a decision.
 
 Held candidates live inside the customer's state (so they are as durable as
 the store: a changelogged table in the worker); the per-partition heap that
@@ -21,11 +28,14 @@ from typing import Protocol
 
 from streams import rules
 from streams.candidate import Candidate, content_key
-from streams.clock import StreamClock
-from streams.policy import TRIGGERS, Policy
+from streams.clock import NEVER, Source, StreamClock, human
+from streams.policy import Policy
 from streams.state import (
+    NO_HORIZON,
+    Caps,
     ConsentFact,
     CustomerState,
+    Horizons,
     PurchaseFact,
     ReturnFact,
     SentFact,
@@ -36,7 +46,8 @@ from streams.topics import INPUT_ROLES
 INPUT_KINDS: tuple[str, ...] = INPUT_ROLES
 """The contract's input topics by role (their configured names may differ)."""
 
-Fact = PurchaseFact | ReturnFact | SessionFact | ConsentFact | Candidate | None
+StateFact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
+Fact = StateFact | Candidate | None
 
 
 class StateStore(Protocol):
@@ -76,14 +87,16 @@ class Decided:
 
 @dataclass(slots=True)
 class LateFinding:
-    """An event read after a message it contradicts had already been sent."""
+    """An event that would have changed a decision already made, had it been read in time."""
 
-    sent: SentFact
+    sent: SentFact  # the decided message (sent, or suppressed)
     customer_id: str
     rule: str
     reason: str
     event: rules.Evidence
     late_by_ms: int  # record time of the event minus the message's deadline
+    behind_ms: int  # its topic's frontier minus its event time, when it was read
+    would: str  # what the decision would have been: suppress | rewrite | send
 
 
 Output = Decided | LateFinding
@@ -92,31 +105,46 @@ Output = Decided | LateFinding
 class _Partition:
     __slots__ = ("clock", "heap")
 
-    def __init__(self, kinds: tuple[str, ...]) -> None:
-        self.clock = StreamClock(kinds)
+    def __init__(self, clock: StreamClock) -> None:
+        self.clock = clock
         self.heap: list[tuple[int, str, int, str]] = []  # (deadline, message_id, seq, customer)
 
 
 class Engine:
-    def __init__(self, policy: Policy, store: StateStore) -> None:
+    def __init__(self, policy: Policy, store: StateStore, partitions: int = 1,
+                 rerouted: bool = False) -> None:  # fmt: skip
+        """``rerouted``: records may reach a partition through the re-route topic, so each
+        partition's stream time also waits for every other partition's progress markers."""
         self.policy = policy
         self.store = store
+        self.partitions = partitions
+        self.rerouted = rerouted and partitions > 1
         self.counts: Counter[str] = Counter()
         self._parts: dict[int, _Partition] = {}
-        self._seq = 0
-        self._max_settle = max(policy.settle.for_trigger(t) for t in TRIGGERS)
+        self._lateness = {k: policy.time.allowed_lateness.for_topic(k) for k in INPUT_KINDS}
+        self._max_settle = policy.max_settle
         # Sends are looked at by duplicate_content and frequency_cap (and by late-evidence
         # checks, which therefore reach back as far as these windows and no further).
         self._send_window = max(
             policy.rules.duplicate_content.window, policy.rules.frequency_cap.window
         )
+        st = policy.state
+        self._ttl = st.customer_ttl
+        self._caps = Caps(st.max_events, st.max_sends, st.max_message_ids, st.max_orders)
 
     # ------------------------------------------------------------ partitions
 
     def part(self, partition: int) -> _Partition:
         p = self._parts.get(partition)
         if p is None:
-            p = self._parts[partition] = _Partition(INPUT_KINDS)
+            remote: tuple[Source, ...] = ()
+            if self.rerouted:
+                remote = tuple(
+                    (k, s) for s in range(self.partitions) if s != partition for k in INPUT_KINDS
+                )
+            p = self._parts[partition] = _Partition(
+                StreamClock(INPUT_KINDS, self._lateness, remote)
+            )
         return p
 
     def clock(self, partition: int) -> StreamClock:
@@ -147,15 +175,10 @@ class Engine:
                 heapq.heappush(
                     self.part(partition_of(cid)).heap, (c.deadline, c.message_id, c.seq, cid)
                 )
-                self._seq = max(self._seq, c.seq + 1)
                 n += 1
         return n
 
     # ------------------------------------------------------------ input
-
-    def next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
 
     def ingest(
         self,
@@ -165,46 +188,54 @@ class Engine:
         event_ms: int,
         fact: Fact,
         record_ms: int,
-        source: int = -1,
+        source: tuple[str, int] | None = None,
+        arrival: int | None = None,
     ) -> list[Output]:
         """Apply one valid input record; return late findings it reveals (if any).
 
-        ``source`` is the record's offset in its partition (-1 offline). A record
-        at or below the highest offset already applied for this customer on this
-        topic was read again after a crash or a rebalance (its effects reached the
-        changelog, its offset commit did not): it is skipped and counted, so a
-        redelivery never becomes a second decision or a bogus ``duplicate_message``.
+        ``source`` is (the stream it was read from, its offset there), None offline.
+        A record at or below the highest offset already applied for this customer
+        from that stream was read again after a crash, a rebalance or a repeated
+        re-route: it is skipped and counted, so a redelivery never becomes a second
+        decision or a bogus ``duplicate_message``.
+
+        ``arrival`` is the frontier of the record's own stream when it was read; the
+        worker passes it for re-routed records (their stream is another partition's).
         """
         part = self.part(partition)
-        part.clock.observe(kind, event_ms)
+        clock = part.clock
+        if arrival is None:
+            arr = clock.frontier(kind)
+            clock.observe(kind, event_ms)
+        else:
+            arr = arrival
+            clock.observe_forwarded(event_ms)
         if fact is None:  # e.g. a session "ended": moves time, changes no fact
             return []
         state = self.store.get(customer_id) or CustomerState()
-        if source >= 0:
-            if source <= state.applied.get(kind, -1):
+        if source is not None:
+            stream, offset = source
+            if offset <= state.applied.get(stream, -1):
                 self.counts["redelivered"] += 1
                 return []
-            state.applied[kind] = source
+            state.applied[stream] = offset
         out: list[Output] = []
         if isinstance(fact, Candidate):
-            fact.seq = self.next_seq()
+            state.nseq += 1
+            fact.seq = state.nseq
+            fact.arr = arr
+            state.touch(fact.created_at, self._ttl)
             state.held.append(fact)
             heapq.heappush(part.heap, (fact.deadline, fact.message_id, fact.seq, customer_id))
             self.counts["held"] += 1
         else:
-            if isinstance(fact, PurchaseFact):
-                added = state.add_purchase(fact)
-            elif isinstance(fact, ReturnFact):
-                added = state.add_return(fact)
-            elif isinstance(fact, SessionFact):
-                added = state.add_session(fact)
-            else:
-                added = state.add_consent(fact)
-            if not added:
+            fact.arr = arr
+            fact.rt = record_ms
+            if not state.add(fact, self._ttl):
                 self.counts["duplicate_event"] += 1
-            elif state.sent:
-                out.extend(self._late(state, customer_id, kind, fact, record_ms))
-        self._prune(self._horizon(part), state)
+            elif state.sent or state.suppressed:
+                out.extend(self._late(state, customer_id, kind, fact))
+        self._prune(self._horizons(part), state)
         self.store.put(customer_id, state)
         return out
 
@@ -217,14 +248,14 @@ class Engine:
         heap, clock = part.heap, part.clock
         if not heap or not clock.releasable(heap[0][0]):
             return out
-        # Popping only raises the heap minimum, so this horizon stays safe for the whole loop.
-        horizon = self._horizon(part)
+        # Popping only raises the heap minimum, so these horizons stay safe for the whole loop.
+        horizons = self._horizons(part)
         while heap and clock.releasable(heap[0][0]):
-            out.extend(self._decide_top(part, wall_ms, horizon))
+            out.extend(self._decide_top(part, wall_ms, horizons))
         return out
 
     def release_idle(self, partition: int, wall_ms: int) -> list[Output]:
-        """All topics caught up and quiet: release by wall clock (receipt + settle).
+        """All streams caught up and quiet: release by wall clock (receipt + settle).
 
         Stops at the first candidate not yet due, so deadline order is kept.
         """
@@ -241,7 +272,7 @@ class Engine:
                 and cand.received_wall + self.policy.settle.for_trigger(cand.trigger) > wall_ms
             ):
                 break
-            out.extend(self._decide_top(part, wall_ms, None))
+            out.extend(self._decide_top(part, wall_ms, NO_HORIZON))
         return out
 
     def flush(self, wall_ms: int) -> list[Output]:
@@ -249,7 +280,7 @@ class Engine:
         out: list[Output] = []
         for part in self._parts.values():
             while part.heap:
-                out.extend(self._decide_top(part, wall_ms, None))
+                out.extend(self._decide_top(part, wall_ms, NO_HORIZON))
         return out
 
     def _held(self, customer_id: str, seq: int) -> Candidate | None:
@@ -258,7 +289,23 @@ class Engine:
             return None
         return next((c for c in state.held if c.seq == seq), None)
 
-    def _decide_top(self, part: _Partition, wall_ms: int, horizon: int | None) -> Iterator[Output]:
+    def view(self, cand: Candidate) -> rules.View:
+        """What ``cand`` may see (see ``rules.View``): floors from the frontier it was read
+        at, which pruning can never have passed while it was still to be read."""
+        base = cand.arr - self._max_settle if cand.arr > NEVER else NEVER
+        p = self.policy
+        return rules.View(
+            deadline=cand.deadline,
+            arrived_by=cand.deadline,
+            events_from=base - p.state.retention,
+            sends_from=base - self._send_window,
+            ids_from=base - p.rules.duplicate_message.retention,
+            orders_from=base - p.state.order_retention,
+            seq=cand.seq,
+            key=(cand.deadline, cand.message_id, cand.seq),
+        )
+
+    def _decide_top(self, part: _Partition, wall_ms: int, h: Horizons) -> Iterator[Output]:
         _deadline, _mid, seq, cid = heapq.heappop(part.heap)
         state = self.store.get(cid)
         if state is None:
@@ -267,111 +314,142 @@ class Engine:
         if idx is None:
             return
         cand = state.held.pop(idx)
-        decision = rules.decide(state, cand, self.policy)
+        decision = rules.decide(state, cand, self.policy, self.view(cand))
         if cand.message_id not in state.decided:
             state.decided[cand.message_id] = (cand.created_at, cand.deadline)
+        fact = SentFact(
+            cand.message_id,
+            cand.created_at,
+            cand.deadline,
+            cand.seq,
+            cand.trigger,
+            cand.channel,
+            cand.category,
+            content_key(cand.trigger, cand.channel, decision.skus, cand.payload_hash),
+            decision.skus,
+            cand.cart_updated_at,
+            cand.order_id,
+            decision.action,
+            decision.rule,
+        )
         if decision.action != "suppress":
-            state.sent.append(
-                SentFact(
-                    cand.message_id,
-                    cand.created_at,
-                    cand.deadline,
-                    cand.trigger,
-                    cand.channel,
-                    cand.category,
-                    content_key(cand.trigger, cand.channel, decision.skus, cand.payload_hash),
-                    decision.skus,
-                    cand.cart_updated_at,
-                    cand.order_id,
-                )
-            )
+            state.sent.append(fact)
+        elif decision.rule in rules.LIFTABLE:
+            state.suppressed.append(fact)
         self.counts[decision.action] += 1
         if decision.rule:
             self.counts[f"rule:{decision.rule}"] += 1
-        self._prune(horizon, state)
+        late = list(self._late_on_arrival(state, cid, fact))
+        self._prune(h, state)
         self.store.put(cid, state)
         yield Decided(cand, decision, wall_ms)
+        yield from late
 
     # ------------------------------------------------------------ late evidence
 
+    def _finding(
+        self, state: CustomerState, customer_id: str, msg: SentFact, fact: StateFact, kind: str
+    ) -> LateFinding | None:
+        """Would ``fact``, seen in time, have changed the decision on ``msg``?"""
+        again = rules.decide(state, msg, self.policy, rules.View.hindsight(msg),
+                             only=rules.EVENT_RULES)  # fmt: skip
+        cited = any(e[0] == kind and e[1] == fact.event_id for e in again.evidence)
+        behind = max(0, fact.arr + self._lateness.get(kind, 0) - fact.t) if fact.arr > NEVER else 0
+        event = (kind, fact.event_id, fact.t)
+        if msg.action != "suppress":
+            if again.action == "send" or again.rule is None or not cited:
+                return None
+            return LateFinding(msg, customer_id, again.rule, again.reason or "", event,
+                               fact.rt - msg.deadline, behind, again.action)  # fmt: skip
+        if again.action == "suppress" and again.rule == msg.rule:
+            return None
+        return LateFinding(
+            msg, customer_id, msg.rule or "",
+            f"{kind} {fact.event_id} at {human(fact.t)} would have lifted {msg.rule}: the "
+            f"message would have been {'sent' if again.action == 'send' else again.action}",
+            event, fact.rt - msg.deadline, behind, again.action,
+        )  # fmt: skip
+
     def _late(
-        self,
-        state: CustomerState,
-        customer_id: str,
-        kind: str,
-        fact: PurchaseFact | ReturnFact | SessionFact | ConsentFact,
-        record_ms: int,
+        self, state: CustomerState, customer_id: str, kind: str, fact: StateFact
     ) -> Iterator[LateFinding]:
-        for sent in state.sent:
-            if sent.deadline < fact.t:
+        """An event read after messages it concerns were decided."""
+        for msg in (*state.sent, *state.suppressed):
+            if msg.deadline < fact.t:
                 continue
-            again = rules.decide(state, sent, self.policy, only=rules.EVENT_RULES)
-            if again.action == "send" or again.rule is None:
-                continue
-            if not any(e[0] == kind and e[1] == fact.event_id for e in again.evidence):
-                continue
-            self.counts["late_evidence"] += 1
-            yield LateFinding(
-                sent,
-                customer_id,
-                again.rule,
-                again.reason or "",
-                (kind, fact.event_id, fact.t),
-                record_ms - sent.deadline,
-            )
+            found = self._finding(state, customer_id, msg, fact, kind)
+            if found is not None:
+                self.counts["late_evidence"] += 1
+                yield found
+
+    def _late_on_arrival(
+        self, state: CustomerState, customer_id: str, msg: SentFact
+    ) -> Iterator[LateFinding]:
+        """Events already in state but read after their stream passed this deadline."""
+        if msg.action == "suppress" and msg.rule not in rules.LIFTABLE:
+            return
+        d = msg.deadline
+        for kind, facts in (
+            ("purchases", state.purchases),
+            ("returns", state.returns),
+            ("sessions", state.sessions),
+            ("consents", state.consents),
+        ):
+            for f in facts:
+                if f.t <= d < f.arr:
+                    found = self._finding(state, customer_id, msg, f, kind)
+                    if found is not None:
+                        self.counts["late_evidence"] += 1
+                        yield found
+                        return
 
     # ------------------------------------------------------------ bounded state
 
-    def _horizon(self, part: _Partition) -> int | None:
-        """Oldest event time a pending or future decision can still look at."""
+    def _horizons(self, part: _Partition) -> Horizons:
+        """Oldest event time a pending or future decision can still look at, per kind."""
         st = part.clock.stream_time()
         if st is None:
-            return None
+            return NO_HORIZON
         if part.heap:
             st = min(st, part.heap[0][0])
-        return st - self._max_settle
-
-    def _prune(self, h: int | None, state: CustomerState) -> None:
-        """Time-prune against the horizon; the size caps apply even before time is known."""
-        lim = self.policy.state
-        never = -(2**62)
-        state.prune(
-            never if h is None else h - lim.retention,
-            never if h is None else h - self._send_window,
-            never if h is None else h - self.policy.rules.duplicate_message.retention,
-            lim.max_events,
-            lim.max_sends,
-            lim.max_message_ids,
+        h = st - self._max_settle
+        p = self.policy
+        return Horizons(
+            events=h - p.state.retention,
+            sends=h - self._send_window,
+            ids=h - p.rules.duplicate_message.retention,
+            orders=h - p.state.order_retention,
+            epochs=h - self._ttl,
         )
 
+    def _prune(self, h: Horizons, state: CustomerState) -> None:
+        """Time-prune against the horizons; the size caps apply even before time is known."""
+        state.prune(h, self._caps)
+
     def sweep(self, partition_of: Callable[[str], int]) -> int:
-        """Prune every customer and forget the inactive ones; returns how many were dropped."""
+        """Prune every customer and forget the inactive ones; returns how many were dropped.
+
+        Safe at any time: it removes only what no decision may see any more (see
+        ``view``), so a sweep never changes a decision, offline or live."""
         dropped = 0
-        ttl = self.policy.state.inactive_ttl
         for cid in list(self.store.keys()):
             state = self.store.get(cid)
             if state is None:
                 continue
-            part = self.part(partition_of(cid))
-            h = self._horizon(part)
-            if h is None:
+            h = self._horizons(self.part(partition_of(cid)))
+            if h is NO_HORIZON:
                 continue
             before = state.size()
             self._prune(h, state)
-            if not state.held and state.last_event < h - ttl:
-                latest = {c.channel: c for c in state.consents}
-                withdrawn = sorted((c for c in latest.values() if c.withdrawn), key=lambda c: c.t)
-                if withdrawn:
-                    self.store.put(
-                        cid,
-                        CustomerState(
-                            consents=withdrawn, last_event=state.last_event, applied=state.applied
-                        ),
-                    )
-                else:
+            if not state.held and state.last_activity < h.epochs:
+                kept = state.forget()
+                if kept is None:
                     self.store.delete(cid)
+                else:
+                    self.store.put(cid, kept)
                 dropped += 1
             elif state.size() != before:
                 self.store.put(cid, state)
         self.counts["expired"] += dropped
+        self.counts["sweeps"] += 1
         return dropped

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import orjson
 
+from streams import rawjson
 from streams.clock import to_ms
 from streams.errors import HistoryError
 
@@ -36,9 +37,10 @@ class HistoryRecord:
     line_no: int
     topic: str  # the contract's input topic name (role)
     key: bytes | None
-    value: bytes  # the value re-encoded as JSON bytes, exactly what a producer sends
+    value: bytes  # the value's JSON text exactly as written in the line: what a producer sends
     event_ms: int | None  # None when the value has no usable event time
     record_ms: int | None  # the explicit record time, if the line had one
+    customer_id: str | None  # the value's customer_id, if it has one (its partition)
 
 
 @dataclass(slots=True)
@@ -102,15 +104,23 @@ def parse_line(line_no: int, line: bytes) -> HistoryRecord | BadLine | None:
         if record_ms is None:
             return BadLine(line_no, "'timestamp' must be an RFC 3339 time with an offset")
     event_ms = None
+    cid = None
     if isinstance(value, dict):
         event_ms = _parse_time(value.get(EVENT_TIME_FIELD[topic]))
+        if isinstance(value.get("customer_id"), str):
+            cid = value["customer_id"]
+    # The value's own bytes, not a re-encoding: a 30-digit integer or "1.10" must reach
+    # the topic (and the send queue) as written.
+    at = rawjson.span(line, "value")
+    raw = line[at[0] : at[1]] if at is not None else orjson.dumps(value)
     return HistoryRecord(
         line_no,
         topic,
         None if key is None else key.encode("utf-8"),
-        orjson.dumps(value),
+        raw,
         event_ms,
         record_ms,
+        cid,
     )
 
 

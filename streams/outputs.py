@@ -1,8 +1,9 @@
 """Decisions -> the records the contract promises (send-queue, suppressed, ...).
 
-The message is passed through as received (unknown fields included); only
-the ``sanity`` block is added. For a rewrite the stripped SKUs are removed
-from ``context.skus`` and listed in ``sanity.removed_skus``.
+The message is passed through as received, byte for byte (unknown fields,
+key order, numbers of any size): only the ``sanity`` block is spliced in
+(``rawjson``). For a rewrite the stripped SKUs are removed from
+``context.skus`` and listed in ``sanity.removed_skus``.
 """
 
 from __future__ import annotations
@@ -11,23 +12,17 @@ from typing import Any
 
 import orjson
 
+from streams import rawjson
 from streams.clock import iso
 from streams.engine import Decided, LateFinding
 from streams.rules import evidence_json
 
 
-def _message(d: Decided) -> dict[str, Any]:
-    msg: dict[str, Any] = orjson.loads(d.candidate.raw)
-    return msg
-
-
 def send_value(d: Decided, policy_version: str) -> bytes:
-    msg = _message(d)
+    msg = d.candidate.raw.encode("utf-8")
     dec = d.decision
-    if dec.action == "rewrite":
-        ctx = msg.get("context")
-        if isinstance(ctx, dict) and dec.skus is not None:
-            ctx["skus"] = list(dec.skus)
+    if dec.action == "rewrite" and dec.skus is not None:
+        msg = rawjson.replace_in(msg, ("context", "skus"), orjson.dumps(list(dec.skus)))
     sanity: dict[str, Any] = {
         "action": dec.action,
         "decided_at": iso(d.decided_wall),
@@ -41,14 +36,12 @@ def send_value(d: Decided, policy_version: str) -> bytes:
         sanity["evidence"] = evidence_json(dec.evidence)
     if dec.monitored:
         sanity["monitored"] = list(dec.monitored)
-    msg["sanity"] = sanity
-    return orjson.dumps(msg)
+    return rawjson.with_member(msg, "sanity", orjson.dumps(sanity))
 
 
 def suppressed_value(d: Decided, policy_version: str) -> bytes:
     dec = d.decision
     record: dict[str, Any] = {
-        "message": _message(d),
         "rule": dec.rule,
         "reason": dec.reason,
         "evidence": evidence_json(dec.evidence),
@@ -57,7 +50,9 @@ def suppressed_value(d: Decided, policy_version: str) -> bytes:
     }
     if dec.monitored:
         record["monitored"] = list(dec.monitored)
-    return orjson.dumps(record)
+    # {"message": <the candidate as received>, "rule": ...}: the message spliced in as is.
+    rest = orjson.dumps(record)
+    return b'{"message":' + d.candidate.raw.encode("utf-8").strip() + b"," + rest[1:]
 
 
 def late_value(f: LateFinding, policy_version: str) -> bytes:
@@ -70,7 +65,10 @@ def late_value(f: LateFinding, policy_version: str) -> bytes:
             "reason": f.reason,
             "event": evidence_json([f.event])[0],
             "deadline": iso(f.sent.deadline),
+            "decided": f.sent.action,
+            "would_have": f.would,
             "late_by_ms": f.late_by_ms,
+            "behind_ms": f.behind_ms,
             "policy": policy_version,
         }
     )

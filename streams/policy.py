@@ -164,16 +164,43 @@ class StateLimits(_Strict):
     """Bounds on per-customer state; retention must cover the longest window."""
 
     retention: DurationMs = "35d"  # type: ignore[assignment]
+    # An order's SKUs and returned SKUs, kept compactly so a late review request is checked.
+    order_retention: DurationMs = "180d"  # type: ignore[assignment]
     max_events: Annotated[int, Field(ge=10, le=100_000)] = 200
     max_sends: Annotated[int, Field(ge=10, le=100_000)] = 200
     max_message_ids: Annotated[int, Field(ge=10, le=1_000_000)] = 1000
-    # A customer with no event for this long is forgotten (a withdrawn consent is kept).
-    inactive_ttl: DurationMs = "400d"  # type: ignore[assignment]
+    max_orders: Annotated[int, Field(ge=10, le=100_000)] = 200
+    # A customer with no activity (any event or message) for this long is forgotten;
+    # a withdrawn consent is kept.
+    customer_ttl: DurationMs = "400d"  # type: ignore[assignment]
+
+
+class Lateness(_Strict):
+    """Per input topic: how far one producer instance may run behind another.
+
+    The topic's frontier is held back by this much, so an event that much out of
+    order is still in time for every decision it can change."""
+
+    purchases: DurationMs = 0
+    returns: DurationMs = 0
+    sessions: DurationMs = 0
+    consents: DurationMs = 0
+    outbound: DurationMs = 0
+
+    def for_topic(self, role: str) -> int:
+        return int(getattr(self, role))
+
+
+class TimePolicy(_Strict):
+    # An event time further than this after its record time is a broken clock: dead-letter.
+    max_clock_skew: DurationMs = "1h"  # type: ignore[assignment]
+    allowed_lateness: Lateness = Lateness()
 
 
 class Policy(_Strict):
     version: Annotated[str, Field(min_length=1, max_length=128)] = "default-1"
     settle: Settle = Settle()
+    time: TimePolicy = TimePolicy()
     rules: Rules = Rules()
     state: StateLimits = StateLimits()
 
@@ -186,7 +213,18 @@ class Policy(_Strict):
                 f"longest rule window plus the longest settle delay ({format_duration(need)}), "
                 "or decisions would read pruned state"
             )
+        st = self.state
+        longest = max(st.retention, st.order_retention, self.rules.duplicate_message.retention)
+        if st.customer_ttl < longest:
+            raise ValueError(
+                f"state.customer_ttl ({format_duration(st.customer_ttl)}) must be at least "
+                "state.retention, state.order_retention and rules.duplicate_message.retention"
+            )
         return self
+
+    @property
+    def max_settle(self) -> int:
+        return max(self.settle.for_trigger(t) for t in TRIGGERS)
 
     def longest_lookback_ms(self) -> int:
         r = self.rules
@@ -254,14 +292,20 @@ def policy_as_toml(policy: Policy) -> str:
     lines = [f'version = "{policy.version}"', "", "[settle]"]
     for t in TRIGGERS:
         lines.append(f'{t} = "{format_duration(policy.settle.for_trigger(t))}"')
+    lines += ["", "[time]", f'max_clock_skew = "{format_duration(policy.time.max_clock_skew)}"']
+    lines += ["", "[time.allowed_lateness]"]
+    for role in Lateness.model_fields:
+        lines.append(f'{role} = "{format_duration(policy.time.allowed_lateness.for_topic(role))}"')
     lines += ["", "[state]"]
     st = policy.state
     lines += [
         f'retention = "{format_duration(st.retention)}"',
+        f'order_retention = "{format_duration(st.order_retention)}"',
         f"max_events = {st.max_events}",
         f"max_sends = {st.max_sends}",
         f"max_message_ids = {st.max_message_ids}",
-        f'inactive_ttl = "{format_duration(st.inactive_ttl)}"',
+        f"max_orders = {st.max_orders}",
+        f'customer_ttl = "{format_duration(st.customer_ttl)}"',
     ]
     for rule_id in RULE_IDS:
         lines += ["", f"[rules.{rule_id}]"]

@@ -1,22 +1,25 @@
 """Replay a history file: offline through the core, or into the Kafka topics.
 
-Offline, each input topic's records, in file order, are that topic's stream;
-the streams are merged by event time (one reader per topic over the same
-file, so memory is bounded by customer state, not by the file) and fed to
-the same ``Engine`` the worker runs. The next unread record of every topic
-is known, so a candidate is decided as soon as nothing at or before its
-deadline can still come; whatever is held at the end of input is decided
-then. Bad lines and unreadable values are counted and reported by line
-number; processing continues.
+Offline replay gives the decisions the worker gives when the same file has
+been produced, in file order, into topics of N partitions: each record
+belongs to partition ``murmur2(customer_id) % N``, each (topic, partition)'s
+records in file order are its stream, and each partition has its own
+stream clock. One pass reads the file in order (a first, cheaper pass only
+notes where each stream ends, so a stream with nothing more to come counts
+as idle, as a caught-up partition does live). Memory is bounded by customer
+state, not by the file. Because a decision sees only what its streams had
+delivered in time (``rules.View``), the order in which the worker happens to
+interleave topics, partitions or sweeps cannot change it, and neither can
+this replay's. Bad lines and unreadable values are counted and reported by
+line number; processing continues.
 """
 
 from __future__ import annotations
 
-import heapq
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -25,18 +28,10 @@ import orjson
 
 from streams import codec
 from streams.engine import Decided, Engine, LateFinding, MemoryStore, Output
-from streams.history import (
-    INPUT_TOPICS,
-    BadLine,
-    HistoryRecord,
-    iter_lines,
-    parse_line,
-    read_history,
-)
+from streams.history import INPUT_TOPICS, BadLine, HistoryRecord, read_history
 from streams.outputs import offline_line
+from streams.partitioning import partition_for
 from streams.policy import Policy
-
-_KIND_ORDER = {k: i for i, k in enumerate(INPUT_TOPICS)}  # outbound last on equal times
 
 
 @dataclass
@@ -79,66 +74,13 @@ class ReplaySummary:
         return "\n".join(lines)
 
 
-_NEEDLES = {t: b'"' + t.encode() + b'"' for t in INPUT_TOPICS}
-
-
-def _topic_stream(
-    path: str | Path, topic: str, bad: dict[int, str], report_orphans: bool
-) -> Iterator[HistoryRecord]:
-    """Records of one topic in file order.
-
-    A line of topic X must contain ``"X"`` (unless it spells it with ``\\u``
-    escapes), so each reader parses only its candidate lines: about one parse
-    per line in all, not one per reader. Bad lines go to ``bad`` by line
-    number (a line may be seen by two readers); the reader with
-    ``report_orphans`` also parses lines that name no topic at all.
-    """
-    needle = _NEEDLES[topic]
-    others = [n for t, n in _NEEDLES.items() if t != topic]
-    for i, line in iter_lines(path):
-        if needle not in line and b"\\u" not in line:
-            if not report_orphans or any(n in line for n in others):
-                continue
-        rec = parse_line(i, line)
-        if rec is None:
-            continue
-        if isinstance(rec, BadLine):
-            bad.setdefault(rec.line_no, rec.error)
-            continue
-        if rec.topic == topic:
-            yield rec
-
-
-def _merge(
-    path: str | Path, bad: dict[int, str]
-) -> Iterator[tuple[HistoryRecord, dict[str, int | None]]]:
-    """Merge per-topic streams by event time; yield each record with every topic's next time.
-
-    The second item maps topic -> event time of its next unread record (None
-    once the topic is exhausted), which is exactly the offline frontier.
-    """
-    streams = {t: _topic_stream(path, t, bad, t == "outbound") for t in INPUT_TOPICS}
-    heap: list[tuple[int, int, int, HistoryRecord]] = []
-    last: dict[str, int] = dict.fromkeys(INPUT_TOPICS, -(2**62))
-    nxt: dict[str, int | None] = dict.fromkeys(INPUT_TOPICS)
-
-    def push(topic: str) -> None:
-        rec = next(streams[topic], None)
-        if rec is None:
-            nxt[topic] = None
-            return
-        # A record without a usable time (it will be dead-lettered) keeps its topic's place.
-        t = rec.event_ms if rec.event_ms is not None else last[topic]
-        last[topic] = max(last[topic], t)
-        nxt[topic] = t
-        heapq.heappush(heap, (t, _KIND_ORDER[topic], rec.line_no, rec))
-
-    for t in INPUT_TOPICS:
-        push(t)
-    while heap:
-        _t, _k, _ln, rec = heapq.heappop(heap)
-        push(rec.topic)
-        yield rec, nxt
+def _stream_ends(path: str | Path, partitions: int) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> line number of its last record."""
+    last: dict[tuple[str, int], int] = {}
+    for rec in read_history(path):
+        if isinstance(rec, HistoryRecord) and rec.customer_id is not None:
+            last[(rec.topic, partition_for(rec.customer_id, partitions))] = rec.line_no
+    return last
 
 
 def replay_offline(
@@ -147,12 +89,12 @@ def replay_offline(
     out: IO[bytes] | None,
     progress: Callable[[int], None] | None = None,
     late_out: IO[bytes] | None = None,
+    partitions: int = 1,
+    sweep_every: int = 50_000,
 ) -> ReplaySummary:
     summary = ReplaySummary()
-    engine = Engine(policy, MemoryStore())
-    clock = engine.clock(0)
+    engine = Engine(policy, MemoryStore(), partitions)
     started = time.perf_counter()
-    sweep_every = 50_000
 
     def emit(outputs: list[Output]) -> None:
         for o in outputs:
@@ -165,47 +107,61 @@ def replay_offline(
             elif isinstance(o, LateFinding):
                 summary.late += 1
                 if late_out is not None:
-                    late_out.write(
-                        orjson.dumps(
-                            {
-                                "message_id": o.sent.message_id,
-                                "rule": o.rule,
-                                "event_id": o.event[1],
-                                "late_by_ms": o.late_by_ms,
-                            }
-                        )
-                        + b"\n"
-                    )
+                    late_out.write(orjson.dumps(late_line(o)) + b"\n")
 
-    bad: dict[int, str] = {}
-    for rec, nxt in _merge(path, bad):
+    ends = _stream_ends(path, partitions)
+    for p in range(partitions):
+        clock = engine.clock(p)
+        for topic in INPUT_TOPICS:
+            clock.set_idle(topic, (topic, p) not in ends)
+
+    def partition_of(cid: str) -> int:
+        return partition_for(cid, partitions)
+
+    for rec in read_history(path):
+        if isinstance(rec, BadLine):
+            summary.bad_lines.append((rec.line_no, rec.error))
+            continue
         summary.records += 1
         record_ms = rec.record_ms if rec.record_ms is not None else (rec.event_ms or 0)
+        part = None if rec.customer_id is None else partition_of(rec.customer_id)
         parsed = codec.decode(rec.topic, rec.value, record_ms, record_ms, policy)
         if isinstance(parsed, codec.Unreadable):
             summary.unreadable.append((rec.line_no, rec.topic, parsed.error))
         else:
+            part = partition_of(parsed.customer_id)
             if parsed.kind == "outbound":
                 summary.candidates += 1
             emit(
                 engine.ingest(
-                    0, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms
+                    part, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms
                 )
             )
-        for topic, t in nxt.items():
-            if t is None:
-                clock.set_idle(topic, True)
-            else:
-                clock.set_frontier(topic, t)
-        emit(engine.release(0, record_ms))
-        if summary.records % sweep_every == 0:
-            engine.sweep(lambda _cid: 0)
+        if part is not None:
+            if ends.get((rec.topic, part)) == rec.line_no:
+                engine.clock(part).set_idle(rec.topic, True)
+            emit(engine.release(part, record_ms))
+        if sweep_every and summary.records % sweep_every == 0:
+            engine.sweep(partition_of)
             if progress is not None:
                 progress(summary.records)
     emit(engine.flush(0))
-    summary.bad_lines = sorted(bad.items())
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def late_line(o: LateFinding) -> dict[str, Any]:
+    return {
+        "message_id": o.sent.message_id,
+        "customer_id": o.customer_id,
+        "rule": o.rule,
+        "event_id": o.event[1],
+        "topic": o.event[0],
+        "decided": o.sent.action,
+        "would_have": o.would,
+        "late_by_ms": o.late_by_ms,
+        "behind_ms": o.behind_ms,
+    }
 
 
 def produce_history(

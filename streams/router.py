@@ -6,14 +6,29 @@ Everything between (decode once, dead-letter what cannot be read, re-route
 what sits on the wrong partition, ingest, release by stream time, render
 decisions) is here, so it is unit-tested without a broker and the offline
 replay and the worker cannot drift apart.
+
+Re-routing. A producer that does not partition by ``murmur2(customer_id)``
+(every librdkafka client by default) puts records where another worker's
+state is. Such a record is forwarded to its right partition through the
+app's own re-route topic (co-partitioned with the inputs, never the input
+topic itself: other consumers of ``purchases`` must not see a purchase
+twice), with headers naming its role, its source coordinates and the
+frontier of its source stream when it was read. Each partition also writes
+*progress markers* into every other partition of the re-route topic: "my
+stream of topic T has reached frontier F, and everything of it I had to
+forward to you is before this marker". A partition's stream time waits for
+those markers, so it never passes an event still on its way to it, and a
+forwarded record is decided exactly as if it had been produced right.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+import orjson
 
 from streams import codec
 from streams.engine import Decided, Engine, LateFinding, Output
@@ -22,17 +37,24 @@ from streams.partitioning import partition_for
 
 log = logging.getLogger("trigger_sanity.worker")
 
+H_ROLE = "ts-role"
+H_SOURCE = "ts-src"  # "<topic>:<partition>:<offset>" the record was first read at
+H_ARRIVAL = "ts-arr"  # frontier of its source stream when it was read there
+H_MARKER = "ts-marker"
+MISROUTE_WARN_EVERY_MS = 60_000
+
 
 @dataclass(slots=True, frozen=True)
 class OutRecord:
-    """A record to produce. ``role`` is a topic role (``send_queue``...) or, for a
-    re-routed input record, ``reroute:<topic name>``."""
+    """A record to produce. ``role`` is an output topic role (``send_queue``...) or
+    ``reroute`` (the internal re-route topic, with ``partition`` and ``headers``)."""
 
     role: str
     key: bytes | None
     value: bytes | None
     partition: int | None = None
     timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class Router:
@@ -42,13 +64,19 @@ class Router:
         role_of: dict[str, str],
         partitions_of: Callable[[str], int],
         max_record_bytes: int = codec.DEFAULT_MAX_RECORD_BYTES,
+        reroute_topic: str | None = None,
     ) -> None:
         self.engine = engine
         self.policy = engine.policy
         self.role_of = role_of
         self.partitions_of = partitions_of
         self.max_record_bytes = max_record_bytes
+        self.reroute_topic = reroute_topic
         self.counts: Counter[str] = Counter()
+        self.misrouted: Counter[str] = Counter()  # per input topic
+        self._warned: dict[str, int] = {}
+
+    # ------------------------------------------------------------ records
 
     def on_record(
         self,
@@ -59,21 +87,24 @@ class Router:
         key: bytes | None,
         value: bytes | None,
         wall_ms: int,
+        headers: Mapping[str, bytes] | None = None,
     ) -> list[OutRecord]:
+        if topic == self.reroute_topic:
+            return self._on_rerouted(
+                partition, offset, record_ms, key, value, wall_ms, headers or {}
+            )
         role = self.role_of[topic]
         parsed = codec.decode(role, value, record_ms, wall_ms, self.policy, self.max_record_bytes)
         if isinstance(parsed, codec.Unreadable):
             return [self.dead_letter(topic, partition, offset, key, value, parsed.error, wall_ms)]
         cid = parsed.customer_id.encode("utf-8")
         expected = partition_for(parsed.customer_id, self.partitions_of(topic))
-        if key != cid or partition != expected:
-            # Never decide against the wrong partition's state: send it where it belongs.
-            self.counts["rerouted"] += 1
-            log.warning(
-                "re-routing %s[%d]@%d for customer %s (key %r) to partition %d",
-                topic, partition, offset, parsed.customer_id, key, expected,
-            )  # fmt: skip
-            return [OutRecord(f"reroute:{topic}", cid, value, expected, record_ms)]
+        if partition != expected and self.reroute_topic is not None:
+            return [self._forward(topic, partition, offset, record_ms, role, parsed, value,
+                                  expected, wall_ms)]  # fmt: skip
+        if key != cid:
+            # Right partition, other key (or none): its customer's state is here already.
+            self.counts["rekeyed"] += 1
         self.counts[role] += 1
         return self.render(
             self.engine.ingest(
@@ -83,9 +114,123 @@ class Router:
                 parsed.event_ms,
                 parsed.fact,
                 record_ms,
-                source=offset,
+                source=(f"{topic}:{partition}", offset),
             )
         )
+
+    def _forward(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        record_ms: int,
+        role: str,
+        parsed: codec.Parsed,
+        value: bytes | None,
+        expected: int,
+        wall_ms: int,
+    ) -> OutRecord:
+        """Send a misrouted record to its partition; it still moves this stream's frontier."""
+        clock = self.engine.clock(partition)
+        arr = clock.frontier(role)
+        clock.observe(role, parsed.event_ms)
+        self.counts["rerouted"] += 1
+        self.misrouted[topic] += 1
+        last = self._warned.get(topic)
+        if last is None or wall_ms - last >= MISROUTE_WARN_EVERY_MS:
+            self._warned[topic] = wall_ms
+            log.warning(
+                "%s: %d record(s) so far on the wrong partition (e.g. %s[%d]@%d for customer "
+                "%s belongs to partition %d); re-routing them costs a round trip: set the "
+                "producer's partitioner to murmur2 (librdkafka: partitioner=murmur2_random)",
+                topic, self.misrouted[topic], topic, partition, offset, parsed.customer_id,
+                expected,
+            )  # fmt: skip
+        return OutRecord(
+            "reroute",
+            parsed.customer_id.encode("utf-8"),
+            value,
+            expected,
+            record_ms,
+            (
+                (H_ROLE, role.encode()),
+                (H_SOURCE, f"{topic}:{partition}:{offset}".encode()),
+                (H_ARRIVAL, str(arr).encode()),
+            ),
+        )
+
+    def _on_rerouted(
+        self,
+        partition: int,
+        offset: int,
+        record_ms: int,
+        key: bytes | None,
+        value: bytes | None,
+        wall_ms: int,
+        headers: Mapping[str, bytes],
+    ) -> list[OutRecord]:
+        topic = self.reroute_topic or ""
+        if H_MARKER in headers:
+            self._on_marker(partition, value)
+            return []
+        try:
+            role = headers[H_ROLE].decode()
+            src_topic, src_part, src_off = headers[H_SOURCE].decode().rsplit(":", 2)
+            arrival = int(headers[H_ARRIVAL])
+            source = (f"{src_topic}:{int(src_part)}", int(src_off))
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            err = f"re-route record without valid {H_ROLE}/{H_SOURCE}/{H_ARRIVAL} headers: {exc!r}"
+            return [self.dead_letter(topic, partition, offset, key, value, err, wall_ms)]
+        if role not in codec.MODELS:
+            err = f"re-route record of unknown role {role!r}"
+            return [self.dead_letter(topic, partition, offset, key, value, err, wall_ms)]
+        parsed = codec.decode(role, value, record_ms, wall_ms, self.policy, self.max_record_bytes)
+        if isinstance(parsed, codec.Unreadable):
+            src_t, src_p = source[0].rsplit(":", 1)
+            return [self.dead_letter(src_t, int(src_p), source[1], key, value, parsed.error,
+                                     wall_ms)]  # fmt: skip
+        self.counts[role] += 1
+        return self.render(
+            self.engine.ingest(
+                partition,
+                role,
+                parsed.customer_id,
+                parsed.event_ms,
+                parsed.fact,
+                record_ms,
+                source=source,
+                arrival=arrival,
+            )
+        )
+
+    def _on_marker(self, partition: int, value: bytes | None) -> None:
+        try:
+            m = orjson.loads(value or b"")
+            src = int(m["src"])
+            streams = m["f"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("ignoring a malformed progress marker on partition %d: %r", partition, exc)
+            self.counts["bad_marker"] += 1
+            return
+        clock = self.engine.clock(partition)
+        for role, (frontier, idle) in streams.items():
+            clock.set_remote((role, src), frontier, bool(idle))
+        self.counts["markers"] += 1
+
+    def markers(self, source: int, partitions: int) -> list[OutRecord]:
+        """Progress markers of partition ``source`` for every other partition."""
+        if self.reroute_topic is None or partitions < 2:
+            return []
+        local = self.engine.clock(source).local()
+        value = orjson.dumps({"src": source, "f": {r: [f, i] for r, (f, i) in local.items()}})
+        hdr = ((H_MARKER, b"1"),)
+        return [
+            OutRecord("reroute", None, value, p, None, hdr)
+            for p in range(partitions)
+            if p != source
+        ]
+
+    # ------------------------------------------------------------ outputs
 
     def dead_letter(
         self,
@@ -120,10 +265,6 @@ class Router:
                 key = c.customer_id.encode("utf-8")
                 self.counts[d.action] += 1
                 if d.action == "suppress":
-                    log.info(
-                        "suppressed %s (%s) for %s: %s - %s",
-                        c.message_id, c.trigger, c.customer_id, d.rule, d.reason,
-                    )  # fmt: skip
                     out.append(OutRecord("suppressed", key, suppressed_value(o, version)))
                 else:
                     out.append(OutRecord("send_queue", key, send_value(o, version)))

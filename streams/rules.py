@@ -28,9 +28,11 @@ from streams.policy import (
     WelcomeBackPolicy,
     WinBackPolicy,
 )
-from streams.state import CustomerState, PurchaseFact, ReturnFact
+from streams.state import CustomerState, PurchaseFact, ReturnFact, SentFact
 
 Evidence = tuple[str, str, int]  # (topic, event_id, event time ms)
+
+ALWAYS = 2**62
 
 
 class MessageView(Protocol):
@@ -42,6 +44,8 @@ class MessageView(Protocol):
     def created_at(self) -> int: ...
     @property
     def deadline(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
     @property
     def trigger(self) -> str: ...
     @property
@@ -59,12 +63,54 @@ class MessageView(Protocol):
 
 
 @dataclass(slots=True, frozen=True)
+class View:
+    """What one decision may look at, so that it is the same in every run.
+
+    - events at or before the deadline that were read *in time*: before their own
+      stream's frontier passed the deadline (``arr <= arrived_by``). An event read
+      later is late whatever the interleaving of topics, so it never counts;
+    - nothing older than what pruning may already have removed (the ``*_from``
+      floors, derived from the frontier the message itself was read at: for a
+      message read in order they lie below every window and change nothing);
+    - messages decided before this one in deadline order that were also read
+      before it (``seq``), so a late trigger is not decided against later sends.
+
+    ``hindsight`` (late-evidence checks) sees every event read so far.
+    """
+
+    deadline: int
+    arrived_by: int
+    events_from: int
+    sends_from: int
+    ids_from: int
+    orders_from: int
+    seq: int
+    key: tuple[int, str, int]
+
+    def fact(self, t: int, arr: int) -> bool:
+        return self.events_from <= t <= self.deadline and arr <= self.arrived_by
+
+    def sent(self, s: SentFact) -> bool:
+        return (
+            s.seq < self.seq
+            and (s.deadline, s.message_id, s.seq) < self.key
+            and s.created_at >= self.sends_from
+        )
+
+    @classmethod
+    def hindsight(cls, msg: MessageView) -> View:
+        never = -ALWAYS
+        return cls(msg.deadline, ALWAYS, never, never, never, never, ALWAYS, (ALWAYS, "", 0))
+
+
+@dataclass(slots=True, frozen=True)
 class Outcome:
     rule: str
     reason: str
     evidence: tuple[Evidence, ...]
     removed: tuple[str, ...] = ()  # SKUs stripped; a rewrite when some SKUs remain
     suppress: bool = True
+    why: tuple[str, ...] = ()  # per removed SKU: "SKU-1 returned at ..."
 
 
 @dataclass(slots=True, frozen=True)
@@ -87,10 +133,10 @@ def _within(t: int, end: int, window: int) -> bool:
 
 
 def duplicate_message(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
     seen = state.decided.get(msg.message_id)
-    if seen is None:
+    if seen is None or seen[1] < view.ids_from:
         return None
     created = seen[0]
     return Outcome(
@@ -102,9 +148,9 @@ def duplicate_message(
 
 
 def consent_withdrawn(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
-    latest = state.consent_at(msg.channel, msg.deadline)
+    latest = state.consent_at(msg.channel, msg.deadline, view.arrived_by)
     if latest is None or not latest.withdrawn:
         return None
     return Outcome(
@@ -115,7 +161,7 @@ def consent_withdrawn(
 
 
 def stale_trigger(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
     if not isinstance(msg, Candidate):
         return None  # staleness is a property of the record, not of later events
@@ -133,11 +179,11 @@ def stale_trigger(
 
 
 def cart_already_purchased(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
     since = msg.cart_updated_at if msg.cart_updated_at is not None else msg.created_at
     for p in state.purchases:
-        if since <= p.t <= msg.deadline:
+        if since <= p.t and view.fact(p.t, p.arr):
             return Outcome(
                 "cart_already_purchased",
                 f"order {p.order_id} was placed at {human(p.t)}, after the cart was last "
@@ -148,12 +194,18 @@ def cart_already_purchased(
 
 
 def welcome_back_to_new_customer(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
     rp = policy.rules.welcome_back_to_new_customer
     assert isinstance(rp, WelcomeBackPolicy)
-    started = [s for s in state.sessions if s.t <= msg.created_at]
-    count = state.pruned_sessions + len(started)
+    ep = state.epoch_at(msg.created_at)
+    since = ep.start if ep is not None else -ALWAYS
+    started = [
+        s
+        for s in state.sessions
+        if since <= s.t <= msg.created_at and s.arr <= view.arrived_by
+    ]
+    count = (ep.pruned_sessions if ep is not None else 0) + len(started)
     if count >= rp.min_sessions:
         return None
     noun = "session" if count == 1 else "sessions"
@@ -166,10 +218,21 @@ def welcome_back_to_new_customer(
 
 
 def welcome_to_existing_customer(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
-    first = state.first_purchase
-    if first is None or first[1] > msg.created_at:
+    ep = state.epoch_at(msg.created_at)
+    if ep is None:
+        return None
+    first: tuple[str, int] | None = None
+    fp = ep.first_purchase
+    if fp is not None and fp[1] <= msg.created_at and fp[2] <= view.arrived_by:
+        first = (fp[0], fp[1])
+    else:
+        for p in state.purchases:
+            if ep.start <= p.t <= msg.created_at and p.arr <= view.arrived_by:
+                first = (p.event_id, p.t)
+                break
+    if first is None:
         return None
     order = next((p.order_id for p in state.purchases if p.event_id == first[0]), None)
     what = f"order {order}" if order else "a purchase"
@@ -181,16 +244,17 @@ def welcome_to_existing_customer(
 
 
 def review_request_for_returned_order(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
     order_id = msg.order_id
     if order_id is None:
         return None
-    order = next(
-        (p for p in state.purchases if p.order_id == order_id and p.t <= msg.deadline), None
-    )
+    order = state.orders.get(order_id)
+    if order is None or order.last < view.orders_from:
+        return None
     ordered: dict[str, int] = {}
-    if order is not None:
+    p = order.purchase
+    if p is not None and p[1] <= msg.deadline and p[2] <= view.arrived_by:
         for sku, qty in order.items:
             ordered[sku] = ordered.get(sku, 0) + qty
     reviewed = list(msg.skus) if msg.skus else list(ordered)
@@ -198,16 +262,16 @@ def review_request_for_returned_order(
         return None
     returned: dict[str, int] = {}
     evidence: list[Evidence] = []
-    for r in state.returns:
-        if r.order_id != order_id or r.t > msg.deadline:
+    for event_id, t, arr, items in order.returns:
+        if t > msg.deadline or arr > view.arrived_by:
             continue
         hit = False
-        for sku, qty in r.items:
+        for sku, qty in items:
             if sku in reviewed:
                 returned[sku] = returned.get(sku, 0) + qty
                 hit = True
         if hit:
-            evidence.append(("returns", r.event_id, r.t))
+            evidence.append(("returns", event_id, t))
     # Line-item level: a SKU counts as returned once as many units came back as were bought.
     for sku in reviewed:
         if returned.get(sku, 0) < max(ordered.get(sku, 1), 1):
@@ -215,22 +279,26 @@ def review_request_for_returned_order(
     return Outcome(
         "review_request_for_returned_order",
         f"every reviewed item of order {order_id} was returned ({', '.join(reviewed)})",
-        tuple(evidence),
+        tuple(sorted(evidence, key=lambda e: e[2])),
     )
 
 
 def win_back_active_customer(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
     rp = policy.rules.win_back_active_customer
     assert isinstance(rp, WinBackPolicy)
     end = msg.created_at
     last: Evidence | None = None
     for p in state.purchases:
-        if _within(p.t, end, rp.window) and (last is None or p.t > last[2]):
+        if _within(p.t, end, rp.window) and view.fact(p.t, p.arr) and (
+            last is None or p.t > last[2]
+        ):
             last = ("purchases", p.event_id, p.t)
     for s in state.sessions:
-        if _within(s.t, end, rp.window) and (last is None or s.t > last[2]):
+        if _within(s.t, end, rp.window) and view.fact(s.t, s.arr) and (
+            last is None or s.t > last[2]
+        ):
             last = ("sessions", s.event_id, s.t)
     if last is None:
         return None
@@ -255,6 +323,7 @@ def _strip(
     if not removed:
         return None
     evidence = tuple(dict.fromkeys(hits[s] for s in removed))
+    why = tuple(f"{s} {verb} at {human(hits[s][2])}" for s in removed)
     when = ", ".join(f"{s} at {human(hits[s][2])}" for s in removed)
     left = len(skus) - len(removed)
     if left == 0 or rp.action == "suppress":
@@ -263,6 +332,7 @@ def _strip(
             f"every recommended product was {verb} within {human_span(window)}: {when}",
             evidence,
             removed,
+            why=why,
         )
     return Outcome(
         rule_id,
@@ -271,39 +341,44 @@ def _strip(
         evidence,
         removed,
         suppress=False,
+        why=why,
     )
 
 
 def _recent_skus(
-    facts: Sequence[PurchaseFact | ReturnFact], topic: str, msg: MessageView, window: int
+    facts: Sequence[PurchaseFact | ReturnFact],
+    topic: str,
+    msg: MessageView,
+    window: int,
+    view: View,
 ) -> dict[str, Evidence]:
     """SKU -> the latest event within ``window`` before ``created_at`` (and by ``D``) naming it."""
     hits: dict[str, Evidence] = {}
     for f in facts:
-        if _within(f.t, msg.created_at, window) and f.t <= msg.deadline:
+        if _within(f.t, msg.created_at, window) and view.fact(f.t, f.arr):
             for sku, _qty in f.items:
                 hits[sku] = (topic, f.event_id, f.t)
     return hits
 
 
 def recommends_returned_product(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
     rp = policy.rules.recommends_returned_product
-    hits = _recent_skus(state.returns, "returns", msg, rp.window)
+    hits = _recent_skus(state.returns, "returns", msg, rp.window, view)
     return _strip("recommends_returned_product", rp, rp.window, skus, hits, "returned")
 
 
 def recommends_recent_purchase(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
     rp = policy.rules.recommends_recent_purchase
-    hits = _recent_skus(state.purchases, "purchases", msg, rp.window)
+    hits = _recent_skus(state.purchases, "purchases", msg, rp.window, view)
     return _strip("recommends_recent_purchase", rp, rp.window, skus, hits, "bought")
 
 
 def duplicate_content(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
     if not isinstance(msg, Candidate):
         return None
@@ -312,7 +387,7 @@ def duplicate_content(
         msg.trigger, msg.channel, skus if msg.skus is not None else None, msg.payload_hash
     )
     for s in reversed(state.sent):
-        if s.content == key and _within(s.created_at, msg.created_at, window):
+        if s.content == key and _within(s.created_at, msg.created_at, window) and view.sent(s):
             return Outcome(
                 "duplicate_content",
                 f"the same {msg.trigger} on {msg.channel} with the same products and payload "
@@ -323,7 +398,7 @@ def duplicate_content(
 
 
 def frequency_cap(
-    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
     if not isinstance(msg, Candidate):
         return None
@@ -335,6 +410,7 @@ def frequency_cap(
         if s.is_marketing
         and s.channel == msg.channel
         and _within(s.created_at, msg.created_at, rp.window)
+        and view.sent(s)
     ]
     if len(sent) < rp.limit:
         return None
@@ -346,7 +422,7 @@ def frequency_cap(
     )
 
 
-RuleFn = Callable[[CustomerState, MessageView, tuple[str, ...], Policy], Outcome | None]
+RuleFn = Callable[[CustomerState, MessageView, tuple[str, ...], Policy, View], Outcome | None]
 
 _ALL = "all"
 _MARKETING = "marketing"
@@ -413,10 +489,17 @@ def _applies(category: str, triggers: frozenset[str] | None, msg: MessageView) -
     return triggers is None or msg.trigger in triggers
 
 
+LIFTABLE = frozenset(
+    {"consent_withdrawn", "welcome_back_to_new_customer", "review_request_for_returned_order"}
+)
+"""Suppressions that a late event (a grant, a session, the order's purchase) can lift."""
+
+
 def decide(
     state: CustomerState,
     msg: MessageView,
     policy: Policy,
+    view: View,
     only: frozenset[str] | None = None,
 ) -> Decision:
     """Run the rules in contract order; ``only`` restricts to a subset (late checks)."""
@@ -425,6 +508,7 @@ def decide(
     rewrite_rule: str | None = None
     rewrite_reasons: list[str] = []
     rewrite_evidence: list[Evidence] = []
+    whys: list[str] = []
     monitored: list[str] = []
     for rule_id, fn, category, triggers in RULES:
         if only is not None and rule_id not in only:
@@ -432,13 +516,25 @@ def decide(
         rp = policy.rule(rule_id)
         if not rp.enabled or not _applies(category, triggers, msg):
             continue
-        out = fn(state, msg, skus, policy)
+        out = fn(state, msg, skus, policy, view)
         if out is None:
             continue
         if rp.mode == "monitor":
             monitored.append(rule_id)
             continue
         if out.suppress:
+            if removed and out.removed and rewrite_rule is not None:
+                # Two strip rules emptied it between them: the contract names the first,
+                # and the reason says why each SKU went.
+                return Decision(
+                    "suppress",
+                    rewrite_rule,
+                    "every recommended product was removed: " + ", ".join(whys + list(out.why)),
+                    (*rewrite_evidence, *out.evidence),
+                    (),
+                    skus,
+                    tuple(monitored),
+                )
             # A suppressed message is not sent, so nothing was "removed" from it.
             return Decision(
                 "suppress",
@@ -451,6 +547,7 @@ def decide(
             )
         skus = tuple(s for s in skus if s not in out.removed)
         removed.extend(out.removed)
+        whys.extend(out.why)
         rewrite_rule = rewrite_rule or rule_id
         rewrite_reasons.append(out.reason)
         rewrite_evidence.extend(out.evidence)

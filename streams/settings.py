@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     idle_check_interval: float = Field(
         default=1.0, gt=0, description="seconds between idleness checks"
     )
+    idle_after: float = Field(
+        default=0.0,
+        ge=0,
+        description="seconds an input partition must stay caught up before it counts as idle",
+    )
+    marker_interval: float = Field(
+        default=0.1, gt=0, description="seconds between progress markers of a busy partition"
+    )
     sweep_interval: float = Field(default=300.0, gt=0, description="seconds between state sweeps")
     commit_interval: float = Field(default=1.0, gt=0, description="seconds between offset commits")
     session_timeout: float = Field(
@@ -91,6 +99,11 @@ class Settings(BaseSettings):
                 "releases": self.topic_releases,
             }
         )
+
+    @property
+    def reroute_topic(self) -> str:
+        """The app's internal topic for records a producer put on the wrong partition."""
+        return f"{self.app_id}-reroute"
 
     def kafka_client_kwargs(self) -> dict[str, object]:
         """Connection options for kafka-python clients (admin, producer, consumer)."""

@@ -2,14 +2,22 @@
 
 Only what the longest rule window needs is kept: older purchases, returns,
 sessions, sends and decided message ids are pruned against a *horizon*
-derived from stream time (never from the wall clock, so the offline replay
-and the worker prune alike and neither ever prunes something a pending
-decision can still look at). All-time facts the rules need (has this
-customer ever bought? how many sessions ever?) survive pruning as small
-summaries. A withdrawn consent is never forgotten.
+derived from stream time (never from the wall clock). An order's SKUs and
+returned SKUs are kept, compactly, for ``order_retention`` so that a late
+review request is still checked. All-time facts the rules need (has this
+customer ever bought? how many sessions ever?) survive pruning as per-epoch
+summaries: an *epoch* is a run of activity with no gap longer than
+``customer_ttl``, so "a customer with no activity for the TTL is forgotten"
+is a property of event times, the same whenever a sweep happens to run. A
+withdrawn consent is never forgotten.
 
-The state is encoded as a compact orjson array for the changelog: one
-customer is typically a few hundred bytes (see ``bench/bench_state.py``).
+Every fact remembers ``arr``, the frontier of its own stream when it was
+read (see ``clock``): a fact that arrived after its stream had already
+passed a candidate's deadline is late for that candidate, whatever order
+the consumer happened to read the topics in. That is what makes decisions
+a function of the streams rather than of the interleaving.
+
+The state is encoded as a compact orjson array for the changelog.
 """
 
 from __future__ import annotations
@@ -22,7 +30,11 @@ import orjson
 
 from streams.candidate import Candidate
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+NEVER = -(2**62)
+"""An arrival frontier before anything was read: every fact is in time."""
+
+Items = tuple[tuple[str, int], ...]  # (sku, quantity)
 
 
 @dataclass(slots=True)
@@ -30,7 +42,9 @@ class PurchaseFact:
     event_id: str
     t: int
     order_id: str
-    items: tuple[tuple[str, int], ...]  # (sku, quantity)
+    items: Items
+    arr: int = NEVER  # frontier of its stream when read
+    rt: int = 0  # record time (for late-evidence reports)
 
 
 @dataclass(slots=True)
@@ -38,13 +52,17 @@ class ReturnFact:
     event_id: str
     t: int
     order_id: str
-    items: tuple[tuple[str, int], ...]
+    items: Items
+    arr: int = NEVER
+    rt: int = 0
 
 
 @dataclass(slots=True)
 class SessionFact:
     event_id: str
     t: int
+    arr: int = NEVER
+    rt: int = 0
 
 
 @dataclass(slots=True)
@@ -53,15 +71,48 @@ class ConsentFact:
     t: int
     channel: str
     withdrawn: bool
+    arr: int = NEVER
+    rt: int = 0
+
+
+Fact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
+
+
+@dataclass(slots=True)
+class OrderFact:
+    """What a review request needs of one order, long after its purchase is pruned."""
+
+    order_id: str
+    purchase: tuple[str, int, int] | None  # (event_id, t, arr); None until it is read
+    items: Items
+    returns: list[tuple[str, int, int, Items]]  # (event_id, t, arr, items)
+
+    @property
+    def last(self) -> int:
+        times = [r[1] for r in self.returns]
+        if self.purchase is not None:
+            times.append(self.purchase[1])
+        return max(times) if times else NEVER
+
+
+@dataclass(slots=True)
+class Epoch:
+    """A run of activity with no gap longer than ``customer_ttl``, and its all-time facts."""
+
+    start: int
+    end: int
+    first_purchase: tuple[str, int, int] | None = None  # (event_id, t, arr)
+    pruned_sessions: int = 0  # started sessions pruned away from the list
 
 
 @dataclass(slots=True)
 class SentFact:
-    """A message that went to the send queue, as the rules need to see it later."""
+    """A decided message, as the rules and the late-evidence checks need to see it later."""
 
     message_id: str
     created_at: int
     deadline: int
+    seq: int  # the customer's read order of candidates
     trigger: str
     channel: str
     category: str
@@ -69,6 +120,8 @@ class SentFact:
     skus: tuple[str, ...] | None  # as sent (after any rewrite)
     cart_updated_at: int | None
     order_id: str | None
+    action: str = "send"  # send | rewrite | suppress
+    rule: str | None = None
 
     @property
     def is_marketing(self) -> bool:
@@ -81,67 +134,113 @@ class CustomerState:
     returns: list[ReturnFact] = field(default_factory=list)
     sessions: list[SessionFact] = field(default_factory=list)  # started sessions only
     consents: list[ConsentFact] = field(default_factory=list)
+    orders: dict[str, OrderFact] = field(default_factory=dict)
     sent: list[SentFact] = field(default_factory=list)
+    # suppressed by a rule that a later event could have lifted (late evidence both ways)
+    suppressed: list[SentFact] = field(default_factory=list)
     decided: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (created, deadline)
     held: list[Candidate] = field(default_factory=list)
-    first_purchase: tuple[str, int] | None = None  # (event_id, t), all time
-    pruned_sessions: int = 0  # started sessions pruned away, all before the horizon
-    last_event: int = 0
-    # input topic role -> highest offset applied for this customer (worker only): a record
-    # at or below it was read again after a crash or a rebalance and is skipped.
+    epochs: list[Epoch] = field(default_factory=list)
+    nseq: int = 0  # candidates read for this customer
+    # "topic:partition" of the stream a record came from -> highest offset applied for this
+    # customer: a record at or below it was read again after a crash, rebalance or a
+    # repeated re-route, and is skipped.
     applied: dict[str, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------ updates
 
-    def add_purchase(self, fact: PurchaseFact) -> bool:
+    def add_purchase(self, fact: PurchaseFact, ttl: int) -> bool:
         if any(p.event_id == fact.event_id for p in self.purchases):
             return False
         _insort(self.purchases, fact)
-        if self.first_purchase is None or fact.t < self.first_purchase[1]:
-            self.first_purchase = (fact.event_id, fact.t)
-        self._touch(fact.t)
+        ep = self.touch(fact.t, ttl)
+        if ep.first_purchase is None or fact.t < ep.first_purchase[1]:
+            ep.first_purchase = (fact.event_id, fact.t, fact.arr)
+        order = self.orders.get(fact.order_id)
+        if order is None:
+            self.orders[fact.order_id] = OrderFact(
+                fact.order_id, (fact.event_id, fact.t, fact.arr), fact.items, []
+            )
+        elif order.purchase is None:
+            order.purchase = (fact.event_id, fact.t, fact.arr)
+            order.items = fact.items
         return True
 
-    def add_return(self, fact: ReturnFact) -> bool:
+    def add_return(self, fact: ReturnFact, ttl: int) -> bool:
         if any(r.event_id == fact.event_id for r in self.returns):
             return False
         _insort(self.returns, fact)
-        self._touch(fact.t)
+        self.touch(fact.t, ttl)
+        order = self.orders.get(fact.order_id)
+        if order is None:
+            order = self.orders[fact.order_id] = OrderFact(fact.order_id, None, (), [])
+        if not any(r[0] == fact.event_id for r in order.returns):
+            order.returns.append((fact.event_id, fact.t, fact.arr, fact.items))
         return True
 
-    def add_session(self, fact: SessionFact) -> bool:
+    def add_session(self, fact: SessionFact, ttl: int) -> bool:
         if any(s.event_id == fact.event_id for s in self.sessions):
             return False
         _insort(self.sessions, fact)
-        self._touch(fact.t)
+        self.touch(fact.t, ttl)
         return True
 
-    def add_consent(self, fact: ConsentFact) -> bool:
+    def add_consent(self, fact: ConsentFact, ttl: int) -> bool:
         if any(c.event_id == fact.event_id for c in self.consents):
             return False
         # Stable insert: equal times keep topic order, so the later record wins a tie.
         _insort(self.consents, fact)
-        self._touch(fact.t)
+        self.touch(fact.t, ttl)
         return True
 
-    def _touch(self, t: int) -> None:
-        if t > self.last_event:
-            self.last_event = t
+    def add(self, fact: Fact, ttl: int) -> bool:
+        if isinstance(fact, PurchaseFact):
+            return self.add_purchase(fact, ttl)
+        if isinstance(fact, ReturnFact):
+            return self.add_return(fact, ttl)
+        if isinstance(fact, SessionFact):
+            return self.add_session(fact, ttl)
+        return self.add_consent(fact, ttl)
+
+    def touch(self, t: int, ttl: int) -> Epoch:
+        """Record activity at ``t``; returns its epoch (merging epochs it bridges).
+
+        Epochs are sorted and more than ``ttl`` apart, so a point can only join its two
+        neighbours: one pass in order is enough, whatever order activity is read in."""
+        merged = Epoch(t, t)
+        kept: list[Epoch] = []
+        for ep in self.epochs:
+            if ep.start - ttl <= merged.end and merged.start <= ep.end + ttl:
+                merged = _merge(merged, ep)
+            else:
+                kept.append(ep)
+        kept.append(merged)
+        kept.sort(key=lambda e: e.start)
+        self.epochs = kept
+        return merged
+
+    @property
+    def last_activity(self) -> int:
+        return self.epochs[-1].end if self.epochs else NEVER
 
     # ------------------------------------------------------------ queries
 
-    def consent_at(self, channel: str, at: int) -> ConsentFact | None:
-        """The latest consent change for ``channel`` at or before ``at``."""
+    def epoch_at(self, t: int) -> Epoch | None:
+        """The epoch ``t`` falls in (activity at ``t`` was recorded, so there is one)."""
+        for ep in reversed(self.epochs):
+            if ep.start <= t:
+                return ep if t <= ep.end else None
+        return None
+
+    def consent_at(self, channel: str, at: int, arrived_by: int) -> ConsentFact | None:
+        """The latest consent change for ``channel`` at or before ``at`` (and read in time)."""
         found = None
         for c in self.consents:
             if c.t > at:
                 break
-            if c.channel == channel:
+            if c.channel == channel and c.arr <= arrived_by:
                 found = c
         return found
-
-    def orders(self) -> dict[str, PurchaseFact]:
-        return {p.order_id: p for p in self.purchases}
 
     def size(self) -> tuple[int, ...]:
         """Cheap fingerprint of how much is kept: pruning changed something iff it changed."""
@@ -150,36 +249,88 @@ class CustomerState:
             len(self.returns),
             len(self.sessions),
             len(self.consents),
+            len(self.orders),
             len(self.sent),
+            len(self.suppressed),
             len(self.decided),
             len(self.held),
+            len(self.epochs),
         )
 
     # ------------------------------------------------------------ pruning
 
-    def prune(
-        self,
-        horizon: int,
-        sends_horizon: int,
-        ids_horizon: int,
-        max_events: int,
-        max_sends: int,
-        max_ids: int,
-    ) -> None:
+    def prune(self, h: Horizons, caps: Caps) -> None:
         """Drop what no pending or future decision can look at any more."""
-        self.purchases = _drop_before(self.purchases, horizon, max_events)
-        self.returns = _drop_before(self.returns, horizon, max_events)
-        kept = _drop_before(self.sessions, horizon, max_events)
-        self.pruned_sessions += len(self.sessions) - len(kept)
-        self.sessions = kept
-        self.consents = _prune_consents(self.consents, horizon)
-        sent = [s for s in self.sent if s.created_at >= sends_horizon]
-        self.sent = sent[-max_sends:]
+        self.purchases = _drop_before(self.purchases, h.events, caps.events)
+        self.returns = _drop_before(self.returns, h.events, caps.events)
+        kept = _drop_before(self.sessions, h.events, caps.events)
+        if len(kept) != len(self.sessions):
+            gone = self.sessions[: len(self.sessions) - len(kept)]
+            for s in gone:
+                ep = self.epoch_at(s.t)
+                if ep is not None:
+                    ep.pruned_sessions += 1
+            self.sessions = kept
+        self.consents = _prune_consents(self.consents, h.events)
+        if self.orders:
+            orders = {k: o for k, o in self.orders.items() if o.last >= h.orders}
+            if len(orders) > caps.orders:
+                orders = dict(sorted(orders.items(), key=lambda kv: kv[1].last)[-caps.orders :])
+            self.orders = orders
+        if self.sent:
+            sent = [s for s in self.sent if s.created_at >= h.sends]
+            self.sent = sent[-caps.sends :]
+        if self.suppressed:
+            sup = [s for s in self.suppressed if s.created_at >= h.sends]
+            self.suppressed = sup[-caps.sends :]
         if self.decided:
-            ids = {k: v for k, v in self.decided.items() if v[1] >= ids_horizon}
-            if len(ids) > max_ids:
-                ids = dict(sorted(ids.items(), key=lambda kv: kv[1][1])[-max_ids:])
+            ids = {k: v for k, v in self.decided.items() if v[1] >= h.ids}
+            if len(ids) > caps.ids:
+                ids = dict(sorted(ids.items(), key=lambda kv: kv[1][1])[-caps.ids :])
             self.decided = ids
+        if len(self.epochs) > 1:
+            self.epochs = [e for e in self.epochs[:-1] if e.end >= h.epochs] + self.epochs[-1:]
+
+    def forget(self) -> CustomerState | None:
+        """What is kept of a customer inactive for the TTL: a withdrawn consent, offsets."""
+        latest = {c.channel: c for c in self.consents}
+        withdrawn = sorted((c for c in latest.values() if c.withdrawn), key=lambda c: c.t)
+        if not withdrawn and not self.held:
+            return None
+        return CustomerState(
+            consents=withdrawn, held=self.held, nseq=self.nseq, applied=self.applied
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Horizons:
+    """Oldest time kept, per kind of fact (from the engine's stream-time horizon)."""
+
+    events: int
+    sends: int
+    ids: int
+    orders: int
+    epochs: int
+
+
+@dataclass(slots=True, frozen=True)
+class Caps:
+    events: int
+    sends: int
+    ids: int
+    orders: int
+
+
+NO_HORIZON = Horizons(NEVER, NEVER, NEVER, NEVER, NEVER)
+
+
+def _merge(a: Epoch, b: Epoch) -> Epoch:
+    fp = a.first_purchase
+    if b.first_purchase is not None and (fp is None or b.first_purchase[1] < fp[1]):
+        fp = b.first_purchase
+    return Epoch(
+        min(a.start, b.start), max(a.end, b.end), fp, a.pruned_sessions + b.pruned_sessions
+    )
 
 
 def _insort(items: list[Any], fact: Any) -> None:
@@ -216,40 +367,76 @@ def _prune_consents(consents: list[ConsentFact], horizon: int) -> list[ConsentFa
 # ---------------------------------------------------------------- encoding
 
 
+def _sent_row(s: SentFact) -> list[Any]:
+    return [
+        s.message_id,
+        s.created_at,
+        s.deadline,
+        s.seq,
+        s.trigger,
+        s.channel,
+        s.category,
+        s.content,
+        s.skus,
+        s.cart_updated_at,
+        s.order_id,
+        s.action,
+        s.rule,
+    ]
+
+
+def _sent(r: list[Any]) -> SentFact:
+    m, c, d, q, tr, ch, cat, ct, sk, cu, o, a, rule = r
+    return SentFact(m, c, d, q, tr, ch, cat, ct, None if sk is None else tuple(sk), cu, o, a, rule)
+
+
+def _a(arr: int) -> int | None:
+    return None if arr == NEVER else arr
+
+
+def _n(arr: int | None) -> int:
+    return NEVER if arr is None else arr
+
+
 def encode(state: CustomerState) -> bytes:
     return orjson.dumps(
         [
             FORMAT_VERSION,
-            [[p.event_id, p.t, p.order_id, p.items] for p in state.purchases],
-            [[r.event_id, r.t, r.order_id, r.items] for r in state.returns],
-            [[s.event_id, s.t] for s in state.sessions],
-            [[c.event_id, c.t, c.channel, c.withdrawn] for c in state.consents],
+            [[p.event_id, p.t, p.order_id, p.items, _a(p.arr), p.rt] for p in state.purchases],
+            [[r.event_id, r.t, r.order_id, r.items, _a(r.arr), r.rt] for r in state.returns],
+            [[s.event_id, s.t, _a(s.arr), s.rt] for s in state.sessions],
+            [[c.event_id, c.t, c.channel, c.withdrawn, _a(c.arr), c.rt] for c in state.consents],
             [
                 [
-                    s.message_id,
-                    s.created_at,
-                    s.deadline,
-                    s.trigger,
-                    s.channel,
-                    s.category,
-                    s.content,
-                    s.skus,
-                    s.cart_updated_at,
-                    s.order_id,
+                    o.order_id,
+                    None if o.purchase is None else [*o.purchase[:2], _a(o.purchase[2])],
+                    o.items,
+                    [[e, t, _a(a), i] for e, t, a, i in o.returns],
                 ]
-                for s in state.sent
+                for o in state.orders.values()
             ],
+            [_sent_row(s) for s in state.sent],
+            [_sent_row(s) for s in state.suppressed],
             [[k, *v] for k, v in state.decided.items()],
             [c.to_row() for c in state.held],
-            state.first_purchase,
-            state.pruned_sessions,
-            state.last_event,
+            [
+                [
+                    e.start,
+                    e.end,
+                    None
+                    if e.first_purchase is None
+                    else [*e.first_purchase[:2], _a(e.first_purchase[2])],
+                    e.pruned_sessions,
+                ]
+                for e in state.epochs
+            ],
+            state.nseq,
             state.applied,
         ]
     )
 
 
-def _items(rows: list[list[Any]]) -> tuple[tuple[str, int], ...]:
+def _items(rows: list[list[Any]]) -> Items:
     return tuple((sku, qty) for sku, qty in rows)
 
 
@@ -258,18 +445,27 @@ def decode(data: bytes) -> CustomerState:
     if row[0] != FORMAT_VERSION:
         raise ValueError(f"unknown customer state format {row[0]!r}")
     return CustomerState(
-        purchases=[PurchaseFact(e, t, o, _items(i)) for e, t, o, i in row[1]],
-        returns=[ReturnFact(e, t, o, _items(i)) for e, t, o, i in row[2]],
-        sessions=[SessionFact(e, t) for e, t in row[3]],
-        consents=[ConsentFact(e, t, ch, w) for e, t, ch, w in row[4]],
-        sent=[
-            SentFact(m, c, d, tr, ch, cat, ct, None if sk is None else tuple(sk), cu, o)
-            for m, c, d, tr, ch, cat, ct, sk, cu, o in row[5]
+        purchases=[PurchaseFact(e, t, o, _items(i), _n(a), rt) for e, t, o, i, a, rt in row[1]],
+        returns=[ReturnFact(e, t, o, _items(i), _n(a), rt) for e, t, o, i, a, rt in row[2]],
+        sessions=[SessionFact(e, t, _n(a), rt) for e, t, a, rt in row[3]],
+        consents=[ConsentFact(e, t, ch, w, _n(a), rt) for e, t, ch, w, a, rt in row[4]],
+        orders={
+            o: OrderFact(
+                o,
+                None if p is None else (p[0], p[1], _n(p[2])),
+                _items(i),
+                [(e, t, _n(a), _items(ri)) for e, t, a, ri in rs],
+            )
+            for o, p, i, rs in row[5]
+        },
+        sent=[_sent(r) for r in row[6]],
+        suppressed=[_sent(r) for r in row[7]],
+        decided={r[0]: (r[1], r[2]) for r in row[8]},
+        held=[Candidate.from_row(r) for r in row[9]],
+        epochs=[
+            Epoch(s, e, None if fp is None else (fp[0], fp[1], _n(fp[2])), ps)
+            for s, e, fp, ps in row[10]
         ],
-        decided={r[0]: (r[1], r[2]) for r in row[6]},
-        held=[Candidate.from_row(r) for r in row[7]],
-        first_purchase=None if row[8] is None else (row[8][0], row[8][1]),
-        pruned_sessions=row[9],
-        last_event=row[10],
-        applied=row[11] if len(row) > 11 else {},
+        nseq=row[11],
+        applied=row[12],
     )

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 
 from streams import codec
 from streams.candidate import Candidate
+from streams.clock import to_ms
 from streams.policy import DEFAULT_POLICY
 from tests.helpers import cart, msg, purchase
 
 GOOD_PURCHASE = orjson.dumps(purchase("10:00")["value"])
+LATER = 1_800_000_000_000  # a record time (2027) after every event time used here
 
 BAD: list[tuple[str, str, bytes | None, str]] = [
     ("not_json", "purchases", b"{nope", "Invalid JSON"),
@@ -123,30 +126,63 @@ BAD: list[tuple[str, str, bytes | None, str]] = [
 def test_bad_input_is_unreadable_with_clear_error(
     topic: str, raw: bytes | None, error: str
 ) -> None:
-    got = codec.decode(topic, raw, 0, 0, DEFAULT_POLICY)
+    got = codec.decode(topic, raw, LATER, 0, DEFAULT_POLICY)
     assert isinstance(got, codec.Unreadable)
     assert error in got.error
 
 
 def test_oversized_record_rejected_before_parsing() -> None:
     raw = b'{"x": "' + b"a" * 300_000 + b'"}'
-    got = codec.decode("purchases", raw, 0, 0, DEFAULT_POLICY, max_bytes=256 * 1024)
+    got = codec.decode("purchases", raw, LATER, 0, DEFAULT_POLICY, max_bytes=256 * 1024)
     assert isinstance(got, codec.Unreadable) and "over the limit" in got.error
 
 
 def test_good_record_parses_to_fact_with_extra_fields_tolerated() -> None:
     raw = orjson.dumps({**orjson.loads(GOOD_PURCHASE), "loyalty_tier": "gold"})
-    got = codec.decode("purchases", raw, 0, 0, DEFAULT_POLICY)
+    got = codec.decode("purchases", raw, LATER, 0, DEFAULT_POLICY)
     assert isinstance(got, codec.Parsed) and got.customer_id == "c-42"
 
 
 def test_candidate_deadline_uses_settle_delay() -> None:
     got = codec.decode(
-        "outbound", orjson.dumps(cart("m", "10:00", "09:59")["value"]), 5, 7, DEFAULT_POLICY
+        "outbound", orjson.dumps(cart("m", "10:00", "09:59")["value"]), LATER, 7, DEFAULT_POLICY
     )
     assert isinstance(got, codec.Parsed) and isinstance(got.fact, Candidate)
     assert got.fact.deadline - got.fact.created_at == 5 * 60_000
-    assert (got.fact.record_time, got.fact.received_wall) == (5, 7)
+    assert (got.fact.record_time, got.fact.received_wall) == (LATER, 7)
+
+
+REC_10_00 = to_ms(datetime(2026, 11, 20, 10, 0, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("scenario", "occurred", "readable"),
+    [
+        ("clock_in_year_9999", "9999-12-31T23:59:59Z", False),
+        ("clock_two_hours_fast", "2026-11-20T12:00:00Z", False),
+        ("clock_59_minutes_fast_is_tolerated", "2026-11-20T10:59:00Z", True),
+        ("event_far_in_the_past_is_fine", "2020-01-01T00:00:00Z", True),
+    ],
+)
+def test_event_time_beyond_max_clock_skew_is_unreadable(
+    scenario: str, occurred: str, readable: bool
+) -> None:
+    raw = orjson.dumps({**purchase("10:00")["value"], "occurred_at": occurred})
+    got = codec.decode("purchases", raw, REC_10_00, 0, DEFAULT_POLICY)
+    assert isinstance(got, codec.Parsed) is readable, got
+    if not readable:
+        assert isinstance(got, codec.Unreadable)
+        assert "after the record's timestamp 2026-11-20T10:00:00Z" in got.error
+        assert "max_clock_skew 1h" in got.error
+
+
+def test_payload_with_an_integer_beyond_64_bits_is_readable() -> None:
+    value = orjson.dumps(msg("m", "promotion", "10:00")["value"]).replace(
+        b'"payload":{', b'"payload":{"n":123456789012345678901234567890,'
+    )
+    got = codec.decode("outbound", value, LATER, 0, DEFAULT_POLICY)
+    assert isinstance(got, codec.Parsed) and isinstance(got.fact, Candidate)
+    assert "123456789012345678901234567890" in got.fact.raw
 
 
 def test_dead_letter_record_text_and_binary() -> None:

@@ -64,8 +64,12 @@ def test_dockerfile_installs_the_cli() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "FROM python:3.11" in text and "pip install ." in text
     assert 'ENTRYPOINT ["trigger-sanity"]' in text
-    for path in ("schemas", "streams", "pyproject.toml"):
-        assert f"COPY {path}" in text or "COPY pyproject.toml" in text
+    copied = [line.split()[1:-1] for line in text.splitlines() if line.startswith("COPY ")]
+    sources = {src for srcs in copied for src in srcs}
+    for path in ("schemas", "streams", "pyproject.toml", "README.md"):
+        assert path in sources, f"the Dockerfile never copies {path} (it copies {sorted(sources)})"
+    # `pip install .` must come after the sources are copied, or the image has no package
+    assert text.index("RUN pip install .") > max(text.index(f"COPY {p}") for p in ("streams",))
 
 
 def test_readme_documents_every_setting_with_its_default() -> None:

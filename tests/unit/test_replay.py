@@ -132,7 +132,13 @@ def test_out_of_order_records_within_a_topic_can_only_be_late(tmp_path: Path) ->
     )
     out, late = tmp_path / "d.jsonl", tmp_path / "late.jsonl"
     assert (
-        main(["replay", str(history), "--offline", "--out", str(out), "--late-out", str(late)]) == 0
+        main(
+            [
+                *("replay", str(history), "--offline", "--out", str(out)),
+                *("--late-out", str(late), "--partitions", "1"),
+            ]
+        )
+        == 0
     )
     assert _read(out) == [("m", "send", None, [])]
     found = [orjson.loads(x) for x in late.read_bytes().splitlines()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from streams.clock import NEVER
 from streams.engine import INPUT_KINDS, Engine, MemoryStore
 from streams.partitioning import partition_for
 from streams.policy import DEFAULT_POLICY
@@ -53,24 +54,86 @@ def test_unreadable_record_becomes_a_dead_letter_with_its_coordinates() -> None:
     assert r.counts["dead_letter"] == 1
 
 
-def test_wrong_partition_is_rerouted_not_decided() -> None:
-    r = router()
+def rerouting_router() -> Router:
+    engine = Engine(DEFAULT_POLICY, MemoryStore(), partitions=N, rerouted=True)
+    return Router(engine, ROLE_OF, lambda _t: N, reroute_topic="x-reroute")
+
+
+T_09_00 = 1795165200000  # 2026-11-20T09:00:00Z
+
+
+def test_wrong_partition_is_forwarded_through_the_reroute_topic_not_decided() -> None:
+    r = rerouting_router()
     wrong = (RIGHT + 1) % N
     rec = session("09:00")
-    out = feed(r, rec, partition=wrong, record_ms=123)
-    assert out == [OutRecord("reroute:x.sessions", b"c-42", orjson.dumps(rec["value"]), RIGHT, 123)]
+    out = feed(r, rec, offset=7, partition=wrong, record_ms=T_09_00)
+    assert out == [
+        OutRecord(
+            "reroute",
+            b"c-42",
+            orjson.dumps(rec["value"]),
+            RIGHT,
+            T_09_00,
+            (
+                ("ts-role", b"sessions"),
+                ("ts-src", f"x.sessions:{wrong}:7".encode()),
+                ("ts-arr", str(NEVER).encode()),
+            ),
+        )
+    ]
     assert r.engine.store.get("c-42") is None  # nothing applied to state
-    assert r.counts["rerouted"] == 1
+    assert r.counts["rerouted"] == 1 and r.misrouted == {"x.sessions": 1}
+    # the source stream still moved on: its frontier is the forwarded record's time
+    assert r.engine.clock(wrong).frontier("sessions") == T_09_00
 
 
-def test_wrong_or_missing_key_is_rerouted_with_the_customer_key() -> None:
-    r = router()
-    for key in (b"someone-else", None):
-        out = feed(r, msg("m", "promotion", "10:00"), key=key)
-        assert [(o.role, o.key, o.partition) for o in out] == [
-            ("reroute:x.outbound", b"c-42", RIGHT)
-        ]
-    assert r.engine.held_count() == 0
+def test_wrong_or_missing_key_on_the_right_partition_is_decided_in_place() -> None:
+    r = rerouting_router()
+    for i, key in enumerate((b"someone-else", None)):
+        assert feed(r, msg(f"m{i}", "promotion", "10:00"), offset=i, key=key) == []
+    assert r.engine.held_count(RIGHT) == 2 and r.counts["rekeyed"] == 2
+
+
+def _forwarded(r: Router, rec: dict, src: str, arr: int = NEVER) -> list[OutRecord]:
+    headers = {"ts-role": rec["topic"].encode(), "ts-src": src.encode(),
+               "ts-arr": str(arr).encode()}  # fmt: skip
+    return r.on_record(
+        "x-reroute", RIGHT, 0, 1795168800000, b"c-42", orjson.dumps(rec["value"]), 42, headers
+    )
+
+
+def test_forwarded_record_is_applied_once_even_if_forwarded_twice() -> None:
+    r = rerouting_router()
+    rec = msg("m-1", "promotion", "10:00")
+    _forwarded(r, rec, "x.outbound:3:17")
+    _forwarded(r, rec, "x.outbound:3:17")  # the forwarding worker crashed before committing
+    assert r.engine.held_count(RIGHT) == 1 and r.engine.counts["redelivered"] == 1
+    # A real duplicate from automation (another source offset) is still a duplicate.
+    _forwarded(r, rec, "x.outbound:3:18")
+    assert r.engine.held_count(RIGHT) == 2
+
+
+def test_partition_waits_for_progress_markers_of_every_other_partition() -> None:
+    r = rerouting_router()
+    for k in INPUT_KINDS:
+        r.engine.clock(RIGHT).set_idle(k, True)
+    assert feed(r, msg("m-1", "promotion", "10:00")) == []
+    assert r.release(RIGHT, 0) == []  # other partitions may still forward an older event
+    later = 1795172400000  # 11:00
+    for src in range(N):
+        if src == RIGHT:
+            continue
+        clock = r.engine.clock(src)
+        for k in INPUT_KINDS:
+            clock.observe(k, later)
+        markers = r.markers(src, N)
+        assert sorted(m.partition for m in markers) == [p for p in range(N) if p != src]
+        marker = next(m for m in markers if m.partition == RIGHT)
+        assert r.on_record("x-reroute", RIGHT, 0, later, None, marker.value, 42,
+                           dict(marker.headers)) == []  # fmt: skip
+        if src != max(p for p in range(N) if p != RIGHT):
+            assert r.release(RIGHT, 0) == []
+    assert [o.role for o in r.release(RIGHT, 0)] == ["send_queue"]
 
 
 def test_suppression_record_is_the_contracts() -> None:

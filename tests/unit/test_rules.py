@@ -37,10 +37,10 @@ CASES: list[Case] = [
     (
         "duplicate_transactional_also_checked",
         [
-            msg("m0", "promotion", "10:00", category="transactional"),
-            {**msg("m", "promotion", "10:00", category="transactional")},
+            msg("m", "promotion", "09:59", category="transactional"),
+            msg("m", "promotion", "10:00", category="transactional"),
         ],
-        SEND,
+        SEND,  # the first copy; the second is checked in test_duplicate_message_transactional
     ),
     # ---------------------------------------------------------------- consent_withdrawn
     (
@@ -360,7 +360,8 @@ CASES: list[Case] = [
             purchase("2026-11-15T10:00:00Z", ["B"]),
             rec_msg("m", "10:00", ["A", "B"]),
         ],
-        ("suppress", "recommends_recent_purchase", []),
+        # the contract's attribution: the first rule that stripped names the decision
+        ("suppress", "recommends_returned_product", []),
     ),
     (
         "recommend_partial_return_still_removed",
@@ -540,6 +541,38 @@ def test_duplicate_message_transactional(tmp_path: Path) -> None:
         msg("m", "promotion", "10:00", category="transactional"),
         msg("m", "promotion", "10:00", category="transactional"),
     ]
-    decisions, _ = run(tmp_path, recs)
+    decisions, summary = run(tmp_path, recs)
+    assert summary.candidates == 2
     assert decisions["m"]["action"] == "send"
-    assert decisions["m#last"]["rule"] == "duplicate_message"
+    assert (decisions["m#last"]["action"], decisions["m#last"]["rule"]) == (
+        "suppress",
+        "duplicate_message",
+    )
+
+
+def test_both_recommendation_rules_emptying_it_name_the_first_and_every_sku(
+    tmp_path: Path,
+) -> None:
+    from streams.engine import Decided, Engine, MemoryStore
+    from streams.history import INPUT_TOPICS
+    from streams.policy import DEFAULT_POLICY
+    from tests.unit.test_engine import _feed
+
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    for t in INPUT_TOPICS:
+        engine.clock(0).set_idle(t, True)
+    for rec in [
+        purchase("2026-11-01T10:00:00Z", ["A"], order="o-1"),
+        ret("2026-11-05T10:00:00Z", "o-1", [("A", 1)]),
+        purchase("2026-11-15T10:00:00Z", ["B"]),
+        rec_msg("m", "10:00", ["A", "B"]),
+        session("11:00"),
+    ]:
+        _feed(engine, rec)
+    (d,) = [o.decision for o in engine.release(0, 0) if isinstance(o, Decided)]
+    assert (d.action, d.rule) == ("suppress", "recommends_returned_product")
+    assert d.reason == (
+        "every recommended product was removed: A returned at 2026-11-05 10:00 UTC, "
+        "B bought at 2026-11-15 10:00 UTC"
+    )
+    assert [e[0] for e in d.evidence] == ["returns", "purchases"]
