@@ -19,13 +19,16 @@ from tests.integration.conftest import ROOT
 
 def _settings(bootstrap: str, prefix: str, partitions: int = 3) -> Settings:
     names = {f"topic_{t.role}": f"{prefix}{t.default_name}" for t in REGISTRY}
-    return Settings(bootstrap_servers=bootstrap, partitions=partitions, **names)  # type: ignore[arg-type]
+    return Settings(  # type: ignore[arg-type]
+        bootstrap_servers=bootstrap, partitions=partitions, app_id=prefix.rstrip("."), **names
+    )
 
 
 def test_topics_create_is_idempotent_and_co_partitioned(kafka_bootstrap: str) -> None:
     s = _settings(kafka_bootstrap, f"c{uuid.uuid4().hex[:8]}.")
     first = create_topics(s, log=False)
     assert all(v.startswith("created (3 partitions)") for v in first.values()), first
+    assert s.reroute_topic in first  # the app's internal re-route topic, co-partitioned too
     second = create_topics(s, log=False)
     assert all(v == "exists (3 partitions)" for v in second.values()), second
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)

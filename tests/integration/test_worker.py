@@ -241,7 +241,10 @@ def test_late_evidence_reports_what_got_through(ts_env: Env) -> None:
             "occurred_at": "2026-11-20T10:03:00Z",
         },
         "deadline": "2026-11-20T10:05:00Z",
-        "late_by_ms": 35 * 60_000,
+        "decided": "send",
+        "would_have": "suppress",
+        "late_by_ms": 35 * 60_000,  # a settle delay 35 min longer would have caught it
+        "behind_ms": 0,  # it was not behind its topic: lateness would not have helped
         "policy": "default-1",
     }
     assert late["reason"].startswith("order o-late was placed at 2026-11-20 10:03 UTC")
