@@ -35,6 +35,7 @@ from faust.types import TP
 from kafka.errors import KafkaError
 
 from streams.admin import admin_client
+from streams.clock import Idleness
 from streams.engine import Engine
 from streams.partitioning import partition_for
 from streams.policy import Policy
@@ -156,8 +157,7 @@ class Worker:
         self.out["reroute"] = self.app.topic(
             self.reroute, key_serializer="raw", value_serializer="raw"
         )
-        # input partition -> when it was first seen caught up (idle after settings.idle_after)
-        self._caught_up_since: dict[TP, float] = {}
+        self._idleness = Idleness(settings.idle_after)
         self._marker_sent: dict[int, tuple[float, bytes]] = {}  # partition -> (when, what)
         self._next_offset: dict[TP, int] = {}
         self._committed: dict[TP, int] = {}
@@ -186,7 +186,7 @@ class Worker:
         n = self.engine.restore(self._partition_of)
         self._next_offset.clear()
         self._committed.clear()
-        self._caught_up_since.clear()
+        self._idleness.clear()
         self._marker_sent.clear()
         self._ready = True
         log.info("state recovered: partitions %s, %d held candidates", sorted(self._owned), n)
@@ -255,14 +255,7 @@ class Worker:
         await self._write(self.router.release(partition, wall))
 
     def _set_idle(self, tp: TP, caught_up: bool, now: float) -> None:
-        """Idle = caught up for ``idle_after`` seconds: a producer that writes in bursts
-        is not done just because its partition was caught up for a moment."""
-        if not caught_up:
-            self._caught_up_since.pop(tp, None)
-            idle = False
-        else:
-            since = self._caught_up_since.setdefault(tp, now)
-            idle = now - since >= self.settings.idle_after
+        idle = self._idleness.update(tp, caught_up, now)
         self.engine.clock(tp.partition).set_idle(self.role_of[tp.topic], idle)
 
     def _markers(self, partition: int, now: float, heartbeat: bool) -> list[OutRecord]:

@@ -165,3 +165,26 @@ class StreamClock:
         out = [t for t in self._topics if not self._idle[t]]
         out += [f"{t}@{p}" for (t, p), r in self._remote.items() if not r[1]]
         return out
+
+
+class Idleness:
+    """When a caught-up input partition counts as idle: after ``idle_after`` seconds caught
+    up without a break (Kafka Streams' ``max.task.idle.ms``, Flink's ``withIdleness``). A
+    producer that writes in bursts is not done just because its partition was caught up
+    for a moment. Times are monotonic seconds, passed in."""
+
+    __slots__ = ("_since", "idle_after")
+
+    def __init__(self, idle_after: float) -> None:
+        self.idle_after = idle_after
+        self._since: dict[object, float] = {}
+
+    def update(self, key: object, caught_up: bool, now: float) -> bool:
+        if not caught_up:
+            self._since.pop(key, None)
+            return False
+        since = self._since.setdefault(key, now)
+        return now - since >= self.idle_after
+
+    def clear(self) -> None:
+        self._since.clear()

@@ -431,3 +431,27 @@ def test_history_file_keeps_value_bytes(tmp_path: Path) -> None:
     hr = parse_line(1, path.read_bytes().strip())
     assert isinstance(hr, HistoryRecord) and hr.value == RAW
     assert rec_msg  # (helper kept imported for symmetry with the other scenario files)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "idle_after", "observations", "idle"),
+    [
+        ("caught_up_counts_at_once_by_default", 0.0, [(True, 0.0)], True),
+        ("caught_up_but_not_for_long_enough", 2.0, [(True, 0.0), (True, 1.5)], False),
+        ("caught_up_for_long_enough", 2.0, [(True, 0.0), (True, 1.0), (True, 2.0)], True),
+        (
+            "a_burst_restarts_the_wait",
+            2.0,
+            [(True, 0.0), (False, 1.0), (True, 1.5), (True, 3.0)],
+            False,
+        ),
+    ],
+)
+def test_idle_after(
+    scenario: str, idle_after: float, observations: list[tuple[bool, float]], idle: bool
+) -> None:
+    from streams.clock import Idleness
+
+    tracker = Idleness(idle_after)
+    got = [tracker.update("tp", caught_up, now) for caught_up, now in observations]
+    assert got[-1] is idle
