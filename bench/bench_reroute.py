@@ -71,10 +71,11 @@ def run(
             tag,
             args.bootstrap,
             partitions=str(args.partitions),
-            log_level="WARNING",
+            log_level="INFO",
             idle_check_interval="0.2",
         )
     )
+    env["PYTHONUNBUFFERED"] = "1"  # the log is read while the worker runs
     settings = settings_from_env(env)
     create_topics(settings, log=False, configs={"retention.ms": "-1"})
     log = open(tmp / f"{name}.log", "wb")
@@ -131,7 +132,7 @@ def main() -> int:
     args = ap.parse_args()
     args.bootstrap = bootstrap()
     with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
+        tmp = Path(os.environ.get("BENCH_TMP", d))
         history = tmp / "h.jsonl"
         write_history(history, generate(args.customers, seed=9))
         right = run("murmur2", _send_kafka_python, history, args, tmp)

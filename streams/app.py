@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -39,7 +40,7 @@ from streams.clock import Idleness
 from streams.engine import Engine
 from streams.partitioning import partition_for
 from streams.policy import Policy
-from streams.router import OutRecord, Router
+from streams.router import H_SOURCE, OutRecord, Router
 from streams.settings import Settings
 from streams.state import CustomerState, decode, encode
 
@@ -158,6 +159,10 @@ class Worker:
             self.reroute, key_serializer="raw", value_serializer="raw"
         )
         self._idleness = Idleness(settings.idle_after)
+        # re-route partitions seen caught up since the last recovery: whatever an earlier run
+        # forwarded to them has been read, so in-process markers may be trusted there
+        self._reroute_clear: set[int] = set()
+        self._local_sent: dict[int, bytes] = {}
         self._marker_sent: dict[int, tuple[float, bytes]] = {}  # partition -> (when, what)
         self._next_offset: dict[TP, int] = {}
         self._committed: dict[TP, int] = {}
@@ -188,6 +193,9 @@ class Worker:
         self._committed.clear()
         self._idleness.clear()
         self._marker_sent.clear()
+        self._reroute_clear.clear()
+        self._local_sent.clear()
+        self.router.new_incarnation(uuid.uuid4().hex[:12].encode())
         self._ready = True
         log.info("state recovered: partitions %s, %d held candidates", sorted(self._owned), n)
 
@@ -196,6 +204,7 @@ class Worker:
         self._generation += 1
         gone = {tp.partition for tp in revoked if tp.topic in self._inputs}
         self._owned -= gone
+        self._reroute_clear -= gone
         self.engine.drop_partitions(gone)
 
     def _partition_of(self, customer_id: str) -> int:
@@ -251,20 +260,54 @@ class Worker:
         if topic != self.reroute:
             hw = self.app.consumer.highwater(tp)
             self._set_idle(tp, hw is not None and hw >= 0 and offset + 1 >= hw, time.monotonic())
-            await self._write(self._markers(partition, time.monotonic(), heartbeat=False))
+            interval = self.settings.marker_interval
+            await self._write(self._markers(partition, time.monotonic(), interval))
+            await self._write(self._local_markers(partition, wall))
+        elif headers and H_SOURCE in headers:
+            # a forwarded record read back: its source's in-memory marker may apply now
+            src = int(headers[H_SOURCE].rsplit(b":", 2)[1])
+            if src in self._owned:
+                await self._write(self._local_markers(src, wall, force=True))
         await self._write(self.router.release(partition, wall))
+
+    def _local_markers(self, source: int, wall: int, force: bool = False) -> list[OutRecord]:
+        """The same progress markers, handed over in memory to the partitions this worker
+        owns too, and released there: no round trip through Kafka. Only where it is as
+        good as the marker in the topic: every record this run forwarded from ``source``
+        to the target has been read back, and the target's re-route partition was seen
+        caught up since recovery (nothing an earlier run forwarded is still unread)."""
+        if self.settings.partitions < 2 or not self._reroute_clear:
+            return []
+        local = self.engine.clock(source).local()
+        snapshot = orjson.dumps(local)
+        if not force and self._local_sent.get(source) == snapshot:
+            return []
+        self._local_sent[source] = snapshot
+        out: list[OutRecord] = []
+        for target in self._reroute_clear:
+            if target == source or target not in self._owned:
+                continue
+            if not self.router.settled(source, target):
+                continue
+            clock = self.engine.clock(target)
+            for role, (frontier, idle) in local.items():
+                clock.set_remote((role, source), frontier, idle)
+            out.extend(self.router.release(target, wall))
+        return out
 
     def _set_idle(self, tp: TP, caught_up: bool, now: float) -> None:
         idle = self._idleness.update(tp, caught_up, now)
         self.engine.clock(tp.partition).set_idle(self.role_of[tp.topic], idle)
 
-    def _markers(self, partition: int, now: float, heartbeat: bool) -> list[OutRecord]:
-        """Progress markers of one partition: when its frontiers moved (at most every
-        ``marker_interval``), and on every tick as a heartbeat for restarted peers."""
+    def _markers(
+        self, partition: int, now: float, min_interval: float, heartbeat: bool = False
+    ) -> list[OutRecord]:
+        """Progress markers of one partition: when its frontiers or idleness changed (at most
+        every ``min_interval``), and on every tick as a heartbeat for restarted peers."""
         if self.settings.partitions < 2:
             return []
         last = self._marker_sent.get(partition)
-        if not heartbeat and last is not None and now - last[0] < self.settings.marker_interval:
+        if not heartbeat and last is not None and now - last[0] < min_interval:
             return []
         state = orjson.dumps(self.engine.clock(partition).local())
         if not heartbeat and last is not None and last[1] == state:
@@ -302,8 +345,21 @@ class Worker:
         tps = {tp for tp in self.app.consumer.assignment() if tp.topic in self._inputs}
         if not tps:
             return
-        ends = await self.app.consumer.highwaters(*tps)
-        unseen = [tp for tp in tps if tp not in self._next_offset and tp not in self._committed]
+        # Heartbeat first: the end-offset look-ups below wait for the consumer thread.
+        now = time.monotonic()
+        beat: list[OutRecord] = []
+        for p in sorted({tp.partition for tp in tps} & self._owned):
+            beat.extend(self._markers(p, now, 0.0, heartbeat=True))
+        await self._write(beat)
+        reroute_tps = {
+            tp for tp in self.app.consumer.assignment() if tp.topic == self.reroute
+        } - {TP(self.reroute, p) for p in self._reroute_clear}
+        ends = await self.app.consumer.highwaters(*tps, *reroute_tps)
+        unseen = [
+            tp
+            for tp in tps | reroute_tps
+            if tp not in self._next_offset and tp not in self._committed
+        ]
         starts = await self._start_offsets(unseen) if unseen else {}
         if generation != self._generation or not self._ready or self.app.rebalancing:
             return
@@ -317,8 +373,16 @@ class Worker:
                 continue
             done = self._next_offset.get(tp, self._committed.get(tp))
             self._set_idle(tp, done is not None and done >= end, now)
-        for p in sorted({tp.partition for tp in tps} & self._owned):
-            out.extend(self._markers(p, now, heartbeat=True))
+        for tp in reroute_tps:
+            end = ends.get(tp)
+            done = self._next_offset.get(tp, self._committed.get(tp))
+            if end is not None and done is not None and done >= end:
+                self._reroute_clear.add(tp.partition)
+        owned = sorted({tp.partition for tp in tps} & self._owned)
+        for p in owned:
+            out.extend(self._markers(p, now, 0.0))  # idleness changed: tell the others now
+            out.extend(self._local_markers(p, wall, force=True))
+        for p in owned:
             out.extend(self.router.release_idle(p, wall))
         if time.monotonic() - self._last_sweep >= self.settings.sweep_interval:
             self._last_sweep = time.monotonic()

@@ -41,6 +41,7 @@ H_ROLE = "ts-role"
 H_SOURCE = "ts-src"  # "<topic>:<partition>:<offset>" the record was first read at
 H_ARRIVAL = "ts-arr"  # frontier of its source stream when it was read there
 H_MARKER = "ts-marker"
+H_INCARNATION = "ts-inc"  # which run of the forwarding worker sent it (in-process markers)
 MISROUTE_WARN_EVERY_MS = 60_000
 
 
@@ -75,6 +76,11 @@ class Router:
         self.counts: Counter[str] = Counter()
         self.misrouted: Counter[str] = Counter()  # per input topic
         self._warned: dict[str, int] = {}
+        # This process's run: records it forwarded carry it, so that once it has read back
+        # all it forwarded from S to P, P may take S's frontier from memory (see app).
+        self.incarnation = b""
+        self.forwarded: Counter[tuple[int, int]] = Counter()  # (source, target) partition
+        self.read_back: Counter[tuple[int, int]] = Counter()
 
     # ------------------------------------------------------------ records
 
@@ -136,6 +142,7 @@ class Router:
         clock.observe(role, parsed.event_ms)
         self.counts["rerouted"] += 1
         self.misrouted[topic] += 1
+        self.forwarded[(partition, expected)] += 1
         last = self._warned.get(topic)
         if last is None or wall_ms - last >= MISROUTE_WARN_EVERY_MS:
             self._warned[topic] = wall_ms
@@ -156,6 +163,7 @@ class Router:
                 (H_ROLE, role.encode()),
                 (H_SOURCE, f"{topic}:{partition}:{offset}".encode()),
                 (H_ARRIVAL, str(arr).encode()),
+                (H_INCARNATION, self.incarnation),
             ),
         )
 
@@ -178,6 +186,8 @@ class Router:
             src_topic, src_part, src_off = headers[H_SOURCE].decode().rsplit(":", 2)
             arrival = int(headers[H_ARRIVAL])
             source = (f"{src_topic}:{int(src_part)}", int(src_off))
+            if self.incarnation and headers.get(H_INCARNATION) == self.incarnation:
+                self.read_back[(int(src_part), partition)] += 1
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             err = f"re-route record without valid {H_ROLE}/{H_SOURCE}/{H_ARRIVAL} headers: {exc!r}"
             return [self.dead_letter(topic, partition, offset, key, value, err, wall_ms)]
@@ -216,6 +226,15 @@ class Router:
         for role, (frontier, idle) in streams.items():
             clock.set_remote((role, src), frontier, bool(idle))
         self.counts["markers"] += 1
+
+    def new_incarnation(self, tag: bytes) -> None:
+        self.incarnation = tag
+        self.forwarded.clear()
+        self.read_back.clear()
+
+    def settled(self, source: int, target: int) -> bool:
+        """Has everything this run forwarded from ``source`` to ``target`` been read back?"""
+        return self.forwarded[(source, target)] == self.read_back[(source, target)]
 
     def markers(self, source: int, partitions: int) -> list[OutRecord]:
         """Progress markers of partition ``source`` for every other partition."""

@@ -219,3 +219,22 @@ def test_same_message_at_another_offset_is_a_real_duplicate() -> None:
     out = r.release(RIGHT, 0)
     assert [o.role for o in out] == ["send_queue", "suppressed"]
     assert orjson.loads(out[1].value or b"")["rule"] == "duplicate_message"
+
+
+def test_forwarded_records_are_settled_once_read_back_by_this_run() -> None:
+    """In-process markers are only as good as the topic's: every record this run forwarded
+    from S to P must have been read back at P first."""
+    r = rerouting_router()
+    r.new_incarnation(b"run-1")
+    wrong = (RIGHT + 1) % N
+    (fwd,) = feed(r, session("09:00"), offset=3, partition=wrong, record_ms=T_09_00)
+    assert dict(fwd.headers)["ts-inc"] == b"run-1"
+    assert not r.settled(wrong, RIGHT)
+    headers = dict(fwd.headers)
+    r.on_record("x-reroute", RIGHT, 0, T_09_00, fwd.key, fwd.value, 42, headers)
+    assert r.settled(wrong, RIGHT)
+    # a record an earlier run forwarded does not count for this one
+    r.new_incarnation(b"run-2")
+    feed(r, session("09:01"), offset=4, partition=wrong, record_ms=T_09_00)
+    r.on_record("x-reroute", RIGHT, 1, T_09_00, fwd.key, fwd.value, 42, headers)
+    assert not r.settled(wrong, RIGHT)
