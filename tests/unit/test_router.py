@@ -78,6 +78,7 @@ def test_wrong_partition_is_forwarded_through_the_reroute_topic_not_decided() ->
                 ("ts-role", b"sessions"),
                 ("ts-src", f"x.sessions:{wrong}:7".encode()),
                 ("ts-arr", str(NEVER).encode()),
+                ("ts-inc", b""),
             ),
         )
     ]
