@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
@@ -45,6 +45,9 @@ from streams.settings import Settings
 from streams.state import CustomerState, decode, encode
 
 log = logging.getLogger("trigger_sanity.worker")
+
+PUBLISHED = frozenset({"send_queue", "suppressed", "late_evidence"})
+"""Output roles that wait in the outbox until the state recording them is durable."""
 
 
 def app_config(settings: Settings) -> dict[str, Any]:
@@ -81,6 +84,30 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class _App(faust.App):
+    """faust's App with one hook: work to finish before the consumer stops (the last
+    decisions out, their delivery recorded) while tables can still be written."""
+
+    before_stop: Callable[[], Awaitable[None]] | None = None
+
+    async def on_stop(self) -> None:
+        if self.before_stop is not None:
+            await self.before_stop()
+        await super().on_stop()
+
+
+DELIVERED_PREFIX = "\x00delivered-"
+
+
+def delivered_key(partition: int, partitions: int) -> str:
+    """A table key that lands in ``partition`` (murmur2, like the customers), under which
+    the newest publish generation known delivered for that partition is kept."""
+    i = 0
+    while partition_for(f"{DELIVERED_PREFIX}{i}", partitions) != partition:
+        i += 1
+    return f"{DELIVERED_PREFIX}{i}"
+
+
 class TableStore:
     """The engine's ``StateStore`` over a faust table of raw bytes.
 
@@ -92,17 +119,44 @@ class TableStore:
     def __init__(self, table: Any, owns: Callable[[str], bool]) -> None:
         self.table = table
         self.owns = owns
+        # customer -> encoded state (None: deleted) written since begin(): a record's
+        # changes reach the table only if all of its handling succeeded
+        self._tx: dict[bytes, bytes | None] | None = None
+
+    def begin(self) -> None:
+        self._tx = {}
+
+    def commit(self) -> None:
+        tx, self._tx = self._tx or {}, None
+        for key, value in tx.items():
+            if value is not None:
+                self.table[key] = value
+            elif key in self.table:
+                del self.table[key]
+
+    def rollback(self) -> None:
+        self._tx = None
 
     def get(self, customer_id: str) -> CustomerState | None:
-        data = self.table.get(customer_id.encode("utf-8"))
+        key = customer_id.encode("utf-8")
+        if self._tx is not None and key in self._tx:
+            data = self._tx[key]
+        else:
+            data = self.table.get(key)
         return None if data is None else decode(data)
 
     def put(self, customer_id: str, state: CustomerState) -> None:
-        self.table[customer_id.encode("utf-8")] = encode(state)
+        key = customer_id.encode("utf-8")
+        if self._tx is not None:
+            self._tx[key] = encode(state)
+        else:
+            self.table[key] = encode(state)
 
     def delete(self, customer_id: str) -> None:
         key = customer_id.encode("utf-8")
-        if key in self.table:
+        if self._tx is not None:
+            self._tx[key] = None
+        elif key in self.table:
             del self.table[key]
 
     def keys(self) -> Iterable[str]:
@@ -110,7 +164,7 @@ class TableStore:
         written live after their partition moved to another worker; touching those
         would write stale state into a changelog partition someone else owns."""
         keys = (k.decode("utf-8") for k in list(self.table.keys()))
-        return [k for k in keys if self.owns(k)]
+        return [k for k in keys if not k.startswith(DELIVERED_PREFIX) and self.owns(k)]
 
 
 class Worker:
@@ -122,7 +176,8 @@ class Worker:
         self.topics = settings.topics
         self.role_of = self.topics.role_of()
         self._inputs = frozenset(self.topics.inputs)
-        self.app = faust.App(settings.app_id, **app_config(settings))
+        self.app = _App(settings.app_id, **app_config(settings))
+        self.app.before_stop = self._final_publish
         self.table = self.app.Table(
             "customers",
             partitions=settings.partitions,
@@ -134,9 +189,10 @@ class Worker:
         )
         self._owned: set[int] = set()
         self._generation = 0  # bumped on every revocation and recovery
+        self.store = TableStore(self.table, lambda cid: self._partition_of(cid) in self._owned)
         self.engine = Engine(
             policy,
-            TableStore(self.table, lambda cid: self._partition_of(cid) in self._owned),
+            self.store,
             partitions=settings.partitions,
             rerouted=True,
         )
@@ -148,6 +204,12 @@ class Worker:
             settings.max_record_bytes,
             reroute_topic=self.reroute,
         )
+        self.engine.render = self.router.render_one
+        # decisions whose state is written but maybe not yet durable: published by _publish
+        self._pending: list[OutRecord] = []
+        self._delivered_keys = [
+            delivered_key(p, settings.partitions).encode() for p in range(settings.partitions)
+        ]
         self.inputs = self.app.topic(
             *self.topics.inputs, self.reroute, key_serializer="raw", value_serializer="raw"
         )
@@ -172,6 +234,7 @@ class Worker:
 
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._agent)
         self.app.timer(settings.idle_check_interval, name="idle-check")(self._tick)
+        self.app.task(self._publisher)
         self.table.on_recover(self._on_recover)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
 
@@ -188,7 +251,18 @@ class Worker:
         self._owned = {
             tp.partition for tp in self.app.consumer.assignment() if tp.topic in self._inputs
         }
-        n = self.engine.restore(self._partition_of)
+        delivered = {}
+        for p in self._owned:
+            raw = self.table.get(self._delivered_keys[p])
+            delivered[p] = int(raw) if raw is not None else -1
+        n, again = self.engine.restore(self._partition_of, lambda p: delivered.get(p, -1))
+        # New outbox entries must be newer than anything any earlier run called delivered.
+        top = max(delivered.values(), default=-1)
+        self.engine.generation = max(self.engine.generation, top + 1)
+        self.engine.delivered = min(delivered.values(), default=-1)
+        self._pending = [OutRecord(role, key, value) for role, key, value in again]
+        if again:
+            log.info("re-publishing %d decision(s) not known delivered before", len(again))
         self._next_offset.clear()
         self._committed.clear()
         self._idleness.clear()
@@ -203,6 +277,10 @@ class Worker:
         self._ready = False
         self._generation += 1
         gone = {tp.partition for tp in revoked if tp.topic in self._inputs}
+        # Their outboxes go with the partitions: the new owner publishes them.
+        self._pending = [
+            r for r in self._pending if self._partition_of(r.key.decode()) not in gone  # type: ignore[union-attr]
+        ]
         self._owned -= gone
         self._reroute_clear -= gone
         self.engine.drop_partitions(gone)
@@ -254,21 +332,34 @@ class Worker:
         record_ms = int(timestamp * 1000) if timestamp else wall
         tp = TP(topic, partition)
         self._next_offset[tp] = offset + 1
-        await self._write(
-            self.router.on_record(topic, partition, offset, record_ms, key, value, wall, headers)
-        )
-        if topic != self.reroute:
-            hw = self.app.consumer.highwater(tp)
-            self._set_idle(tp, hw is not None and hw >= 0 and offset + 1 >= hw, time.monotonic())
-            interval = self.settings.marker_interval
-            await self._write(self._markers(partition, time.monotonic(), interval))
-            await self._write(self._local_markers(partition, wall))
-        elif headers and H_SOURCE in headers:
-            # a forwarded record read back: its source's in-memory marker may apply now
-            src = int(headers[H_SOURCE].rsplit(b":", 2)[1])
-            if src in self._owned:
-                await self._write(self._local_markers(src, wall, force=True))
-        await self._write(self.router.release(partition, wall))
+        # One unit of work: state changes reach the table only if all of it succeeds;
+        # otherwise the record alone goes to dead-letter (see _agent) and nothing else
+        # (no other customer's popped candidate) is lost.
+        self.store.begin()
+        self.engine.begin()
+        try:
+            out = self.router.on_record(
+                topic, partition, offset, record_ms, key, value, wall, headers
+            )
+            if topic != self.reroute:
+                hw = self.app.consumer.highwater(tp)
+                now = time.monotonic()
+                self._set_idle(tp, hw is not None and hw >= 0 and offset + 1 >= hw, now)
+                out += self._markers(partition, now, self.settings.marker_interval)
+                out += self._local_markers(partition, wall)
+            elif headers and H_SOURCE in headers:
+                # a forwarded record read back: its source's in-memory marker may apply now
+                src = int(headers[H_SOURCE].rsplit(b":", 2)[1])
+                if src in self._owned:
+                    out += self._local_markers(src, wall, force=True)
+            out += self.router.release(partition, wall)
+        except BaseException:
+            self.store.rollback()
+            self.engine.rollback()
+            raise
+        self.store.commit()
+        self.engine.commit()
+        await self._write(out)
 
     def _local_markers(self, source: int, wall: int, force: bool = False) -> list[OutRecord]:
         """The same progress markers, handed over in memory to the partitions this worker
@@ -316,7 +407,14 @@ class Worker:
         return self.router.markers(partition, self.settings.partitions)
 
     async def _write(self, records: list[OutRecord]) -> None:
+        # Decisions wait for _publish (their state must be durable first). Queue them all
+        # before the first await below: a publish cycle must never see half of them.
         for r in records:
+            if r.role in PUBLISHED:
+                self._pending.append(r)
+        for r in records:
+            if r.role in PUBLISHED:
+                continue
             if r.role == "reroute":
                 ts = None if r.timestamp_ms is None else r.timestamp_ms / 1000
                 await self.out["reroute"].send(
@@ -328,6 +426,55 @@ class Worker:
                 )
             else:
                 await self.out[r.role].send(key=r.key, value=r.value)
+
+    # ------------------------------------------------------------ delivery
+
+    async def _publish(self) -> None:
+        """Publish the pending decisions whose state is durable, then record delivery.
+
+        1. flush: every state that holds a pending decision (with its outbox) is durable;
+        2. send the decisions and flush: they are durable;
+        3. write the delivered generation into each owned partition's table.
+        A crash before 1 completes loses no decision (it was never sent; its input is
+        read again); after 1, recovery publishes the outbox entries newer than the
+        delivered generation again: byte-identical copies, never a different one."""
+        if not self._pending or not self._ready or self.app.rebalancing:
+            return
+        generation = self._generation
+        batch, self._pending = self._pending, []
+        gen = self.engine.generation
+        self.engine.generation += 1
+        try:
+            await self.app.producer.flush()
+            for r in batch:
+                await self.out[r.role].send(key=r.key, value=r.value)
+            await self.app.producer.flush()
+        except KafkaError as exc:
+            # Nothing is recorded as delivered: they stay pending (and in the outboxes).
+            log.warning("publishing %d decision(s) failed (%s); will retry", len(batch), exc)
+            self._pending[:0] = batch
+            return
+        self.engine.delivered = max(self.engine.delivered, gen)
+        if generation == self._generation and self._ready and not self.app.rebalancing:
+            for p in sorted(self._owned):
+                self.table[self._delivered_keys[p]] = str(gen).encode()
+
+    async def _publisher(self) -> None:
+        """Publish cycles for as long as the app runs (a task, not a timer: a cycle
+        waits for the broker, and may take longer than the interval under load)."""
+        while not self.app.should_stop:
+            await asyncio.sleep(self.settings.publish_interval)  # pacing the cycles
+            await self._publish()
+
+    async def _final_publish(self) -> None:
+        """On a clean stop: the last decisions out, their delivery recorded and flushed."""
+        if self._pending:
+            log.info("publishing %d decision(s) before stopping", len(self._pending))
+        try:
+            await self._publish()
+            await self.app.producer.flush()
+        except KafkaError as exc:  # the broker is gone: the outboxes keep them for next time
+            log.warning("could not publish before stopping (%s); they go out on restart", exc)
 
     # ------------------------------------------------------------ timers
 

@@ -78,11 +78,15 @@ class MemoryStore:
         return list(self.data)
 
 
+Rendered = tuple[tuple[str, bytes, bytes], ...]  # (output role, key, value)
+
+
 @dataclass(slots=True)
 class Decided:
     candidate: Candidate
     decision: rules.Decision
     decided_wall: int
+    rendered: Rendered = ()  # the records, as kept in the outbox (worker only)
 
 
 @dataclass(slots=True)
@@ -97,9 +101,20 @@ class LateFinding:
     late_by_ms: int  # record time of the event minus the message's deadline
     behind_ms: int  # its topic's frontier minus its event time, when it was read
     would: str  # what the decision would have been: suppress | rewrite | send
+    rendered: Rendered = ()
 
 
-Output = Decided | LateFinding
+@dataclass(slots=True)
+class Failed:
+    """A held candidate whose decision raised: it leaves the heap and the state and goes
+    to dead-letter with the error, so one broken message cannot block its partition."""
+
+    candidate: Candidate
+    error: str
+    rendered: Rendered = ()
+
+
+Output = Decided | LateFinding | Failed
 
 
 class _Partition:
@@ -121,6 +136,8 @@ class Engine:
         self.rerouted = rerouted and partitions > 1
         self.counts: Counter[str] = Counter()
         self._parts: dict[int, _Partition] = {}
+        # heap entries popped since begin(): pushed back by rollback() (worker transactions)
+        self._popped: list[tuple[int, tuple[int, str, int, str]]] | None = None
         self._lateness = {k: policy.time.allowed_lateness.for_topic(k) for k in INPUT_KINDS}
         self._max_settle = policy.max_settle
         # Sends are looked at by duplicate_content and frequency_cap (and by late-evidence
@@ -128,11 +145,19 @@ class Engine:
         self._send_window = max(
             policy.rules.duplicate_content.window, policy.rules.frequency_cap.window
         )
+        # Outbox (worker): outputs are rendered here and kept in the customer's state, so
+        # the state that records a decision also carries its output until delivered.
+        self.render: Callable[[Output], Rendered] | None = None
+        self.generation = 0  # publish cycle new outbox entries belong to
+        self.delivered = -1  # every entry of this generation or older is delivered
         st = policy.state
         self._ttl = st.customer_ttl
         self._caps = Caps(st.max_events, st.max_sends, st.max_message_ids, st.max_orders)
 
     # ------------------------------------------------------------ partitions
+
+    def _partition_index(self, part: _Partition) -> int:
+        return next(p for p, v in self._parts.items() if v is part)
 
     def part(self, partition: int) -> _Partition:
         p = self._parts.get(partition)
@@ -147,6 +172,19 @@ class Engine:
             )
         return p
 
+    def begin(self) -> None:
+        """Start a unit of work whose heap changes ``rollback`` can undo (the store's
+        own transaction undoes the state)."""
+        self._popped = []
+
+    def commit(self) -> None:
+        self._popped = None
+
+    def rollback(self) -> None:
+        for partition, entry in self._popped or ():
+            heapq.heappush(self.part(partition).heap, entry)
+        self._popped = None
+
     def clock(self, partition: int) -> StreamClock:
         return self.part(partition).clock
 
@@ -160,23 +198,37 @@ class Engine:
             return len(self.part(partition).heap)
         return sum(len(p.heap) for p in self._parts.values())
 
-    def restore(self, partition_of: Callable[[str], int]) -> int:
+    def restore(
+        self, partition_of: Callable[[str], int], delivered: Callable[[int], int] | None = None
+    ) -> tuple[int, list[tuple[str, bytes, bytes]]]:
         """Start over after a recovery: deadline heaps rebuilt from the held candidates in
         the store, stream clocks empty. Clocks are not kept across a rebalance: the
         consumer re-reads from the committed offsets, so an old frontier or idle flag
-        could release a candidate before records it has not seen again."""
+        could release a candidate before records it has not seen again.
+
+        Returns the number of held candidates and the outbox entries not known delivered
+        (``delivered(partition)``: newest generation known delivered there), to publish
+        again: a crash between recording a decision and delivering it loses nothing."""
         self._parts.clear()
         n = 0
+        again: list[tuple[str, bytes, bytes]] = []
+        top = self.generation
         for cid in self.store.keys():
             state = self.store.get(cid)
             if state is None:
                 continue
+            p = partition_of(cid)
             for c in state.held:
-                heapq.heappush(
-                    self.part(partition_of(cid)).heap, (c.deadline, c.message_id, c.seq, cid)
-                )
+                heapq.heappush(self.part(p).heap, (c.deadline, c.message_id, c.seq, cid))
                 n += 1
-        return n
+            if state.outbox and delivered is not None:
+                done = delivered(p)
+                for gen, role, key, value in state.outbox:
+                    top = max(top, gen + 1)
+                    if gen > done:
+                        again.append((role, key.encode(), value.encode()))
+        self.generation = top
+        return n, again
 
     # ------------------------------------------------------------ input
 
@@ -235,6 +287,7 @@ class Engine:
                 self.counts["duplicate_event"] += 1
             elif state.sent or state.suppressed:
                 out.extend(self._late(state, customer_id, kind, fact))
+        self._outbox(state, out)
         self._prune(self._horizons(part), state)
         self.store.put(customer_id, state)
         return out
@@ -306,7 +359,10 @@ class Engine:
         )
 
     def _decide_top(self, part: _Partition, wall_ms: int, h: Horizons) -> Iterator[Output]:
-        _deadline, _mid, seq, cid = heapq.heappop(part.heap)
+        entry = heapq.heappop(part.heap)
+        if self._popped is not None:
+            self._popped.append((self._partition_index(part), entry))
+        _deadline, _mid, seq, cid = entry
         state = self.store.get(cid)
         if state is None:
             return
@@ -314,7 +370,16 @@ class Engine:
         if idx is None:
             return
         cand = state.held.pop(idx)
-        decision = rules.decide(state, cand, self.policy, self.view(cand))
+        try:
+            decision = rules.decide(state, cand, self.policy, self.view(cand))
+        except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
+            failed = Failed(cand, f"internal error deciding {cand.message_id}: "
+                                  f"{type(exc).__name__}: {exc}")  # fmt: skip
+            self.counts["failed"] += 1
+            self._outbox(state, [failed])
+            self.store.put(cid, state)
+            yield failed
+            return
         if cand.message_id not in state.decided:
             state.decided[cand.message_id] = (cand.created_at, cand.deadline)
         fact = SentFact(
@@ -339,11 +404,23 @@ class Engine:
         self.counts[decision.action] += 1
         if decision.rule:
             self.counts[f"rule:{decision.rule}"] += 1
-        late = list(self._late_on_arrival(state, cid, fact))
+        outputs: list[Output] = [Decided(cand, decision, wall_ms)]
+        outputs.extend(self._late_on_arrival(state, cid, fact))
+        self._outbox(state, outputs)
         self._prune(h, state)
         self.store.put(cid, state)
-        yield Decided(cand, decision, wall_ms)
-        yield from late
+        yield from outputs
+
+    def _outbox(self, state: CustomerState, outputs: list[Output]) -> None:
+        """Render ``outputs`` into the state's outbox (worker), dropping delivered entries."""
+        if self.render is None:
+            return
+        if state.outbox and state.outbox[0][0] <= self.delivered:
+            state.outbox = [e for e in state.outbox if e[0] > self.delivered]
+        for o in outputs:
+            o.rendered = self.render(o)
+            for role, key, value in o.rendered:
+                state.outbox.append((self.generation, role, key.decode(), value.decode()))
 
     # ------------------------------------------------------------ late evidence
 
@@ -441,6 +518,8 @@ class Engine:
                 continue
             before = state.size()
             self._prune(h, state)
+            if state.outbox and self.render is not None:
+                state.outbox = [e for e in state.outbox if e[0] > self.delivered]
             if not state.held and state.last_activity < h.epochs:
                 kept = state.forget()
                 if kept is None:

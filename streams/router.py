@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import orjson
 
 from streams import codec
-from streams.engine import Decided, Engine, LateFinding, Output
+from streams.engine import Decided, Engine, Failed, LateFinding, Output
 from streams.outputs import late_value, send_value, suppressed_value
 from streams.partitioning import partition_for
 
@@ -275,23 +275,33 @@ class Router:
     def release_idle(self, partition: int, wall_ms: int) -> list[OutRecord]:
         return self.render(self.engine.release_idle(partition, wall_ms))
 
-    def render(self, outputs: list[Output]) -> list[OutRecord]:
+    def render_one(self, o: Output) -> tuple[tuple[str, bytes, bytes], ...]:
+        """One decision or finding as the records to write: (role, key, value)."""
         version = self.policy.version
+        if isinstance(o, Failed):
+            c = o.candidate
+            log.error("%s", o.error)
+            key = c.customer_id.encode("utf-8")
+            outbound = next((t for t, r in self.role_of.items() if r == "outbound"), "outbound")
+            value = codec.dead_letter(outbound, None, None, key, c.raw.encode(), o.error,
+                                      c.received_wall)  # fmt: skip
+            return (("dead_letter", key, value),)
+        if isinstance(o, Decided):
+            key = o.candidate.customer_id.encode("utf-8")
+            if o.decision.action == "suppress":
+                return (("suppressed", key, suppressed_value(o, version)),)
+            return (("send_queue", key, send_value(o, version)),)
+        return (("late_evidence", o.customer_id.encode("utf-8"), late_value(o, version)),)
+
+    def render(self, outputs: list[Output]) -> list[OutRecord]:
         out: list[OutRecord] = []
         for o in outputs:
             if isinstance(o, Decided):
-                c, d = o.candidate, o.decision
-                key = c.customer_id.encode("utf-8")
-                self.counts[d.action] += 1
-                if d.action == "suppress":
-                    out.append(OutRecord("suppressed", key, suppressed_value(o, version)))
-                else:
-                    out.append(OutRecord("send_queue", key, send_value(o, version)))
+                self.counts[o.decision.action] += 1
             elif isinstance(o, LateFinding):
                 self.counts["late_evidence"] += 1
-                out.append(
-                    OutRecord(
-                        "late_evidence", o.customer_id.encode("utf-8"), late_value(o, version)
-                    )
-                )
+            else:
+                self.counts["dead_letter"] += 1
+            for role, key, value in o.rendered or self.render_one(o):
+                out.append(OutRecord(role, key, value))
         return out

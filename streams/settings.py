@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     marker_interval: float = Field(
         default=0.1, gt=0, description="seconds between progress markers of a busy partition"
     )
+    publish_interval: float = Field(
+        default=0.05,
+        gt=0,
+        description="seconds between publishing decisions whose state is durable",
+    )
     sweep_interval: float = Field(default=300.0, gt=0, description="seconds between state sweeps")
     commit_interval: float = Field(default=1.0, gt=0, description="seconds between offset commits")
     session_timeout: float = Field(

@@ -142,6 +142,9 @@ class CustomerState:
     held: list[Candidate] = field(default_factory=list)
     epochs: list[Epoch] = field(default_factory=list)
     nseq: int = 0  # candidates read for this customer
+    # Outputs recorded with the decision, published once this state is durable, re-emitted
+    # after a crash until a later publish is known delivered: (generation, role, key, value).
+    outbox: list[tuple[int, str, str, str]] = field(default_factory=list)
     # "topic:partition" of the stream a record came from -> highest offset applied for this
     # customer: a record at or below it was read again after a crash, rebalance or a
     # repeated re-route, and is skipped.
@@ -255,6 +258,7 @@ class CustomerState:
             len(self.decided),
             len(self.held),
             len(self.epochs),
+            len(self.outbox),
         )
 
     # ------------------------------------------------------------ pruning
@@ -295,10 +299,14 @@ class CustomerState:
         """What is kept of a customer inactive for the TTL: a withdrawn consent, offsets."""
         latest = {c.channel: c for c in self.consents}
         withdrawn = sorted((c for c in latest.values() if c.withdrawn), key=lambda c: c.t)
-        if not withdrawn and not self.held:
+        if not withdrawn and not self.held and not self.outbox:
             return None
         return CustomerState(
-            consents=withdrawn, held=self.held, nseq=self.nseq, applied=self.applied
+            consents=withdrawn,
+            held=self.held,
+            nseq=self.nseq,
+            applied=self.applied,
+            outbox=self.outbox,
         )
 
 
@@ -432,6 +440,7 @@ def encode(state: CustomerState) -> bytes:
             ],
             state.nseq,
             state.applied,
+            state.outbox,
         ]
     )
 
@@ -468,4 +477,5 @@ def decode(data: bytes) -> CustomerState:
         ],
         nseq=row[11],
         applied=row[12],
+        outbox=[(g, r, k, v) for g, r, k, v in row[13]],
     )

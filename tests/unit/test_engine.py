@@ -187,7 +187,7 @@ def test_held_candidates_survive_encoding_and_restore() -> None:
     for cid, st in store.data.items():
         survived.put(cid, decode(encode(st)))
     fresh = Engine(DEFAULT_POLICY, survived)
-    assert fresh.restore(lambda _cid: 0) == 2
+    assert fresh.restore(lambda _cid: 0) == (2, [])
     _feed(fresh, purchase("10:02"))
     _feed(fresh, session("11:00"))
     for t in INPUT_TOPICS:
@@ -319,7 +319,7 @@ def test_restore_forgets_stream_clocks() -> None:
     """After a rebalance nothing is released on the strength of what was read before it."""
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     _feed(engine, msg("m", "promotion", "10:00"))
-    assert engine.restore(lambda _c: 0) == 1
+    assert engine.restore(lambda _c: 0) == (1, [])
     assert engine.release(0, 0) == []  # no topic known to be caught up or past 10:00 yet
     for t in INPUT_TOPICS:
         engine.clock(0).set_idle(t, True)
