@@ -381,8 +381,9 @@ class Worker:
             if not self.router.settled(source, target):
                 continue
             clock = self.engine.clock(target)
+            stamp = time.time_ns()
             for role, (frontier, idle) in local.items():
-                clock.set_remote((role, source), frontier, idle)
+                clock.set_remote((role, source), frontier, idle, stamp)
             out.extend(self.router.release(target, wall))
         return out
 
@@ -404,7 +405,7 @@ class Worker:
         if not heartbeat and last is not None and last[1] == state:
             return []
         self._marker_sent[partition] = (now, state)
-        return self.router.markers(partition, self.settings.partitions)
+        return self.router.markers(partition, self.settings.partitions, time.time_ns())
 
     async def _write(self, records: list[OutRecord]) -> None:
         # Decisions wait for _publish (their state must be durable first). Queue them all

@@ -19,6 +19,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
+import orjson
+from kafka.errors import KafkaError
+
 from streams import __version__
 from streams.errors import TriggerSanityError
 from streams.policy import load_policy, policy_as_toml
@@ -166,6 +169,40 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         if args.limit and shown >= args.limit:
             break
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from streams.verify import conserve, read_topics
+
+    settings = _settings()
+    got = read_topics(settings, ("outbound", "send_queue", "suppressed", "dead_letter"))
+    offline = None
+    if args.history:
+        import io
+
+        from streams.replay import replay_offline
+
+        policy = load_policy(args.policy or settings.policy_file)
+        buf = io.BytesIO()
+        partitions = args.partitions or settings.partitions
+        replay_offline(args.history, policy, buf, partitions=partitions)
+        offline = [
+            (d["message_id"], d["action"], d["rule"], tuple(d["removed_skus"]))
+            for d in map(orjson.loads, buf.getvalue().splitlines())
+        ]
+    result = conserve(
+        got["outbound"],
+        [v for v in got["send_queue"] if v is not None],
+        [v for v in got["suppressed"] if v is not None],
+        [v for v in got["dead_letter"] if v is not None],
+        settings.topics["outbound"],
+        offline,
+    )
+    if args.json:
+        print(orjson.dumps(result.as_dict()).decode())
+    else:
+        print(result.render())
+    return 0 if result.ok else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -331,6 +368,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=7)
     g.set_defaults(fn=cmd_generate)
 
+    v = sub.add_parser(
+        "verify",
+        help="check that every candidate was decided exactly once (by message_id)",
+        description="Reads outbound, send-queue, suppressed and dead-letter up to their end "
+        "offsets and reports candidates in, decisions out, missing, duplicated (byte-identical "
+        "or not) and, with --history, decisions that differ from the offline replay of the "
+        "file the topics were filled from. Exit 0 when nothing is missing or different, 1 "
+        "otherwise, 2 when Kafka cannot be reached.",
+    )
+    v.add_argument("--history", help="the history file produced into the topics")
+    v.add_argument("--policy", help="policy for the offline replay (default: the worker's)")
+    v.add_argument("--partitions", type=int, default=None, help="partitions for the replay")
+    v.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    v.set_defaults(fn=cmd_verify)
+
     d = sub.add_parser(
         "demo",
         help="run the worker on a built-in demo history and print decisions",
@@ -349,6 +401,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args))
     except TriggerSanityError as exc:
         print(f"trigger-sanity: {exc}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:
+        # No broker, or it refused: one line that says what to do, not a traceback.
+        servers = os.environ.get("TRIGGER_SANITY_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+        print(
+            f"trigger-sanity: Kafka at {servers} did not answer ({type(exc).__name__}): start "
+            "a broker (make kafka-start) or set TRIGGER_SANITY_BOOTSTRAP_SERVERS",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -85,8 +85,10 @@ class StreamClock:
         self._frontier: dict[str, int | None] = dict.fromkeys(topics)
         self._latest: int | None = None
         self._idle: dict[str, bool] = dict.fromkeys(topics, False)
-        # source -> [frontier or None, idle]; unknown until its first progress marker
-        self._remote: dict[Source, list[int | bool | None]] = {s: [None, False] for s in remote}
+        # source -> [frontier or None, idle, stamp]; unknown until its first progress marker
+        self._remote: dict[Source, list[int | bool | None]] = {
+            s: [None, False, -1] for s in remote
+        }
 
     def frontier(self, topic: str) -> int:
         """The topic's frontier now (``NEVER`` before its first record): a record read
@@ -108,16 +110,29 @@ class StreamClock:
         if self._latest is None or event_ms > self._latest:
             self._latest = event_ms
 
-    def set_remote(self, source: Source, frontier: int | None, idle: bool) -> bool:
-        """A progress marker of a re-routed stream; returns whether this clock expects it."""
+    def set_remote(self, source: Source, frontier: int | None, idle: bool, stamp: int) -> bool:
+        """A progress marker of a re-routed stream; returns whether this clock expects it.
+
+        Frontiers only move forward; idleness is taken from the newest marker (``stamp``:
+        when its source wrote it), so a marker that took the long way through Kafka
+        cannot undo a newer one handed over in memory."""
         cur = self._remote.get(source)
         if cur is None:
             return False
         old = cur[0]
         if frontier is not None and (old is None or frontier > old):
             cur[0] = frontier
-        cur[1] = idle
+        if stamp >= cur[2]:  # type: ignore[operator]
+            cur[1] = idle
+            cur[2] = stamp
         return True
+
+    def busy(self, source: Source) -> None:
+        """A record forwarded from ``source`` was read: it is not idle, whatever the last
+        marker said, until a newer marker says so again."""
+        cur = self._remote.get(source)
+        if cur is not None:
+            cur[1] = False
 
     def set_idle(self, topic: str, idle: bool) -> None:
         self._idle[topic] = idle

@@ -112,6 +112,7 @@ class Failed:
     candidate: Candidate
     error: str
     rendered: Rendered = ()
+    source: tuple[str, int] | None = None  # ("topic:partition", offset) when rejected on input
 
 
 Output = Decided | LateFinding | Failed
@@ -272,7 +273,12 @@ class Engine:
                 return []
             state.applied[stream] = offset
         out: list[Output] = []
-        if isinstance(fact, Candidate):
+        full = self._full(state, fact) if isinstance(fact, Candidate) else None
+        if full is not None:
+            assert isinstance(fact, Candidate)
+            self.counts["held_full"] += 1
+            out.append(Failed(fact, full, source=source))
+        elif isinstance(fact, Candidate):
             state.nseq += 1
             fact.seq = state.nseq
             fact.arr = arr
@@ -291,6 +297,24 @@ class Engine:
         self._prune(self._horizons(part), state)
         self.store.put(customer_id, state)
         return out
+
+    def _full(self, state: CustomerState, cand: Candidate) -> str | None:
+        """Why ``cand`` cannot be held for this customer, if it cannot."""
+        lim = self.policy.state
+        if len(state.held) >= lim.max_held:
+            return (
+                f"customer {cand.customer_id} already has {len(state.held)} held candidates "
+                f"(state.max_held {lim.max_held}); {cand.message_id} was not held"
+            )
+        size = len(cand.raw) + sum(len(c.raw) for c in state.held)
+        size += sum(len(e[3]) for e in state.outbox)
+        if size > lim.max_held_bytes:
+            return (
+                f"customer {cand.customer_id}'s held and unpublished messages would take "
+                f"{size} bytes (state.max_held_bytes {lim.max_held_bytes}); "
+                f"{cand.message_id} was not held"
+            )
+        return None
 
     # ------------------------------------------------------------ release
 
@@ -345,7 +369,9 @@ class Engine:
     def view(self, cand: Candidate) -> rules.View:
         """What ``cand`` may see (see ``rules.View``): floors from the frontier it was read
         at, which pruning can never have passed while it was still to be read."""
-        base = cand.arr - self._max_settle if cand.arr > NEVER else NEVER
+        # Before it was read, pruning never passed the frontier it was read at; while it is
+        # held, never its deadline: nothing above the later of the two was pruned.
+        base = max(cand.arr, cand.deadline) - self._max_settle
         p = self.policy
         return rules.View(
             deadline=cand.deadline,
@@ -354,7 +380,6 @@ class Engine:
             sends_from=base - self._send_window,
             ids_from=base - p.rules.duplicate_message.retention,
             orders_from=base - p.state.order_retention,
-            seq=cand.seq,
             key=(cand.deadline, cand.message_id, cand.seq),
         )
 
@@ -380,8 +405,10 @@ class Engine:
             self.store.put(cid, state)
             yield failed
             return
-        if cand.message_id not in state.decided:
-            state.decided[cand.message_id] = (cand.created_at, cand.deadline)
+        first = state.decided.get(cand.message_id)
+        if first is None or (cand.deadline, cand.seq) < (first[1], first[2]):
+            # the copy first in deadline order is the one later copies are duplicates of
+            state.decided[cand.message_id] = (cand.created_at, cand.deadline, cand.seq, cand.arr)
         fact = SentFact(
             cand.message_id,
             cand.created_at,
@@ -396,6 +423,7 @@ class Engine:
             cand.order_id,
             decision.action,
             decision.rule,
+            cand.arr,
         )
         if decision.action != "suppress":
             state.sent.append(fact)
@@ -451,8 +479,11 @@ class Engine:
         self, state: CustomerState, customer_id: str, kind: str, fact: StateFact
     ) -> Iterator[LateFinding]:
         """An event read after messages it concerns were decided."""
+        # Messages older than this may already be pruned, depending on when sweeps ran:
+        # leave them out, so that what is reported does not depend on it either.
+        oldest = fact.arr - self._max_settle - self._send_window if fact.arr > NEVER else NEVER
         for msg in (*state.sent, *state.suppressed):
-            if msg.deadline < fact.t:
+            if msg.deadline < fact.t or msg.created_at < oldest:
                 continue
             found = self._finding(state, customer_id, msg, fact, kind)
             if found is not None:

@@ -170,6 +170,12 @@ class StateLimits(_Strict):
     max_sends: Annotated[int, Field(ge=10, le=100_000)] = 200
     max_message_ids: Annotated[int, Field(ge=10, le=1_000_000)] = 1000
     max_orders: Annotated[int, Field(ge=10, le=100_000)] = 200
+    # Held candidates per customer, by count and by their bytes (held and not yet published
+    # together): the customer's state is one changelog record, and the broker refuses
+    # records over its max.message.bytes (1 MiB by default). A candidate beyond either
+    # limit is dead-lettered, saying so; the ones already held are decided as usual.
+    max_held: Annotated[int, Field(ge=1, le=100_000)] = 100
+    max_held_bytes: Annotated[int, Field(ge=64 * 1024, le=64 * 1024 * 1024)] = 512 * 1024
     # A customer with no activity (any event or message) for this long is forgotten;
     # a withdrawn consent is kept.
     customer_ttl: DurationMs = "400d"  # type: ignore[assignment]
@@ -305,6 +311,8 @@ def policy_as_toml(policy: Policy) -> str:
         f"max_sends = {st.max_sends}",
         f"max_message_ids = {st.max_message_ids}",
         f"max_orders = {st.max_orders}",
+        f"max_held = {st.max_held}",
+        f"max_held_bytes = {st.max_held_bytes}",
         f'customer_ttl = "{format_duration(st.customer_ttl)}"',
     ]
     for rule_id in RULE_IDS:

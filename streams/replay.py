@@ -43,6 +43,7 @@ class ReplaySummary:
     late: int = 0
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     unreadable: list[tuple[int, str, str]] = field(default_factory=list)  # line, topic, error
+    failed: list[tuple[str, str]] = field(default_factory=list)  # message id, error
     seconds: float = 0.0
 
     def render(self) -> str:
@@ -62,6 +63,10 @@ class ReplaySummary:
             lines.append("  (no rule fired)")
         if self.late:
             lines.append(f"late evidence: {self.late}")
+        if self.failed:
+            lines.append(f"not decided (dead-lettered): {len(self.failed)}")
+            for mid, err in self.failed[:20]:
+                lines.append(f"  {mid}: {err}")
         bad = len(self.bad_lines) + len(self.unreadable)
         if bad:
             lines.append(f"unreadable: {bad} (kept going)")
@@ -108,6 +113,8 @@ def replay_offline(
                 summary.late += 1
                 if late_out is not None:
                     late_out.write(orjson.dumps(late_line(o)) + b"\n")
+            else:  # dead-lettered by the worker too: over a state limit, or its decision raised
+                summary.failed.append((o.candidate.message_id, o.error))
 
     ends = _stream_ends(path, partitions)
     for p in range(partitions):

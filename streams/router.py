@@ -194,6 +194,7 @@ class Router:
         if role not in codec.MODELS:
             err = f"re-route record of unknown role {role!r}"
             return [self.dead_letter(topic, partition, offset, key, value, err, wall_ms)]
+        self.engine.clock(partition).busy((role, int(src_part)))
         parsed = codec.decode(role, value, record_ms, wall_ms, self.policy, self.max_record_bytes)
         if isinstance(parsed, codec.Unreadable):
             src_t, src_p = source[0].rsplit(":", 1)
@@ -223,8 +224,9 @@ class Router:
             self.counts["bad_marker"] += 1
             return
         clock = self.engine.clock(partition)
+        stamp = int(m.get("at", 0))
         for role, (frontier, idle) in streams.items():
-            clock.set_remote((role, src), frontier, bool(idle))
+            clock.set_remote((role, src), frontier, bool(idle), stamp)
         self.counts["markers"] += 1
 
     def new_incarnation(self, tag: bytes) -> None:
@@ -236,12 +238,14 @@ class Router:
         """Has everything this run forwarded from ``source`` to ``target`` been read back?"""
         return self.forwarded[(source, target)] == self.read_back[(source, target)]
 
-    def markers(self, source: int, partitions: int) -> list[OutRecord]:
-        """Progress markers of partition ``source`` for every other partition."""
+    def markers(self, source: int, partitions: int, stamp: int) -> list[OutRecord]:
+        """Progress markers of partition ``source`` for every other partition; ``stamp``
+        orders them (and the in-memory hand-overs) by when they were taken."""
         if self.reroute_topic is None or partitions < 2:
             return []
         local = self.engine.clock(source).local()
-        value = orjson.dumps({"src": source, "f": {r: [f, i] for r, (f, i) in local.items()}})
+        f = {r: [fr, i] for r, (fr, i) in local.items()}
+        value = orjson.dumps({"src": source, "at": stamp, "f": f})
         hdr = ((H_MARKER, b"1"),)
         return [
             OutRecord("reroute", None, value, p, None, hdr)
@@ -282,8 +286,14 @@ class Router:
             c = o.candidate
             log.error("%s", o.error)
             key = c.customer_id.encode("utf-8")
-            outbound = next((t for t, r in self.role_of.items() if r == "outbound"), "outbound")
-            value = codec.dead_letter(outbound, None, None, key, c.raw.encode(), o.error,
+            topic = next((t for t, r in self.role_of.items() if r == "outbound"), "outbound")
+            partition: int | None = None
+            offset: int | None = None
+            if o.source is not None:
+                stream, offset = o.source
+                topic, _, part = stream.rpartition(":")
+                partition = int(part)
+            value = codec.dead_letter(topic, partition, offset, key, c.raw.encode(), o.error,
                                       c.received_wall)  # fmt: skip
             return (("dead_letter", key, value),)
         if isinstance(o, Decided):

@@ -72,8 +72,10 @@ class View:
     - nothing older than what pruning may already have removed (the ``*_from``
       floors, derived from the frontier the message itself was read at: for a
       message read in order they lie below every window and change nothing);
-    - messages decided before this one in deadline order that were also read
-      before it (``seq``), so a late trigger is not decided against later sends.
+    - messages decided before this one in deadline order that were read before
+      its deadline passed on their own stream (``arr``), so a late trigger is not
+      decided against later sends, and a customer whose messages come through
+      two streams (two producers, a re-route) sees the same history either way.
 
     ``hindsight`` (late-evidence checks) sees every event read so far.
     """
@@ -84,23 +86,24 @@ class View:
     sends_from: int
     ids_from: int
     orders_from: int
-    seq: int
-    key: tuple[int, str, int]
+    key: tuple[int, str, int]  # (deadline, message_id, seq): its place in deadline order
 
     def fact(self, t: int, arr: int) -> bool:
         return self.events_from <= t <= self.deadline and arr <= self.arrived_by
 
     def sent(self, s: SentFact) -> bool:
+        """Decided before this one in deadline order, and read before its deadline passed
+        on its own stream: then it was certainly decided first, in every interleaving."""
         return (
-            s.seq < self.seq
-            and (s.deadline, s.message_id, s.seq) < self.key
+            (s.deadline, s.message_id, s.seq) < self.key
+            and s.arr <= self.arrived_by
             and s.created_at >= self.sends_from
         )
 
     @classmethod
     def hindsight(cls, msg: MessageView) -> View:
         never = -ALWAYS
-        return cls(msg.deadline, ALWAYS, never, never, never, never, ALWAYS, (ALWAYS, "", 0))
+        return cls(msg.deadline, ALWAYS, never, never, never, never, (ALWAYS, "", 0))
 
 
 @dataclass(slots=True, frozen=True)
@@ -138,7 +141,9 @@ def duplicate_message(
     seen = state.decided.get(msg.message_id)
     if seen is None or seen[1] < view.ids_from:
         return None
-    created = seen[0]
+    created, deadline, seq, arr = seen
+    if (deadline, msg.message_id, seq) >= view.key or arr > view.arrived_by:
+        return None  # not a copy decided before this one (see View)
     return Outcome(
         "duplicate_message",
         f"message {msg.message_id} was already decided (the first copy was created at "

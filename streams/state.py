@@ -30,7 +30,8 @@ import orjson
 
 from streams.candidate import Candidate
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_FORMATS = (2, 3)  # 2: decided ids and sent messages without arrival frontiers
 NEVER = -(2**62)
 """An arrival frontier before anything was read: every fact is in time."""
 
@@ -122,6 +123,7 @@ class SentFact:
     order_id: str | None
     action: str = "send"  # send | rewrite | suppress
     rule: str | None = None
+    arr: int = NEVER  # frontier of its outbound stream when it was read
 
     @property
     def is_marketing(self) -> bool:
@@ -138,7 +140,8 @@ class CustomerState:
     sent: list[SentFact] = field(default_factory=list)
     # suppressed by a rule that a later event could have lifted (late evidence both ways)
     suppressed: list[SentFact] = field(default_factory=list)
-    decided: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (created, deadline)
+    # message id -> (created, deadline, seq, arr) of its copy first in deadline order
+    decided: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     held: list[Candidate] = field(default_factory=list)
     epochs: list[Epoch] = field(default_factory=list)
     nseq: int = 0  # candidates read for this customer
@@ -390,12 +393,14 @@ def _sent_row(s: SentFact) -> list[Any]:
         s.order_id,
         s.action,
         s.rule,
+        _a(s.arr),
     ]
 
 
 def _sent(r: list[Any]) -> SentFact:
-    m, c, d, q, tr, ch, cat, ct, sk, cu, o, a, rule = r
-    return SentFact(m, c, d, q, tr, ch, cat, ct, None if sk is None else tuple(sk), cu, o, a, rule)
+    m, c, d, q, tr, ch, cat, ct, sk, cu, o, a, rule, arr = r if len(r) == 14 else [*r, None]
+    skus = None if sk is None else tuple(sk)
+    return SentFact(m, c, d, q, tr, ch, cat, ct, skus, cu, o, a, rule, _n(arr))
 
 
 def _a(arr: int) -> int | None:
@@ -425,7 +430,7 @@ def encode(state: CustomerState) -> bytes:
             ],
             [_sent_row(s) for s in state.sent],
             [_sent_row(s) for s in state.suppressed],
-            [[k, *v] for k, v in state.decided.items()],
+            [[k, c, d, q, _a(a)] for k, (c, d, q, a) in state.decided.items()],
             [c.to_row() for c in state.held],
             [
                 [
@@ -445,13 +450,20 @@ def encode(state: CustomerState) -> bytes:
     )
 
 
+def _decided(r: list[Any]) -> tuple[int, int, int, int]:
+    """(created, deadline, seq, arr); format 2 kept only (created, deadline)."""
+    if len(r) == 5:
+        return (r[1], r[2], r[3], _n(r[4]))
+    return (r[1], r[2], 0, NEVER)
+
+
 def _items(rows: list[list[Any]]) -> Items:
     return tuple((sku, qty) for sku, qty in rows)
 
 
 def decode(data: bytes) -> CustomerState:
     row = orjson.loads(data)
-    if row[0] != FORMAT_VERSION:
+    if row[0] not in READABLE_FORMATS:
         raise ValueError(f"unknown customer state format {row[0]!r}")
     return CustomerState(
         purchases=[PurchaseFact(e, t, o, _items(i), _n(a), rt) for e, t, o, i, a, rt in row[1]],
@@ -469,7 +481,7 @@ def decode(data: bytes) -> CustomerState:
         },
         sent=[_sent(r) for r in row[6]],
         suppressed=[_sent(r) for r in row[7]],
-        decided={r[0]: (r[1], r[2]) for r in row[8]},
+        decided={r[0]: _decided(r) for r in row[8]},
         held=[Candidate.from_row(r) for r in row[9]],
         epochs=[
             Epoch(s, e, None if fp is None else (fp[0], fp[1], _n(fp[2])), ps)

@@ -98,3 +98,120 @@ def test_table_store_writes_only_committed_work() -> None:
     store.delete("c-1")
     store.commit()
     assert table == {}
+
+
+def _send(mid: str, decided_at: str = "2026-11-20T10:00:00Z") -> bytes:
+    import orjson
+
+    return orjson.dumps(
+        {"message_id": mid, "sanity": {"action": "send", "removed_skus": [],
+                                       "decided_at": decided_at}}
+    )  # fmt: skip
+
+
+def _sup(mid: str, rule: str = "frequency_cap") -> bytes:
+    import orjson
+
+    return orjson.dumps({"message": {"message_id": mid}, "rule": rule})
+
+
+def _in(mid: str) -> bytes:
+    import orjson
+
+    return orjson.dumps({"message_id": mid})
+
+
+@pytest.mark.parametrize(
+    ("scenario", "sent", "suppressed", "expect"),
+    [
+        ("every_candidate_once", [_send("a")], [_sup("b")], {"missing": 0, "ok": True}),
+        ("one_lost", [_send("a")], [], {"missing": 1, "ok": False}),
+        ("identical_copy", [_send("a"), _send("a")], [_sup("b")],
+         {"duplicated_identical": 1, "ok": True}),
+        ("different_copy", [_send("a"), _send("a", "2026-11-20T11:00:00Z")], [_sup("b")],
+         {"duplicated_different": 1, "ok": False}),
+        ("never_came_in", [_send("a"), _send("z")], [_sup("b")], {"unexpected": 1, "ok": False}),
+    ],
+)  # fmt: skip
+def test_conservation_counts_by_message_id(
+    scenario: str, sent: list[bytes], suppressed: list[bytes], expect: dict[str, object]
+) -> None:
+    from streams.verify import conserve
+
+    got = conserve([_in("a"), _in("b")], sent, suppressed, [], "x.outbound").as_dict()
+    assert {k: got[k] for k in expect} == expect, got
+
+
+def test_conservation_against_the_offline_replay_and_dead_letters() -> None:
+    import orjson
+
+    from streams.verify import conserve
+
+    dead = orjson.dumps({"topic": "x.outbound", "partition": 0, "offset": 2,
+                         "value": '{"message_id": "c", "trigger": "nope"}',
+                         "value_encoding": "utf-8", "error": "trigger: ..."})  # fmt: skip
+    r = conserve([_in("a"), _in("b"), _in("c")], [_send("a")], [_sup("b")], [dead],
+                 "x.outbound", offline=[("a", "send", None, ()),
+                                        ("b", "suppress", "duplicate_content", ())])  # fmt: skip
+    assert (r.candidates, r.dead_lettered, r.missing, r.different) == (2, 1, 0, 1)
+    assert r.examples["different"] == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "limits", "size", "held"),
+    [
+        ("count_limit", {"max_held": 2}, 100, 2),
+        ("bytes_limit", {"max_held_bytes": 70_000}, 30_000, 2),
+    ],
+)
+def test_held_candidates_are_capped_and_the_overflow_dead_lettered(
+    scenario: str, limits: dict[str, int], size: int, held: int
+) -> None:
+    import orjson
+
+    from streams import codec
+    from streams.candidate import Candidate
+    from streams.policy import policy_from_mapping
+    from streams.state import encode
+
+    policy = policy_from_mapping({"state": limits, "settle": {"promotion": "1h"}})
+    engine = Engine(policy, MemoryStore())
+    router = Router(engine, {k: k for k in INPUT_KINDS}, lambda _t: 1)
+    engine.render = router.render_one
+    failed = []
+    for i in range(4):
+        rec = msg(f"m-{i}", "promotion", f"10:0{i}", payload={"blob": "x" * size})
+        raw = orjson.dumps(rec["value"])
+        parsed = codec.decode("outbound", raw, 1795168800000 + 3_600_000, 0, policy)
+        assert isinstance(parsed, codec.Parsed) and isinstance(parsed.fact, Candidate)
+        outs = engine.ingest(0, "outbound", "c-42", parsed.event_ms, parsed.fact, 0,
+                             source=("x.outbound:0", i))  # fmt: skip
+        failed += [o for o in outs if isinstance(o, Failed)]
+    state = engine.store.get("c-42")
+    assert state is not None and [c.message_id for c in state.held] == ["m-0", "m-1"][:held]
+    assert [f.candidate.message_id for f in failed] == ["m-2", "m-3"]
+    dead = orjson.loads(router.render([failed[0]])[0].value or b"")
+    assert (dead["topic"], dead["partition"], dead["offset"]) == ("x.outbound", 0, 2)
+    assert "was not held" in dead["error"]
+    assert len(encode(state)) < 1024 * 1024  # what the broker accepts as one record
+
+
+def test_hundreds_of_200kb_messages_never_make_a_state_the_broker_refuses() -> None:
+    import orjson
+
+    from streams import codec
+    from streams.candidate import Candidate
+    from streams.policy import policy_from_mapping
+    from streams.state import encode
+
+    policy = policy_from_mapping({"settle": {"promotion": "1d"}})
+    engine = Engine(policy, MemoryStore())
+    for i in range(300):
+        rec = msg(f"m-{i}", "promotion", "10:00", payload={"blob": "x" * 200_000})
+        parsed = codec.decode("outbound", orjson.dumps(rec["value"]), 1795168800000, 0, policy)
+        assert isinstance(parsed, codec.Parsed) and isinstance(parsed.fact, Candidate)
+        engine.ingest(0, "outbound", "c-42", parsed.event_ms, parsed.fact, 0)
+    state = engine.store.get("c-42")
+    assert state is not None and 1 <= len(state.held) <= 3
+    assert len(encode(state)) < 1024 * 1024
+    assert engine.counts["held_full"] == 300 - len(state.held)

@@ -325,3 +325,16 @@ def test_restore_forgets_stream_clocks() -> None:
         engine.clock(0).set_idle(t, True)
     _feed(engine, session("10:30"))
     assert _decided(engine.release(0, 0)) == [("m", "send", None)]
+
+
+def test_state_of_the_previous_format_is_still_read() -> None:
+    """A rolling upgrade restores changelogs written by the previous version."""
+    v2 = orjson.dumps(
+        [2, [], [], [], [], [],
+         [["m-1", 1, 2, 1, "promotion", "email", "marketing", "k", None, None, None, "send",
+           None]],
+         [], [["m-1", 1, 2]], [], [[1, 1, None, 0]], 1, {}, []]
+    )  # fmt: skip
+    st = decode(v2)
+    assert st.decided["m-1"][:2] == (1, 2) and st.sent[0].message_id == "m-1"
+    assert decode(encode(st)).decided == st.decided

@@ -11,6 +11,7 @@ read in random bursts, idle once exhausted, sweeps at random moments.
 
 from __future__ import annotations
 
+import itertools
 import random
 import zlib
 from collections import Counter
@@ -34,6 +35,7 @@ from tests.helpers import cart, msg, purchase, rec_msg, ret, session
 from tests.unit.test_engine import _feed
 
 Key = tuple[str, str, str | None, tuple[str, ...]]
+STAMPS = itertools.count()  # progress markers are ordered by when they were taken
 
 
 def offline(
@@ -109,7 +111,7 @@ def simulate_worker(
 
     mark_idle()
     for p in range(n):  # every partition announces itself, as the worker does on start
-        out(router.markers(p, n))
+        out(router.markers(p, n, next(STAMPS)))
     offsets: Counter[str] = Counter()
     while True:
         live = [s for s in streams if pos[s] < len(streams[s])]
@@ -147,13 +149,13 @@ def simulate_worker(
             ts = hr.record_ms if hr.record_ms is not None else (hr.event_ms or 0)
             out(router.on_record(topic, p, i, ts, hr.key, hr.value, ts))
             mark_idle()
-            out(router.markers(p, n))
+            out(router.markers(p, n, next(STAMPS)))
             out(router.release(p, ts))
         if rng.random() < 0.05:
             engine.sweep(lambda cid: partition_for(cid, n))
     mark_idle()
     for p in range(n):
-        out(router.markers(p, n))
+        out(router.markers(p, n, next(STAMPS)))
     for p in range(n):
         while reroute[p]:
             o = reroute[p].pop(0)
@@ -455,3 +457,46 @@ def test_idle_after(
     tracker = Idleness(idle_after)
     got = [tracker.update("tp", caught_up, now) for caught_up, now in observations]
     assert got[-1] is idle
+
+
+# ---------------------------------------------------------------- found in review
+
+
+def test_pruning_while_a_candidate_is_held_never_changes_it(tmp_path: Path) -> None:
+    """An order returned 195 days before its review request (past order_retention), the
+    request the first message of its partition: the same answer whenever sweeps run."""
+    records = [
+        purchase("2026-01-01T10:00:00Z", ["A"], order="o-1"),
+        ret("2026-01-02T10:00:00Z", "o-1", [("A", 1)]),
+        msg("m-r", "review_request", "2026-07-15T10:00:00Z", context={"order_id": "o-1"}),
+        session("2026-07-15T09:00:00Z", cid="c-busy"),
+        session("2026-07-15T12:00:00Z", cid="c-busy"),
+    ]
+    never = offline(tmp_path, records, partitions=1, sweep_every=0)
+    assert never == offline(tmp_path, records, partitions=1, sweep_every=1)
+    assert never == [("m-r", "send", None, ())]  # beyond order_retention: not checked
+    for seed in range(10):
+        assert simulate_worker(records, 1, seed)[0] == never
+
+
+def test_one_customer_through_two_producers_sees_the_same_history(tmp_path: Path) -> None:
+    """The first promotion from a crc32 producer (re-routed), the second from a murmur2
+    one: the worker reads them from two streams in either order."""
+    cid = next(c for c in (f"c-{i}" for i in range(100)) if crc32(c.encode(), 4)
+               != partition_for(c, 4))  # fmt: skip
+    records = [
+        msg("m-1", "promotion", "10:00", cid=cid, payload={"p": 1}),
+        msg("m-2", "promotion", "10:10", cid=cid, payload={"p": 1}),
+        session("11:00", cid=cid),
+    ]
+    calls = itertools.count()
+
+    def first_crc32_then_murmur2(key: bytes, n: int) -> int:
+        return crc32(key, n) if next(calls) == 0 else murmur2(key, n)
+
+    want = offline(tmp_path, records, partitions=4)
+    assert ("m-2", "suppress", "duplicate_content", ()) in want
+    for seed in range(12):
+        calls = itertools.count()
+        got, _ = simulate_worker(records, 4, seed, partitioner=first_crc32_then_murmur2)
+        assert got == want, f"interleaving {seed}"

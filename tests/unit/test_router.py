@@ -127,7 +127,7 @@ def test_partition_waits_for_progress_markers_of_every_other_partition() -> None
         clock = r.engine.clock(src)
         for k in INPUT_KINDS:
             clock.observe(k, later)
-        markers = r.markers(src, N)
+        markers = r.markers(src, N, src)
         assert sorted(m.partition for m in markers) == [p for p in range(N) if p != src]
         marker = next(m for m in markers if m.partition == RIGHT)
         assert r.on_record("x-reroute", RIGHT, 0, later, None, marker.value, 42,

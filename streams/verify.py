@@ -1,0 +1,168 @@
+"""Conservation: every candidate ends in exactly one place, counted by ``message_id``.
+
+``trigger-sanity verify`` reads ``outbound`` (what came in) and ``send-queue``,
+``suppressed`` and ``dead-letter`` (where it went) up to their current end
+offsets and reports what is missing, what was written twice (byte-identical
+copies, which downstream deduplication on ``message_id`` absorbs, or
+different ones, which it cannot), and, given the history file the topics
+were filled from, which decisions differ from the offline replay. The
+counting is pure (``conserve``); only ``read_topics`` touches Kafka.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import orjson
+
+DecisionKey = tuple[str, str, str | None, tuple[str, ...]]  # id, action, rule, removed SKUs
+
+
+@dataclass
+class Conservation:
+    records_in: int = 0  # outbound records
+    dead_lettered: int = 0  # outbound records that could not be read
+    candidates: int = 0  # readable candidates, each owed exactly one decision
+    decisions: int = 0  # send-queue + suppressed records
+    missing: int = 0
+    duplicated_identical: int = 0
+    duplicated_different: int = 0
+    different: int = 0  # decided otherwise than the offline replay (with a history)
+    unexpected: int = 0  # decisions for message ids that never came in
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.different or self.duplicated_different or self.unexpected)
+
+    def render(self) -> str:
+        rows = [(k, v) for k, v in asdict(self).items() if k != "examples"]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k:<{width}}  {v}" for k, v in rows]
+        for what, ids in self.examples.items():
+            lines.append(f"{what}, e.g.: {', '.join(ids[:10])}")
+        lines.append("OK: every candidate decided once" if self.ok else "NOT OK")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def decision_key(role: str, value: bytes) -> DecisionKey:
+    v = orjson.loads(value)
+    if role == "send_queue":
+        s = v["sanity"]
+        return (v["message_id"], s["action"], s.get("rule"), tuple(s.get("removed_skus", ())))
+    return (v["message"]["message_id"], "suppress", v["rule"], ())
+
+
+def _message_id(value: bytes | None) -> str | None:
+    try:
+        v = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None
+    mid = v.get("message_id") if isinstance(v, dict) else None
+    return mid if isinstance(mid, str) else None
+
+
+def conserve(
+    outbound: Iterable[bytes | None],
+    send_queue: Iterable[bytes],
+    suppressed: Iterable[bytes],
+    dead_letters: Iterable[bytes],
+    outbound_topic: str,
+    offline: Iterable[DecisionKey] | None = None,
+) -> Conservation:
+    r = Conservation()
+    came_in: Counter[str] = Counter()
+    for value in outbound:
+        r.records_in += 1
+        mid = _message_id(value)
+        if mid is not None:
+            came_in[mid] += 1
+    unreadable: Counter[str] = Counter()
+    for raw in dead_letters:
+        dl = orjson.loads(raw)
+        if dl.get("topic") != outbound_topic or dl.get("value_encoding") != "utf-8":
+            continue
+        mid = _message_id(dl.get("value", "").encode())
+        if mid is not None and dl.get("partition") is not None:  # not a decision failure
+            unreadable[mid] += 1
+            r.dead_lettered += 1
+    owed = came_in - unreadable
+    r.candidates = sum(owed.values())
+    got: dict[str, list[tuple[DecisionKey, bytes]]] = {}
+    for role, values in (("send_queue", send_queue), ("suppressed", suppressed)):
+        for value in values:
+            key = decision_key(role, value)
+            got.setdefault(key[0], []).append((key, value))
+            r.decisions += 1
+    examples: dict[str, list[str]] = {}
+    for mid, copies in got.items():
+        if mid not in came_in:
+            r.unexpected += len(copies)
+            examples.setdefault("unexpected", []).append(mid)
+            continue
+        extra = len(copies) - owed[mid]
+        if extra > 0:
+            values = Counter(v for _k, v in copies)
+            identical = sum(n - 1 for n in values.values())
+            r.duplicated_identical += min(extra, identical)
+            r.duplicated_different += max(0, extra - identical)
+            examples.setdefault("duplicated", []).append(mid)
+    for mid, n in owed.items():
+        short = n - len(got.get(mid, []))
+        if short > 0:
+            r.missing += short
+            examples.setdefault("missing", []).append(mid)
+    if offline is not None:
+        want: dict[str, Counter[DecisionKey]] = {}
+        for k in offline:
+            want.setdefault(k[0], Counter())[k] += 1
+        for mid, copies in got.items():
+            keys = {k for k, _v in copies}
+            if mid in want and not keys <= set(want[mid]):
+                r.different += 1
+                examples.setdefault("different", []).append(mid)
+    r.examples = examples
+    return r
+
+
+def read_topics(settings: object, roles: tuple[str, ...]) -> dict[str, list[bytes | None]]:
+    """Every record of the given topics up to their end offsets now (no consumer group)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.settings import Settings
+
+    assert isinstance(settings, Settings)
+    consumer = KafkaConsumer(
+        enable_auto_commit=False, consumer_timeout_ms=2000, **settings.kafka_consumer_kwargs()
+    )
+    try:
+        names = {settings.topics[r]: r for r in roles}
+        tps = [
+            TopicPartition(name, p)
+            for name in names
+            for p in sorted(consumer.partitions_for_topic(name) or ())
+        ]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: dict[str, list[bytes | None]] = {r: [] for r in roles}
+        todo = {tp for tp in tps if ends[tp] > 0}
+        while todo:
+            batch = consumer.poll(timeout_ms=2000, max_records=10_000)
+            if not batch:
+                todo = {tp for tp in todo if consumer.position(tp) < ends[tp]}
+                continue
+            for tp, recs in batch.items():
+                for rec in recs:
+                    if rec.offset < ends[tp]:
+                        out[names[tp.topic]].append(rec.value)
+                if consumer.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+        return out
+    finally:
+        consumer.close()

@@ -1,0 +1,170 @@
+"""Delivery under failure, against a real broker: kill -9, SIGTERM, a broker restart, a
+second worker taking over. Each run: 1,500 generated customers (~10,000 candidates) in 8
+partitions, the fault injected mid-stream, then every candidate counted by message_id
+(``streams.verify``) against the offline replay of the same file:
+missing 0, different 0, duplicates only byte-identical (none after a clean SIGTERM).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from streams.admin import create_topics
+from streams.generator import generate
+from streams.history import write_history
+from streams.replay import produce_history
+from streams.settings import isolated_env, settings_from_env
+from streams.topics import INPUT_ROLES
+from streams.verify import Conservation, conserve, read_topics
+from tests.integration.conftest import LOCAL_KAFKA, ROOT, Env, WorkerProc
+from tests.integration.test_field import _offline, produce_crc32
+
+CUSTOMERS = 1500
+PARTITIONS = 8
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list, int]:
+    path = tmp_path_factory.mktemp("delivery") / "history.jsonl"
+    records = generate(CUSTOMERS, seed=404)
+    write_history(path, records)
+    candidates = sum(1 for r in records if r["topic"] == "outbound")
+    return path, _offline(path, PARTITIONS), candidates
+
+
+def _fresh(ts_env: Env, suffix: str) -> None:
+    run = f"{ts_env.settings.app_id}{suffix}"
+    ts_env.env.update(
+        isolated_env(run, ts_env.settings.bootstrap_servers, partitions=str(PARTITIONS))
+    )
+    ts_env.settings = settings_from_env(ts_env.env)
+    create_topics(ts_env.settings, log=False, configs={"retention.ms": "-1"})
+
+
+def _produce(ts_env: Env, path: Path) -> int:
+    p = KafkaProducer(
+        acks="all", linger_ms=20, batch_size=256 * 1024, **ts_env.settings.kafka_client_kwargs()
+    )  # type: ignore[arg-type]
+    n, bad = produce_history(path, p, {r: ts_env.settings.topics[r] for r in INPUT_ROLES})
+    p.close()
+    assert not bad
+    return n
+
+
+def _decided(ts_env: Env) -> int:
+    got = read_topics(ts_env.settings, ("send_queue", "suppressed"))
+    return len(got["send_queue"]) + len(got["suppressed"])
+
+
+def _finish(ts_env: Env, worker: WorkerProc, want: int, timeout: float = 600) -> None:
+    """Wait until every candidate has a decision, then stop the worker cleanly."""
+    deadline = time.monotonic() + timeout
+    try:
+        while _decided(ts_env) < want:
+            assert time.monotonic() < deadline, worker.tail()
+            assert worker.proc.poll() is None, worker.tail()
+            time.sleep(1)  # polling the output topics, bounded by the deadline
+    finally:
+        worker.stop()
+
+
+def _check(ts_env: Env, offline: list, label: str, produced: int) -> Conservation:
+    got = read_topics(ts_env.settings, ("outbound", "send_queue", "suppressed", "dead_letter"))
+    result = conserve(
+        got["outbound"],
+        got["send_queue"],
+        got["suppressed"],  # type: ignore[arg-type]
+        got["dead_letter"],
+        ts_env.settings.topics["outbound"],
+        offline,
+    )  # type: ignore[arg-type]
+    print(
+        f"\n{label}: {produced} records in, {result.candidates} candidates, "
+        f"{result.decisions} decisions out, missing {result.missing}, different "
+        f"{result.different}, duplicated {result.duplicated_identical} identical / "
+        f"{result.duplicated_different} different, unexpected {result.unexpected}"
+    )
+    assert result.missing == 0 and result.different == 0, result.render()
+    assert result.duplicated_different == 0 and result.unexpected == 0, result.render()
+    return result
+
+
+def test_three_kill_9_mid_stream(ts_env: Env, history: tuple[Path, list, int]) -> None:
+    path, offline, candidates = history
+    _fresh(ts_env, "k9")
+    produced = _produce(ts_env, path)
+    for share in (0.2, 0.45, 0.7):
+        worker = ts_env.worker()
+        ts_env.wait_committed("outbound", int(candidates * share), worker)
+        worker.kill()
+    _finish(ts_env, ts_env.worker(), candidates)
+    _check(ts_env, offline, "3x kill -9", produced)
+
+
+def test_kill_9_while_re_routing_crc32_input(ts_env: Env, history: tuple[Path, list, int]) -> None:
+    path, offline, candidates = history
+    _fresh(ts_env, "kr")
+    produced = produce_crc32(ts_env, path)
+    for share in (0.3, 0.6):
+        worker = ts_env.worker()
+        ts_env.wait_committed("outbound", int(candidates * share), worker)
+        worker.kill()
+    _finish(ts_env, ts_env.worker(), candidates)
+    _check(ts_env, offline, "kill -9 during re-routing (crc32)", produced)
+
+
+def test_sigterm_mid_stream_writes_nothing_twice(
+    ts_env: Env, history: tuple[Path, list, int]
+) -> None:
+    path, offline, candidates = history
+    _fresh(ts_env, "st")
+    produced = _produce(ts_env, path)
+    worker = ts_env.worker()
+    ts_env.wait_committed("outbound", int(candidates * 0.4), worker)
+    worker.stop()  # SIGTERM: a clean stop
+    assert worker.proc.returncode == 0, worker.tail()
+    _finish(ts_env, ts_env.worker(), candidates)
+    result = _check(ts_env, offline, "SIGTERM mid-stream", produced)
+    assert result.duplicated_identical == 0, result.render()
+
+
+def test_broker_killed_and_restarted_mid_stream(
+    ts_env: Env, history: tuple[Path, list, int]
+) -> None:
+    port = ts_env.settings.bootstrap_servers.rsplit(":", 1)[-1]
+    pid_file = ROOT / ".cache" / "kafka" / f"broker-{port}.pid"
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or not pid_file.exists():
+        pytest.skip("the broker was not started by tools/kafka here, so it cannot be restarted")
+    path, offline, candidates = history
+    _fresh(ts_env, "br")
+    produced = _produce(ts_env, path)
+    worker = ts_env.worker()
+    ts_env.wait_committed("outbound", int(candidates * 0.3), worker)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the broker dies mid-stream
+    time.sleep(5)  # the outage itself: five seconds without a broker
+    subprocess.run([sys.executable, str(LOCAL_KAFKA), "start", "--port", port], check=True)
+    _finish(ts_env, worker, candidates)
+    _check(ts_env, offline, "broker kill -9 and restart", produced)
+
+
+def test_second_worker_takes_over_from_a_killed_one(
+    ts_env: Env, history: tuple[Path, list, int]
+) -> None:
+    path, offline, candidates = history
+    _fresh(ts_env, "tw")
+    produced = _produce(ts_env, path)
+    first = ts_env.worker()
+    ts_env.wait_committed("outbound", int(candidates * 0.15), first)
+    second = ts_env.worker()
+    ts_env.wait_committed("outbound", int(candidates * 0.4), second)
+    first.kill()  # its partitions and held candidates move to the second after the timeout
+    _finish(ts_env, second, candidates)
+    _check(ts_env, offline, "two workers, one killed", produced)
