@@ -37,7 +37,7 @@ from streams.settings import Settings, isolated_env, settings_from_env
 def _send_kafka_python(settings: Settings) -> tuple[Callable[..., None], Callable[[], None]]:
     from kafka import KafkaProducer
 
-    p = KafkaProducer(acks="all", linger_ms=2, **settings.kafka_client_kwargs())  # type: ignore[arg-type]
+    p = KafkaProducer(linger_ms=2, **settings.kafka_producer_kwargs())  # type: ignore[arg-type]
 
     def send(topic: str, key: bytes | None, value: bytes, ts: int) -> None:
         p.send(topic, key=key, value=value, timestamp_ms=ts)

@@ -92,7 +92,7 @@ def main() -> int:
         write_history(history, records)
         candidates = sum(1 for r in records if r["topic"] == "outbound")
         producer = KafkaProducer(
-            acks="all", linger_ms=50, batch_size=512 * 1024, **settings.kafka_client_kwargs()
+            linger_ms=50, batch_size=512 * 1024, **settings.kafka_producer_kwargs()
         )
         t0 = time.perf_counter()
         n, _bad = produce_history(history, producer, {r: settings.topics[r] for r in INPUTS})

@@ -110,7 +110,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from kafka import KafkaProducer
 
     settings = _settings()
-    producer = KafkaProducer(linger_ms=20, acks="all", **settings.kafka_client_kwargs())
+    producer = KafkaProducer(linger_ms=20, **settings.kafka_producer_kwargs())
     try:
         names = {r: settings.topics[r] for r in INPUT_ROLES}
         started = time.perf_counter()
@@ -237,7 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             stderr=subprocess.STDOUT,
         )
     try:
-        producer = KafkaProducer(acks="all", **settings.kafka_client_kwargs())
+        producer = KafkaProducer(**settings.kafka_producer_kwargs())
         names = {r: settings.topics[r] for r in INPUT_ROLES}
         sent, _bad = produce_history(history, producer, names)
         producer.close()

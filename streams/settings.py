@@ -124,6 +124,12 @@ class Settings(BaseSettings):
             )
         return kw
 
+    def kafka_producer_kwargs(self) -> dict[str, object]:
+        """For kafka-python producers: acknowledged by all replicas, and idempotent. Without
+        idempotence a retried batch can land after later ones (it retries with 5 requests
+        in flight), and a partition that is out of order is late data to the worker."""
+        return {**self.kafka_client_kwargs(), "acks": "all", "enable_idempotence": True}
+
     def kafka_consumer_kwargs(self) -> dict[str, object]:
         """For kafka-python consumers: its default 1 MB frame limit is smaller than the
         50 MB a fetch may ask for, which fails on any partition with a real backlog."""

@@ -90,7 +90,7 @@ class Env:
     tmp: Path
 
     def producer(self) -> KafkaProducer:
-        return KafkaProducer(acks="all", linger_ms=5, **self.settings.kafka_client_kwargs())  # type: ignore[arg-type]
+        return KafkaProducer(linger_ms=5, **self.settings.kafka_producer_kwargs())  # type: ignore[arg-type]
 
     def produce(self, records: list[dict[str, Any]]) -> None:
         """Produce history-style records; ``raw`` bytes are sent exactly as given."""

@@ -51,7 +51,7 @@ def _fresh(ts_env: Env, suffix: str) -> None:
 
 def _produce(ts_env: Env, path: Path) -> int:
     p = KafkaProducer(
-        acks="all", linger_ms=20, batch_size=256 * 1024, **ts_env.settings.kafka_client_kwargs()
+        linger_ms=20, batch_size=256 * 1024, **ts_env.settings.kafka_producer_kwargs()
     )  # type: ignore[arg-type]
     n, bad = produce_history(path, p, {r: ts_env.settings.topics[r] for r in INPUT_ROLES})
     p.close()

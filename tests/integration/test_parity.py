@@ -75,7 +75,7 @@ def _prepare(
     assert set(RULE_IDS) <= set(summary.rules), "the history must exercise every rule"
 
     producer = KafkaProducer(
-        acks="all", linger_ms=50, batch_size=256 * 1024, **settings.kafka_client_kwargs()
+        linger_ms=50, batch_size=256 * 1024, **settings.kafka_producer_kwargs()
     )  # type: ignore[arg-type]
     names = {r: settings.topics[r] for r in INPUT_ROLES}
     produced, bad = produce_history(history, producer, names)
