@@ -68,6 +68,10 @@ def app_config(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": min(3.0, settings.session_timeout / 3),
         "processing_guarantee": "at_least_once",
         "consumer_auto_offset_reset": "earliest",
+        # On stop or rebalance, do not wait for records the agent has been handed but not
+        # processed: once stopping, it leaves them unacknowledged (read again after the
+        # restart) rather than write state into tables that are being revoked.
+        "stream_wait_empty": False,
         "table_standby_replicas": 0,
         "producer_acks": -1,
     }
@@ -221,6 +225,8 @@ class Worker:
             self.reroute, key_serializer="raw", value_serializer="raw"
         )
         self._idleness = Idleness(settings.idle_after)
+        self._stopping = asyncio.Event()  # set when the app starts to stop
+        self._stopped_agent = asyncio.Event()  # never set: the agent waits to be cancelled
         # re-route partitions seen caught up since the last recovery: whatever an earlier run
         # forwarded to them has been read, so in-process markers may be trusted there
         self._reroute_clear: set[int] = set()
@@ -296,6 +302,11 @@ class Worker:
 
     async def _agent(self, stream: Any) -> None:
         async for event in stream.events():
+            if self._stopping.is_set():
+                # Shutting down: tables are revoked next, so a state written now could be
+                # lost while this record's offset is committed. Leave it unacknowledged:
+                # it is read again after the restart. Wait here until the agent is stopped.
+                await self._stopped_agent.wait()
             msg = event.message
             try:
                 await self.handle(
@@ -468,14 +479,22 @@ class Worker:
             await self._publish()
 
     async def _final_publish(self) -> None:
-        """On a clean stop: the last decisions out, their delivery recorded and flushed."""
+        """On a clean stop: no more records processed; the last decisions out, their
+        delivery recorded and flushed."""
+        self._stopping.set()
         if self._pending:
             log.info("publishing %d decision(s) before stopping", len(self._pending))
         try:
-            await self._publish()
-            await self.app.producer.flush()
-        except KafkaError as exc:  # the broker is gone: the outboxes keep them for next time
-            log.warning("could not publish before stopping (%s); they go out on restart", exc)
+            # Bounded: with the broker gone a flush waits for ever, and a stopping worker
+            # must be gone before its partitions are given to another one.
+            async with asyncio.timeout(self.settings.session_timeout / 3):
+                await self._publish()
+                await self.app.producer.flush()
+        except (KafkaError, TimeoutError) as exc:  # the outboxes keep them for next time
+            log.warning(
+                "could not publish before stopping (%s); they go out on restart",
+                type(exc).__name__,
+            )
 
     # ------------------------------------------------------------ timers
 

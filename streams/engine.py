@@ -268,10 +268,11 @@ class Engine:
         state = self.store.get(customer_id) or CustomerState()
         if source is not None:
             stream, offset = source
-            if offset <= state.applied.get(stream, -1):
+            last_offset, newest = state.applied.get(stream, (-1, NEVER))
+            if offset <= last_offset and record_ms <= newest:
                 self.counts["redelivered"] += 1
                 return []
-            state.applied[stream] = offset
+            state.applied[stream] = (max(offset, last_offset), max(record_ms, newest))
         out: list[Output] = []
         full = self._full(state, fact) if isinstance(fact, Candidate) else None
         if full is not None:

@@ -148,10 +148,11 @@ class CustomerState:
     # Outputs recorded with the decision, published once this state is durable, re-emitted
     # after a crash until a later publish is known delivered: (generation, role, key, value).
     outbox: list[tuple[int, str, str, str]] = field(default_factory=list)
-    # "topic:partition" of the stream a record came from -> highest offset applied for this
-    # customer: a record at or below it was read again after a crash, rebalance or a
-    # repeated re-route, and is skipped.
-    applied: dict[str, int] = field(default_factory=dict)
+    # "topic:partition" of the stream a record came from -> (highest offset applied for this
+    # customer, newest record time among them): a record at or below both was read again
+    # after a crash, a rebalance or a repeated re-route, and is skipped. A record below the
+    # offset but newer is from a topic deleted and created again, and is applied.
+    applied: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     # ------------------------------------------------------------ updates
 
@@ -444,7 +445,7 @@ def encode(state: CustomerState) -> bytes:
                 for e in state.epochs
             ],
             state.nseq,
-            state.applied,
+            {k: [o, t] for k, (o, t) in state.applied.items()},
             state.outbox,
         ]
     )
@@ -488,6 +489,6 @@ def decode(data: bytes) -> CustomerState:
             for s, e, fp, ps in row[10]
         ],
         nseq=row[11],
-        applied=row[12],
+        applied={k: (v, 2**62) if isinstance(v, int) else (v[0], v[1]) for k, v in row[12].items()},
         outbox=[(g, r, k, v) for g, r, k, v in row[13]],
     )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
 
 from streams.admin import create_topics, partition_counts
 from streams.errors import BrokerError
@@ -49,9 +51,19 @@ def test_topics_create_refuses_inputs_that_are_not_co_partitioned(kafka_bootstra
         create_topics(_settings(kafka_bootstrap, prefix), log=False)
 
 
-def test_no_broker_is_a_clear_error() -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["topics", "list"],
+        ["worker"],
+        ["inspect", "suppressed"],
+        ["verify"],
+        ["replay", "tests/data/contract_history.jsonl"],
+    ],
+)
+def test_no_broker_is_a_clear_error(command: list[str]) -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "topics", "list"],
+        [sys.executable, "-m", "streams.cli", *command],
         env={"TRIGGER_SANITY_BOOTSTRAP_SERVERS": "127.0.0.1:1", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -59,8 +71,55 @@ def test_no_broker_is_a_clear_error() -> None:
         timeout=120,
         check=False,
     )
-    assert res.returncode == 2
-    assert "no Kafka broker answers at 127.0.0.1:1" in res.stderr
+    assert res.returncode == 2, res.stderr
+    assert "127.0.0.1:1" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr  # one line, what to do
+    assert "TRIGGER_SANITY_BOOTSTRAP_SERVERS" in res.stderr
+
+
+def test_worker_refuses_topics_that_are_missing_or_not_co_partitioned(kafka_bootstrap: str) -> None:
+    prefix = f"w{uuid.uuid4().hex[:8]}."
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TRIGGER_SANITY_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "TRIGGER_SANITY_APP_ID": prefix.rstrip("."),
+        "TRIGGER_SANITY_PARTITIONS": "8",
+    }
+    env.update(
+        {f"TRIGGER_SANITY_TOPIC_{t.role.upper()}": f"{prefix}{t.default_name}" for t in REGISTRY}
+    )
+
+    def worker() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+            check=False,
+        )
+
+    res = worker()
+    assert res.returncode == 2 and "missing topics" in res.stderr, res.stderr
+    assert "trigger-sanity topics create" in res.stderr
+    create_topics(_settings(kafka_bootstrap, prefix, partitions=8), log=False)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:  # a 4-partition outbound beside 8-partition inputs
+        admin.delete_topics([f"{prefix}outbound"])
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                admin.create_topics([NewTopic(f"{prefix}outbound", 4, 1)])
+                break
+            except TopicAlreadyExistsError:  # deletion still in progress
+                assert time.monotonic() < deadline
+                time.sleep(0.5)  # polling the broker until the deletion completed
+    finally:
+        admin.close()
+    res = worker()
+    assert res.returncode == 2 and "not co-partitioned" in res.stderr, res.stderr
+    assert f"{prefix}outbound=4" in res.stderr
 
 
 def test_readme_demo_prints_suppressions_with_rule_and_reason(kafka_bootstrap: str) -> None:

@@ -215,3 +215,40 @@ def test_hundreds_of_200kb_messages_never_make_a_state_the_broker_refuses() -> N
     assert state is not None and 1 <= len(state.held) <= 3
     assert len(encode(state)) < 1024 * 1024
     assert engine.counts["held_full"] == 300 - len(state.held)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "second", "applied"),
+    [
+        # the same record read again after a crash: skipped
+        ("redelivered_after_a_crash", ("x.sessions:0", 7, 1_000), False),
+        # the topic got more partitions: the customer's records now come from partition 3,
+        # whose offsets have nothing to do with partition 0's
+        ("repartitioned_topic", ("x.sessions:3", 2, 2_000), True),
+        # the topic was deleted and created again: offsets start over, times move on
+        ("recreated_topic", ("x.sessions:0", 0, 5_000), True),
+    ],
+)
+def test_redelivery_is_recognised_per_source_stream(
+    scenario: str, second: tuple[str, int, int], applied: bool
+) -> None:
+    from streams.state import SessionFact
+
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    engine.ingest(0, "sessions", "c-42", 10, SessionFact("s-1", 10), 1_000,
+                  source=("x.sessions:0", 7))  # fmt: skip
+    stream, offset, record_ms = second
+    engine.ingest(0, "sessions", "c-42", 20, SessionFact("s-2", 20), record_ms,
+                  source=(stream, offset))  # fmt: skip
+    state = engine.store.get("c-42")
+    assert state is not None
+    assert (len(state.sessions) == 2) is applied
+    assert engine.counts["redelivered"] == (0 if applied else 1)
+
+
+def test_the_web_server_binds_where_the_settings_say() -> None:
+    from streams.app import app_config
+    from streams.settings import Settings
+
+    assert app_config(Settings())["web_bind"] == "127.0.0.1"
+    assert app_config(Settings(web_host="0.0.0.0"))["web_bind"] == "0.0.0.0"
