@@ -111,18 +111,23 @@ class Router:
         if key != cid:
             # Right partition, other key (or none): its customer's state is here already.
             self.counts["rekeyed"] += 1
+        source = (f"{topic}:{partition}", offset)
+        return self._apply(partition, role, parsed, record_ms, source)
+
+    def _apply(
+        self,
+        partition: int,
+        role: str,
+        parsed: codec.Parsed,
+        record_ms: int,
+        source: tuple[str, int],
+        arrival: int | None = None,
+    ) -> list[OutRecord]:
+        """A readable record on its customer's partition, read directly or re-routed."""
         self.counts[role] += 1
-        return self.render(
-            self.engine.ingest(
-                partition,
-                role,
-                parsed.customer_id,
-                parsed.event_ms,
-                parsed.fact,
-                record_ms,
-                source=(f"{topic}:{partition}", offset),
-            )
-        )
+        cid, t, fact = parsed.customer_id, parsed.event_ms, parsed.fact
+        out = self.engine.ingest(partition, role, cid, t, fact, record_ms, source, arrival)
+        return self.render(out)
 
     def _forward(
         self,
@@ -200,19 +205,7 @@ class Router:
             src_t, src_p = source[0].rsplit(":", 1)
             return [self.dead_letter(src_t, int(src_p), source[1], key, value, parsed.error,
                                      wall_ms)]  # fmt: skip
-        self.counts[role] += 1
-        return self.render(
-            self.engine.ingest(
-                partition,
-                role,
-                parsed.customer_id,
-                parsed.event_ms,
-                parsed.fact,
-                record_ms,
-                source=source,
-                arrival=arrival,
-            )
-        )
+        return self._apply(partition, role, parsed, record_ms, source, arrival)
 
     def _on_marker(self, partition: int, value: bytes | None) -> None:
         try:
