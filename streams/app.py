@@ -18,13 +18,20 @@ wall clock on partitions where everything is idle.
 Per-record failures never stop the worker: unreadable input is a
 dead-letter by construction, and any other exception while handling a
 record is logged with topic/partition/offset and routed to the dead-letter
-topic too (an exception escaping an agent would ack the message silently).
+topic too.
+
+Offsets are not faust's business here: the input topics are subscribed with
+acks off and the worker commits itself, through ``streams.checkpoint``, an
+offset only once every write its record caused is acknowledged, with the
+stream's frontier in the commit metadata (see that module for why).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -32,11 +39,15 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError as ClientError
+from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import TopicPartition as ClientTP
 from faust.types import TP
 from kafka.errors import KafkaError
 
 from streams.admin import admin_client
-from streams.clock import Idleness
+from streams.checkpoint import Checkpoints, WriteFailed, frontier_meta, parse_frontier
+from streams.clock import NEVER, Idleness
 from streams.engine import Engine
 from streams.partitioning import partition_for
 from streams.policy import Policy
@@ -89,15 +100,54 @@ def now_ms() -> int:
 
 
 class _App(faust.App):
-    """faust's App with one hook: work to finish before the consumer stops (the last
-    decisions out, their delivery recorded) while tables can still be written."""
+    """faust's App with two additions for stopping: work to finish before the consumer
+    stops (the last decisions out, their delivery recorded) while tables can still be
+    written; and a deadline for the whole stop. With the broker gone, faust's producer
+    flush waits for ever, and a stopping worker must be gone within the session timeout
+    (its partitions are someone else's by then). Leaving early is safe: nothing is
+    committed before the writes it depends on, so it is a crash that loses nothing."""
 
     before_stop: Callable[[], Awaitable[None]] | None = None
+    stop_within: float | None = None
 
     async def on_stop(self) -> None:
+        if self.stop_within is not None:
+            watchdog = threading.Timer(self.stop_within, _stop_overdue, (self.stop_within,))
+            watchdog.daemon = True
+            watchdog.start()
         if self.before_stop is not None:
             await self.before_stop()
         await super().on_stop()
+
+
+def _stop_overdue(seconds: float) -> None:
+    log.error(
+        "stopping took more than %.1f s (broker unreachable?); exiting now. Nothing is lost: "
+        "what was not published or committed is done after the restart",
+        seconds,
+    )
+    logging.shutdown()
+    os._exit(1)
+
+
+class DurableTable(faust.Table):
+    """faust's Table, with every changelog write handed to the checkpoint ledger: an
+    input offset is committed only once the state its record wrote is acknowledged."""
+
+    checkpoints: Checkpoints | None = None
+
+    def send_changelog(
+        self,
+        partition: int | None,
+        key: Any,
+        value: Any,
+        key_serializer: Any = None,
+        value_serializer: Any = None,
+    ) -> Any:
+        fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        if self.checkpoints is not None:
+            self.checkpoints.track(fut)
+        return fut
 
 
 DELIVERED_PREFIX = "\x00delivered-"
@@ -182,8 +232,12 @@ class Worker:
         self._inputs = frozenset(self.topics.inputs)
         self.app = _App(settings.app_id, **app_config(settings))
         self.app.before_stop = self._final_publish
-        self.table = self.app.Table(
-            "customers",
+        self.app.stop_within = settings.session_timeout * 0.8
+        self.checkpoints = Checkpoints()
+        table = DurableTable(
+            self.app,
+            name="customers",
+            beacon=self.app.tables.beacon,
             partitions=settings.partitions,
             key_type=bytes,
             value_type=bytes,
@@ -191,6 +245,9 @@ class Worker:
             # hash, which is the same murmur2 partition as the input records.
             use_partitioner=True,
         )
+        table.checkpoints = self.checkpoints
+        self.app.tables.add(table)
+        self.table = table
         self._owned: set[int] = set()
         self._generation = 0  # bumped on every revocation and recovery
         self.store = TableStore(self.table, lambda cid: self._partition_of(cid) in self._owned)
@@ -215,7 +272,11 @@ class Worker:
             delivered_key(p, settings.partitions).encode() for p in range(settings.partitions)
         ]
         self.inputs = self.app.topic(
-            *self.topics.inputs, self.reroute, key_serializer="raw", value_serializer="raw"
+            *self.topics.inputs,
+            self.reroute,
+            key_serializer="raw",
+            value_serializer="raw",
+            acks=False,  # offsets are committed by _commit, never by faust
         )
         self.out = {
             role: self.app.topic(self.topics[role], key_serializer="raw", value_serializer="raw")
@@ -226,6 +287,7 @@ class Worker:
         )
         self._idleness = Idleness(settings.idle_after)
         self._stopping = asyncio.Event()  # set when the app starts to stop
+        self._handling = asyncio.Lock()  # held by the agent while it handles a record
         self._stopped_agent = asyncio.Event()  # never set: the agent waits to be cancelled
         # re-route partitions seen caught up since the last recovery: whatever an earlier run
         # forwarded to them has been read, so in-process markers may be trusted there
@@ -241,6 +303,7 @@ class Worker:
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._agent)
         self.app.timer(settings.idle_check_interval, name="idle-check")(self._tick)
         self.app.task(self._publisher)
+        self.app.task(self._committer)
         self.table.on_recover(self._on_recover)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
 
@@ -262,6 +325,7 @@ class Worker:
             raw = self.table.get(self._delivered_keys[p])
             delivered[p] = int(raw) if raw is not None else -1
         n, again = self.engine.restore(self._partition_of, lambda p: delivered.get(p, -1))
+        resumed = await self._resume_clocks()
         # New outbox entries must be newer than anything any earlier run called delivered.
         top = max(delivered.values(), default=-1)
         self.engine.generation = max(self.engine.generation, top + 1)
@@ -277,15 +341,44 @@ class Worker:
         self._local_sent.clear()
         self.router.new_incarnation(uuid.uuid4().hex[:12].encode())
         self._ready = True
-        log.info("state recovered: partitions %s, %d held candidates", sorted(self._owned), n)
+        log.info(
+            "state recovered: partitions %s, %d held candidates, %d stream clocks resumed",
+            sorted(self._owned),
+            n,
+            resumed,
+        )
+
+    async def _resume_clocks(self) -> int:
+        """Each owned input stream's frontier, from the metadata of the committed offset
+        the consumer resumes at (see streams.checkpoint). Without it a record read again
+        after a crash would get a lower arrival frontier than in an uninterrupted run,
+        and could see evidence an uninterrupted run calls late."""
+        committed = await asyncio.to_thread(self._committed_offsets, True)
+        n = 0
+        for (topic, p), (_, meta) in committed.items():
+            if topic in self._inputs and p in self._owned:
+                frontier = parse_frontier(meta)
+                if frontier is not None:
+                    self.engine.clock(p).resume(self.role_of[topic], frontier)
+                    n += 1
+        return n
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         self._ready = False
         self._generation += 1
+        self.checkpoints.forget((tp.topic, tp.partition) for tp in revoked)
+        try:
+            # The next owner restores from the changelog: let our writes land first.
+            async with asyncio.timeout(self.settings.session_timeout / 3):
+                await self.checkpoints.durable()
+        except (TimeoutError, WriteFailed) as exc:
+            log.warning("state writes not all acknowledged before handing over: %s", exc)
         gone = {tp.partition for tp in revoked if tp.topic in self._inputs}
         # Their outboxes go with the partitions: the new owner publishes them.
         self._pending = [
-            r for r in self._pending if self._partition_of(r.key.decode()) not in gone  # type: ignore[union-attr]
+            r
+            for r in self._pending
+            if self._partition_of(r.key.decode()) not in gone  # type: ignore[union-attr]
         ]
         self._owned -= gone
         self._reroute_clear -= gone
@@ -308,26 +401,32 @@ class Worker:
                 # it is read again after the restart. Wait here until the agent is stopped.
                 await self._stopped_agent.wait()
             msg = event.message
-            try:
-                await self.handle(
-                    msg.topic,
-                    msg.partition,
-                    msg.offset,
-                    msg.timestamp,
-                    msg.key,
-                    msg.value,
-                    dict(msg.headers) if msg.headers else None,
+            async with self._handling:
+                try:
+                    await self.handle(
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        msg.timestamp,
+                        msg.key,
+                        msg.value,
+                        dict(msg.headers) if msg.headers else None,
+                    )
+                except Exception as exc:
+                    # An exception escaping the agent would end it: log it with its
+                    # coordinates, count it and dead-letter the record, then keep going.
+                    log.exception("failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+                    self.router.counts["internal_error"] += 1
+                    err = f"internal error: {type(exc).__name__}: {exc}"
+                    await self._write(
+                        [self.router.dead_letter(msg.topic, msg.partition, msg.offset, msg.key,
+                                                 msg.value, err, now_ms())]
+                    )  # fmt: skip
+                self.checkpoints.close(
+                    (msg.topic, msg.partition),
+                    msg.offset + 1,
+                    self._commit_meta(msg.topic, msg.partition),
                 )
-            except Exception as exc:
-                # An exception escaping the agent would ack the record silently: log it with
-                # its coordinates, count it and dead-letter it, then keep going.
-                log.exception("failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
-                self.router.counts["internal_error"] += 1
-                err = f"internal error: {type(exc).__name__}: {exc}"
-                await self._write(
-                    [self.router.dead_letter(msg.topic, msg.partition, msg.offset, msg.key,
-                                             msg.value, err, now_ms())]
-                )  # fmt: skip
 
     async def handle(
         self,
@@ -371,6 +470,16 @@ class Worker:
         self.store.commit()
         self.engine.commit()
         await self._write(out)
+
+    def _commit_meta(self, topic: str, partition: int) -> str:
+        """What a commit of this input stream carries: its frontier (re-route: nothing;
+        a forwarded record's arrival frontier travels in its headers)."""
+        if topic == self.reroute:
+            return ""
+        clock = self.engine.clock(partition)
+        role = self.role_of[topic]
+        frontier = clock.frontier(role)
+        return frontier_meta(None if frontier == NEVER else frontier)
 
     def _local_markers(self, source: int, wall: int, force: bool = False) -> list[OutRecord]:
         """The same progress markers, handed over in memory to the partitions this worker
@@ -429,7 +538,7 @@ class Worker:
                 continue
             if r.role == "reroute":
                 ts = None if r.timestamp_ms is None else r.timestamp_ms / 1000
-                await self.out["reroute"].send(
+                fut = await self.out["reroute"].send(
                     key=r.key,
                     value=r.value,
                     partition=r.partition,
@@ -437,15 +546,19 @@ class Worker:
                     headers=list(r.headers),
                 )
             else:
-                await self.out[r.role].send(key=r.key, value=r.value)
+                fut = await self.out[r.role].send(key=r.key, value=r.value)
+            # the record's offset waits for these too: a forwarded copy or a dead letter
+            # must not be lost with the input offset committed
+            self.checkpoints.track(fut)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ delivery
 
     async def _publish(self) -> None:
         """Publish the pending decisions whose state is durable, then record delivery.
 
-        1. flush: every state that holds a pending decision (with its outbox) is durable;
-        2. send the decisions and flush: they are durable;
+        1. every state write made so far (the outboxes holding these decisions among
+           them) is acknowledged;
+        2. send the decisions and wait for their acknowledgements;
         3. write the delivered generation into each owned partition's table.
         A crash before 1 completes loses no decision (it was never sent; its input is
         read again); after 1, recovery publishes the outbox entries newer than the
@@ -457,15 +570,17 @@ class Worker:
         gen = self.engine.generation
         self.engine.generation += 1
         try:
-            await self.app.producer.flush()
-            for r in batch:
-                await self.out[r.role].send(key=r.key, value=r.value)
-            await self.app.producer.flush()
-        except KafkaError as exc:
+            await self.checkpoints.durable()
+            sent = [await self.out[r.role].send(key=r.key, value=r.value) for r in batch]
+            await asyncio.gather(*sent)
+        except ClientError as exc:
             # Nothing is recorded as delivered: they stay pending (and in the outboxes).
             log.warning("publishing %d decision(s) failed (%s); will retry", len(batch), exc)
             self._pending[:0] = batch
             return
+        except BaseException:
+            self._pending[:0] = batch
+            raise
         self.engine.delivered = max(self.engine.delivered, gen)
         if generation == self._generation and self._ready and not self.app.rebalancing:
             for p in sorted(self._owned):
@@ -476,24 +591,83 @@ class Worker:
         waits for the broker, and may take longer than the interval under load)."""
         while not self.app.should_stop:
             await asyncio.sleep(self.settings.publish_interval)  # pacing the cycles
-            await self._publish()
+            try:
+                await self._publish()
+            except WriteFailed as exc:
+                await self._crash(exc)
+                return
+
+    async def _committer(self) -> None:
+        """Commit cycles: every ``commit_interval``, the offsets whose records' writes
+        are all acknowledged (see streams.checkpoint)."""
+        while not self.app.should_stop:
+            await asyncio.sleep(self.settings.commit_interval)  # pacing the cycles
+            try:
+                await self._commit()
+            except WriteFailed as exc:
+                await self._crash(exc)
+                return
+
+    async def _crash(self, exc: WriteFailed) -> None:
+        """A state or forward write was rejected: memory is ahead of Kafka. Stop (exit
+        non-zero); a restart recovers from what Kafka holds and reads the records again."""
+        log.error("stopping: %s", exc)
+        await self.app.crash(exc)
+
+    async def _commit(self) -> None:
+        if not self._ready or self.app.rebalancing:
+            return
+        offsets = self.checkpoints.committable()
+        if not offsets:
+            return
+        generation = self._generation
+        try:
+            await self.app.consumer._thread.call_thread(self._commit_in_thread, offsets)  # type: ignore[attr-defined]
+        except ClientError as exc:
+            # Not committed: those records are read again later and skipped as applied.
+            log.warning("committing offsets failed (%s); will retry", exc)
+            return
+        if generation == self._generation:
+            self.checkpoints.committed(offsets)
+
+    async def _commit_in_thread(self, offsets: dict[tuple[str, int], tuple[int, str]]) -> None:
+        """Runs on faust's consumer thread, which owns the aiokafka consumer. faust's own
+        commit cannot carry metadata, hence this."""
+        thread = self.app.consumer._thread  # type: ignore[attr-defined]
+        consumer = thread._ensure_consumer()
+        assigned = consumer.assignment()
+        todo = {
+            ClientTP(t, p): OffsetAndMetadata(offset, meta)
+            for (t, p), (offset, meta) in offsets.items()
+            if ClientTP(t, p) in assigned
+        }
+        if todo:
+            await consumer.commit(todo)
+            now = time.monotonic()
+            # faust's stall detector logs "no commit" warnings from this map
+            thread.tp_last_committed_at.update({TP(tp.topic, tp.partition): now for tp in todo})
 
     async def _final_publish(self) -> None:
         """On a clean stop: no more records processed; the last decisions out, their
         delivery recorded and flushed."""
         self._stopping.set()
-        if self._pending:
-            log.info("publishing %d decision(s) before stopping", len(self._pending))
         try:
             # Bounded: with the broker gone a flush waits for ever, and a stopping worker
             # must be gone before its partitions are given to another one.
             async with asyncio.timeout(self.settings.session_timeout / 3):
+                async with self._handling:  # the record in hand is finished first
+                    pass
+                if self._pending:
+                    log.info("publishing %d decision(s) before stopping", len(self._pending))
                 await self._publish()
-                await self.app.producer.flush()
-        except (KafkaError, TimeoutError) as exc:  # the outboxes keep them for next time
+                await self.checkpoints.durable()
+                await self._commit()
+        except (ClientError, KafkaError, TimeoutError, WriteFailed) as exc:
+            # the outboxes keep the decisions, and the records are read again
             log.warning(
-                "could not publish before stopping (%s); they go out on restart",
+                "could not publish and commit before stopping (%s: %s); done on restart",
                 type(exc).__name__,
+                exc,
             )
 
     # ------------------------------------------------------------ timers
@@ -518,9 +692,9 @@ class Worker:
         for p in sorted({tp.partition for tp in tps} & self._owned):
             beat.extend(self._markers(p, now, 0.0, heartbeat=True))
         await self._write(beat)
-        reroute_tps = {
-            tp for tp in self.app.consumer.assignment() if tp.topic == self.reroute
-        } - {TP(self.reroute, p) for p in self._reroute_clear}
+        reroute_tps = {tp for tp in self.app.consumer.assignment() if tp.topic == self.reroute} - {
+            TP(self.reroute, p) for p in self._reroute_clear
+        }
         ends = await self.app.consumer.highwaters(*tps, *reroute_tps)
         unseen = [
             tp
@@ -574,16 +748,20 @@ class Worker:
             out.update({tp: off for tp, off in earliest.items() if off is not None})
         return out
 
-    def _committed_offsets(self) -> dict[tuple[str, int], int]:
+    def _committed_offsets(self, strict: bool = False) -> dict[tuple[str, int], Any]:
+        """Committed offsets of the group, with their metadata when ``strict`` (then a
+        failure raises: recovery must not guess a clock)."""
         try:
             if self._admin is None:
                 self._admin = admin_client(self.settings)
             offsets = self._admin.list_consumer_group_offsets(self.settings.app_id)
         except KafkaError as exc:
+            if strict:
+                raise
             log.warning("cannot read committed offsets (%s); treating partitions as busy", exc)
             return {}
         return {
-            (tp.topic, tp.partition): meta.offset
+            (tp.topic, tp.partition): (meta.offset, meta.metadata) if strict else meta.offset
             for tp, meta in offsets.items()
             if meta.offset >= 0
         }

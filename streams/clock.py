@@ -86,9 +86,7 @@ class StreamClock:
         self._latest: int | None = None
         self._idle: dict[str, bool] = dict.fromkeys(topics, False)
         # source -> [frontier or None, idle, stamp]; unknown until its first progress marker
-        self._remote: dict[Source, list[int | bool | None]] = {
-            s: [None, False, -1] for s in remote
-        }
+        self._remote: dict[Source, list[int | bool | None]] = {s: [None, False, -1] for s in remote}
 
     def frontier(self, topic: str) -> int:
         """The topic's frontier now (``NEVER`` before its first record): a record read
@@ -104,6 +102,17 @@ class StreamClock:
             self._frontier[topic] = f
         if self._latest is None or event_ms > self._latest:
             self._latest = event_ms
+
+    def resume(self, topic: str, frontier: int) -> None:
+        """Start where the committed records of ``topic`` left its frontier (from the
+        offset commit's metadata): records read again get the arrival frontier an
+        uninterrupted run gave them."""
+        cur = self._frontier[topic]
+        if cur is None or frontier > cur:
+            self._frontier[topic] = frontier
+        latest = frontier + self._lateness.get(topic, 0)
+        if self._latest is None or latest > self._latest:
+            self._latest = latest
 
     def observe_forwarded(self, event_ms: int) -> None:
         """A re-routed record was read: its stream's progress comes by marker."""

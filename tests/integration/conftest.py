@@ -18,13 +18,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from streams.admin import create_topics
 from streams.settings import Settings, isolated_env, settings_from_env
@@ -88,6 +89,7 @@ class Env:
     settings: Settings
     env: dict[str, str]
     tmp: Path
+    started: list[WorkerProc] = field(default_factory=list)  # killed at teardown if left
 
     def producer(self) -> KafkaProducer:
         return KafkaProducer(linger_ms=5, **self.settings.kafka_producer_kwargs())  # type: ignore[arg-type]
@@ -135,7 +137,12 @@ class Env:
         self, role: str, at_least: int, worker: WorkerProc, timeout: float = 300
     ) -> None:
         deadline = time.monotonic() + timeout
-        while self.committed(role) < at_least:
+        while True:
+            try:
+                if self.committed(role) >= at_least:
+                    return
+            except KafkaError:  # e.g. the group coordinator still loading: ask again
+                pass
             assert time.monotonic() < deadline, worker.tail()
             assert worker.proc.poll() is None, worker.tail()
             time.sleep(0.5)  # polling a broker-side fact, bounded by the deadline
@@ -153,7 +160,9 @@ class Env:
             stdout=fh,
             stderr=subprocess.STDOUT,
         )
-        return WorkerProc(proc, log, fh)
+        worker = WorkerProc(proc, log, fh)
+        self.started.append(worker)
+        return worker
 
     def collect(
         self,
@@ -196,6 +205,15 @@ class Env:
         )
 
 
+_RECONNECT_NOISE = (
+    "Unable connect to node",
+    "NodeNotReadyError",
+    "Unable to update metadata",
+    "Unable to request metadata",
+    "Group Coordinator Request failed",
+)
+
+
 @dataclass
 class WorkerProc:
     proc: subprocess.Popen[bytes]
@@ -203,9 +221,16 @@ class WorkerProc:
     fh: Any
 
     def tail(self, n: int = 60) -> str:
+        """The worker log's last lines, without the client's reconnect chatter (with the
+        broker down it would fill the whole tail)."""
         if not self.fh.closed:
             self.fh.flush()
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        lines = [
+            line
+            for line in self.log.read_text(errors="replace").splitlines()
+            if not any(noise in line for noise in _RECONNECT_NOISE)
+        ]
+        return "\n".join(lines[-n:])
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -244,4 +269,8 @@ def ts_env(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Env]:
     # Histories carry old event times as record timestamps: keep them whatever
     # the broker's time retention.
     create_topics(settings, log=False, configs={"retention.ms": "-1"})
-    yield Env(settings, env, tmp_path)
+    deployment = Env(settings, env, tmp_path)
+    yield deployment
+    for worker in deployment.started:  # a failed test must not leave a worker running
+        if worker.proc.poll() is None:
+            worker.kill()
