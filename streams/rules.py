@@ -206,9 +206,7 @@ def welcome_back_to_new_customer(
     ep = state.epoch_at(msg.created_at)
     since = ep.start if ep is not None else -ALWAYS
     started = [
-        s
-        for s in state.sessions
-        if since <= s.t <= msg.created_at and s.arr <= view.arrived_by
+        s for s in state.sessions if since <= s.t <= msg.created_at and s.arr <= view.arrived_by
     ]
     count = (ep.pruned_sessions if ep is not None else 0) + len(started)
     if count >= rp.min_sessions:
@@ -296,13 +294,17 @@ def win_back_active_customer(
     end = msg.created_at
     last: Evidence | None = None
     for p in state.purchases:
-        if _within(p.t, end, rp.window) and view.fact(p.t, p.arr) and (
-            last is None or p.t > last[2]
+        if (
+            _within(p.t, end, rp.window)
+            and view.fact(p.t, p.arr)
+            and (last is None or p.t > last[2])
         ):
             last = ("purchases", p.event_id, p.t)
     for s in state.sessions:
-        if _within(s.t, end, rp.window) and view.fact(s.t, s.arr) and (
-            last is None or s.t > last[2]
+        if (
+            _within(s.t, end, rp.window)
+            and view.fact(s.t, s.arr)
+            and (last is None or s.t > last[2])
         ):
             last = ("sessions", s.event_id, s.t)
     if last is None:

@@ -159,8 +159,11 @@ def test_misrouted_records_are_rerouted_and_decided_once(ts_env: Env) -> None:
     # forwarded through the app's own topic, never written back into the inputs
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(enable_auto_commit=False, consumer_timeout_ms=1000,
-                             **ts_env.settings.kafka_consumer_kwargs())  # type: ignore[arg-type]
+    consumer = KafkaConsumer(
+        enable_auto_commit=False,
+        consumer_timeout_ms=1000,
+        **ts_env.settings.kafka_consumer_kwargs(),
+    )  # type: ignore[arg-type]
     try:
         tps = [TopicPartition(ts_env.settings.topics[r], p) for r in ("sessions", "outbound")
                for p in range(4)]  # fmt: skip
