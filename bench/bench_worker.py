@@ -54,7 +54,15 @@ def bootstrap() -> str:
     return f"127.0.0.1:{port}"
 
 
-def drain(settings: Settings, roles: tuple[str, ...], want: int, timeout: float) -> list[bytes]:
+def drain(
+    settings: Settings,
+    roles: tuple[str, ...],
+    want: int,
+    timeout: float,
+    stamps: list[int] | None = None,
+) -> list[bytes]:
+    """Read ``want`` records of the topics from the beginning; their broker timestamps
+    (producer CreateTime: when the worker sent each) go to ``stamps`` if given."""
     consumer = KafkaConsumer(
         enable_auto_commit=False,
         consumer_timeout_ms=300,
@@ -66,7 +74,10 @@ def drain(settings: Settings, roles: tuple[str, ...], want: int, timeout: float)
     out: list[bytes] = []
     deadline = time.monotonic() + timeout
     while len(out) < want and time.monotonic() < deadline:
-        out.extend(r.value for r in consumer)
+        for r in consumer:
+            out.append(r.value)
+            if stamps is not None:
+                stamps.append(r.timestamp)
     consumer.close()
     return out
 
@@ -78,6 +89,11 @@ def main() -> int:
     ap.add_argument("--customers", type=int, default=2000)
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run the worker under py-spy (if installed) and write collapsed stacks to FILE",
+    )
     args = ap.parse_args()
 
     run = f"bench{uuid.uuid4().hex[:6]}"
@@ -107,18 +123,36 @@ def main() -> int:
 
         log = open(Path(tmp) / "worker.log", "wb")
         t0 = time.perf_counter()
+        cmd = [sys.executable, "-m", "streams.cli", "worker"]
+        if args.profile:
+            cmd = [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--format",
+                "raw",
+                "-r",
+                "200",
+                "-o",
+                args.profile,
+                "--",
+                *cmd,
+            ]
         worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            cmd,
             env=env,
             cwd=ROOT,
             stdout=log,
             stderr=log,
         )
         try:
-            out = drain(settings, ("send_queue", "suppressed"), candidates, args.timeout)
+            stamps: list[int] = []
+            out = drain(settings, ("send_queue", "suppressed"), candidates, args.timeout, stamps)
             took = time.perf_counter() - t0
         finally:
-            worker.terminate()
+            if args.profile:  # stop the worker under py-spy: py-spy then writes the file
+                subprocess.run(["pkill", "-TERM", "-P", str(worker.pid)], check=False)
+            else:
+                worker.terminate()
             worker.wait(timeout=60)
             log.close()
     held = []
@@ -126,9 +160,14 @@ def main() -> int:
         v = orjson.loads(raw)
         if "sanity" in v and v["trigger"] != "abandoned_cart":
             held.append(v["sanity"]["held_ms"])
+    span = (max(stamps) - min(stamps)) / 1000 if stamps else float("nan")
     print(
         f"worker: {len(out)} decisions for {n} records in {took:.1f}s incl. startup "
         f"({n / took:,.0f} records/s); ratio to the plain consumer {took / base:.1f}x the time"
+    )
+    print(
+        f"worker, first decision to last: {span:.1f}s ({n / span:,.0f} input records/s; "
+        f"{rate / (n / span):.1f}x slower than the plain consumer)"
     )
     print(
         f"held time of sent messages without settle delay (ms): p50 {pct(held, 0.5):.0f}  "

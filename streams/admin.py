@@ -105,18 +105,23 @@ def create_topics(
 
 
 def check_inputs(settings: Settings) -> int:
-    """Before the worker starts: every input topic and the re-route topic exist and are
-    co-partitioned. Returns their partition count; raises ``BrokerError`` saying what to do.
+    """Before the worker starts: every input and output topic and the re-route topic exist,
+    and the inputs and the re-route topic are co-partitioned. Returns their partition
+    count; raises ``BrokerError`` saying what to do.
 
     A worker started on a 4-partition ``outbound`` beside 8-partition inputs would hold
     candidates forever; better not to start at all."""
     names = (*settings.topics.inputs, settings.reroute_topic)
+    outputs = tuple(
+        settings.topics[r] for r in ("send_queue", "suppressed", "dead_letter", "late_evidence")
+    )
     admin = admin_client(settings)
     try:
-        counts = partition_counts(admin, names)
+        counts = partition_counts(admin, names + outputs)
     finally:
         admin.close()
-    missing = [n for n in names if n not in counts]
+    missing = [n for n in names + outputs if n not in counts]
+    counts = {n: c for n, c in counts.items() if n in names}
     if missing:
         raise BrokerError(
             f"missing topics on {settings.bootstrap_servers}: {', '.join(missing)}; "

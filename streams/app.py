@@ -85,6 +85,9 @@ def app_config(settings: Settings) -> dict[str, Any]:
         "stream_wait_empty": False,
         "table_standby_replicas": 0,
         "producer_acks": -1,
+        # Decisions, changelog write-backs and markers go out in bursts: batch them.
+        "producer_linger": settings.linger_ms / 1000,
+        "producer_max_batch_size": 512 * 1024,
     }
     if settings.sasl_mechanism:
         conf["broker_credentials"] = faust.SASLCredentials(
@@ -163,55 +166,93 @@ def delivered_key(partition: int, partitions: int) -> str:
 
 
 class TableStore:
-    """The engine's ``StateStore`` over a faust table of raw bytes.
+    """The engine's ``StateStore`` over a faust table of raw bytes, written back.
 
     Keys are customer ids as UTF-8 and values ``state.encode`` bytes: the
     changelog then partitions exactly like the inputs (murmur2 of the key),
     and the in-memory store holds the compact encoding, not Python objects.
+
+    A record's changes go to the table's store at once (reads see them) and to
+    the changelog at the next ``take_dirty`` flush, once per customer however
+    many records touched it (as Kafka Streams' caching store and quix-streams'
+    checkpoints do): faust's one changelog send per table write was most of the
+    worker's cost. Offsets wait for the flush (``Checkpoints.state_pending``).
     """
 
-    def __init__(self, table: Any, owns: Callable[[str], bool]) -> None:
+    def __init__(self, table: Any, owns: Callable[[str], bool], checkpoints: Checkpoints) -> None:
         self.table = table
         self.owns = owns
-        # customer -> encoded state (None: deleted) written since begin(): a record's
-        # changes reach the table only if all of its handling succeeded
-        self._tx: dict[bytes, bytes | None] | None = None
+        self.checkpoints = checkpoints
+        # customer -> state (None: deleted) written since begin(): a record's changes
+        # reach the table only if all of its handling succeeded, encoded once at commit
+        self._tx: dict[bytes, CustomerState | None] | None = None
+        # customer -> state decoded during the record: decoded once however often read
+        self._seen: dict[bytes, CustomerState] = {}
+        # changed since the last flush, not yet sent to the changelog
+        self._dirty: dict[bytes, bytes | None] = {}
 
     def begin(self) -> None:
         self._tx = {}
+        self._seen = {}
 
     def commit(self) -> None:
         tx, self._tx = self._tx or {}, None
-        for key, value in tx.items():
-            if value is not None:
-                self.table[key] = value
-            elif key in self.table:
-                del self.table[key]
+        self._seen = {}
+        for key, state in tx.items():
+            self._set(key, None if state is None else encode(state))
 
     def rollback(self) -> None:
         self._tx = None
+        self._seen = {}
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        data = self.table.data
+        if value is not None:
+            data[key] = value
+        elif key in data:
+            del data[key]
+        if not self._dirty:
+            self.checkpoints.state_pending()
+        self._dirty[key] = value
+
+    def take_dirty(self) -> dict[bytes, bytes | None]:
+        """What the next flush writes; from now on changes wait for the flush after."""
+        dirty, self._dirty = self._dirty, {}
+        return dirty
+
+    @property
+    def dirty(self) -> int:
+        return len(self._dirty)
 
     def get(self, customer_id: str) -> CustomerState | None:
         key = customer_id.encode("utf-8")
-        if self._tx is not None and key in self._tx:
-            data = self._tx[key]
-        else:
-            data = self.table.get(key)
-        return None if data is None else decode(data)
+        tx = self._tx
+        if tx is None:
+            data = self.table.data.get(key)
+            return None if data is None else decode(data)
+        if key in tx:
+            return tx[key]
+        seen = self._seen.get(key)
+        if seen is None:
+            data = self.table.data.get(key)
+            if data is None:
+                return None
+            seen = self._seen[key] = decode(data)
+        return seen
 
     def put(self, customer_id: str, state: CustomerState) -> None:
         key = customer_id.encode("utf-8")
         if self._tx is not None:
-            self._tx[key] = encode(state)
+            self._tx[key] = state
         else:
-            self.table[key] = encode(state)
+            self._set(key, encode(state))
 
     def delete(self, customer_id: str) -> None:
         key = customer_id.encode("utf-8")
         if self._tx is not None:
             self._tx[key] = None
-        elif key in self.table:
-            del self.table[key]
+        else:
+            self._set(key, None)
 
     def keys(self) -> Iterable[str]:
         """Customers of the partitions this worker owns now. The memory store keeps keys
@@ -248,9 +289,12 @@ class Worker:
         table.checkpoints = self.checkpoints
         self.app.tables.add(table)
         self.table = table
+        self._changelog = table.changelog_topic.get_topic_name()
         self._owned: set[int] = set()
         self._generation = 0  # bumped on every revocation and recovery
-        self.store = TableStore(self.table, lambda cid: self._partition_of(cid) in self._owned)
+        self.store = TableStore(
+            self.table, lambda cid: self._partition_of(cid) in self._owned, self.checkpoints
+        )
         self.engine = Engine(
             policy,
             self.store,
@@ -278,16 +322,17 @@ class Worker:
             value_serializer="raw",
             acks=False,  # offsets are committed by _commit, never by faust
         )
+        # Output topic names: records go straight to the producer (bytes already
+        # rendered), not through faust's Topic.send and its per-record bookkeeping.
         self.out = {
-            role: self.app.topic(self.topics[role], key_serializer="raw", value_serializer="raw")
+            role: self.topics[role]
             for role in ("send_queue", "suppressed", "dead_letter", "late_evidence")
         }
-        self.out["reroute"] = self.app.topic(
-            self.reroute, key_serializer="raw", value_serializer="raw"
-        )
+        self.out["reroute"] = self.reroute
         self._idleness = Idleness(settings.idle_after)
         self._stopping = asyncio.Event()  # set when the app starts to stop
         self._handling = asyncio.Lock()  # held by the agent while it handles a record
+        self._publishing = asyncio.Lock()  # one publish cycle at a time
         self._stopped_agent = asyncio.Event()  # never set: the agent waits to be cancelled
         # re-route partitions seen caught up since the last recovery: whatever an earlier run
         # forwarded to them has been read, so in-process markers may be trusted there
@@ -365,14 +410,19 @@ class Worker:
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         self._ready = False
+        try:
+            # The next owner restores from the changelog and publishes the outbox entries
+            # not recorded as delivered: publish what is pending, record it, and let every
+            # write land first (else it would publish them again, and miss late state).
+            async with asyncio.timeout(self.settings.session_timeout / 3):
+                async with self._handling:
+                    await self._publish(handover=True)
+                    await self._flush()
+                await self.checkpoints.durable()
+        except (TimeoutError, WriteFailed, ClientError, KafkaError) as exc:
+            log.warning("handing over before every write was acknowledged: %r", exc)
         self._generation += 1
         self.checkpoints.forget((tp.topic, tp.partition) for tp in revoked)
-        try:
-            # The next owner restores from the changelog: let our writes land first.
-            async with asyncio.timeout(self.settings.session_timeout / 3):
-                await self.checkpoints.durable()
-        except (TimeoutError, WriteFailed) as exc:
-            log.warning("state writes not all acknowledged before handing over: %s", exc)
         gone = {tp.partition for tp in revoked if tp.topic in self._inputs}
         # Their outboxes go with the partitions: the new owner publishes them.
         self._pending = [
@@ -427,6 +477,8 @@ class Worker:
                     msg.offset + 1,
                     self._commit_meta(msg.topic, msg.partition),
                 )
+                if self.store.dirty >= self.settings.max_dirty:
+                    await self._flush()
 
     async def handle(
         self,
@@ -470,6 +522,32 @@ class Worker:
         self.store.commit()
         self.engine.commit()
         await self._write(out)
+
+    async def _flush(self) -> None:
+        """Write back every customer changed since the last flush: one changelog record
+        each, sent without waiting; the records read meanwhile wait for them (their
+        offsets) through the checkpoint ledger."""
+        dirty = self.store.take_dirty()
+        epoch = self.checkpoints.flush_begins()
+        if not dirty:
+            Checkpoints.flushed(epoch, [])
+            return
+        send = self.app.producer.send
+        topic = self._changelog
+        partitions = self.settings.partitions
+        writes: list[Any] = []
+        try:
+            for key, value in dirty.items():
+                p = partition_for(key.decode("utf-8"), partitions)
+                writes.append(await send(topic, key, value, p, None, None))
+        except BaseException as exc:
+            # Not all sent: whoever waits for this flush must not commit past it.
+            failed = self.app.loop.create_future()
+            failed.set_exception(exc if isinstance(exc, Exception) else WriteFailed("cancelled"))
+            writes.append(failed)
+            Checkpoints.flushed(epoch, writes)
+            raise
+        Checkpoints.flushed(epoch, writes)
 
     def _commit_meta(self, topic: str, partition: int) -> str:
         """What a commit of this input stream carries: its frontier (re-route: nothing;
@@ -538,22 +616,20 @@ class Worker:
                 continue
             if r.role == "reroute":
                 ts = None if r.timestamp_ms is None else r.timestamp_ms / 1000
-                fut = await self.out["reroute"].send(
-                    key=r.key,
-                    value=r.value,
-                    partition=r.partition,
-                    timestamp=ts,
-                    headers=list(r.headers),
+                fut = await self.app.producer.send(
+                    self.reroute, r.key, r.value, r.partition, ts, list(r.headers)
                 )
             else:
-                fut = await self.out[r.role].send(key=r.key, value=r.value)
+                fut = await self.app.producer.send(
+                    self.out[r.role], r.key, r.value, None, None, None
+                )
             # the record's offset waits for these too: a forwarded copy or a dead letter
             # must not be lost with the input offset committed
             self.checkpoints.track(fut)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ delivery
 
-    async def _publish(self) -> None:
+    async def _publish(self, handover: bool = False) -> None:
         """Publish the pending decisions whose state is durable, then record delivery.
 
         1. every state write made so far (the outboxes holding these decisions among
@@ -562,16 +638,26 @@ class Worker:
         3. write the delivered generation into each owned partition's table.
         A crash before 1 completes loses no decision (it was never sent; its input is
         read again); after 1, recovery publishes the outbox entries newer than the
-        delivered generation again: byte-identical copies, never a different one."""
-        if not self._pending or not self._ready or self.app.rebalancing:
-            return
+        delivered generation again: byte-identical copies, never a different one.
+
+        ``handover``: partitions are about to move or the worker stops; the cycle runs
+        even with nothing pending, so that what earlier cycles published (one may have
+        been cut short by the rebalance) is recorded while the partitions are ours."""
+        async with self._publishing:
+            if not handover and (not self._pending or not self._ready or self.app.rebalancing):
+                return
+            await self._publish_cycle(handover)
+
+    async def _publish_cycle(self, handover: bool) -> None:
         generation = self._generation
         batch, self._pending = self._pending, []
         gen = self.engine.generation
         self.engine.generation += 1
         try:
+            await self._flush()
             await self.checkpoints.durable()
-            sent = [await self.out[r.role].send(key=r.key, value=r.value) for r in batch]
+            send = self.app.producer.send
+            sent = [await send(self.out[r.role], r.key, r.value, None, None, None) for r in batch]
             await asyncio.gather(*sent)
         except ClientError as exc:
             # Nothing is recorded as delivered: they stay pending (and in the outboxes).
@@ -582,7 +668,9 @@ class Worker:
             self._pending[:0] = batch
             raise
         self.engine.delivered = max(self.engine.delivered, gen)
-        if generation == self._generation and self._ready and not self.app.rebalancing:
+        if handover or (
+            generation == self._generation and self._ready and not self.app.rebalancing
+        ):
             for p in sorted(self._owned):
                 self.table[self._delivered_keys[p]] = str(gen).encode()
 
@@ -617,6 +705,7 @@ class Worker:
     async def _commit(self) -> None:
         if not self._ready or self.app.rebalancing:
             return
+        await self._flush()
         offsets = self.checkpoints.committable()
         if not offsets:
             return
@@ -659,7 +748,8 @@ class Worker:
                     pass
                 if self._pending:
                     log.info("publishing %d decision(s) before stopping", len(self._pending))
-                await self._publish()
+                await self._publish(handover=True)
+                await self._flush()
                 await self.checkpoints.durable()
                 await self._commit()
         except (ClientError, KafkaError, TimeoutError, WriteFailed) as exc:

@@ -52,10 +52,12 @@ class _Entry:
 class Checkpoints:
     """Read order of records with the writes each caused; what is safe to commit."""
 
-    __slots__ = ("_committed", "_open", "_queue", "_safe")
+    __slots__ = ("_committed", "_epoch", "_open", "_queue", "_safe")
 
     def __init__(self) -> None:
         self._open: list[asyncio.Future[Any]] = []  # writes of the record in hand (or timers)
+        # resolves when the next write-back flush of the state table is acknowledged
+        self._epoch: asyncio.Future[None] | None = None
         self._queue: deque[_Entry] = deque()
         self._safe: dict[Partition, tuple[int, str]] = {}
         self._committed: dict[Partition, int] = {}
@@ -66,9 +68,48 @@ class Checkpoints:
         self._open.append(write)
 
     def close(self, tp: Partition, next_offset: int, meta: str = "") -> None:
-        """The record before ``next_offset`` on ``tp`` is handled; its writes are known."""
+        """The record before ``next_offset`` on ``tp`` is handled; its writes are known.
+        If state is waiting to be written back, the record waits for that flush (or a
+        later one: never an earlier one, which is all that matters)."""
+        if self._epoch is not None:
+            self._open.append(self._epoch)
         self._queue.append(_Entry(tp, next_offset, meta, self._open))
         self._open = []
+
+    def state_pending(self) -> None:
+        """State was changed in memory and will reach the changelog at the next flush."""
+        if self._epoch is None:
+            self._epoch = asyncio.get_running_loop().create_future()
+
+    def flush_begins(self) -> asyncio.Future[None] | None:
+        """A write-back flush starts: records closed so far wait for it (returned; hand it
+        to ``flushed``), records closed from now on wait for the next one."""
+        epoch, self._epoch = self._epoch, None
+        return epoch
+
+    @staticmethod
+    def flushed(epoch: asyncio.Future[None] | None, writes: list[asyncio.Future[Any]]) -> None:
+        """The flush's writes are sent: ``epoch`` resolves when all are acknowledged, and
+        fails (failing every record waiting for it) if one is rejected."""
+        if epoch is None:
+            return
+        if not writes:
+            epoch.set_result(None)
+            return
+        left = [len(writes)]
+
+        def one_done(w: asyncio.Future[Any]) -> None:
+            if epoch.done():
+                return
+            if w.cancelled() or w.exception() is not None:
+                epoch.set_exception(WriteFailed(f"a state write-back was rejected: {_reason(w)}"))
+                return
+            left[0] -= 1
+            if not left[0]:
+                epoch.set_result(None)
+
+        for w in writes:
+            w.add_done_callback(one_done)
 
     def _advance(self) -> None:
         queue, safe = self._queue, self._safe
@@ -109,8 +150,10 @@ class Checkpoints:
         return len(self._queue)
 
     async def durable(self) -> None:
-        """Wait until every write made so far is acknowledged (raises ``WriteFailed``)."""
-        writes = [w for e in self._queue for w in e.writes] + self._open
+        """Wait until every write sent so far is acknowledged (raises ``WriteFailed``).
+        State not yet written back is not waited for: flush first."""
+        epoch = self._epoch
+        writes = [w for e in self._queue for w in e.writes if w is not epoch] + self._open
         waiting = [w for w in writes if not w.done()]
         if waiting:
             await asyncio.wait(waiting)
@@ -122,10 +165,19 @@ def _check(write: asyncio.Future[Any], tp: Partition | None, offset: int | None)
     if write.cancelled():
         raise WriteFailed(f"a write was cancelled{_where(tp, offset)}")
     exc = write.exception()
+    if isinstance(exc, WriteFailed):
+        raise WriteFailed(f"{exc}{_where(tp, offset)}") from exc
     if exc is not None:
         raise WriteFailed(
             f"the broker rejected a write{_where(tp, offset)}: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _reason(write: asyncio.Future[Any]) -> str:
+    if write.cancelled():
+        return "cancelled"
+    exc = write.exception()
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _where(tp: Partition | None, offset: int | None) -> str:

@@ -75,6 +75,17 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds between publishing decisions whose state is durable",
     )
+    max_dirty: int = Field(
+        default=2000,
+        ge=1,
+        description="customers changed in memory before their state is written back to the "
+        "changelog (it also is every publish and commit cycle)",
+    )
+    linger_ms: int = Field(
+        default=5,
+        ge=0,
+        description="milliseconds the producer waits to batch records (decisions, state)",
+    )
     sweep_interval: float = Field(default=300.0, gt=0, description="seconds between state sweeps")
     commit_interval: float = Field(default=1.0, gt=0, description="seconds between offset commits")
     session_timeout: float = Field(

@@ -79,25 +79,92 @@ def test_rollback_puts_popped_candidates_back() -> None:
 
 
 def test_table_store_writes_only_committed_work() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
     from streams.app import TableStore
+    from streams.checkpoint import Checkpoints
     from streams.state import CustomerState
 
-    table: dict[bytes, bytes] = {}
-    store = TableStore(table, lambda _c: True)
-    store.begin()
-    store.put("c-1", CustomerState(nseq=1))
-    assert store.get("c-1") is not None and table == {}  # visible to the work, not the table
-    store.rollback()
-    assert store.get("c-1") is None and table == {}
-    store.begin()
-    store.put("c-1", CustomerState(nseq=2))
-    store.commit()
-    got = store.get("c-1")
-    assert got is not None and got.nseq == 2 and list(table) == [b"c-1"]
-    store.begin()
-    store.delete("c-1")
-    store.commit()
-    assert table == {}
+    async def scenario() -> None:
+        table = SimpleNamespace(data={})
+        store = TableStore(table, lambda _c: True, Checkpoints())
+        store.begin()
+        store.put("c-1", CustomerState(nseq=1))
+        assert (
+            store.get("c-1") is not None and table.data == {}
+        )  # the work sees it, not yet the table
+        store.rollback()
+        assert store.get("c-1") is None and table.data == {} and store.dirty == 0
+        store.begin()
+        store.put("c-1", CustomerState(nseq=2))
+        store.commit()
+        got = store.get("c-1")
+        assert got is not None and got.nseq == 2 and list(table.data) == [b"c-1"]
+        store.begin()
+        store.delete("c-1")
+        store.commit()
+        assert table.data == {}
+        # written back once: the last value per customer (here: deleted)
+        assert store.take_dirty() == {b"c-1": None} and store.dirty == 0
+
+    asyncio.run(scenario())
+
+
+def test_an_offset_waits_for_the_write_back_of_its_state() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.app import TableStore
+    from streams.checkpoint import Checkpoints
+    from streams.state import CustomerState
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        cp = Checkpoints()
+        store = TableStore(SimpleNamespace(data={}), lambda _c: True, cp)
+        store.begin()
+        store.put("c-1", CustomerState(nseq=1))
+        store.commit()
+        cp.close(("outbound", 0), 1)
+        assert cp.committable() == {}  # its state is only in memory
+        dirty, epoch = store.take_dirty(), cp.flush_begins()
+        cp.close(("outbound", 0), 2)  # read after the flush began: waits for that one only
+        write = loop.create_future()
+        Checkpoints.flushed(epoch, [write])
+        await asyncio.sleep(0)
+        assert dirty and cp.committable() == {}
+        write.set_result(None)
+        await asyncio.sleep(0)
+        assert cp.committable() == {("outbound", 0): (2, "")}
+
+    asyncio.run(scenario())
+
+
+def test_a_rejected_write_back_fails_every_record_waiting_for_it() -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.app import TableStore
+    from streams.checkpoint import Checkpoints, WriteFailed
+    from streams.state import CustomerState
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        cp = Checkpoints()
+        store = TableStore(SimpleNamespace(data={}), lambda _c: True, cp)
+        store.put("c-1", CustomerState(nseq=1))  # a timer's write, outside a record
+        cp.close(("sessions", 3), 8)
+        store.take_dirty()
+        epoch = cp.flush_begins()
+        write = loop.create_future()
+        Checkpoints.flushed(epoch, [write])
+        write.set_exception(OSError("RecordTooLarge"))
+        await asyncio.sleep(0)
+        with pytest.raises(WriteFailed, match=r"write-back.*RecordTooLarge.*sessions\[3\]@7"):
+            cp.committable()
+
+    asyncio.run(scenario())
 
 
 def _send(mid: str, decided_at: str = "2026-11-20T10:00:00Z") -> bytes:

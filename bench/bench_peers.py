@@ -1,0 +1,227 @@
+"""The worker side by side with the ceiling and its peers, on the same backlog.
+
+    .venv/bin/python bench/bench_peers.py [--customers 1500] [--partitions 8] [--json FILE]
+
+Uses KAFKA_BOOTSTRAP_SERVERS, or starts the local broker (tools/kafka). One generated
+history is produced once into fresh input topics; then, one after the other, each
+contender reads the whole backlog from the beginning with its own consumer group:
+
+- ceiling: a raw aiokafka consume loop over the five input topics (no processing);
+- naive faust: one agent keeping a per-customer counter in a changelogged table and
+  producing one record per input (bench/peers/naive_faust.py): what a straightforward
+  faust app costs on this machine;
+- quix-streams: the same counter (bench/peers/quix_counter.py), if ``quixstreams`` is
+  installed (``pip install quixstreams``; it brings librdkafka as a wheel);
+- trigger-sanity: the worker, deciding every candidate.
+
+Rates are input records / (last output's timestamp - first output's timestamp), never
+from process start; the worker's outputs are its decisions, which start only once
+stream time allows, so its rate is also given from its first read (its first
+changelog write) to its last decision. Prints a table and ratios; writes JSON.
+Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from bench_worker import ROOT, bootstrap  # type: ignore[import-not-found]
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from streams.admin import create_topics
+from streams.generator import generate
+from streams.history import write_history
+from streams.replay import produce_history
+from streams.settings import Settings, isolated_env, settings_from_env
+from streams.topics import INPUT_ROLES
+
+
+def _stamps(bootstrap_servers: str, topics: list[str], want: int, timeout: float) -> list[int]:
+    """Broker timestamps of the first ``want`` records of ``topics`` (waits for them)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=500
+    )
+    tps = [
+        TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
+    ]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    out: list[int] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < want and time.monotonic() < deadline:
+        out.extend(r.timestamp for r in consumer)
+    consumer.close()
+    return out
+
+
+async def _ceiling(bootstrap_servers: str, topics: list[str], want: int) -> float:
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap_servers,
+        group_id=f"ceiling-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    n = 0
+    first = 0.0
+    try:
+        while n < want:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for recs in batch.values():
+                if recs and not first:
+                    first = time.perf_counter()
+                n += len(recs)
+    finally:
+        await consumer.stop()
+    return n / (time.perf_counter() - first)
+
+
+def _peer(script: str, env: dict[str, str], output: str, want: int, tmo: float) -> float | None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**env, "NAIVE_DATA_DIR": tmp}
+        log = open(Path(tmp) / "peer.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "peers" / script), "worker", "-l", "warning"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            stamps = _stamps(env["NAIVE_BOOTSTRAP"], [output], want, tmo)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+        if len(stamps) < want:
+            tail = (Path(tmp) / "peer.log").read_text(errors="replace")[-2000:]
+            print(f"{script}: only {len(stamps)} of {want} outputs\n{tail}", file=sys.stderr)
+            return None
+    return want / ((max(stamps) - min(stamps)) / 1000)
+
+
+def _worker(settings: Settings, env: dict[str, str], n: int, candidates: int, tmo: float) -> dict:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        out = _stamps(
+            settings.bootstrap_servers,
+            [settings.topics["send_queue"], settings.topics["suppressed"]],
+            candidates,
+            tmo,
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    changelog = _stamps(
+        settings.bootstrap_servers, [f"{settings.app_id}-customers-changelog"], 1, 30
+    )
+    span = (max(out) - min(out)) / 1000
+    from_read = (max(out) - min(changelog)) / 1000 if changelog else float("nan")
+    return {"decisions_span_s": span, "rate": n / span, "rate_from_first_read": n / from_read}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--customers", type=int, default=1500)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "peers.json")
+    args = ap.parse_args()
+
+    run = f"peers{uuid.uuid4().hex[:6]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_SANITY_")}
+    env.update(isolated_env(run, bootstrap(), partitions=str(args.partitions), log_level="WARNING"))
+    settings = settings_from_env(env)
+    create_topics(settings, log=False, configs={"retention.ms": "-1"})
+    inputs = [settings.topics[r] for r in INPUT_ROLES]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        history = Path(tmp) / "h.jsonl"
+        records = generate(args.customers, seed=5)
+        write_history(history, records)
+        candidates = sum(1 for r in records if r["topic"] == "outbound")
+        producer = KafkaProducer(
+            linger_ms=50, batch_size=512 * 1024, **settings.kafka_producer_kwargs()
+        )
+        n, _bad = produce_history(history, producer, {r: settings.topics[r] for r in INPUT_ROLES})
+        producer.close()
+    print(f"backlog: {n} input records, {candidates} candidates, {args.partitions} partitions")
+
+    rows: dict[str, Any] = {}
+    rows["ceiling (raw aiokafka loop)"] = asyncio.run(
+        _ceiling(settings.bootstrap_servers, inputs, n)
+    )
+    admin = KafkaAdminClient(**settings.kafka_client_kwargs())  # type: ignore[arg-type]
+    peers = [("naive faust counter", "naive_faust.py")]
+    if importlib.util.find_spec("quixstreams") is not None:
+        peers.append(("quix-streams counter", "quix_counter.py"))
+    else:
+        print("quixstreams is not installed: its row is left out (pip install quixstreams)")
+    for label, script in peers:
+        out = f"{run}.{script.split('.')[0]}-out"
+        admin.create_topics([NewTopic(out, args.partitions, 1)])
+        peer_env = {
+            **env,
+            "NAIVE_APP_ID": f"{run}-{script.split('.')[0].replace('_', '-')}",
+            "NAIVE_BOOTSTRAP": settings.bootstrap_servers,
+            "NAIVE_PARTITIONS": str(args.partitions),
+            "NAIVE_INPUTS": ",".join(inputs),
+            "NAIVE_OUTPUT": out,
+        }
+        rows[label] = _peer(script, peer_env, out, n, args.timeout)
+    admin.close()
+    worker = _worker(settings, env, n, candidates, args.timeout)
+    rows["trigger-sanity worker (first decision to last)"] = worker["rate"]
+    rows["trigger-sanity worker (first read to last decision)"] = worker["rate_from_first_read"]
+
+    ceiling = rows["ceiling (raw aiokafka loop)"]
+    naive = rows["naive faust counter"]
+    print(f"\n{'contender':<52} {'records/s':>10} {'/ceiling':>9} {'/naive':>7}")
+    for label, rate in rows.items():
+        if rate is None:
+            print(f"{label:<52} {'failed':>10}")
+            continue
+        vs_naive = f"{rate / naive:.2f}" if naive else "-"
+        print(f"{label:<52} {rate:>10,.0f} {rate / ceiling:>9.3f} {vs_naive:>7}")
+    result = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{os.cpu_count()} cores",
+        "customers": args.customers,
+        "partitions": args.partitions,
+        "input_records": n,
+        "candidates": candidates,
+        "records_per_s": rows,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
