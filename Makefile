@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 KAFKA_PORT ?= 9092
 export KAFKA_PORT
 
-.PHONY: help setup kafka-start kafka-stop kafka-status topics worker demo test test-unit lint schemas bench clean
+.PHONY: help setup kafka-start kafka-stop kafka-status topics worker demo test test-unit lint schemas bench bench-worker bench-peers clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -52,6 +52,16 @@ schemas: setup  ## regenerate schemas/json after changing a model
 
 bench: setup  ## core benchmarks (events/s, latency percentiles, bytes per customer)
 	$(PY) bench/bench_core.py
+
+bench-worker: setup kafka-start  ## the worker on a real broker: records/s, held time (add ARGS="--profile prof.txt")
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) bench/bench_worker.py $(ARGS)
+
+QUIX_VENV := .cache/quix-venv
+bench-peers: setup kafka-start  ## worker vs raw aiokafka, a naive faust counter and quix-streams
+	test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/python -m pip install -q 'quixstreams>=3.20,<4'
+	$(PY) bench/bench_peers.py --quix-python $(QUIX_VENV)/bin/python $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

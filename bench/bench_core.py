@@ -57,7 +57,7 @@ def core_latency(records: list[HistoryRecord]) -> tuple[list[float], Engine]:
         if isinstance(p, codec.Parsed):
             engine.ingest(0, p.kind, p.customer_id, p.event_ms, p.fact, ms)
             for t in INPUT_KINDS:
-                clock.set_frontier(t, p.event_ms)  # records are in global event-time order
+                clock.observe(t, p.event_ms)  # records are in global event-time order
             engine.release(0, 0)
         lat.append((perf() - t0) / 1000)
     return lat, engine
@@ -78,19 +78,14 @@ def heavy_customer_bytes(days: int) -> int:
         write_history(path, recs)
         engine_store = MemoryStore()
         # replay_offline builds its own engine; repeat its loop here to keep the store
-        from streams.replay import _merge
-
         engine = Engine(DEFAULT_POLICY, engine_store)
-        clock = engine.clock(0)
-        for rec, nxt in _merge(path, []):
-            p = codec.decode(rec.topic, rec.value, rec.event_ms or 0, 0, DEFAULT_POLICY)
+        for rec in read_history(path):
+            if not isinstance(rec, HistoryRecord):
+                continue
+            ms = rec.event_ms or 0
+            p = codec.decode(rec.topic, rec.value, ms, ms, DEFAULT_POLICY)
             if isinstance(p, codec.Parsed):
-                engine.ingest(0, p.kind, p.customer_id, p.event_ms, p.fact, rec.event_ms or 0)
-            for t, nt in nxt.items():
-                if nt is None:
-                    clock.set_idle(t, True)
-                else:
-                    clock.set_frontier(t, nt)
+                engine.ingest(0, p.kind, p.customer_id, p.event_ms, p.fact, ms)
             engine.release(0, 0)
         engine.flush(0)
         st = engine_store.get("c-42")

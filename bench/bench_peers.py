@@ -10,8 +10,9 @@ contender reads the whole backlog from the beginning with its own consumer group
 - naive faust: one agent keeping a per-customer counter in a changelogged table and
   producing one record per input (bench/peers/naive_faust.py): what a straightforward
   faust app costs on this machine;
-- quix-streams: the same counter (bench/peers/quix_counter.py), if ``quixstreams`` is
-  installed (``pip install quixstreams``; it brings librdkafka as a wheel);
+- quix-streams: the same counter (bench/peers/quix_counter.py), run by ``--quix-python``
+  (an interpreter with ``quixstreams`` installed; ``make bench-peers`` makes one in
+  .cache/quix-venv: quix-streams pins an older pydantic than this project uses);
 - trigger-sanity: the worker, deciding every candidate.
 
 Rates are input records / (last output's timestamp - first output's timestamp), never
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import subprocess
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition as AIOTopicPartition
 from bench_worker import ROOT, bootstrap  # type: ignore[import-not-found]
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -49,8 +50,15 @@ from streams.settings import Settings, isolated_env, settings_from_env
 from streams.topics import INPUT_ROLES
 
 
-def _stamps(bootstrap_servers: str, topics: list[str], want: int, timeout: float) -> list[int]:
-    """Broker timestamps of the first ``want`` records of ``topics`` (waits for them)."""
+def _stamps(
+    bootstrap_servers: str,
+    topics: list[str],
+    want: int,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> list[int]:
+    """Broker timestamps of the first ``want`` records of ``topics`` (waits for them, as
+    long as ``proc``, which writes them, runs)."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=500
     )
@@ -63,46 +71,50 @@ def _stamps(bootstrap_servers: str, topics: list[str], want: int, timeout: float
     deadline = time.monotonic() + timeout
     while len(out) < want and time.monotonic() < deadline:
         out.extend(r.timestamp for r in consumer)
+        if proc is not None and proc.poll() is not None:
+            break
     consumer.close()
     return out
 
 
 async def _ceiling(bootstrap_servers: str, topics: list[str], want: int) -> float:
     consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap_servers,
-        group_id=f"ceiling-{uuid.uuid4().hex[:6]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     n = 0
-    first = 0.0
     try:
+        meta = KafkaConsumer(bootstrap_servers=bootstrap_servers)
+        tps = [
+            AIOTopicPartition(t, p) for t in topics for p in sorted(meta.partitions_for_topic(t))
+        ]
+        meta.close()
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        first = time.perf_counter()  # from the first fetch on: no group join in the way
         while n < want:
             batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            for recs in batch.values():
-                if recs and not first:
-                    first = time.perf_counter()
-                n += len(recs)
+            n += sum(len(recs) for recs in batch.values())
     finally:
         await consumer.stop()
     return n / (time.perf_counter() - first)
 
 
-def _peer(script: str, env: dict[str, str], output: str, want: int, tmo: float) -> float | None:
+def _peer(
+    script: str, python: str, env: dict[str, str], output: str, want: int, tmo: float
+) -> float | None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**env, "NAIVE_DATA_DIR": tmp}
         log = open(Path(tmp) / "peer.log", "wb")
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "peers" / script), "worker", "-l", "warning"],
+            [python, str(ROOT / "bench" / "peers" / script), "worker", "-l", "warn"],
             env=env,
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         try:
-            stamps = _stamps(env["NAIVE_BOOTSTRAP"], [output], want, tmo)
+            stamps = _stamps(env["NAIVE_BOOTSTRAP"], [output], want, tmo, proc)
         finally:
             proc.terminate()
             try:
@@ -131,6 +143,7 @@ def _worker(settings: Settings, env: dict[str, str], n: int, candidates: int, tm
             [settings.topics["send_queue"], settings.topics["suppressed"]],
             candidates,
             tmo,
+            proc,
         )
     finally:
         proc.terminate()
@@ -151,6 +164,12 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "peers.json")
+    ap.add_argument(
+        "--quix-python",
+        default=str(ROOT / ".cache" / "quix-venv" / "bin" / "python"),
+        help="a Python with quixstreams installed (default: .cache/quix-venv, from "
+        "`make bench-peers`); its row is left out when there is none",
+    )
     args = ap.parse_args()
 
     run = f"peers{uuid.uuid4().hex[:6]}"
@@ -172,19 +191,29 @@ def main() -> int:
         producer.close()
     print(f"backlog: {n} input records, {candidates} candidates, {args.partitions} partitions")
 
+    peers = [("naive faust counter", "naive_faust.py", sys.executable)]
+    if Path(args.quix_python).exists():
+        peers.append(("quix-streams counter", "quix_counter.py", args.quix_python))
+    else:
+        print(f"no {args.quix_python}: the quix-streams row is left out (make bench-peers)")
+    outs = {script: f"{run}.{script.split('.')[0]}-out" for _, script, _ in peers}
+    admin = KafkaAdminClient(**settings.kafka_client_kwargs())  # type: ignore[arg-type]
+    # Append time: quix-streams copies the input's timestamp (old event times) to outputs.
+    append = {"message.timestamp.type": "LogAppendTime"}
+    admin.create_topics(
+        [NewTopic(o, args.partitions, 1, topic_configs=append) for o in outs.values()]
+    )
+    admin.close()
+
     rows: dict[str, Any] = {}
+    t0 = time.perf_counter()
     rows["ceiling (raw aiokafka loop)"] = asyncio.run(
         _ceiling(settings.bootstrap_servers, inputs, n)
     )
-    admin = KafkaAdminClient(**settings.kafka_client_kwargs())  # type: ignore[arg-type]
-    peers = [("naive faust counter", "naive_faust.py")]
-    if importlib.util.find_spec("quixstreams") is not None:
-        peers.append(("quix-streams counter", "quix_counter.py"))
-    else:
-        print("quixstreams is not installed: its row is left out (pip install quixstreams)")
-    for label, script in peers:
-        out = f"{run}.{script.split('.')[0]}-out"
-        admin.create_topics([NewTopic(out, args.partitions, 1)])
+    print(f"ceiling measured ({time.perf_counter() - t0:.0f}s)", flush=True)
+    for label, script, python in peers:
+        out = outs[script]
+        t0 = time.perf_counter()
         peer_env = {
             **env,
             "NAIVE_APP_ID": f"{run}-{script.split('.')[0].replace('_', '-')}",
@@ -193,8 +222,8 @@ def main() -> int:
             "NAIVE_INPUTS": ",".join(inputs),
             "NAIVE_OUTPUT": out,
         }
-        rows[label] = _peer(script, peer_env, out, n, args.timeout)
-    admin.close()
+        rows[label] = _peer(script, python, peer_env, out, n, args.timeout)
+        print(f"{label} measured ({time.perf_counter() - t0:.0f}s)", flush=True)
     worker = _worker(settings, env, n, candidates, args.timeout)
     rows["trigger-sanity worker (first decision to last)"] = worker["rate"]
     rows["trigger-sanity worker (first read to last decision)"] = worker["rate_from_first_read"]

@@ -4,7 +4,7 @@ per input record. Started by bench/bench_peers.py with its settings in the envir
 
     NAIVE_APP_ID, NAIVE_BOOTSTRAP, NAIVE_PARTITIONS, NAIVE_INPUTS (comma-separated),
     NAIVE_OUTPUT, NAIVE_DATA_DIR
-    python bench/peers/naive_faust.py worker -l warning
+    python bench/peers/naive_faust.py worker -l warn
 """
 
 from __future__ import annotations
