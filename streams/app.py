@@ -211,8 +211,7 @@ class TableStore:
             data[key] = value
         elif key in data:
             del data[key]
-        if not self._dirty:
-            self.checkpoints.state_pending()
+        self.checkpoints.state_pending()
         self._dirty[key] = value
 
     def take_dirty(self) -> dict[bytes, bytes | None]:
@@ -333,6 +332,7 @@ class Worker:
         self._stopping = asyncio.Event()  # set when the app starts to stop
         self._handling = asyncio.Lock()  # held by the agent while it handles a record
         self._publishing = asyncio.Lock()  # one publish cycle at a time
+        self._flushing = asyncio.Lock()  # one write-back flush at a time
         self._stopped_agent = asyncio.Event()  # never set: the agent waits to be cancelled
         # re-route partitions seen caught up since the last recovery: whatever an earlier run
         # forwarded to them has been read, so in-process markers may be trusted there
@@ -361,6 +361,16 @@ class Worker:
     # ------------------------------------------------------------ lifecycle
 
     async def _on_recover(self) -> None:
+        """faust runs this and never looks at its exception: a failure here would leave
+        the worker processing with clocks not resumed and nothing ever published or
+        committed. Stop instead; the restart recovers again."""
+        try:
+            await self._recover()
+        except Exception as exc:
+            log.exception("recovery failed; stopping")
+            await self.app.crash(exc)
+
+    async def _recover(self) -> None:
         self._generation += 1
         self._owned = {
             tp.partition for tp in self.app.consumer.assignment() if tp.topic in self._inputs
@@ -453,7 +463,7 @@ class Worker:
             msg = event.message
             async with self._handling:
                 try:
-                    await self.handle(
+                    out = self.handle(
                         msg.topic,
                         msg.partition,
                         msg.offset,
@@ -463,24 +473,34 @@ class Worker:
                         dict(msg.headers) if msg.headers else None,
                     )
                 except Exception as exc:
-                    # An exception escaping the agent would end it: log it with its
-                    # coordinates, count it and dead-letter the record, then keep going.
+                    # Nothing of the record was applied (see handle): log it with its
+                    # coordinates, count it and dead-letter it alone, then keep going.
                     log.exception("failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
                     self.router.counts["internal_error"] += 1
                     err = f"internal error: {type(exc).__name__}: {exc}"
-                    await self._write(
-                        [self.router.dead_letter(msg.topic, msg.partition, msg.offset, msg.key,
-                                                 msg.value, err, now_ms())]
+                    out = [self.router.dead_letter(msg.topic, msg.partition, msg.offset,
+                                                   msg.key, msg.value, err, now_ms())]  # fmt: skip
+                try:
+                    await self._write(out)
+                    self.checkpoints.close(
+                        (msg.topic, msg.partition),
+                        msg.offset + 1,
+                        self._commit_meta(msg.topic, msg.partition),
+                    )
+                    if self.store.dirty >= self.settings.max_dirty:
+                        await self._flush()
+                except (ClientError, WriteFailed) as exc:
+                    # The producer refused a write of an applied record (its state stands):
+                    # never commit past it. Stop; the restart reads it again.
+                    await self._crash(
+                        exc if isinstance(exc, WriteFailed) else WriteFailed(
+                            f"a write of {msg.topic}[{msg.partition}]@{msg.offset} failed: "
+                            f"{type(exc).__name__}: {exc}"
+                        )
                     )  # fmt: skip
-                self.checkpoints.close(
-                    (msg.topic, msg.partition),
-                    msg.offset + 1,
-                    self._commit_meta(msg.topic, msg.partition),
-                )
-                if self.store.dirty >= self.settings.max_dirty:
-                    await self._flush()
+                    return
 
-    async def handle(
+    def handle(
         self,
         topic: str,
         partition: int,
@@ -489,7 +509,10 @@ class Worker:
         key: bytes | None,
         value: bytes | None,
         headers: dict[str, bytes] | None = None,
-    ) -> None:
+    ) -> list[OutRecord]:
+        """One record as one unit of work, without awaiting: its state changes reach the
+        store only if all of it succeeds (else it raises and nothing was applied). Returns
+        what to write."""
         wall = now_ms()
         record_ms = int(timestamp * 1000) if timestamp else wall
         tp = TP(topic, partition)
@@ -521,33 +544,40 @@ class Worker:
             raise
         self.store.commit()
         self.engine.commit()
-        await self._write(out)
+        return out
 
     async def _flush(self) -> None:
         """Write back every customer changed since the last flush: one changelog record
         each, sent without waiting; the records read meanwhile wait for them (their
-        offsets) through the checkpoint ledger."""
-        dirty = self.store.take_dirty()
-        epoch = self.checkpoints.flush_begins()
-        if not dirty:
-            Checkpoints.flushed(epoch, [])
-            return
-        send = self.app.producer.send
-        topic = self._changelog
-        partitions = self.settings.partitions
-        writes: list[Any] = []
-        try:
-            for key, value in dirty.items():
-                p = partition_for(key.decode("utf-8"), partitions)
-                writes.append(await send(topic, key, value, p, None, None))
-        except BaseException as exc:
-            # Not all sent: whoever waits for this flush must not commit past it.
-            failed = self.app.loop.create_future()
-            failed.set_exception(exc if isinstance(exc, Exception) else WriteFailed("cancelled"))
-            writes.append(failed)
+        offsets) through the checkpoint ledger. One flush at a time: two overlapping
+        ones could put an older value of a customer last in the changelog."""
+        async with self._flushing:
+            dirty = self.store.take_dirty()
+            epoch = self.checkpoints.flush_begins()
+            if not dirty:
+                Checkpoints.flushed(epoch, [])
+                return
+            send = self.app.producer.send
+            topic = self._changelog
+            partitions = self.settings.partitions
+            writes: list[Any] = []
+            try:
+                for key, value in dirty.items():
+                    p = partition_for(key.decode("utf-8"), partitions)
+                    writes.append(await send(topic, key, value, p, None, None))
+            except BaseException as exc:
+                # Not all sent, and the rest is out of _dirty: whoever waits for this flush
+                # must never commit past it; the worker stops and recovers from Kafka.
+                failed = self.app.loop.create_future()
+                failed.set_exception(
+                    exc if isinstance(exc, Exception) else WriteFailed("flush cancelled")
+                )
+                writes.append(failed)
+                Checkpoints.flushed(epoch, writes)
+                if isinstance(exc, ClientError):
+                    raise WriteFailed(f"state write-back failed: {exc!r}") from exc
+                raise
             Checkpoints.flushed(epoch, writes)
-            raise
-        Checkpoints.flushed(epoch, writes)
 
     def _commit_meta(self, topic: str, partition: int) -> str:
         """What a commit of this input stream carries: its frontier (re-route: nothing;
@@ -667,12 +697,15 @@ class Worker:
         except BaseException:
             self._pending[:0] = batch
             raise
-        self.engine.delivered = max(self.engine.delivered, gen)
-        if handover or (
-            generation == self._generation and self._ready and not self.app.rebalancing
+        if not handover and (
+            generation != self._generation or not self._ready or self.app.rebalancing
         ):
-            for p in sorted(self._owned):
-                self.table[self._delivered_keys[p]] = str(gen).encode()
+            # A rebalance came in between: the partitions' next owner (maybe this worker,
+            # recovered) decides what was delivered; an old generation must not count.
+            return
+        self.engine.delivered = max(self.engine.delivered, gen)
+        for p in sorted(self._owned):
+            self.table[self._delivered_keys[p]] = str(gen).encode()
 
     async def _publisher(self) -> None:
         """Publish cycles for as long as the app runs (a task, not a timer: a cycle
@@ -763,6 +796,14 @@ class Worker:
     # ------------------------------------------------------------ timers
 
     async def _tick(self) -> None:
+        try:
+            await self._tick_once()
+        except ClientError as exc:
+            # The broker is unreachable: nothing is idle and nothing is released by wall
+            # clock until it answers again (a timer that raised would stop the worker).
+            log.warning("idle check skipped: %s: %s", type(exc).__name__, exc)
+
+    async def _tick_once(self) -> None:
         """Mark caught-up partitions idle; release by wall clock where all is quiet.
 
         Every await (broker round trips) happens first; the decisions are then made

@@ -52,12 +52,14 @@ class _Entry:
 class Checkpoints:
     """Read order of records with the writes each caused; what is safe to commit."""
 
-    __slots__ = ("_committed", "_epoch", "_open", "_queue", "_safe")
+    __slots__ = ("_committed", "_epoch", "_flushing", "_open", "_open_epoch", "_queue", "_safe")
 
     def __init__(self) -> None:
         self._open: list[asyncio.Future[Any]] = []  # writes of the record in hand (or timers)
         # resolves when the next write-back flush of the state table is acknowledged
         self._epoch: asyncio.Future[None] | None = None
+        self._open_epoch: asyncio.Future[None] | None = None  # _epoch, once in _open
+        self._flushing: set[asyncio.Future[None]] = set()  # flushes sent, not yet acknowledged
         self._queue: deque[_Entry] = deque()
         self._safe: dict[Partition, tuple[int, str]] = {}
         self._committed: dict[Partition, int] = {}
@@ -68,23 +70,30 @@ class Checkpoints:
         self._open.append(write)
 
     def close(self, tp: Partition, next_offset: int, meta: str = "") -> None:
-        """The record before ``next_offset`` on ``tp`` is handled; its writes are known.
-        If state is waiting to be written back, the record waits for that flush (or a
-        later one: never an earlier one, which is all that matters)."""
-        if self._epoch is not None:
-            self._open.append(self._epoch)
+        """The record before ``next_offset`` on ``tp`` is handled; its writes are known."""
         self._queue.append(_Entry(tp, next_offset, meta, self._open))
         self._open = []
+        self._open_epoch = None
 
     def state_pending(self) -> None:
-        """State was changed in memory and will reach the changelog at the next flush."""
-        if self._epoch is None:
-            self._epoch = asyncio.get_running_loop().create_future()
+        """State was changed in memory and reaches the changelog at the next flush: the
+        record in hand (or the next one, for a timer's change) waits for that flush. The
+        flush is taken now, at the change, not when the record closes: a flush may
+        start while the record still awaits its other writes."""
+        epoch = self._epoch
+        if epoch is None:
+            epoch = self._epoch = asyncio.get_running_loop().create_future()
+        if self._open_epoch is not epoch:
+            self._open.append(epoch)
+            self._open_epoch = epoch
 
     def flush_begins(self) -> asyncio.Future[None] | None:
-        """A write-back flush starts: records closed so far wait for it (returned; hand it
-        to ``flushed``), records closed from now on wait for the next one."""
+        """A write-back flush starts: the changes made so far wait for it (returned; hand
+        it to ``flushed``), changes from now on for the next one."""
         epoch, self._epoch = self._epoch, None
+        if epoch is not None:
+            self._flushing.add(epoch)
+            epoch.add_done_callback(self._flushing.discard)
         return epoch
 
     @staticmethod
@@ -153,7 +162,9 @@ class Checkpoints:
         """Wait until every write sent so far is acknowledged (raises ``WriteFailed``).
         State not yet written back is not waited for: flush first."""
         epoch = self._epoch
-        writes = [w for e in self._queue for w in e.writes if w is not epoch] + self._open
+        writes = [w for e in self._queue for w in e.writes if w is not epoch]
+        writes += [w for w in self._open if w is not epoch]
+        writes += self._flushing  # e.g. a timer's changes, in no record yet
         waiting = [w for w in writes if not w.done()]
         if waiting:
             await asyncio.wait(waiting)

@@ -319,3 +319,61 @@ def test_the_web_server_binds_where_the_settings_say() -> None:
 
     assert app_config(Settings())["web_bind"] == "127.0.0.1"
     assert app_config(Settings(web_host="0.0.0.0"))["web_bind"] == "0.0.0.0"
+
+
+def test_a_flush_starting_mid_record_still_holds_back_its_offset() -> None:
+    """The record changed state, then awaited its other writes; a flush began meanwhile.
+    Its offset must wait for that flush, though the record closes after it began."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.app import TableStore
+    from streams.checkpoint import Checkpoints
+    from streams.state import CustomerState
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        cp = Checkpoints()
+        store = TableStore(SimpleNamespace(data={}), lambda _c: True, cp)
+        store.begin()
+        store.put("c-1", CustomerState(nseq=1))
+        store.commit()
+        store.take_dirty()
+        epoch = cp.flush_begins()  # the flush starts before the record closes
+        cp.close(("outbound", 0), 1)
+        write = loop.create_future()
+        Checkpoints.flushed(epoch, [write])
+        assert cp.committable() == {}
+        write.set_result(None)
+        await asyncio.sleep(0)
+        assert cp.committable() == {("outbound", 0): (1, "")}
+
+    asyncio.run(scenario())
+
+
+def test_durable_waits_for_a_flush_of_a_timer_change() -> None:
+    """A timer released a candidate (state changed, no record yet); publishing its
+    decision must wait until that state is acknowledged."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.app import TableStore
+    from streams.checkpoint import Checkpoints
+    from streams.state import CustomerState
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        cp = Checkpoints()
+        store = TableStore(SimpleNamespace(data={}), lambda _c: True, cp)
+        store.put("c-1", CustomerState(nseq=1))  # outside any record
+        store.take_dirty()
+        epoch = cp.flush_begins()
+        write = loop.create_future()
+        Checkpoints.flushed(epoch, [write])
+        waiter = asyncio.ensure_future(cp.durable())
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        write.set_result(None)
+        await asyncio.wait_for(waiter, 1)
+
+    asyncio.run(scenario())
