@@ -117,7 +117,8 @@ def check_inputs(settings: Settings) -> int:
     )
     admin = admin_client(settings)
     try:
-        counts = partition_counts(admin, names + outputs)
+        # a topic created a moment ago may not be in the metadata yet: look again briefly
+        counts = _wait_visible(admin, list(names + outputs), timeout=5.0)
     finally:
         admin.close()
     missing = [n for n in names + outputs if n not in counts]

@@ -409,6 +409,20 @@ class Worker:
         after a crash would get a lower arrival frontier than in an uninterrupted run,
         and could see evidence an uninterrupted run calls late."""
         committed = await asyncio.to_thread(self._committed_offsets, True)
+        # A partition never committed has no offset for faust to seek back to after
+        # recovery: a record fetched while the flow was still suspended would be skipped
+        # for good. Start those from their beginning explicitly.
+        fresh = [
+            tp
+            for tp in self.app.consumer.assignment()
+            if (tp.topic in self._inputs or tp.topic == self.reroute)
+            and (tp.topic, tp.partition) not in committed
+        ]
+        if fresh:
+            starts = await self.app.consumer.earliest_offsets(*fresh)
+            for tp, offset in starts.items():
+                if offset is not None:
+                    await self.app.consumer.seek(tp, offset)
         n = 0
         for (topic, p), (_, meta) in committed.items():
             if topic in self._inputs and p in self._owned:
