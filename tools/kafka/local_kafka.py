@@ -187,8 +187,9 @@ def start(port: int, timeout: float) -> int:
         java_cmd(
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            # one argument: an id may start with "-" (1 in 64 random ids), which the
+            # tool's argument parser would take for an option
+            f"--cluster-id={cluster_id}",
             "-c",
             str(props),
             "--ignore-formatted",
