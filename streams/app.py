@@ -896,15 +896,25 @@ class Worker:
     def _committed_offsets(self, strict: bool = False) -> dict[tuple[str, int], Any]:
         """Committed offsets of the group, with their metadata when ``strict`` (then a
         failure raises: recovery must not guess a clock)."""
-        try:
-            if self._admin is None:
-                self._admin = admin_client(self.settings)
-            offsets = self._admin.list_consumer_group_offsets(self.settings.app_id)
-        except KafkaError as exc:
-            if strict:
-                raise
-            log.warning("cannot read committed offsets (%s); treating partitions as busy", exc)
-            return {}
+        attempts = 5 if strict else 1
+        for attempt in range(attempts):
+            try:
+                if self._admin is None:
+                    self._admin = admin_client(self.settings)
+                offsets = self._admin.list_consumer_group_offsets(self.settings.app_id)
+                break
+            except KafkaError as exc:
+                # e.g. a connection left over from before a broker restart: a new client
+                if self._admin is not None:
+                    self._admin.close()
+                self._admin = None
+                if attempt + 1 < attempts:
+                    time.sleep(1.0)  # in a worker thread: backing off before asking again
+                    continue
+                if strict:
+                    raise
+                log.warning("cannot read committed offsets (%s); treating partitions as busy", exc)
+                return {}
         return {
             (tp.topic, tp.partition): (meta.offset, meta.metadata) if strict else meta.offset
             for tp, meta in offsets.items()
