@@ -724,21 +724,18 @@ class Worker:
     async def _publisher(self) -> None:
         """Publish cycles for as long as the app runs (a task, not a timer: a cycle
         waits for the broker, and may take longer than the interval under load)."""
-        while not self.app.should_stop:
-            await asyncio.sleep(self.settings.publish_interval)  # pacing the cycles
-            try:
-                await self._publish()
-            except WriteFailed as exc:
-                await self._crash(exc)
-                return
+        await self._cycles(self.settings.publish_interval, self._publish)
 
     async def _committer(self) -> None:
         """Commit cycles: every ``commit_interval``, the offsets whose records' writes
         are all acknowledged (see streams.checkpoint)."""
+        await self._cycles(self.settings.commit_interval, self._commit)
+
+    async def _cycles(self, interval: float, cycle: Callable[[], Awaitable[None]]) -> None:
         while not self.app.should_stop:
-            await asyncio.sleep(self.settings.commit_interval)  # pacing the cycles
+            await asyncio.sleep(interval)  # pacing the cycles
             try:
-                await self._commit()
+                await cycle()
             except WriteFailed as exc:
                 await self._crash(exc)
                 return

@@ -85,6 +85,16 @@ def _finish(ts_env: Env, worker: WorkerProc, offline: list, timeout: float = 300
         worker.stop()
 
 
+def _own_broker(ts_env: Env, verb: str) -> tuple[str, Path]:
+    """Port and pid file of the broker tools/kafka started here; skips when the broker came
+    from elsewhere (KAFKA_BOOTSTRAP_SERVERS, testcontainers): it cannot be killed here."""
+    port = ts_env.settings.bootstrap_servers.rsplit(":", 1)[-1]
+    pid_file = ROOT / ".cache" / "kafka" / f"broker-{port}.pid"
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or not pid_file.exists():
+        pytest.skip(f"the broker was not started by tools/kafka here, so it cannot be {verb}")
+    return port, pid_file
+
+
 def _check(ts_env: Env, offline: list, label: str, produced: int) -> Conservation:
     got = read_topics(ts_env.settings, ("outbound", "send_queue", "suppressed", "dead_letter"))
     result = conserve(
@@ -148,10 +158,7 @@ def test_sigterm_mid_stream_writes_nothing_twice(
 def test_broker_killed_and_restarted_mid_stream(
     ts_env: Env, history: tuple[Path, list, int]
 ) -> None:
-    port = ts_env.settings.bootstrap_servers.rsplit(":", 1)[-1]
-    pid_file = ROOT / ".cache" / "kafka" / f"broker-{port}.pid"
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or not pid_file.exists():
-        pytest.skip("the broker was not started by tools/kafka here, so it cannot be restarted")
+    port, pid_file = _own_broker(ts_env, "restarted")
     path, offline, candidates = history
     _fresh(ts_env, "br")
     produced = _produce(ts_env, path)
@@ -167,10 +174,7 @@ def test_broker_killed_and_restarted_mid_stream(
 def test_sigterm_with_the_broker_down_exits_within_the_session_timeout(
     ts_env: Env, history: tuple[Path, list, int]
 ) -> None:
-    port = ts_env.settings.bootstrap_servers.rsplit(":", 1)[-1]
-    pid_file = ROOT / ".cache" / "kafka" / f"broker-{port}.pid"
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or not pid_file.exists():
-        pytest.skip("the broker was not started by tools/kafka here, so it cannot be stopped")
+    port, pid_file = _own_broker(ts_env, "stopped")
     path, offline, candidates = history
     _fresh(ts_env, "sd")
     produced = _produce(ts_env, path)
