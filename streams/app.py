@@ -179,17 +179,29 @@ class TableStore:
     worker's cost. Offsets wait for the flush (``Checkpoints.state_pending``).
     """
 
-    def __init__(self, table: Any, owns: Callable[[str], bool], checkpoints: Checkpoints) -> None:
+    def __init__(
+        self,
+        table: Any,
+        owns: Callable[[str], bool],
+        checkpoints: Checkpoints,
+        cache_size: int = 20_000,
+    ) -> None:
         self.table = table
         self.owns = owns
         self.checkpoints = checkpoints
         # customer -> state (None: deleted) written since begin(): a record's changes
         # reach the table only if all of its handling succeeded, encoded once at commit
         self._tx: dict[bytes, CustomerState | None] | None = None
-        # customer -> state decoded during the record: decoded once however often read
+        # customer -> state read during the record: decoded (or taken from the cache) once
         self._seen: dict[bytes, CustomerState] = {}
         # changed since the last flush, not yet sent to the changelog
         self._dirty: dict[bytes, bytes | None] = {}
+        # Decoded states of recently used customers, each exactly what its table bytes
+        # say (the object committed with them): a busy customer is not decoded again on
+        # every record. An object a record read but did not commit, or that a failed
+        # record touched, may differ from its bytes and leaves the cache.
+        self._cache: dict[bytes, CustomerState] = {}
+        self._cache_size = cache_size
 
     def begin(self) -> None:
         self._tx = {}
@@ -197,13 +209,32 @@ class TableStore:
 
     def commit(self) -> None:
         tx, self._tx = self._tx or {}, None
-        self._seen = {}
+        seen, self._seen = self._seen, {}
+        cache = self._cache
+        for key in seen.keys() - tx.keys():
+            cache.pop(key, None)  # read, maybe changed in place, not written: not trusted
         for key, state in tx.items():
-            self._set(key, None if state is None else encode(state))
+            if state is None:
+                cache.pop(key, None)
+                self._set(key, None)
+            else:
+                self._set(key, encode(state))
+                if self._cache_size:
+                    cache.pop(key, None)  # most recently used last
+                    cache[key] = state
+        if len(cache) > self._cache_size:
+            for key in list(cache)[: len(cache) - self._cache_size]:
+                del cache[key]
 
     def rollback(self) -> None:
+        for key in (*self._seen, *(self._tx or ())):
+            self._cache.pop(key, None)
         self._tx = None
         self._seen = {}
+
+    def clear_cache(self) -> None:
+        """Partitions moved or state was recovered: the table is the truth again."""
+        self._cache.clear()
 
     def _set(self, key: bytes, value: bytes | None) -> None:
         data = self.table.data
@@ -227,16 +258,20 @@ class TableStore:
         key = customer_id.encode("utf-8")
         tx = self._tx
         if tx is None:
+            # outside a record (sweep, restore): a fresh copy, the cache stays untouched
             data = self.table.data.get(key)
             return None if data is None else decode(data)
         if key in tx:
             return tx[key]
         seen = self._seen.get(key)
         if seen is None:
-            data = self.table.data.get(key)
-            if data is None:
-                return None
-            seen = self._seen[key] = decode(data)
+            seen = self._cache.get(key)
+            if seen is None:
+                data = self.table.data.get(key)
+                if data is None:
+                    return None
+                seen = decode(data)
+            self._seen[key] = seen
         return seen
 
     def put(self, customer_id: str, state: CustomerState) -> None:
@@ -244,6 +279,7 @@ class TableStore:
         if self._tx is not None:
             self._tx[key] = state
         else:
+            self._cache.pop(key, None)
             self._set(key, encode(state))
 
     def delete(self, customer_id: str) -> None:
@@ -251,6 +287,7 @@ class TableStore:
         if self._tx is not None:
             self._tx[key] = None
         else:
+            self._cache.pop(key, None)
             self._set(key, None)
 
     def keys(self) -> Iterable[str]:
@@ -292,7 +329,10 @@ class Worker:
         self._owned: set[int] = set()
         self._generation = 0  # bumped on every revocation and recovery
         self.store = TableStore(
-            self.table, lambda cid: self._partition_of(cid) in self._owned, self.checkpoints
+            self.table,
+            lambda cid: self._partition_of(cid) in self._owned,
+            self.checkpoints,
+            settings.state_cache,
         )
         self.engine = Engine(
             policy,
@@ -375,6 +415,7 @@ class Worker:
         self._owned = {
             tp.partition for tp in self.app.consumer.assignment() if tp.topic in self._inputs
         }
+        self.store.clear_cache()
         delivered = {}
         for p in self._owned:
             raw = self.table.get(self._delivered_keys[p])
@@ -456,6 +497,7 @@ class Worker:
         ]
         self._owned -= gone
         self._reroute_clear -= gone
+        self.store.clear_cache()
         self.engine.drop_partitions(gone)
 
     def _partition_of(self, customer_id: str) -> int:
@@ -468,51 +510,68 @@ class Worker:
     # ------------------------------------------------------------ the agent
 
     async def _agent(self, stream: Any) -> None:
-        async for event in stream.events():
+        batches = stream.take_events(self.settings.batch_size, self.settings.batch_wait)
+        async for events in batches:
             if self._stopping.is_set():
                 # Shutting down: tables are revoked next, so a state written now could be
-                # lost while this record's offset is committed. Leave it unacknowledged:
-                # it is read again after the restart. Wait here until the agent is stopped.
+                # lost while these records' offsets are committed. Leave them unacknowledged:
+                # they are read again after the restart. Wait here until the agent is stopped.
                 await self._stopped_agent.wait()
-            msg = event.message
             async with self._handling:
                 try:
-                    out = self.handle(
-                        msg.topic,
-                        msg.partition,
-                        msg.offset,
-                        msg.timestamp,
-                        msg.key,
-                        msg.value,
-                        dict(msg.headers) if msg.headers else None,
-                    )
-                except Exception as exc:
-                    # Nothing of the record was applied (see handle): log it with its
-                    # coordinates, count it and dead-letter it alone, then keep going.
-                    log.exception("failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
-                    self.router.counts["internal_error"] += 1
-                    err = f"internal error: {type(exc).__name__}: {exc}"
-                    out = [self.router.dead_letter(msg.topic, msg.partition, msg.offset,
-                                                   msg.key, msg.value, err, now_ms())]  # fmt: skip
-                try:
-                    await self._write(out)
-                    self.checkpoints.close(
-                        (msg.topic, msg.partition),
-                        msg.offset + 1,
-                        self._commit_meta(msg.topic, msg.partition),
-                    )
-                    if self.store.dirty >= self.settings.max_dirty:
-                        await self._flush()
+                    await self._handle_batch([e.message for e in events])
                 except (ClientError, WriteFailed) as exc:
                     # The producer refused a write of an applied record (its state stands):
                     # never commit past it. Stop; the restart reads it again.
                     await self._crash(
-                        exc if isinstance(exc, WriteFailed) else WriteFailed(
-                            f"a write of {msg.topic}[{msg.partition}]@{msg.offset} failed: "
-                            f"{type(exc).__name__}: {exc}"
-                        )
+                        exc if isinstance(exc, WriteFailed)
+                        else WriteFailed(f"a write failed: {type(exc).__name__}: {exc}")
                     )  # fmt: skip
                     return
+
+    async def _handle_batch(self, messages: list[Any]) -> None:
+        """Records as they came, each its own unit of work; then, once per partition the
+        batch touched, what used to follow every record: idleness, progress markers and
+        the release of held candidates (a decision does not depend on when a release
+        runs, only on what each stream delivered before passing the deadline)."""
+        wall = now_ms()
+        out: list[OutRecord] = []
+        last: dict[TP, int] = {}  # input and re-route partitions: last offset in the batch
+        sources: set[int] = set()  # partitions whose forwarded records were read back here
+        for msg in messages:
+            tp = msg.tp
+            last[tp] = msg.offset
+            try:
+                out += self.handle(
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    msg.timestamp,
+                    msg.key,
+                    msg.value,
+                    dict(msg.headers) if msg.headers else None,
+                    wall,
+                )
+            except Exception as exc:
+                # Nothing of the record was applied (see handle): log it with its
+                # coordinates, count it and dead-letter it alone, then keep going.
+                log.exception("failed on %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+                self.router.counts["internal_error"] += 1
+                err = f"internal error: {type(exc).__name__}: {exc}"
+                out.append(self.router.dead_letter(msg.topic, msg.partition, msg.offset,
+                                                   msg.key, msg.value, err, now_ms()))  # fmt: skip
+            if msg.topic == self.reroute and msg.headers:
+                src = dict(msg.headers).get(H_SOURCE)
+                if src is not None:
+                    sources.add(int(src.rsplit(b":", 2)[1]))
+        out += self._after_batch(last, sources, wall)
+        await self._write(out)
+        for tp, offset in last.items():
+            self.checkpoints.close(
+                (tp.topic, tp.partition), offset + 1, self._commit_meta(tp.topic, tp.partition)
+            )
+        if self.store.dirty >= self.settings.max_dirty:
+            await self._flush()
 
     def handle(
         self,
@@ -523,39 +582,61 @@ class Worker:
         key: bytes | None,
         value: bytes | None,
         headers: dict[str, bytes] | None = None,
+        wall: int | None = None,
     ) -> list[OutRecord]:
         """One record as one unit of work, without awaiting: its state changes reach the
         store only if all of it succeeds (else it raises and nothing was applied). Returns
-        what to write."""
-        wall = now_ms()
+        what to write. Releases follow in ``_after_batch``."""
+        if wall is None:
+            wall = now_ms()
         record_ms = int(timestamp * 1000) if timestamp else wall
-        tp = TP(topic, partition)
-        self._next_offset[tp] = offset + 1
+        self._next_offset[TP(topic, partition)] = offset + 1
         # One unit of work: state changes reach the table only if all of it succeeds;
-        # otherwise the record alone goes to dead-letter (see _agent) and nothing else
-        # (no other customer's popped candidate) is lost.
+        # otherwise the record alone goes to dead-letter (see _handle_batch).
         self.store.begin()
         self.engine.begin()
         try:
             out = self.router.on_record(
                 topic, partition, offset, record_ms, key, value, wall, headers
             )
-            if topic != self.reroute:
-                hw = self.app.consumer.highwater(tp)
-                now = time.monotonic()
-                self._set_idle(tp, hw is not None and hw >= 0 and offset + 1 >= hw, now)
-                out += self._markers(partition, now, self.settings.marker_interval)
-                out += self._local_markers(partition, wall)
-            elif headers and H_SOURCE in headers:
-                # a forwarded record read back: its source's in-memory marker may apply now
-                src = int(headers[H_SOURCE].rsplit(b":", 2)[1])
-                if src in self._owned:
-                    out += self._local_markers(src, wall, force=True)
-            out += self.router.release(partition, wall)
         except BaseException:
             self.store.rollback()
             self.engine.rollback()
             raise
+        self.store.commit()
+        self.engine.commit()
+        return out
+
+    def _after_batch(self, last: dict[TP, int], sources: set[int], wall: int) -> list[OutRecord]:
+        """Idleness, markers and releases for the partitions a batch touched, as one unit
+        of work. A failure here is a bug outside any one record's data: nothing of it is
+        applied, the candidates stay held (the next batch or tick tries again), and no
+        record is blamed for it."""
+        self.store.begin()
+        self.engine.begin()
+        try:
+            now = time.monotonic()
+            out: list[OutRecord] = []
+            touched: dict[int, None] = {}
+            for tp, offset in last.items():
+                touched[tp.partition] = None
+                if tp.topic != self.reroute:
+                    hw = self.app.consumer.highwater(tp)
+                    self._set_idle(tp, hw is not None and hw >= 0 and offset + 1 >= hw, now)
+            for p in {tp.partition: None for tp in last if tp.topic != self.reroute}:
+                out += self._markers(p, now, self.settings.marker_interval)
+                out += self._local_markers(p, wall)
+            for src in sorted(sources & self._owned):
+                # forwarded records read back: their source's in-memory marker may apply now
+                out += self._local_markers(src, wall, force=True)
+            for p in touched:
+                out += self.router.release(p, wall)
+        except Exception:
+            self.store.rollback()
+            self.engine.rollback()
+            log.exception("releasing after a batch failed; the candidates stay held")
+            self.router.counts["internal_error"] += 1
+            return []
         self.store.commit()
         self.engine.commit()
         return out

@@ -81,6 +81,25 @@ class Settings(BaseSettings):
         description="customers changed in memory before their state is written back to the "
         "changelog (it also is every publish and commit cycle)",
     )
+    batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="records handled as one batch: markers, idleness and releases once per "
+        "batch and partition, not per record",
+    )
+    batch_wait: float = Field(
+        default=0.005,
+        ge=0,
+        le=1.0,
+        description="seconds the agent waits for a batch to fill before handling what it has",
+    )
+    state_cache: int = Field(
+        default=20_000,
+        ge=0,
+        description="customers kept decoded in memory (most recently used), so a busy "
+        "customer's state is not decoded again for every record",
+    )
     linger_ms: int = Field(
         default=5,
         ge=0,
