@@ -34,7 +34,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import faust
@@ -46,6 +46,7 @@ from faust.types import TP
 from kafka.errors import KafkaError
 
 from streams.admin import admin_client
+from streams.changelog import BulkLoadedStore
 from streams.checkpoint import Checkpoints, WriteFailed, frontier_meta, parse_frontier
 from streams.clock import NEVER, Idleness
 from streams.engine import Engine
@@ -53,7 +54,7 @@ from streams.partitioning import partition_for
 from streams.policy import Policy
 from streams.router import H_SOURCE, OutRecord, Router
 from streams.settings import Settings
-from streams.state import CustomerState, decode, encode
+from streams.state import CustomerState, decode, encode, pending_of
 
 log = logging.getLogger("trigger_sanity.worker")
 
@@ -138,6 +139,27 @@ class DurableTable(faust.Table):
     input offset is committed only once the state its record wrote is acknowledged."""
 
     checkpoints: Checkpoints | None = None
+    client_kwargs: dict[str, Any] | None = None  # for the bulk-loading memory store
+
+    def _new_store_by_url(self, url: Any) -> Any:
+        """The memory store loads its changelog in bulk (see streams.changelog)."""
+        if self.client_kwargs is None or not str(url).startswith("memory:"):
+            return super()._new_store_by_url(url)
+        store = BulkLoadedStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
+        store.client_kwargs = self.client_kwargs
+        store.partitions = self.partitions or 1
+        return store
 
     def send_changelog(
         self,
@@ -154,6 +176,10 @@ class DurableTable(faust.Table):
 
 
 DELIVERED_PREFIX = "\x00delivered-"
+DELIVERED_PREFIX_BYTES = DELIVERED_PREFIX.encode()
+STEP_BUDGET = 0.02
+"""Seconds of work (restore, sweep) between giving the event loop back: the issue's
+bound on a stall is 50 ms, and other work (heartbeats, the web page) waits meanwhile."""
 
 
 def delivered_key(partition: int, partitions: int) -> str:
@@ -290,12 +316,30 @@ class TableStore:
             self._cache.pop(key, None)
             self._set(key, None)
 
+    def pending(self) -> Iterator[tuple[str, list[tuple[int, str, int]], list[Any]]]:
+        """Held candidates and outbox of each owned customer, read from the encoded
+        states without decoding them whole (what ``Engine.restoring`` needs)."""
+        data = self.table.data
+        for key in list(data.keys()):
+            if key.startswith(DELIVERED_PREFIX_BYTES):
+                continue
+            cid = key.decode("utf-8")
+            raw = data.get(key)
+            if raw is None or not self.owns(cid):
+                continue
+            held, outbox = pending_of(raw)
+            yield cid, held, outbox
+
     def keys(self) -> Iterable[str]:
         """Customers of the partitions this worker owns now. The memory store keeps keys
         written live after their partition moved to another worker; touching those
         would write stale state into a changelog partition someone else owns."""
-        keys = (k.decode("utf-8") for k in list(self.table.keys()))
-        return [k for k in keys if not k.startswith(DELIVERED_PREFIX) and self.owns(k)]
+        for raw in list(self.table.keys()):
+            if raw.startswith(DELIVERED_PREFIX_BYTES):
+                continue
+            key = raw.decode("utf-8")
+            if self.owns(key):  # asked when visited: ownership may change during a sweep
+                yield key
 
 
 class Worker:
@@ -323,6 +367,7 @@ class Worker:
             use_partitioner=True,
         )
         table.checkpoints = self.checkpoints
+        table.client_kwargs = settings.kafka_client_kwargs()
         self.app.tables.add(table)
         self.table = table
         self._changelog = table.changelog_topic.get_topic_name()
@@ -383,12 +428,16 @@ class Worker:
         self._committed: dict[TP, int] = {}
         self._ready = False
         self._admin: Any = None
-        self._last_sweep = time.monotonic()
+        self._max_stall = 0.0  # longest event-loop stall seen since the worker was ready
+        self._sweeping = False
+        self.loop_stats: dict[str, float] = {}
 
         self.app.agent(self.inputs, name="decide", concurrency=1)(self._agent)
         self.app.timer(settings.idle_check_interval, name="idle-check")(self._tick)
         self.app.task(self._publisher)
         self.app.task(self._committer)
+        self.app.task(self._sweeper)
+        self.app.task(self._watch_loop)
         self.table.on_recover(self._on_recover)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
 
@@ -420,7 +469,11 @@ class Worker:
         for p in self._owned:
             raw = self.table.get(self._delivered_keys[p])
             delivered[p] = int(raw) if raw is not None else -1
-        n, again = self.engine.restore(self._partition_of, lambda p: delivered.get(p, -1))
+        t0 = time.perf_counter()
+        restoring = self.engine.restoring(self._partition_of, lambda p: delivered.get(p, -1))
+        await self._in_steps(restoring.walk)
+        n, again = restoring.held, restoring.again
+        self.loop_stats["last_restore_s"] = round(time.perf_counter() - t0, 3)
         resumed = await self._resume_clocks()
         # New outbox entries must be newer than anything any earlier run called delivered.
         top = max(delivered.values(), default=-1)
@@ -948,12 +1001,66 @@ class Worker:
             out.extend(self._local_markers(p, wall, force=True))
         for p in owned:
             out.extend(self.router.release_idle(p, wall))
-        if time.monotonic() - self._last_sweep >= self.settings.sweep_interval:
-            self._last_sweep = time.monotonic()
-            dropped = self.engine.sweep(self._partition_of)
-            if dropped:
-                log.info("expired %d inactive customers", dropped)
         await self._write(out)
+
+    async def _sweeper(self) -> None:
+        """Sweeps, every ``sweep_interval``, in steps of at most ``STEP_BUDGET``: with a
+        million customers a sweep takes seconds, and the agent, heartbeats and the web
+        page must not wait for it. Each step runs between two batches (a sweep changes
+        state outside any record: the next record's offset waits for that write too)."""
+        while not self.app.should_stop:
+            await asyncio.sleep(self.settings.sweep_interval)  # pacing the sweeps
+            if not self._ready:
+                continue
+            generation = self._generation
+            t0 = time.perf_counter()
+            self._sweeping = True
+            steps = self.engine.sweeping(self.store.keys(), self._partition_of)
+            dropped = 0
+            while True:
+                async with self._handling:
+                    if generation != self._generation or not self._ready:
+                        self._sweeping = False
+                        break  # partitions moved: the next sweep starts over
+                    deadline = time.perf_counter() + STEP_BUDGET
+                    done = True
+                    for gone in steps:
+                        dropped += gone
+                        if time.perf_counter() >= deadline:
+                            done = False
+                            break
+                if done:
+                    self._sweeping = False
+                    took = time.perf_counter() - t0
+                    self.loop_stats["last_sweep_s"] = round(took, 3)
+                    log.info("sweep: %d customers expired in %.1f s", dropped, took)
+                    break
+                await asyncio.sleep(0)  # give the loop back between steps
+
+    @staticmethod
+    async def _in_steps(steps: Iterator[Any]) -> None:
+        """Run ``steps`` to the end, giving the event loop back every ``STEP_BUDGET``."""
+        while True:
+            deadline = time.perf_counter() + STEP_BUDGET
+            for _ in steps:
+                if time.perf_counter() >= deadline:
+                    break
+            else:
+                return
+            await asyncio.sleep(0)
+
+    async def _watch_loop(self) -> None:
+        """The longest the event loop went without running this task, once ready: what
+        a stall of the worker (a long sweep, a slow batch) cost everything else."""
+        tick = 0.01
+        while not self.app.should_stop:
+            t0 = time.perf_counter()
+            await asyncio.sleep(tick)  # the probe: how late does a 10 ms sleep wake up?
+            stall = time.perf_counter() - t0 - tick
+            if self._ready and stall > self._max_stall:
+                self._max_stall = stall
+                self.loop_stats["max_stall_ms"] = round(stall * 1000, 1)
+                self.loop_stats["max_stall_sweeping"] = float(self._sweeping)
 
     async def _start_offsets(self, tps: list[TP]) -> dict[TP, int]:
         """Where processing of partitions not read since start begins: committed, else earliest."""
@@ -1010,6 +1117,7 @@ class Worker:
             "held": self.engine.held_count(),
             "customers": len(self.table),
             "policy": self.policy.version,
+            "loop": dict(self.loop_stats),
             "waiting_for": {
                 p: self.engine.clock(p).waiting_for()
                 for p in sorted(self._owned)

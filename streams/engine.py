@@ -24,7 +24,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from streams import rules
 from streams.candidate import Candidate, content_key
@@ -203,33 +203,28 @@ class Engine:
         self, partition_of: Callable[[str], int], delivered: Callable[[int], int] | None = None
     ) -> tuple[int, list[tuple[str, bytes, bytes]]]:
         """Start over after a recovery: deadline heaps rebuilt from the held candidates in
-        the store, stream clocks empty. Clocks are not kept across a rebalance: the
-        consumer re-reads from the committed offsets, so an old frontier or idle flag
-        could release a candidate before records it has not seen again.
+        the store. Returns the number of held candidates and the outbox entries not known
+        delivered (``delivered(partition)``: newest generation known delivered there), to
+        publish again: a crash between recording a decision and delivering it loses
+        nothing. ``restoring`` does the same in steps, for a caller with a time budget."""
+        steps = self.restoring(partition_of, delivered)
+        for _ in steps.walk:
+            pass
+        return steps.held, steps.again
 
-        Returns the number of held candidates and the outbox entries not known delivered
-        (``delivered(partition)``: newest generation known delivered there), to publish
-        again: a crash between recording a decision and delivering it loses nothing."""
+    def restoring(
+        self, partition_of: Callable[[str], int], delivered: Callable[[int], int] | None = None
+    ) -> Restoring:
         self._parts.clear()
+        return Restoring(self, partition_of, delivered)
+
+    def _restore_one(self, cid: str, held: Iterable[tuple[int, str, int]], p: int) -> int:
+        heap = self.part(p).heap
         n = 0
-        again: list[tuple[str, bytes, bytes]] = []
-        top = self.generation
-        for cid in self.store.keys():
-            state = self.store.get(cid)
-            if state is None:
-                continue
-            p = partition_of(cid)
-            for c in state.held:
-                heapq.heappush(self.part(p).heap, (c.deadline, c.message_id, c.seq, cid))
-                n += 1
-            if state.outbox and delivered is not None:
-                done = delivered(p)
-                for gen, role, key, value in state.outbox:
-                    top = max(top, gen + 1)
-                    if gen > done:
-                        again.append((role, key.encode(), value.encode()))
-        self.generation = top
-        return n, again
+        for deadline, message_id, seq in held:
+            heapq.heappush(heap, (deadline, message_id, seq, cid))
+            n += 1
+        return n
 
     # ------------------------------------------------------------ input
 
@@ -539,28 +534,85 @@ class Engine:
         """Prune every customer and forget the inactive ones; returns how many were dropped.
 
         Safe at any time: it removes only what no decision may see any more (see
-        ``view``), so a sweep never changes a decision, offline or live."""
+        ``view``), so a sweep never changes a decision, offline or live, nor does
+        sweeping one customer now and the next one later."""
         dropped = 0
-        for cid in list(self.store.keys()):
-            state = self.store.get(cid)
-            if state is None:
-                continue
-            h = self._horizons(self.part(partition_of(cid)))
-            if h is NO_HORIZON:
-                continue
-            before = state.size()
-            self._prune(h, state)
-            if state.outbox and self.render is not None:
-                state.outbox = [e for e in state.outbox if e[0] > self.delivered]
-            if not state.held and state.last_activity < h.epochs:
-                kept = state.forget()
-                if kept is None:
-                    self.store.delete(cid)
-                else:
-                    self.store.put(cid, kept)
-                dropped += 1
-            elif state.size() != before:
-                self.store.put(cid, state)
-        self.counts["expired"] += dropped
-        self.counts["sweeps"] += 1
+        for gone in self.sweeping(self.store.keys(), partition_of):
+            dropped += gone
         return dropped
+
+    def sweeping(self, keys: Iterable[str], partition_of: Callable[[str], int]) -> Iterator[int]:
+        """The sweep one customer at a time (yields 1 per customer dropped, else 0), for a
+        caller that must give the event loop back every few milliseconds."""
+        for cid in keys:
+            yield self._sweep_one(cid, partition_of)
+        self.counts["sweeps"] += 1
+
+    def _sweep_one(self, cid: str, partition_of: Callable[[str], int]) -> int:
+        state = self.store.get(cid)
+        if state is None:
+            return 0
+        h = self._horizons(self.part(partition_of(cid)))
+        if h is NO_HORIZON:
+            return 0
+        before = state.size()
+        self._prune(h, state)
+        if state.outbox and self.render is not None:
+            state.outbox = [e for e in state.outbox if e[0] > self.delivered]
+        if not state.held and state.last_activity < h.epochs:
+            kept = state.forget()
+            if kept is None:
+                self.store.delete(cid)
+            else:
+                self.store.put(cid, kept)
+            self.counts["expired"] += 1
+            return 1
+        if state.size() != before:
+            self.store.put(cid, state)
+        return 0
+
+
+class Restoring:
+    """A restore in steps: ``walk`` yields after each customer; ``held`` and ``again``
+    hold the totals once it is exhausted."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        partition_of: Callable[[str], int],
+        delivered: Callable[[int], int] | None,
+    ) -> None:
+        self.held = 0
+        self.again: list[tuple[str, bytes, bytes]] = []
+        self.walk = self._walk(engine, partition_of, delivered)
+
+    def _walk(
+        self,
+        engine: Engine,
+        partition_of: Callable[[str], int],
+        delivered: Callable[[int], int] | None,
+    ) -> Iterator[None]:
+        top = engine.generation
+        store = engine.store
+        pending = getattr(store, "pending", None)
+        # A store that can list what restore needs without decoding whole states
+        # (TableStore) is asked for just that; any other is read state by state.
+        rows = pending() if pending is not None else _pending_of(store)
+        for cid, held, outbox in rows:
+            p = partition_of(cid)
+            self.held += engine._restore_one(cid, held, p)
+            if outbox and delivered is not None:
+                done = delivered(p)
+                for gen, role, key, value in outbox:
+                    top = max(top, gen + 1)
+                    if gen > done:
+                        self.again.append((role, key.encode(), value.encode()))
+            yield None
+        engine.generation = top
+
+
+def _pending_of(store: StateStore) -> Iterator[tuple[str, list[tuple[int, str, int]], list[Any]]]:
+    for cid in store.keys():
+        state = store.get(cid)
+        if state is not None:
+            yield cid, [(c.deadline, c.message_id, c.seq) for c in state.held], state.outbox

@@ -111,6 +111,19 @@ class Settings(BaseSettings):
         default=45.0, ge=3, description="seconds before a dead worker's partitions move to another"
     )
 
+    @field_validator("store")
+    @classmethod
+    def _supported_store(cls, v: str) -> str:
+        # faust's rocksdb driver files a write under the partition of the event being
+        # processed; the worker writes state back in batches, outside any event, so a
+        # customer could land in another partition's database. Refuse it plainly.
+        if not v.startswith("memory:"):
+            raise ValueError(
+                f"{v!r} is not supported: use memory:// (state is loaded from the changelog "
+                "in bulk at start; a RocksDB store is not supported yet)"
+            )
+        return v
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _not_blank(cls, v: str) -> str:

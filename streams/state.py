@@ -462,6 +462,16 @@ def _items(rows: list[list[Any]]) -> Items:
     return tuple((sku, qty) for sku, qty in rows)
 
 
+def pending_of(data: bytes) -> tuple[list[tuple[int, str, int]], list[Any]]:
+    """What a restore needs of an encoded state, without building all of it: (deadline,
+    message_id, seq) of each held candidate, and the outbox. A restore of a million
+    customers reads every state once; most hold nothing."""
+    row = orjson.loads(data)
+    if row[0] not in READABLE_FORMATS:
+        raise ValueError(f"unknown customer state format {row[0]!r}")
+    return [(c[11], c[0], c[13]) for c in row[9]], row[13]
+
+
 def decode(data: bytes) -> CustomerState:
     row = orjson.loads(data)
     if row[0] not in READABLE_FORMATS:

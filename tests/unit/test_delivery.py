@@ -377,3 +377,116 @@ def test_durable_waits_for_a_flush_of_a_timer_change() -> None:
         await asyncio.wait_for(waiter, 1)
 
     asyncio.run(scenario())
+
+
+def _table_store(data: dict[bytes, bytes] | None = None) -> Any:
+    from types import SimpleNamespace
+
+    from streams.app import TableStore
+    from streams.checkpoint import Checkpoints
+
+    return TableStore(SimpleNamespace(data={} if data is None else data), lambda _c: True,
+                      Checkpoints(), cache_size=2)  # fmt: skip
+
+
+def test_the_state_cache_holds_only_what_the_table_bytes_say() -> None:
+    import asyncio
+
+    from streams.state import CustomerState, decode
+
+    async def scenario() -> None:
+        store = _table_store()
+        store.begin()
+        store.put("c-1", CustomerState(nseq=1))
+        store.commit()
+        store.begin()
+        cached = store.get("c-1")
+        assert cached is not None and cached.nseq == 1
+        cached.nseq = 99  # changed in place by a record that then fails
+        store.rollback()
+        store.begin()
+        again = store.get("c-1")
+        assert again is not None and again.nseq == 1, "a failed record's change must not stick"
+        again.nseq = 7  # changed in place, read-only record: never written back
+        store.commit()
+        store.begin()
+        third = store.get("c-1")
+        assert third is not None and third.nseq == 1
+        third.nseq = 3
+        store.put("c-1", third)
+        store.commit()
+        assert decode(store.table.data[b"c-1"]).nseq == 3
+        store.begin()
+        fourth = store.get("c-1")
+        assert fourth is third, "a committed state is served from the cache"
+        store.commit()
+        for i in range(2, 6):  # more customers than the cache holds
+            store.begin()
+            store.put(f"c-{i}", CustomerState(nseq=i))
+            store.commit()
+        assert len(store._cache) == 2 and b"c-1" not in store._cache
+        store.begin()
+        back = store.get("c-1")
+        assert back is not None and back.nseq == 3 and back is not third
+
+    asyncio.run(scenario())
+
+
+def test_restore_reads_held_candidates_and_outboxes_without_decoding_whole_states() -> None:
+    import asyncio
+
+    from streams.state import encode, pending_of
+
+    engine, router = _engine_with_outbox()
+    _feed(engine, msg("m-1", "promotion", "10:00", cid="c-1"))
+    _feed(engine, msg("m-2", "promotion", "10:05", cid="c-2"))
+    engine.begin()
+    assert len(engine.release(0, 0)) == 2  # decided: kept in the outboxes
+    engine.commit()
+    for k in INPUT_KINDS:
+        engine.clock(0).set_idle(k, False)
+    _feed(engine, msg("m-3", "promotion", "10:10", cid="c-2"))  # held: streams are busy
+    assert isinstance(engine.store, MemoryStore)
+    states = dict(engine.store.data)
+    data = {cid.encode(): encode(st) for cid, st in states.items()}
+    for cid, st in states.items():
+        held, outbox = pending_of(data[cid.encode()])
+        assert held == [(c.deadline, c.message_id, c.seq) for c in st.held]
+        assert [tuple(e) for e in outbox] == [tuple(e) for e in st.outbox]
+
+    async def scenario() -> tuple[int, list[Any]]:
+        table_engine = Engine(DEFAULT_POLICY, _table_store(data))
+        steps = table_engine.restoring(lambda _c: 0, lambda _p: -1)
+        for _ in steps.walk:
+            pass
+        return steps.held, sorted(steps.again)
+
+    expected = Engine(DEFAULT_POLICY, engine.store).restore(lambda _c: 0, lambda _p: -1)
+    got = asyncio.run(scenario())
+    assert got == (expected[0], sorted(expected[1])) and got[0] >= 1 and got[1]
+
+
+def test_a_sweep_in_steps_ends_where_a_sweep_at_once_ends() -> None:
+    from dataclasses import replace
+
+    from streams.state import encode
+
+    def run(stepwise: bool) -> dict[str, bytes]:
+        engine, _router = _engine_with_outbox()
+        for i in range(6):
+            _feed(engine, session(f"2024-01-0{i + 1}T10:00:00Z", cid=f"c-{i}"))
+        _feed(engine, session("2026-03-01T10:00:00Z", cid="c-late"))  # 400 d TTL passed
+        if stepwise:
+            steps = engine.sweeping(list(engine.store.keys()), lambda _c: 0)
+            n = sum(next(steps) for _ in range(3))  # a few customers, then the rest later
+            n += sum(steps)
+        else:
+            n = engine.sweep(lambda _c: 0)
+        assert n >= 1 and engine.counts["sweeps"] == 1
+        assert isinstance(engine.store, MemoryStore)
+        return {
+            cid: encode(replace(st, sessions=[replace(x, event_id="") for x in st.sessions]))
+            for cid, st in engine.store.data.items()
+        }  # event ids come from a counter: equal states but for them
+
+    assert run(stepwise=True) == run(stepwise=False)

@@ -91,3 +91,13 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
+
+
+def test_a_store_the_worker_cannot_write_correctly_is_refused() -> None:
+    import pydantic
+
+    from streams.settings import Settings
+
+    assert Settings(store="memory://").store == "memory://"
+    with pytest.raises(pydantic.ValidationError, match="not supported: use memory://"):
+        Settings(store="rocksdb://")

@@ -1,0 +1,255 @@
+"""State size per customer, and how long a worker takes to recover 1,000,000 customers.
+
+    .venv/bin/python bench/bench_recovery.py [--customers 1000000] [--keep-logs DIR]
+
+Uses KAFKA_BOOTSTRAP_SERVERS, or starts the local broker (tools/kafka) on
+LOCAL_KAFKA_PORT (default 9092).
+
+1. Realistic customer states: a generated history decided offline (the same core the
+   worker runs); their encoded sizes are what the changelog and the table hold.
+2. A changelog with ``--customers`` customers, each one of those states, written
+   straight to the table's changelog topic (what a worker that had processed them
+   would have left), partitioned like the worker writes it (murmur2 of the key).
+3. A worker started on it: time from process start until its state is recovered
+   (the "state recovered" log line: changelog loaded, held candidates and outboxes
+   restored), of which the restore, its resident memory, and the longest event-loop
+   stall it saw afterwards while sweeping every customer (``/stats/`` ``loop``).
+   The memory store is the only one the worker supports today (see the README's
+   ``TRIGGER_SANITY_STORE``), so there is no RocksDB row.
+
+Prints a table and writes bench/results/recovery.json. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from kafka.admin import NewTopic
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_worker import bootstrap  # noqa: E402
+
+from streams import codec  # noqa: E402
+from streams.admin import admin_client, create_topics  # noqa: E402
+from streams.engine import INPUT_KINDS, Engine, MemoryStore  # noqa: E402
+from streams.generator import generate  # noqa: E402
+from streams.history import HistoryRecord, read_history, write_history  # noqa: E402
+from streams.partitioning import partition_for  # noqa: E402
+from streams.policy import DEFAULT_POLICY  # noqa: E402
+from streams.settings import Settings, isolated_env, settings_from_env  # noqa: E402
+from streams.state import encode  # noqa: E402
+
+RECOVERED = re.compile(rb"state recovered")
+
+
+def pct(values: list[int], p: float) -> int:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def template_states(customers: int) -> list[bytes]:
+    """Encoded states of generated customers after their history, decided offline."""
+    store = MemoryStore()
+    engine = Engine(DEFAULT_POLICY, store)
+    clock = engine.clock(0)
+    for t in INPUT_KINDS:
+        clock.set_idle(t, False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "h.jsonl"
+        write_history(path, generate(customers, seed=11))
+        for r in read_history(path):
+            if not isinstance(r, HistoryRecord):
+                continue
+            ms = r.record_ms if r.record_ms is not None else (r.event_ms or 0)
+            p = codec.decode(r.topic, r.value, ms, 0, DEFAULT_POLICY)
+            if isinstance(p, codec.Parsed):
+                engine.ingest(0, p.kind, p.customer_id, p.event_ms, p.fact, ms)
+                for t in INPUT_KINDS:
+                    clock.observe(t, p.event_ms)
+                engine.release(0, 0)
+        engine.flush(0)
+    return [encode(st) for st in store.data.values()]
+
+
+async def fill_changelog(
+    settings: Settings, topic: str, customers: int, states: list[bytes]
+) -> float:
+    """``customers`` changelog records, one per customer; returns seconds taken."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        linger_ms=20,
+        max_batch_size=1024 * 1024,
+        acks=1,
+    )
+    await producer.start()
+    t0 = time.perf_counter()
+    try:
+        parts = settings.partitions
+        pending = []
+        for i in range(customers):
+            key = f"c-{i:07d}"
+            fut = await producer.send(
+                topic, states[i % len(states)], key.encode(), partition=partition_for(key, parts)
+            )
+            pending.append(fut)
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+                print(f"\r  changelog: {i + 1:,}/{customers:,}", end="", flush=True)
+        await asyncio.gather(*pending)
+        print()
+    finally:
+        await producer.stop()
+    return time.perf_counter() - t0
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def stats(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=10) as r:
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+def run_worker(env: dict[str, str], log_path: Path, port: int, timeout: float) -> dict[str, Any]:
+    """Start a worker, wait until its state is recovered and one sweep has run."""
+    log = open(log_path, "ab")
+    t0 = time.perf_counter()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=ROOT, stdout=log, stderr=log
+    )
+    out: dict[str, Any] = {}
+    try:
+        deadline = t0 + timeout
+        while time.perf_counter() < deadline:
+            if worker.poll() is not None:
+                raise SystemExit(f"worker exited with {worker.returncode}; see {log_path}")
+            if RECOVERED.search(log_path.read_bytes()):
+                out["recovery_s"] = time.perf_counter() - t0
+                break
+            time.sleep(0.05)  # polling a log file
+        else:
+            raise SystemExit(f"no recovery within {timeout:.0f}s; see {log_path}")
+        out["rss_bytes"] = rss_bytes(worker.pid)
+        while time.perf_counter() < deadline:
+            s = stats(port)
+            if s["engine"].get("sweeps", 0) >= 1:
+                out["customers"] = s["customers"]
+                out["loop"] = s["loop"]
+                break
+            time.sleep(0.5)  # polling the stats page
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=120)
+        log.close()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--customers", type=int, default=1_000_000)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--keep-logs", metavar="DIR", help="keep worker logs and stores in DIR")
+    ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "recovery.json"))
+    args = ap.parse_args()
+
+    states = template_states(400)
+    sizes = [len(s) for s in states]
+    print(
+        f"state bytes per customer ({len(states)} generated customers after their history): "
+        f"mean {statistics.mean(sizes):.0f}  p50 {pct(sizes, 0.5)}  p99 {pct(sizes, 0.99)}  "
+        f"max {max(sizes)}"
+    )
+
+    run = f"recov{uuid.uuid4().hex[:6]}"
+    port = 6300 + os.getpid() % 500
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_SANITY_")}
+    base.update(
+        isolated_env(
+            run,
+            bootstrap(),
+            partitions=str(args.partitions),
+            log_level="INFO",
+            web_enabled="true",
+            web_port=str(port),
+            sweep_interval="5",
+        )
+    )
+    settings = settings_from_env(base)
+    changelog = f"{run}-customers-changelog"
+    create_topics(settings, log=False)
+    admin = admin_client(settings)
+    admin.create_topics(
+        [NewTopic(changelog, args.partitions, 1, topic_configs={"cleanup.policy": "compact"})]
+    )
+    admin.close()
+    took = asyncio.run(fill_changelog(settings, changelog, args.customers, states))
+    print(f"changelog: {args.customers:,} customers written in {took:.1f}s")
+
+    results: dict[str, Any] = {
+        "customers": args.customers,
+        "state_bytes": {
+            "mean": statistics.mean(sizes),
+            "p50": pct(sizes, 0.5),
+            "p99": pct(sizes, 0.99),
+            "max": max(sizes),
+        },
+        "runs": {},
+    }
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.keep_logs:
+            tmp = args.keep_logs
+        store, label = "memory", "start"
+        print(f"{store}: {label} ...", flush=True)
+        r = run_worker(base, Path(tmp) / f"{store}.log", port, args.timeout)
+        results["runs"][f"{store} {label}"] = r
+        rows.append((store, label, r))
+    print()
+    print(
+        "| store | start | recovery s | customers | RSS MB | bytes/customer (RSS) "
+        "| of which restore s | sweep s | longest loop stall ms |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for store, label, r in rows:
+        loop = r.get("loop", {})
+        print(
+            f"| {store} | {label} | {r['recovery_s']:.1f} | {r.get('customers', 0):,} | "
+            f"{r['rss_bytes'] / 2**20:,.0f} | {r['rss_bytes'] / max(1, args.customers):,.0f} | "
+            f"{loop.get('last_restore_s', float('nan')):.1f} | "
+            f"{loop.get('last_sweep_s', float('nan')):.1f} | "
+            f"{loop.get('max_stall_ms', float('nan')):.0f} |"
+        )
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
