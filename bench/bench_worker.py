@@ -54,6 +54,15 @@ def bootstrap() -> str:
     return f"127.0.0.1:{port}"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drain(
     settings: Settings,
     roles: tuple[str, ...],
@@ -94,11 +103,18 @@ def main() -> int:
         metavar="FILE",
         help="run the worker under py-spy (if installed) and write collapsed stacks to FILE",
     )
+    ap.add_argument("--log-level", default="WARNING", help="the worker's log level")
+    ap.add_argument("--log", metavar="FILE", help="keep the worker's log in FILE")
+    ap.add_argument(
+        "--timeline", action="store_true", help="also print decisions per half second"
+    )
     args = ap.parse_args()
 
     run = f"bench{uuid.uuid4().hex[:6]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_SANITY_")}
-    env.update(isolated_env(run, bootstrap(), partitions=str(args.partitions), log_level="WARNING"))
+    env.update(
+        isolated_env(run, bootstrap(), partitions=str(args.partitions), log_level=args.log_level)
+    )
     settings = settings_from_env(env)
     create_topics(settings, log=False, configs={"retention.ms": "-1"})
 
@@ -121,7 +137,7 @@ def main() -> int:
         rate = len(got) / base
         print(f"baseline: plain consumer read {len(got)} records in {base:.1f}s ({rate:,.0f}/s)")
 
-        log = open(Path(tmp) / "worker.log", "wb")
+        log = open(args.log or Path(tmp) / "worker.log", "wb")
         t0 = time.perf_counter()
         cmd = [sys.executable, "-m", "streams.cli", "worker"]
         if args.profile:
@@ -148,6 +164,7 @@ def main() -> int:
             stamps: list[int] = []
             out = drain(settings, ("send_queue", "suppressed"), candidates, args.timeout, stamps)
             took = time.perf_counter() - t0
+            cpu = cpu_seconds(worker.pid)
         finally:
             if args.profile:  # stop the worker under py-spy: py-spy then writes the file
                 subprocess.run(["pkill", "-TERM", "-P", str(worker.pid)], check=False)
@@ -165,6 +182,7 @@ def main() -> int:
         f"worker: {len(out)} decisions for {n} records in {took:.1f}s incl. startup "
         f"({n / took:,.0f} records/s); ratio to the plain consumer {took / base:.1f}x the time"
     )
+    print(f"worker CPU: {cpu:.1f}s user+system ({cpu / n * 1e6:.0f} us per input record)")
     print(
         f"worker, first decision to last: {span:.1f}s ({n / span:,.0f} input records/s; "
         f"{rate / (n / span):.1f}x slower than the plain consumer)"
@@ -174,6 +192,12 @@ def main() -> int:
         f"p95 {pct(held, 0.95):.0f}  p99 {pct(held, 0.99):.0f}  "
         "(an all-at-once backlog: includes queueing)"
     )
+    if args.timeline and stamps:
+        t0 = min(stamps)
+        per: dict[int, int] = {}
+        for s in stamps:
+            per[(s - t0) // 500] = per.get((s - t0) // 500, 0) + 1
+        print("decisions per 0.5 s:", " ".join(str(per.get(i, 0)) for i in range(max(per) + 1)))
     return 0 if len(out) >= candidates else 1
 
 
