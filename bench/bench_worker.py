@@ -105,9 +105,7 @@ def main() -> int:
     )
     ap.add_argument("--log-level", default="WARNING", help="the worker's log level")
     ap.add_argument("--log", metavar="FILE", help="keep the worker's log in FILE")
-    ap.add_argument(
-        "--timeline", action="store_true", help="also print decisions per half second"
-    )
+    ap.add_argument("--timeline", action="store_true", help="also print decisions per half second")
     args = ap.parse_args()
 
     run = f"bench{uuid.uuid4().hex[:6]}"

@@ -437,7 +437,7 @@ def test_restore_reads_held_candidates_and_outboxes_without_decoding_whole_state
 
     from streams.state import encode, pending_of
 
-    engine, router = _engine_with_outbox()
+    engine, _router = _engine_with_outbox()
     _feed(engine, msg("m-1", "promotion", "10:00", cid="c-1"))
     _feed(engine, msg("m-2", "promotion", "10:05", cid="c-2"))
     engine.begin()
