@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 KAFKA_PORT ?= 9092
 export KAFKA_PORT
 
-.PHONY: help setup kafka-start kafka-stop kafka-status topics worker demo test test-unit lint schemas bench bench-worker bench-peers clean
+.PHONY: help setup kafka-start kafka-stop kafka-status topics worker demo test test-unit lint schemas bench bench-worker bench-peers bench-recovery clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -56,6 +56,9 @@ bench: setup  ## core benchmarks (events/s, latency percentiles, bytes per custo
 bench-worker: setup kafka-start  ## the worker on a real broker: records/s, held time (add ARGS="--profile prof.txt")
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) bench/bench_worker.py $(ARGS)
+
+bench-recovery: setup kafka-start  ## state bytes per customer; recovery and sweep of 1,000,000 customers (ARGS="--customers N")
+	$(PY) bench/bench_recovery.py $(ARGS)
 
 QUIX_VENV := .cache/quix-venv
 bench-peers: setup kafka-start  ## worker vs raw aiokafka, a naive faust counter and quix-streams

@@ -786,20 +786,7 @@ class Worker:
         if not heartbeat and last is not None and last[1] == state:
             return []
         self._marker_sent[partition] = (now, state)
-        # Partitions this worker owns and hands progress to in memory (_local_markers)
-        # need no copy through Kafka, except the heartbeat: during a backlog these copies
-        # were a quarter of all records read. A partition that moves to another worker
-        # gets markers through Kafka again from the next one on.
-        skip = () if heartbeat else self._local_targets(partition)
-        return self.router.markers(partition, self.settings.partitions, time.time_ns(), skip)
-
-    def _local_targets(self, source: int) -> set[int]:
-        """Partitions that ``_local_markers(source)`` reaches in memory."""
-        return {
-            t
-            for t in self._reroute_clear & self._owned
-            if t != source and self.router.settled(source, t)
-        }
+        return self.router.markers(partition, self.settings.partitions, time.time_ns())
 
     async def _write(self, records: list[OutRecord]) -> None:
         # Decisions wait for _publish (their state must be durable first). Queue them all

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -231,12 +231,9 @@ class Router:
         """Has everything this run forwarded from ``source`` to ``target`` been read back?"""
         return self.forwarded[(source, target)] == self.read_back[(source, target)]
 
-    def markers(
-        self, source: int, partitions: int, stamp: int, skip: Collection[int] = ()
-    ) -> list[OutRecord]:
-        """Progress markers of partition ``source`` for every other partition but ``skip``
-        (those get the same news in memory); ``stamp`` orders them (and the in-memory
-        hand-overs) by when they were taken."""
+    def markers(self, source: int, partitions: int, stamp: int) -> list[OutRecord]:
+        """Progress markers of partition ``source`` for every other partition; ``stamp``
+        orders them (and the in-memory hand-overs) by when they were taken."""
         if self.reroute_topic is None or partitions < 2:
             return []
         local = self.engine.clock(source).local()
@@ -246,7 +243,7 @@ class Router:
         return [
             OutRecord("reroute", None, value, p, None, hdr)
             for p in range(partitions)
-            if p != source and p not in skip
+            if p != source
         ]
 
     # ------------------------------------------------------------ outputs
