@@ -233,7 +233,7 @@ def main() -> int:
     print()
     print(
         "| store | start | recovery s | customers | RSS MB | bytes/customer (RSS) "
-        "| of which restore s | sweep s | longest loop stall ms |"
+        "| of which restore s | sweep s | longest loop stall ms: restoring / sweeping / running |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for store, label, r in rows:
@@ -243,7 +243,9 @@ def main() -> int:
             f"{r['rss_bytes'] / 2**20:,.0f} | {r['rss_bytes'] / max(1, args.customers):,.0f} | "
             f"{loop.get('last_restore_s', float('nan')):.1f} | "
             f"{loop.get('last_sweep_s', float('nan')):.1f} | "
-            f"{loop.get('max_stall_ms', float('nan')):.0f} |"
+            f"{loop.get('max_stall_ms_restoring', 0):.0f} / "
+            f"{loop.get('max_stall_ms_sweeping', 0):.0f} / "
+            f"{loop.get('max_stall_ms_running', 0):.0f} |"
         )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))

@@ -70,6 +70,7 @@ class BulkLoadedStore(MemoryStore):
         t0 = time.perf_counter()
         consumer = AIOKafkaConsumer(
             enable_auto_commit=False,
+            auto_offset_reset="earliest",
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
             **self.client_kwargs,
@@ -79,12 +80,13 @@ class BulkLoadedStore(MemoryStore):
         try:
             ctps = [ClientTP(tp.topic, tp.partition) for tp in tps]
             consumer.assign(ctps)
+            starts: dict[ClientTP, int] = await consumer.beginning_offsets(ctps)
             ends: dict[ClientTP, int] = await consumer.end_offsets(ctps)
-            await consumer.seek_to_beginning(*ctps)
-            todo = {tp for tp in ctps if ends[tp] > 0}
-            for tp in list(todo):
-                if await consumer.position(tp) >= ends[tp]:
-                    todo.discard(tp)  # compacted or truncated down to nothing
+            # Explicit positions: seek_to_beginning() raced with the consumer's own first
+            # offset reset once and started a partition at its end (nothing was loaded).
+            for tp in ctps:
+                consumer.seek(tp, starts[tp])
+            todo = {tp for tp in ctps if ends[tp] > starts[tp]}
             while todo:
                 batches = await consumer.getmany(*todo, timeout_ms=500, max_records=100_000)
                 for records in batches.values():
