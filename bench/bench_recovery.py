@@ -233,9 +233,10 @@ def main() -> int:
     print()
     print(
         "| store | start | recovery s | customers | RSS MB | bytes/customer (RSS) "
-        "| of which restore s | sweep s | longest loop stall ms: restoring / sweeping / running |"
+        "| of which restore s | sweep s | longest step ms: restore / sweep "
+        "| longest loop stall ms: sweeping / running |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for store, label, r in rows:
         loop = r.get("loop", {})
         print(
@@ -243,7 +244,8 @@ def main() -> int:
             f"{r['rss_bytes'] / 2**20:,.0f} | {r['rss_bytes'] / max(1, args.customers):,.0f} | "
             f"{loop.get('last_restore_s', float('nan')):.1f} | "
             f"{loop.get('last_sweep_s', float('nan')):.1f} | "
-            f"{loop.get('max_stall_ms_restoring', 0):.0f} / "
+            f"{loop.get('longest_step_ms_restoring', 0):.0f} / "
+            f"{loop.get('longest_step_ms_sweeping', 0):.0f} | "
             f"{loop.get('max_stall_ms_sweeping', 0):.0f} / "
             f"{loop.get('max_stall_ms_running', 0):.0f} |"
         )

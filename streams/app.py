@@ -29,6 +29,8 @@ stream's frontier in the commit metadata (see that module for why).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
 import threading
@@ -228,6 +230,7 @@ class TableStore:
         # record touched, may differ from its bytes and leaves the cache.
         self._cache: dict[bytes, CustomerState] = {}
         self._cache_size = cache_size
+        self._snapshot: list[bytes] | None = None
 
     def begin(self) -> None:
         self._tx = {}
@@ -316,10 +319,22 @@ class TableStore:
             self._cache.pop(key, None)
             self._set(key, None)
 
+    def snapshot_keys(self) -> None:
+        """Take the key list the next ``keys()`` or ``pending()`` walks, now: a million
+        keys take ~20 ms to copy, which a caller stepping under a time budget wants as
+        a step of its own (and out of the collector's way, see ``Worker._frozen``)."""
+        self._snapshot = self._key_snapshot()
+
+    def drop_snapshot(self) -> None:
+        self._snapshot = None
+
     def _key_snapshot(self) -> list[bytes]:
         """Every key now, taken at once (the table changes while a sweep walks it). From
         the memory store's dict directly: through faust's mapping a million keys took
         most of a second, in one piece."""
+        taken, self._snapshot = self._snapshot, None
+        if taken is not None:
+            return taken
         data = self.table.data
         raw = getattr(data, "data", None)
         return list(raw if isinstance(raw, dict) else data.keys())
@@ -479,8 +494,9 @@ class Worker:
             delivered[p] = int(raw) if raw is not None else -1
         t0 = time.perf_counter()
         self._phase = "restoring"
-        restoring = self.engine.restoring(self._partition_of, lambda p: delivered.get(p, -1))
-        await self._in_steps(restoring.walk)
+        with self._frozen():
+            restoring = self.engine.restoring(self._partition_of, lambda p: delivered.get(p, -1))
+            await self._in_steps(restoring.walk, "restoring")
         n, again = restoring.held, restoring.again
         self.loop_stats["last_restore_s"] = round(time.perf_counter() - t0, 3)
         self._phase = "running"
@@ -724,10 +740,16 @@ class Worker:
             topic = self._changelog
             partitions = self.settings.partitions
             writes: list[Any] = []
+            perf = time.perf_counter
             try:
+                deadline = perf() + STEP_BUDGET
                 for key, value in dirty.items():
                     p = partition_for(key.decode("utf-8"), partitions)
                     writes.append(await send(topic, key, value, p, None, None))
+                    if perf() >= deadline:
+                        # a sweep can leave a million customers to write: not in one piece
+                        await asyncio.sleep(0)
+                        deadline = perf() + STEP_BUDGET
             except BaseException as exc:
                 # Not all sent, and the rest is out of _dirty: whoever waits for this flush
                 # must never commit past it; the worker stops and recovers from Kafka.
@@ -1025,44 +1047,78 @@ class Worker:
         state outside any record: the next record's offset waits for that write too)."""
         while not self.app.should_stop:
             await asyncio.sleep(self.settings.sweep_interval)  # pacing the sweeps
-            if not self._ready:
-                continue
-            generation = self._generation
-            t0 = time.perf_counter()
-            self._phase = "sweeping"
-            steps = self.engine.sweeping(self.store.keys(), self._partition_of)
-            dropped = 0
-            while True:
-                async with self._handling:
-                    if generation != self._generation or not self._ready:
-                        self._phase = "running"
-                        break  # partitions moved: the next sweep starts over
-                    deadline = time.perf_counter() + STEP_BUDGET
-                    done = True
-                    for gone in steps:
-                        dropped += gone
-                        if time.perf_counter() >= deadline:
-                            done = False
-                            break
-                if done:
+            if self._ready:
+                try:
+                    with self._frozen():
+                        await self._sweep()
+                finally:
                     self._phase = "running"
-                    took = time.perf_counter() - t0
-                    self.loop_stats["last_sweep_s"] = round(took, 3)
-                    log.info("sweep: %d customers expired in %.1f s", dropped, took)
-                    break
-                await asyncio.sleep(0)  # give the loop back between steps
 
-    @staticmethod
-    async def _in_steps(steps: Iterator[Any]) -> None:
-        """Run ``steps`` to the end, giving the event loop back every ``STEP_BUDGET``."""
+    async def _sweep(self) -> None:
+        generation = self._generation
+        t0 = time.perf_counter()
+        self._phase = "sweeping"
+        steps = self.engine.sweeping(self.store.keys(), self._partition_of)
+        dropped = 0
         while True:
-            deadline = time.perf_counter() + STEP_BUDGET
+            async with self._handling:
+                if generation != self._generation or not self._ready:
+                    return  # partitions moved: the next sweep starts over
+                t1 = time.perf_counter()
+                c1 = time.thread_time()
+                deadline = t1 + STEP_BUDGET
+                done = True
+                for gone in steps:
+                    dropped += gone
+                    if time.perf_counter() >= deadline:
+                        done = False
+                        break
+                took = (time.perf_counter() - t1) * 1000
+                if took > self.loop_stats.get("longest_step_ms_sweeping", 0.0):
+                    self.loop_stats["longest_step_ms_sweeping"] = round(took, 1)
+                    # the thread's own CPU time in that step: the rest was waiting (the
+                    # GIL, or the OS running the broker on the same cores)
+                    cpu = (time.thread_time() - c1) * 1000
+                    self.loop_stats["longest_step_cpu_ms_sweeping"] = round(cpu, 1)
+            if done:
+                took = time.perf_counter() - t0
+                self.loop_stats["last_sweep_s"] = round(took, 3)
+                log.info("sweep: %d customers expired in %.1f s", dropped, took)
+                return
+            await asyncio.sleep(0)  # give the loop back between steps
+
+    async def _in_steps(self, steps: Iterator[Any], name: str) -> None:
+        """Run ``steps`` to the end, giving the event loop back every ``STEP_BUDGET``; the
+        longest step goes to ``/stats/`` (``loop``: ``longest_step_ms_<name>``)."""
+        key = f"longest_step_ms_{name}"
+        while True:
+            t0 = time.perf_counter()
+            deadline = t0 + STEP_BUDGET
+            done = True
             for _ in steps:
                 if time.perf_counter() >= deadline:
+                    done = False
                     break
-            else:
+            took = (time.perf_counter() - t0) * 1000
+            if took > self.loop_stats.get(key, 0.0):
+                self.loop_stats[key] = round(took, 1)
+            if done:
                 return
             await asyncio.sleep(0)
+
+    @contextlib.contextmanager
+    def _frozen(self) -> Iterator[None]:
+        """A walk over every customer (restore, sweep): the key list is taken first, as
+        its own piece of work, and it and everything alive now are left out of the
+        collector's full passes until the walk ends. One such pass over a million keys
+        stalled the loop 50-110 ms mid-sweep."""
+        self.store.snapshot_keys()
+        gc.freeze()
+        try:
+            yield
+        finally:
+            self.store.drop_snapshot()  # a walk cut short must not leave it to the next
+            gc.unfreeze()
 
     async def _watch_loop(self) -> None:
         """The longest the event loop went without running this task, per phase (starting,
