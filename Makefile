@@ -60,6 +60,16 @@ bench-worker: setup kafka-start  ## the worker on a real broker: records/s, held
 bench-recovery: setup kafka-start  ## state bytes per customer; recovery and sweep of 1,000,000 customers (ARGS="--customers N")
 	$(PY) bench/bench_recovery.py $(ARGS)
 
+bench-latency: setup kafka-start  ## decision latency p50/p95/p99 at 1,000/3,000/5,000 input records/s (ARGS="--rates 500,1000")
+	$(PY) bench/bench_latency.py $(ARGS)
+
+bench-scale: setup kafka-start  ## 1 vs 2 worker processes on the same 3,000-customer backlog: records/s and ratio
+	$(PY) bench/bench_scale.py $(ARGS)
+
+# The benchmarks start (or reuse) the local broker on LOCAL_KAFKA_PORT: the one kafka-start
+# just started, also when KAFKA_PORT is not the default.
+bench-worker bench-peers bench-recovery bench-latency bench-scale: export LOCAL_KAFKA_PORT = $(KAFKA_PORT)
+
 QUIX_VENV := .cache/quix-venv
 bench-peers: setup kafka-start  ## worker vs raw aiokafka, a naive faust counter and quix-streams
 	test -x $(QUIX_VENV)/bin/python || $(PYTHON) -m venv $(QUIX_VENV)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import pct
+
 from streams import codec
 from streams.engine import INPUT_KINDS, Engine, MemoryStore
 from streams.generator import generate
@@ -28,11 +30,6 @@ from streams.history import HistoryRecord, read_history, write_history
 from streams.policy import DEFAULT_POLICY
 from streams.replay import replay_offline
 from streams.state import encode
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))]
 
 
 def baseline_parse(records: list[HistoryRecord]) -> float:
@@ -65,7 +62,7 @@ def core_latency(records: list[HistoryRecord]) -> tuple[list[float], Engine]:
 
 def heavy_customer_bytes(days: int) -> int:
     """One very active customer (several events a day for ``days``): pruning bounds it."""
-    from tests.helpers import msg, purchase, session  # type: ignore[import-not-found]
+    from tests.helpers import msg, purchase, session
 
     recs = []
     start = datetime(2026, 1, 1, tzinfo=UTC)

@@ -24,57 +24,32 @@ Asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition as AIOTopicPartition
-from bench_worker import ROOT, bootstrap  # type: ignore[import-not-found]
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from common import (
+    OUTPUT_ROLES,
+    ROOT,
+    arguments,
+    deployment,
+    produce_backlog,
+    stamps,
+    start_worker,
+    stop_worker,
+    write_result,
+)
+from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streams.admin import create_topics
-from streams.generator import generate
-from streams.history import write_history
-from streams.replay import produce_history
-from streams.settings import Settings, isolated_env, settings_from_env
+from streams.settings import Settings
 from streams.topics import INPUT_ROLES
-
-
-def _stamps(
-    bootstrap_servers: str,
-    topics: list[str],
-    want: int,
-    timeout: float,
-    proc: subprocess.Popen[bytes] | None = None,
-) -> list[int]:
-    """Broker timestamps of the first ``want`` records of ``topics`` (waits for them, as
-    long as ``proc``, which writes them, runs)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, consumer_timeout_ms=500
-    )
-    tps = [
-        TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
-    ]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    out: list[int] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < want and time.monotonic() < deadline:
-        out.extend(r.timestamp for r in consumer)
-        if proc is not None and proc.poll() is not None:
-            break
-    consumer.close()
-    return out
 
 
 async def _ceiling(bootstrap_servers: str, topics: list[str], want: int) -> float:
@@ -114,41 +89,32 @@ def _peer(
             stderr=subprocess.STDOUT,
         )
         try:
-            stamps = _stamps(env["NAIVE_BOOTSTRAP"], [output], want, tmo, proc)
+            got = stamps(env["NAIVE_BOOTSTRAP"], [output], want, tmo, proc)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_worker(proc, timeout=30)
             log.close()
-        if len(stamps) < want:
+        if len(got) < want:
             tail = (Path(tmp) / "peer.log").read_text(errors="replace")[-2000:]
-            print(f"{script}: only {len(stamps)} of {want} outputs\n{tail}", file=sys.stderr)
+            print(f"{script}: only {len(got)} of {want} outputs\n{tail}", file=sys.stderr)
             return None
-    return want / ((max(stamps) - min(stamps)) / 1000)
+    return want / ((max(got) - min(got)) / 1000)
 
 
-def _worker(settings: Settings, env: dict[str, str], n: int, candidates: int, tmo: float) -> dict:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _worker(
+    settings: Settings, env: dict[str, str], n: int, candidates: int, tmo: float
+) -> dict[str, float]:
+    proc = start_worker(env)
     try:
-        out = _stamps(
+        out = stamps(
             settings.bootstrap_servers,
-            [settings.topics["send_queue"], settings.topics["suppressed"]],
+            [settings.topics[r] for r in OUTPUT_ROLES],
             candidates,
             tmo,
             proc,
         )
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-    changelog = _stamps(
+        stop_worker(proc)
+    changelog = stamps(
         settings.bootstrap_servers, [f"{settings.app_id}-customers-changelog"], 1, 30
     )
     span = (max(out) - min(out)) / 1000
@@ -157,13 +123,7 @@ def _worker(settings: Settings, env: dict[str, str], n: int, candidates: int, tm
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--customers", type=int, default=1500)
-    ap.add_argument("--partitions", type=int, default=8)
-    ap.add_argument("--timeout", type=float, default=600)
-    ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "peers.json")
+    ap = arguments(__doc__, customers=1500, timeout=600, json_name="peers.json")
     ap.add_argument(
         "--quix-python",
         default=str(ROOT / ".cache" / "quix-venv" / "bin" / "python"),
@@ -172,23 +132,10 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    run = f"peers{uuid.uuid4().hex[:6]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_SANITY_")}
-    env.update(isolated_env(run, bootstrap(), partitions=str(args.partitions), log_level="WARNING"))
-    settings = settings_from_env(env)
-    create_topics(settings, log=False, configs={"retention.ms": "-1"})
+    env, settings = deployment("peers", partitions=str(args.partitions), log_level="WARNING")
+    run = settings.app_id
     inputs = [settings.topics[r] for r in INPUT_ROLES]
-
-    with tempfile.TemporaryDirectory() as tmp:
-        history = Path(tmp) / "h.jsonl"
-        records = generate(args.customers, seed=5)
-        write_history(history, records)
-        candidates = sum(1 for r in records if r["topic"] == "outbound")
-        producer = KafkaProducer(
-            linger_ms=50, batch_size=512 * 1024, **settings.kafka_producer_kwargs()
-        )
-        n, _bad = produce_history(history, producer, {r: settings.topics[r] for r in INPUT_ROLES})
-        producer.close()
+    n, candidates = produce_backlog(settings, args.customers)
     print(f"backlog: {n} input records, {candidates} candidates, {args.partitions} partitions")
 
     peers = [("naive faust counter", "naive_faust.py", sys.executable)]
@@ -197,7 +144,7 @@ def main() -> int:
     else:
         print(f"no {args.quix_python}: the quix-streams row is left out (make bench-peers)")
     outs = {script: f"{run}.{script.split('.')[0]}-out" for _, script, _ in peers}
-    admin = KafkaAdminClient(**settings.kafka_client_kwargs())  # type: ignore[arg-type]
+    admin = KafkaAdminClient(**settings.kafka_client_kwargs())
     # Append time: quix-streams copies the input's timestamp (old event times) to outputs.
     append = {"message.timestamp.type": "LogAppendTime"}
     admin.create_topics(
@@ -238,17 +185,13 @@ def main() -> int:
         vs_naive = f"{rate / naive:.2f}" if naive else "-"
         print(f"{label:<52} {rate:>10,.0f} {rate / ceiling:>9.3f} {vs_naive:>7}")
     result = {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": f"{os.cpu_count()} cores",
         "customers": args.customers,
         "partitions": args.partitions,
         "input_records": n,
         "candidates": candidates,
         "records_per_s": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten: {args.json}")
+    write_result(args.json, result)
     return 0
 
 

@@ -22,47 +22,30 @@ Prints a table and writes bench/results/recovery.json. Asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from common import arguments, deployment, pct, start_worker, stop_worker, wait_until_ready
 from kafka.admin import NewTopic
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from bench_worker import bootstrap  # noqa: E402
-
-from streams import codec  # noqa: E402
-from streams.admin import admin_client, create_topics  # noqa: E402
-from streams.engine import INPUT_KINDS, Engine, MemoryStore  # noqa: E402
-from streams.generator import generate  # noqa: E402
-from streams.history import HistoryRecord, read_history, write_history  # noqa: E402
-from streams.partitioning import partition_for  # noqa: E402
-from streams.policy import DEFAULT_POLICY  # noqa: E402
-from streams.settings import Settings, isolated_env, settings_from_env  # noqa: E402
-from streams.state import encode  # noqa: E402
-
-RECOVERED = re.compile(rb"state recovered")
-
-
-def pct(values: list[int], p: float) -> int:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))]
+from streams import codec
+from streams.admin import admin_client
+from streams.engine import INPUT_KINDS, Engine, MemoryStore
+from streams.generator import generate
+from streams.history import HistoryRecord, read_history, write_history
+from streams.partitioning import partition_for
+from streams.policy import DEFAULT_POLICY
+from streams.settings import Settings
+from streams.state import encode
 
 
 def template_states(customers: int) -> list[bytes]:
@@ -130,28 +113,19 @@ def rss_bytes(pid: int) -> int:
 
 def stats(port: int) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=10) as r:
-        return json.loads(r.read())  # type: ignore[no-any-return]
+        return json.loads(r.read())
 
 
 def run_worker(env: dict[str, str], log_path: Path, port: int, timeout: float) -> dict[str, Any]:
     """Start a worker, wait until its state is recovered and one sweep has run."""
     log = open(log_path, "ab")
     t0 = time.perf_counter()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=ROOT, stdout=log, stderr=log
-    )
+    worker = start_worker(env, log)
     out: dict[str, Any] = {}
     try:
         deadline = t0 + timeout
-        while time.perf_counter() < deadline:
-            if worker.poll() is not None:
-                raise SystemExit(f"worker exited with {worker.returncode}; see {log_path}")
-            if RECOVERED.search(log_path.read_bytes()):
-                out["recovery_s"] = time.perf_counter() - t0
-                break
-            time.sleep(0.05)  # polling a log file
-        else:
-            raise SystemExit(f"no recovery within {timeout:.0f}s; see {log_path}")
+        wait_until_ready(log_path, worker, timeout)
+        out["recovery_s"] = time.perf_counter() - t0
         out["rss_bytes"] = rss_bytes(worker.pid)
         while time.perf_counter() < deadline:
             s = stats(port)
@@ -161,21 +135,14 @@ def run_worker(env: dict[str, str], log_path: Path, port: int, timeout: float) -
                 break
             time.sleep(0.5)  # polling the stats page
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=120)
+        stop_worker(worker, timeout=120)
         log.close()
     return out
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--customers", type=int, default=1_000_000)
-    ap.add_argument("--partitions", type=int, default=8)
-    ap.add_argument("--timeout", type=float, default=900)
+    ap = arguments(__doc__, customers=1_000_000, timeout=900, json_name="recovery.json")
     ap.add_argument("--keep-logs", metavar="DIR", help="keep worker logs and stores in DIR")
-    ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "recovery.json"))
     args = ap.parse_args()
 
     states = template_states(400)
@@ -186,23 +153,17 @@ def main() -> int:
         f"max {max(sizes)}"
     )
 
-    run = f"recov{uuid.uuid4().hex[:6]}"
     port = 6300 + os.getpid() % 500
-    base = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_SANITY_")}
-    base.update(
-        isolated_env(
-            run,
-            bootstrap(),
-            partitions=str(args.partitions),
-            log_level="INFO",
-            web_enabled="true",
-            web_port=str(port),
-            sweep_interval="5",
-        )
+    base, settings = deployment(
+        "recov",
+        partitions=str(args.partitions),
+        log_level="INFO",
+        web_enabled="true",
+        web_port=str(port),
+        sweep_interval="5",
     )
-    settings = settings_from_env(base)
+    run = settings.app_id
     changelog = f"{run}-customers-changelog"
-    create_topics(settings, log=False)
     admin = admin_client(settings)
     admin.create_topics(
         [NewTopic(changelog, args.partitions, 1, topic_configs={"cleanup.policy": "compact"})]

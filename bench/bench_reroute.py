@@ -16,79 +16,61 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import orjson
-from bench_worker import ROOT, bootstrap, drain, pct  # type: ignore[import-not-found]
+from common import (
+    OUTPUT_ROLES,
+    Sender,
+    bootstrap,
+    decision_of,
+    deployment,
+    drain,
+    kafka_python_sender,
+    librdkafka_sender,
+    pct,
+    start_worker,
+    stop_worker,
+    wait_until_ready,
+)
 
-from streams.admin import create_topics
 from streams.generator import generate
 from streams.history import HistoryRecord, read_history, write_history
-from streams.settings import Settings, isolated_env, settings_from_env
+from streams.settings import Settings
 
 
-def _send_kafka_python(settings: Settings) -> tuple[Callable[..., None], Callable[[], None]]:
-    from kafka import KafkaProducer
-
-    p = KafkaProducer(linger_ms=2, **settings.kafka_producer_kwargs())  # type: ignore[arg-type]
-
-    def send(topic: str, key: bytes | None, value: bytes, ts: int) -> None:
-        p.send(topic, key=key, value=value, timestamp_ms=ts)
-
-    return send, p.close
+def _murmur2(settings: Settings) -> Sender:
+    return kafka_python_sender(settings)
 
 
-def _send_librdkafka(settings: Settings) -> tuple[Callable[..., None], Callable[[], None]]:
-    from confluent_kafka import Producer
-
-    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 2, "acks": "all"})
-
-    def send(topic: str, key: bytes | None, value: bytes, ts: int) -> None:
-        p.produce(topic, key=key, value=value, timestamp=ts)
-        p.poll(0)
-
-    return send, lambda: p.flush() and None
+def _crc32(settings: Settings) -> Sender:
+    return librdkafka_sender(settings)  # librdkafka's default partitioner
 
 
 def run(
     name: str,
-    maker: Callable[[Settings], tuple[Callable[..., None], Callable[[], None]]],
+    maker: Callable[[Settings], Sender],
     history: Path,
     args: argparse.Namespace,
     tmp: Path,
 ) -> list[float]:
-    tag = f"bench{uuid.uuid4().hex[:6]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGER_SANITY_")}
-    env.update(
-        isolated_env(
-            tag,
-            args.bootstrap,
-            partitions=str(args.partitions),
-            log_level="INFO",
-            idle_check_interval="0.2",
-        )
+    env, settings = deployment(
+        "bench",
+        args.bootstrap,
+        partitions=str(args.partitions),
+        log_level="INFO",
+        idle_check_interval="0.2",
     )
-    env["PYTHONUNBUFFERED"] = "1"  # the log is read while the worker runs
-    settings = settings_from_env(env)
-    create_topics(settings, log=False, configs={"retention.ms": "-1"})
     log = open(tmp / f"{name}.log", "wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=ROOT, stdout=log, stderr=log
-    )
+    worker = start_worker(env, log)
     try:
-        deadline = time.monotonic() + 120
-        while b"state recovered" not in (tmp / f"{name}.log").read_bytes():
-            if time.monotonic() > deadline or worker.poll() is not None:
-                raise SystemExit(f"the worker did not start: see {tmp / f'{name}.log'}")
-            time.sleep(0.2)  # polling the worker's log until it owns its partitions
-        send, close = maker(settings)
+        wait_until_ready(tmp / f"{name}.log", worker)
+        sender = maker(settings)
         produced_at: dict[str, float] = {}
         n = 0
         start = time.time()
@@ -97,22 +79,19 @@ def run(
             ts = rec.record_ms if rec.record_ms is not None else rec.event_ms or 0
             if rec.topic == "outbound":
                 produced_at.setdefault(orjson.loads(rec.value)["message_id"], time.time())
-            send(settings.topics[rec.topic], rec.key, rec.value, ts)
+            sender.send(settings.topics[rec.topic], rec.key, rec.value, ts)
             n += 1
             ahead = n / args.rate - (time.time() - start)
             if ahead > 0:
                 time.sleep(ahead)  # pacing to a fixed input rate
-        close()
-        out = drain(settings, ("send_queue", "suppressed"), len(produced_at), 300)
+        sender.close()
+        out = drain(settings, OUTPUT_ROLES, len(produced_at), 300)
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        stop_worker(worker)
         log.close()
     lat = []
     for raw in out:
-        v = orjson.loads(raw)
-        mid = v["message_id"] if "sanity" in v else v["message"]["message_id"]
-        at = v["sanity"]["decided_at"] if "sanity" in v else v["decided_at"]
+        mid, at = decision_of(orjson.loads(raw))
         if mid in produced_at:
             lat.append((datetime.fromisoformat(at).timestamp() - produced_at[mid]) * 1000)
     print(
@@ -135,8 +114,8 @@ def main() -> int:
         tmp = Path(os.environ.get("BENCH_TMP", d))
         history = tmp / "h.jsonl"
         write_history(history, generate(args.customers, seed=9))
-        right = run("murmur2", _send_kafka_python, history, args, tmp)
-        wrong = run("crc32", _send_librdkafka, history, args, tmp)
+        right = run("murmur2", _murmur2, history, args, tmp)
+        wrong = run("crc32", _crc32, history, args, tmp)
     for p in (0.5, 0.95, 0.99):
         base = pct(right, p)
         ratio = pct(wrong, p) / base if base else float("nan")
