@@ -34,6 +34,7 @@ from common import (
     cpu_seconds,
     deployment,
     produce_backlog,
+    run_queue_seconds,
     stamps,
     start_worker,
     stop_workers,
@@ -113,9 +114,11 @@ def run(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     try:
         split = wait_for_split(logs, procs, args.partitions, args.timeout)
         cpu0 = [cpu_seconds(p.pid) for p in procs]
+        wait0 = [run_queue_seconds(p.pid) for p in procs]
         n, candidates = produce_backlog(settings, args.customers)
         wait_for_outputs(settings, candidates, args.timeout, procs)
         cpu = [cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True)]
+        waited = [run_queue_seconds(p.pid) - w for p, w in zip(procs, wait0, strict=True)]
     finally:
         stop_workers(procs)
         for fh in handles:
@@ -132,11 +135,14 @@ def run(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "first_to_last_s": span,
         "rate": n / span,
         "worker_cpu_s": cpu,
+        "worker_waiting_for_cpu_s": waited,
     }
     print(
         f"{workers} worker(s) {split}: {len(out)}/{candidates} decisions in {span:.1f}s "
-        f"first to last = {n / span:,.0f} input records/s; CPU s per worker "
-        + ", ".join(f"{c:.1f}" for c in cpu),
+        f"first to last = {n / span:,.0f} input records/s; per worker CPU s "
+        + ", ".join(f"{c:.1f}" for c in cpu)
+        + ", ready but without a CPU s "
+        + ", ".join(f"{w:.1f}" for w in waited),
         flush=True,
     )
     return result

@@ -161,6 +161,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_queue_seconds(pid: int) -> float:
+    """Seconds the process's main thread (the worker's event loop) was ready to run but
+    waited for a CPU (/proc schedstat, Linux): on a machine shared with the broker and
+    the producer, a worker that falls behind while this grows is short of CPU, not busy
+    waiting for something."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def start_worker(
     env: dict[str, str], log: IO[bytes] | int = subprocess.DEVNULL, prefix: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
