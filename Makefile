@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 KAFKA_PORT ?= 9092
 export KAFKA_PORT
 
-.PHONY: help setup kafka-start kafka-stop kafka-status topics worker demo test test-unit lint schemas bench bench-worker bench-peers bench-recovery clean
+.PHONY: help setup kafka-start kafka-stop kafka-status topics worker demo test test-unit lint schemas bench bench-worker bench-peers bench-recovery bench-latency bench-scale clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
