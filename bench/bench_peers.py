@@ -10,6 +10,8 @@ contender reads the whole backlog from the beginning with its own consumer group
 - naive faust: one agent keeping a per-customer counter in a changelogged table and
   producing one record per input (bench/peers/naive_faust.py): what a straightforward
   faust app costs on this machine;
+- faust pass-through: the worker's own subscription and batching, no state, one output
+  per input (bench/peers/faust_passthrough.py): the floor of any faust-based worker;
 - quix-streams: the same counter (bench/peers/quix_counter.py), run by ``--quix-python``
   (an interpreter with ``quixstreams`` installed; ``make bench-peers`` makes one in
   .cache/quix-venv: quix-streams pins an older pydantic than this project uses);
@@ -138,7 +140,10 @@ def main() -> int:
     n, candidates = produce_backlog(settings, args.customers)
     print(f"backlog: {n} input records, {candidates} candidates, {args.partitions} partitions")
 
-    peers = [("naive faust counter", "naive_faust.py", sys.executable)]
+    peers = [
+        ("naive faust counter", "naive_faust.py", sys.executable),
+        ("faust pass-through (batched, no state)", "faust_passthrough.py", sys.executable),
+    ]
     if Path(args.quix_python).exists():
         peers.append(("quix-streams counter", "quix_counter.py", args.quix_python))
     else:

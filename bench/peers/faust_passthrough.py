@@ -1,0 +1,49 @@
+"""The floor of any faust-based worker: the worker's own subscription and batching
+(``take_events``), no state, one output record per input record sent straight to the
+producer. What is left between this and the raw consume loop is faust's per-record
+path; what is left between this and the worker is the worker. Started by
+bench/bench_peers.py with the same environment as naive_faust.py:
+
+    NAIVE_APP_ID, NAIVE_BOOTSTRAP, NAIVE_PARTITIONS, NAIVE_INPUTS (comma-separated),
+    NAIVE_OUTPUT, NAIVE_DATA_DIR
+    python bench/peers/faust_passthrough.py worker -l warn
+"""
+
+from __future__ import annotations
+
+import os
+
+import faust
+
+app = faust.App(
+    os.environ["NAIVE_APP_ID"],
+    broker=f"kafka://{os.environ['NAIVE_BOOTSTRAP']}",
+    store="memory://",
+    datadir=os.environ["NAIVE_DATA_DIR"],
+    topic_partitions=int(os.environ["NAIVE_PARTITIONS"]),
+    topic_replication_factor=1,
+    web_enabled=False,
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    producer_linger=0.005,
+    producer_max_batch_size=512 * 1024,
+)
+inputs = app.topic(
+    *os.environ["NAIVE_INPUTS"].split(","),
+    key_serializer="raw",
+    value_serializer="raw",
+    acks=False,
+)
+OUTPUT = os.environ["NAIVE_OUTPUT"]
+
+
+@app.agent(inputs, concurrency=1)
+async def passthrough(stream):  # type: ignore[no-untyped-def]
+    send = app.producer.send
+    async for events in stream.take_events(500, 0.005):
+        for event in events:
+            await send(OUTPUT, event.message.key, b"1", None, None, None)
+
+
+if __name__ == "__main__":
+    app.main()
