@@ -92,8 +92,10 @@ def _errors(events: list[dict[str, Any]]) -> list[str]:
         elif ev.get("method") == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
             out.append(str(details.get("exception", {}).get("description") or details))
-        elif ev.get("method") == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-            out.append(str(params["entry"].get("text")))
+        elif ev.get("method") == "Log.entryAdded":
+            entry = params.get("entry", {})
+            if entry.get("level") == "error":
+                out.append(str(entry.get("text")))
     return out
 
 
