@@ -72,7 +72,7 @@ Source = tuple[str, int]  # (input topic role, source partition) of a re-routed 
 class StreamClock:
     """Frontiers and idleness of one partition's input streams (local and re-routed)."""
 
-    __slots__ = ("_frontier", "_idle", "_lateness", "_latest", "_remote", "_topics")
+    __slots__ = ("_cached", "_frontier", "_idle", "_lateness", "_latest", "_remote", "_topics")
 
     def __init__(
         self,
@@ -87,6 +87,9 @@ class StreamClock:
         self._idle: dict[str, bool] = dict.fromkeys(topics, False)
         # source -> [frontier or None, idle, stamp]; unknown until its first progress marker
         self._remote: dict[Source, list[int | bool | None]] = {s: [None, False, -1] for s in remote}
+        # (stream time, all idle), computed when first asked after a change: a record is
+        # asked about it several times (ingest, release), a change comes once per record
+        self._cached: tuple[int | None, bool] | None = None
 
     def frontier(self, topic: str) -> int:
         """The topic's frontier now (``NEVER`` before its first record): a record read
@@ -100,13 +103,16 @@ class StreamClock:
         cur = self._frontier[topic]
         if cur is None or f > cur:
             self._frontier[topic] = f
+            self._cached = None
         if self._latest is None or event_ms > self._latest:
             self._latest = event_ms
+            self._cached = None
 
     def resume(self, topic: str, frontier: int) -> None:
         """Start where the committed records of ``topic`` left its frontier (from the
         offset commit's metadata): records read again get the arrival frontier an
         uninterrupted run gave them."""
+        self._cached = None
         cur = self._frontier[topic]
         if cur is None or frontier > cur:
             self._frontier[topic] = frontier
@@ -118,6 +124,7 @@ class StreamClock:
         """A re-routed record was read: its stream's progress comes by marker."""
         if self._latest is None or event_ms > self._latest:
             self._latest = event_ms
+            self._cached = None
 
     def set_remote(self, source: Source, frontier: int | None, idle: bool, stamp: int) -> bool:
         """A progress marker of a re-routed stream; returns whether this clock expects it.
@@ -128,6 +135,7 @@ class StreamClock:
         cur = self._remote.get(source)
         if cur is None:
             return False
+        self._cached = None
         old = cur[0]
         if frontier is not None and (old is None or frontier > old):
             cur[0] = frontier
@@ -142,9 +150,12 @@ class StreamClock:
         cur = self._remote.get(source)
         if cur is not None:
             cur[1] = False
+            self._cached = None
 
     def set_idle(self, topic: str, idle: bool) -> None:
-        self._idle[topic] = idle
+        if self._idle[topic] != idle:
+            self._idle[topic] = idle
+            self._cached = None
 
     def idle(self, topic: str) -> bool:
         return self._idle[topic]
@@ -166,23 +177,31 @@ class StreamClock:
         vals += [r[0] for r in self._remote.values() if not r[1]]
         return vals
 
+    def _now(self) -> tuple[int | None, bool]:
+        cached = self._cached
+        if cached is None:
+            if self.all_idle:
+                cached = (self._latest, True)
+            else:
+                vals = self._busy()
+                if any(v is None for v in vals):
+                    cached = (None, False)
+                else:
+                    cached = (min(v for v in vals if v is not None), False)
+            self._cached = cached
+        return cached
+
     def releasable(self, deadline: int) -> bool:
-        """May a candidate with this deadline be decided now?"""
-        if self.all_idle:
-            return self._latest is not None and deadline <= self._latest
-        for f in self._busy():
-            if f is None or deadline >= f:
-                return False
-        return True
+        """May a candidate with this deadline be decided now? Up to the latest event when
+        every stream is idle; else strictly before every busy stream's frontier."""
+        st, idle = self._now()
+        if st is None:
+            return False
+        return deadline <= st if idle else deadline < st
 
     def stream_time(self) -> int | None:
         """The contract's stream time: min over non-idle streams of the frontier."""
-        if self.all_idle:
-            return self._latest
-        vals = self._busy()
-        if any(v is None for v in vals):
-            return None
-        return min(v for v in vals if v is not None)
+        return self._now()[0]
 
     def waiting_for(self) -> list[str]:
         """Streams holding stream time back (for the stats page): ``sessions``, ``outbound@3``."""

@@ -154,6 +154,14 @@ class Engine:
         st = policy.state
         self._ttl = st.customer_ttl
         self._caps = Caps(st.max_events, st.max_sends, st.max_message_ids, st.max_orders)
+        self._plans: dict[tuple[str, bool], rules.Plan] = {}
+
+    def _plan(self, cand: Candidate) -> rules.Plan:
+        key = (cand.trigger, cand.is_marketing)
+        found = self._plans.get(key)
+        if found is None:
+            found = self._plans[key] = rules.plan(self.policy, cand.trigger, cand.is_marketing)
+        return found
 
     # ------------------------------------------------------------ partitions
 
@@ -392,7 +400,9 @@ class Engine:
             return
         cand = state.held.pop(idx)
         try:
-            decision = rules.decide(state, cand, self.policy, self.view(cand))
+            decision = rules.decide(
+                state, cand, self.policy, self.view(cand), rules=self._plan(cand)
+            )
         except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
             failed = Failed(cand, f"internal error deciding {cand.message_id}: "
                                   f"{type(exc).__name__}: {exc}")  # fmt: skip

@@ -82,7 +82,7 @@ class ReplaySummary:
 def _stream_ends(path: str | Path, partitions: int) -> dict[tuple[str, int], int]:
     """(topic, partition) -> line number of its last record."""
     last: dict[tuple[str, int], int] = {}
-    for rec in read_history(path):
+    for rec in read_history(path, full=False):
         if isinstance(rec, HistoryRecord) and rec.customer_id is not None:
             last[(rec.topic, partition_for(rec.customer_id, partitions))] = rec.line_no
     return last

@@ -490,16 +490,30 @@ EVENT_RULES = frozenset(
 """Rules whose answer a late purchase, return, session or consent can change."""
 
 
-def _applies(category: str, triggers: frozenset[str] | None, msg: MessageView) -> bool:
-    if category == _MARKETING and not msg.is_marketing:
-        return False
-    return triggers is None or msg.trigger in triggers
-
-
 LIFTABLE = frozenset(
     {"consent_withdrawn", "welcome_back_to_new_customer", "review_request_for_returned_order"}
 )
 """Suppressions that a late event (a grant, a session, the order's purchase) can lift."""
+
+
+Plan = tuple[tuple[str, RuleFn, str], ...]
+"""The rules one kind of message goes through, in contract order: (id, function, mode)."""
+
+
+def plan(policy: Policy, trigger: str, is_marketing: bool) -> Plan:
+    """Which rules apply to a trigger under a policy: computed once per (policy, trigger,
+    category) by the caller, not once per rule per message."""
+    out = []
+    for rule_id, fn, category, triggers in RULES:
+        rp = policy.rule(rule_id)
+        if not rp.enabled:
+            continue
+        if category == _MARKETING and not is_marketing:
+            continue
+        if triggers is not None and trigger not in triggers:
+            continue
+        out.append((rule_id, fn, rp.mode))
+    return tuple(out)
 
 
 def decide(
@@ -508,8 +522,10 @@ def decide(
     policy: Policy,
     view: View,
     only: frozenset[str] | None = None,
+    rules: Plan | None = None,
 ) -> Decision:
-    """Run the rules in contract order; ``only`` restricts to a subset (late checks)."""
+    """Run the rules in contract order; ``only`` restricts to a subset (late checks).
+    ``rules``: the message's ``plan``, when the caller keeps one."""
     skus: tuple[str, ...] = tuple(msg.skus or ())
     removed: list[str] = []
     rewrite_rule: str | None = None
@@ -517,16 +533,15 @@ def decide(
     rewrite_evidence: list[Evidence] = []
     whys: list[str] = []
     monitored: list[str] = []
-    for rule_id, fn, category, triggers in RULES:
+    if rules is None:
+        rules = plan(policy, msg.trigger, msg.is_marketing)
+    for rule_id, fn, mode in rules:
         if only is not None and rule_id not in only:
-            continue
-        rp = policy.rule(rule_id)
-        if not rp.enabled or not _applies(category, triggers, msg):
             continue
         out = fn(state, msg, skus, policy, view)
         if out is None:
             continue
-        if rp.mode == "monitor":
+        if mode == "monitor":
             monitored.append(rule_id)
             continue
         if out.suppress:
