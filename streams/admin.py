@@ -62,12 +62,16 @@ def create_topics(
     try:
         counts = partition_counts(admin, names)
         result: dict[str, str] = {}
+        control = set(topics.control)
         new = [
             NewTopic(
                 name,
-                settings.partitions,
+                1 if name in control else settings.partitions,
                 settings.replication_factor,
-                topic_configs=dict(configs or {}),
+                # control topics keep every key's latest record for good
+                topic_configs={"cleanup.policy": "compact"}
+                if name in control
+                else dict(configs or {}),
             )
             for name in names
             if name not in counts

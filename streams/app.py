@@ -54,6 +54,7 @@ from streams.clock import NEVER, Idleness
 from streams.engine import Engine
 from streams.partitioning import partition_for
 from streams.policy import Policy
+from streams.policy_feed import PolicyFeed
 from streams.router import H_SOURCE, OutRecord, Router
 from streams.settings import Settings
 from streams.state import CustomerState, decode, encode, pending_of
@@ -179,6 +180,9 @@ class DurableTable(faust.Table):
 
 DELIVERED_PREFIX = "\x00delivered-"
 DELIVERED_PREFIX_BYTES = DELIVERED_PREFIX.encode()
+POLICY_WAIT = 30.0
+"""Seconds recovery waits for the policy topic to be read once before deciding."""
+
 STEP_BUDGET = 0.02
 """Seconds of work (restore, sweep) between giving the event loop back: the issue's
 bound on a stall is 50 ms, and other work (heartbeats, the web page) waits meanwhile."""
@@ -461,6 +465,13 @@ class Worker:
         self.app.task(self._committer)
         self.app.task(self._sweeper)
         self.app.task(self._watch_loop)
+        self.policy_feed = PolicyFeed(
+            settings.topics["policy"],
+            self.engine.history,
+            settings.kafka_client_kwargs(),
+            settings.policy_poll_interval,
+        )
+        self.app.task(self._policy_task)
         self.table.on_recover(self._on_recover)
         self.app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
 
@@ -482,7 +493,15 @@ class Worker:
             log.exception("recovery failed; stopping")
             await self.app.crash(exc)
 
+    async def _policy_task(self) -> None:
+        await self.policy_feed.run(lambda: self.app.should_stop)
+
     async def _recover(self) -> None:
+        # Versions applied live must be known before anything is decided.
+        try:
+            await asyncio.wait_for(self.policy_feed.loaded.wait(), POLICY_WAIT)
+        except TimeoutError:
+            log.warning("policy topic not read in %ss: deciding with what is known", POLICY_WAIT)
         self._generation += 1
         self._owned = {
             tp.partition for tp in self.app.consumer.assignment() if tp.topic in self._inputs
@@ -1188,6 +1207,10 @@ class Worker:
             "held": self.engine.held_count(),
             "customers": len(self.table),
             "policy": self.policy.version,
+            "policy_versions": self.engine.history.summary(),
+            "policy_rejected": [
+                {"seq": seq, "error": why} for seq, why in self.engine.history.rejected
+            ],
             "loop": dict(self.loop_stats),
             "waiting_for": {
                 p: self.engine.clock(p).waiting_for()

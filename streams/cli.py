@@ -102,8 +102,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
             out = stack.enter_context(_open_out(args.out)) if args.out else None
             late = stack.enter_context(_open_out(args.late_out)) if args.late_out else None
             partitions = args.partitions or _settings().partitions
+            history = None
+            if args.policy_history:
+                from streams.policy_history import history_from_file
+
+                history = history_from_file(policy, args.policy_history)
             summary = replay_offline(
-                args.file, policy, out, print_progress("replay"), late, partitions=partitions
+                args.file,
+                policy,
+                out,
+                print_progress("replay"),
+                late,
+                partitions=partitions,
+                history=history,
             )
         print(summary.render(), file=sys.stderr if args.out == "-" else sys.stdout)
         return 0
@@ -131,11 +142,87 @@ def cmd_policy(args: argparse.Namespace) -> int:
         policy = load_policy(args.file or _settings().policy_file)
         sys.stdout.write(policy_as_toml(policy))
         return 0
+    if args.action in ("history", "rollback"):
+        return _policy_versions(args)
     if not args.file:
-        print("trigger-sanity: policy check needs a FILE", file=sys.stderr)
+        print(f"trigger-sanity: policy {args.action} needs a FILE", file=sys.stderr)
         return 2
     policy = load_policy(args.file)
-    print(f"{args.file}: valid (version {policy.version})")
+    if args.action == "check":
+        print(f"{args.file}: valid (version {policy.version})")
+        return 0
+    from streams.policy_topic import effective_time, publish
+
+    settings = _settings()
+    effective = effective_time(args.at, args.lead, int(time.time() * 1000))
+    rec = publish(settings, policy, effective, by=args.by, note=args.note)
+    print(
+        f"applied {policy.version} as seq {rec.seq} on {settings.topics['policy']}: "
+        f"candidates created from {rec.effective_at} on are decided by it "
+        f"(see: .venv/bin/trigger-sanity policy history)"
+    )
+    return 0
+
+
+def _policy_versions(args: argparse.Namespace) -> int:
+    from streams.clock import iso
+    from streams.policy_history import as_mapping
+    from streams.policy_topic import current_history, effective_time, publish, read_records
+
+    settings = _settings()
+    records = read_records(settings)
+    now = int(time.time() * 1000)
+    if args.action == "history":
+        if args.json:
+            for rec in records:
+                print(orjson.dumps(rec.model_dump(mode="json")).decode())
+            return 0
+        hist = current_history(settings, records)
+        in_force = hist.at(now)
+        base = hist.base
+        print(f"base (the workers' policy file): {base.version}")
+        if not records:
+            print("no version applied live yet")
+            return 0
+        print(f"{'seq':>4}  {'version':<24} {'effective from':<25} {'applied by':<12} note")
+        for rec in records:
+            mark = "*" if in_force.version == rec.version else " "
+            extra = f"rollback of {rec.rollback_of}" if rec.rollback_of else (rec.note or "")
+            rejected = dict(hist.rejected).get(rec.seq)
+            if rejected:
+                extra = f"NOT APPLIED: {rejected}"
+            print(
+                f"{rec.seq:>4}{mark} {rec.version:<24} {rec.effective_at:<25} "
+                f"{rec.applied_by:<12} {extra}"
+            )
+        print(f"* in force now ({iso(now)}): {in_force.version}")
+        return 0
+    # rollback: back to what was in force just before the latest version took effect
+    if not records:
+        print("trigger-sanity: nothing to roll back: no version was applied live", file=sys.stderr)
+        return 1
+    hist = current_history(settings, records)
+    latest = records[-1]
+    before = hist.at(latest.effective_ms - 1)
+    if before.version == latest.version:
+        print(f"trigger-sanity: {latest.version} is already what was in force before",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    effective = effective_time(args.at, args.lead, now)
+    rec = publish(
+        settings,
+        before,
+        effective,
+        by=args.by,
+        note=args.note,
+        rollback_of=latest.version,
+        records=records,
+    )
+    assert rec.policy == as_mapping(before)
+    print(
+        f"rolled back {latest.version} -> {before.version} (seq {rec.seq}): candidates "
+        f"created from {rec.effective_at} on are decided by {before.version}"
+    )
     return 0
 
 
@@ -328,6 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--late-out", help="offline: write late-evidence findings here")
     r.add_argument("--policy", help="policy file to test (default: contract defaults)")
     r.add_argument(
+        "--policy-history",
+        help="offline: versions applied live (`policy history --json > FILE`), each deciding "
+        "the candidates created from its effective time on, as the workers did",
+    )
+    r.add_argument(
         "--partitions",
         type=int,
         default=None,
@@ -342,9 +434,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(fn=cmd_replay)
 
-    pol = sub.add_parser("policy", help="show the effective policy or check a policy file")
-    pol.add_argument("action", choices=["show", "check"])
+    pol = sub.add_parser(
+        "policy",
+        help="show, check, apply live, list or roll back policy versions",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+show FILE?      the effective policy as TOML (defaults filled in)
+check FILE      validate a policy file
+apply FILE      publish FILE as a new version on the policy topic; every worker
+                decides candidates created at or after the effective time
+                (--at, or now + --in, default 60s) with it, without a restart.
+                Only what a decision reads may change live (rules on/off,
+                enforce/monitor, thresholds, rule look-back windows); settle,
+                time, state and the send/id retention windows need a restart.
+history         the versions applied, when each takes effect, who applied it
+                (--json: the records, for `replay --offline --policy-history`)
+rollback        publish again the version in force before the latest one""",
+    )
+    pol.add_argument("action", choices=["show", "check", "apply", "history", "rollback"])
     pol.add_argument("file", nargs="?", help="policy file (TOML or JSON)")
+    pol.add_argument("--at", help="apply/rollback: effective time, RFC 3339, in the future")
+    pol.add_argument(
+        "--in",
+        dest="lead",
+        default=None,
+        help="apply/rollback: effective this long from now (default 60s: time for every "
+        "worker to read it first)",
+    )
+    pol.add_argument("--by", help="who applies it (default: your user name)")
+    pol.add_argument("--note", help="why, kept with the version")
+    pol.add_argument("--json", action="store_true", help="history: JSON lines")
     pol.set_defaults(fn=cmd_policy)
 
     i = sub.add_parser(

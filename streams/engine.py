@@ -30,6 +30,7 @@ from streams import rules
 from streams.candidate import Candidate, content_key
 from streams.clock import NEVER, Source, StreamClock, human
 from streams.policy import Policy
+from streams.policy_history import PolicyHistory
 from streams.state import (
     NO_HORIZON,
     Caps,
@@ -86,6 +87,7 @@ class Decided:
     candidate: Candidate
     decision: rules.Decision
     decided_wall: int
+    policy: str  # the version that decided it
     rendered: Rendered = ()  # the records, as kept in the outbox (worker only)
 
 
@@ -101,6 +103,7 @@ class LateFinding:
     late_by_ms: int  # record time of the event minus the message's deadline
     behind_ms: int  # its topic's frontier minus its event time, when it was read
     would: str  # what the decision would have been: suppress | rewrite | send
+    policy: str  # the version the message was decided by
     rendered: Rendered = ()
 
 
@@ -154,13 +157,16 @@ class Engine:
         st = policy.state
         self._ttl = st.customer_ttl
         self._caps = Caps(st.max_events, st.max_sends, st.max_message_ids, st.max_orders)
-        self._plans: dict[tuple[str, bool], rules.Plan] = {}
+        # Versions applied live (policy_history): each candidate is decided by the one in
+        # force at its created_at. ``policy`` stays the base: what shapes state and timing.
+        self.history = PolicyHistory(policy)
+        self._plans: dict[tuple[int, str, bool], rules.Plan] = {}
 
-    def _plan(self, cand: Candidate) -> rules.Plan:
-        key = (cand.trigger, cand.is_marketing)
+    def _plan(self, policy: Policy, cand: Candidate) -> rules.Plan:
+        key = (id(policy), cand.trigger, cand.is_marketing)  # policies live in the history
         found = self._plans.get(key)
         if found is None:
-            found = self._plans[key] = rules.plan(self.policy, cand.trigger, cand.is_marketing)
+            found = self._plans[key] = rules.plan(policy, cand.trigger, cand.is_marketing)
         return found
 
     # ------------------------------------------------------------ partitions
@@ -399,9 +405,10 @@ class Engine:
         if idx is None:
             return
         cand = state.held.pop(idx)
+        policy = self.history.at(cand.created_at)
         try:
             decision = rules.decide(
-                state, cand, self.policy, self.view(cand), rules=self._plan(cand)
+                state, cand, policy, self.view(cand), rules=self._plan(policy, cand)
             )
         except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
             failed = Failed(cand, f"internal error deciding {cand.message_id}: "
@@ -438,7 +445,7 @@ class Engine:
         self.counts[decision.action] += 1
         if decision.rule:
             self.counts[f"rule:{decision.rule}"] += 1
-        outputs: list[Output] = [Decided(cand, decision, wall_ms)]
+        outputs: list[Output] = [Decided(cand, decision, wall_ms, policy.version)]
         outputs.extend(self._late_on_arrival(state, cid, fact))
         self._outbox(state, outputs)
         self._prune(h, state)
@@ -462,7 +469,8 @@ class Engine:
         self, state: CustomerState, customer_id: str, msg: SentFact, fact: StateFact, kind: str
     ) -> LateFinding | None:
         """Would ``fact``, seen in time, have changed the decision on ``msg``?"""
-        again = rules.decide(state, msg, self.policy, rules.View.hindsight(msg),
+        policy = self.history.at(msg.created_at)
+        again = rules.decide(state, msg, policy, rules.View.hindsight(msg),
                              only=rules.EVENT_RULES)  # fmt: skip
         cited = any(e[0] == kind and e[1] == fact.event_id for e in again.evidence)
         behind = max(0, fact.arr + self._lateness.get(kind, 0) - fact.t) if fact.arr > NEVER else 0
@@ -471,14 +479,15 @@ class Engine:
             if again.action == "send" or again.rule is None or not cited:
                 return None
             return LateFinding(msg, customer_id, again.rule, again.reason or "", event,
-                               fact.rt - msg.deadline, behind, again.action)  # fmt: skip
+                               fact.rt - msg.deadline, behind, again.action,
+                               policy.version)  # fmt: skip
         if again.action == "suppress" and again.rule == msg.rule:
             return None
         return LateFinding(
             msg, customer_id, msg.rule or "",
             f"{kind} {fact.event_id} at {human(fact.t)} would have lifted {msg.rule}: the "
             f"message would have been {'sent' if again.action == 'send' else again.action}",
-            event, fact.rt - msg.deadline, behind, again.action,
+            event, fact.rt - msg.deadline, behind, again.action, policy.version,
         )  # fmt: skip
 
     def _late(

@@ -32,6 +32,7 @@ from streams.history import INPUT_TOPICS, BadLine, HistoryRecord, read_history
 from streams.outputs import offline_line
 from streams.partitioning import partition_for
 from streams.policy import Policy
+from streams.policy_history import PolicyHistory
 
 
 @dataclass
@@ -96,9 +97,13 @@ def replay_offline(
     late_out: IO[bytes] | None = None,
     partitions: int = 1,
     sweep_every: int = 50_000,
+    history: PolicyHistory | None = None,
 ) -> ReplaySummary:
+    """``history``: versions applied live (its base must be ``policy``)."""
     summary = ReplaySummary()
     engine = Engine(policy, MemoryStore(), partitions)
+    if history is not None:
+        engine.history = history
     started = time.perf_counter()
 
     def emit(outputs: list[Output]) -> None:

@@ -274,7 +274,6 @@ class Router:
 
     def render_one(self, o: Output) -> tuple[tuple[str, bytes, bytes], ...]:
         """One decision or finding as the records to write: (role, key, value)."""
-        version = self.policy.version
         if isinstance(o, Failed):
             c = o.candidate
             log.error("%s", o.error)
@@ -292,9 +291,9 @@ class Router:
         if isinstance(o, Decided):
             key = o.candidate.customer_id.encode("utf-8")
             if o.decision.action == "suppress":
-                return (("suppressed", key, suppressed_value(o, version)),)
-            return (("send_queue", key, send_value(o, version)),)
-        return (("late_evidence", o.customer_id.encode("utf-8"), late_value(o, version)),)
+                return (("suppressed", key, suppressed_value(o, o.policy)),)
+            return (("send_queue", key, send_value(o, o.policy)),)
+        return (("late_evidence", o.customer_id.encode("utf-8"), late_value(o, o.policy)),)
 
     def render(self, outputs: list[Output]) -> list[OutRecord]:
         out: list[OutRecord] = []

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     topic_dead_letter: str = "dead-letter"
     topic_late_evidence: str = "late-evidence"
     topic_releases: str = "releases"
+    topic_policy: str = "policy"
 
     policy_file: Path | None = None
     store: str = "memory://"
@@ -106,6 +107,9 @@ class Settings(BaseSettings):
         description="milliseconds the producer waits to batch records (decisions, state)",
     )
     sweep_interval: float = Field(default=300.0, gt=0, description="seconds between state sweeps")
+    policy_poll_interval: float = Field(
+        default=1.0, gt=0, description="seconds between reads of the policy topic"
+    )
     commit_interval: float = Field(default=1.0, gt=0, description="seconds between offset commits")
     session_timeout: float = Field(
         default=45.0, ge=3, description="seconds before a dead worker's partitions move to another"
@@ -145,6 +149,7 @@ class Settings(BaseSettings):
                 "dead_letter": self.topic_dead_letter,
                 "late_evidence": self.topic_late_evidence,
                 "releases": self.topic_releases,
+                "policy": self.topic_policy,
             }
         )
 

@@ -23,13 +23,14 @@ from schemas import (
     SessionEvent,
     SuppressedMessage,
 )
+from streams.policy_history import PolicyRecord
 
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     role: str
     default_name: str
-    direction: Literal["in", "out"]
+    direction: Literal["in", "out", "control"]
     value_model: type[BaseModel]
     key: str = "customer_id (UTF-8)"
 
@@ -45,11 +46,14 @@ REGISTRY: tuple[TopicSpec, ...] = (
     TopicSpec("dead_letter", "dead-letter", "out", DeadLetter, key="source key, as received"),
     TopicSpec("late_evidence", "late-evidence", "out", LateEvidence),
     TopicSpec("releases", "releases", "out", Release),
+    # policy versions applied live: compacted, one partition, keyed by sequence number
+    TopicSpec("policy", "policy", "control", PolicyRecord, key="sequence number, zero-padded"),
 )
 
 BY_ROLE = {t.role: t for t in REGISTRY}
 INPUT_ROLES = tuple(t.role for t in REGISTRY if t.direction == "in")
 OUTPUT_ROLES = tuple(t.role for t in REGISTRY if t.direction == "out")
+CONTROL_ROLES = tuple(t.role for t in REGISTRY if t.direction == "control")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +74,12 @@ class TopicNames:
         return tuple(self.names[r] for r in OUTPUT_ROLES)
 
     @property
+    def control(self) -> tuple[str, ...]:
+        return tuple(self.names[r] for r in CONTROL_ROLES)
+
+    @property
     def all(self) -> tuple[str, ...]:
-        return self.inputs + self.outputs
+        return self.inputs + self.outputs + self.control
 
     def role_of(self) -> dict[str, str]:
         return {name: role for role, name in self.names.items()}
