@@ -165,7 +165,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def _policy_versions(args: argparse.Namespace) -> int:
-    from streams.clock import iso
+    from streams.clock import human_span, iso
     from streams.policy_history import as_mapping
     from streams.policy_topic import current_history, effective_time, publish, read_records
 
@@ -178,7 +178,7 @@ def _policy_versions(args: argparse.Namespace) -> int:
                 print(orjson.dumps(rec.model_dump(mode="json")).decode())
             return 0
         hist = current_history(settings, records)
-        in_force = hist.at(now)
+        in_force = hist.version_at(now)
         base = hist.base
         print(f"base (the workers' policy file): {base.version}")
         if not records:
@@ -186,8 +186,10 @@ def _policy_versions(args: argparse.Namespace) -> int:
             return 0
         print(f"{'seq':>4}  {'version':<24} {'effective from':<25} {'applied by':<12} note")
         for rec in records:
-            mark = "*" if in_force.version == rec.version else " "
+            mark = "*" if in_force.seq == rec.seq else " "
             extra = f"rollback of {rec.rollback_of}" if rec.rollback_of else (rec.note or "")
+            if rec.effective_ms > now:
+                extra = f"(takes effect in {human_span(rec.effective_ms - now)}) {extra}"
             rejected = dict(hist.rejected).get(rec.seq)
             if rejected:
                 extra = f"NOT APPLIED: {rejected}"
@@ -195,7 +197,8 @@ def _policy_versions(args: argparse.Namespace) -> int:
                 f"{rec.seq:>4}{mark} {rec.version:<24} {rec.effective_at:<25} "
                 f"{rec.applied_by:<12} {extra}"
             )
-        print(f"* in force now ({iso(now)}): {in_force.version}")
+        print(f"* in force now ({iso(now)}): {in_force.policy.version}"
+              + (" (the base)" if in_force.record is None else ""))  # fmt: skip
         return 0
     # rollback: back to what was in force just before the latest version took effect
     if not records:

@@ -127,8 +127,11 @@ class PolicyHistory:
         """The policy deciding a candidate created at ``event_ms``."""
         if len(self._versions) == 1:
             return self.base
+        return self.version_at(event_ms).policy
+
+    def version_at(self, event_ms: int) -> Version:
         i = bisect.bisect_right(self._keys, (event_ms, 2**62)) - 1
-        return self._versions[i].policy
+        return self._versions[i]
 
     @property
     def versions(self) -> list[Version]:
