@@ -498,10 +498,12 @@ class Worker:
 
     async def _recover(self) -> None:
         # Versions applied live must be known before anything is decided.
-        try:
-            await asyncio.wait_for(self.policy_feed.loaded.wait(), POLICY_WAIT)
-        except TimeoutError:
-            log.warning("policy topic not read in %ss: deciding with what is known", POLICY_WAIT)
+        if not self.policy_feed.loaded.is_set():
+            try:
+                await self.policy_feed.read_once(POLICY_WAIT)
+            except TimeoutError:
+                log.warning("policy topic not read in %ss: deciding with what is known",
+                            POLICY_WAIT)  # fmt: skip
         self._generation += 1
         self._owned = {
             tp.partition for tp in self.app.consumer.assignment() if tp.topic in self._inputs

@@ -67,6 +67,43 @@ class PolicyFeed:
                 self.history.rejected[-1][1],
             )
 
+    async def read_once(self, timeout: float) -> None:
+        """Read the topic to its end now, with a consumer of its own, and set ``loaded``:
+        recovery calls this (faust starts app tasks, ``run`` among them, only after
+        recovery). Versions read again later by ``run`` are taken once."""
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **self.client_kwargs)
+        await consumer.start()
+        try:
+            async with asyncio.timeout(timeout):
+                tp = TopicPartition(self.topic, 0)
+                await consumer._client.force_metadata_update()
+                if not await self._exists(consumer):
+                    self.loaded.set()
+                    return
+                consumer.assign([tp])
+                consumer.seek(tp, (await consumer.beginning_offsets([tp]))[tp])
+                end = (await consumer.end_offsets([tp]))[tp]
+                while await consumer.position(tp) < end:
+                    for records in (await consumer.getmany(tp, timeout_ms=500)).values():
+                        for rec in records:
+                            self.take(rec.value)
+                self.loaded.set()
+        finally:
+            await consumer.stop()
+
+    async def _exists(self, consumer: AIOKafkaConsumer) -> bool:
+        topics = await consumer.topics()
+        if self.topic in topics:
+            return True
+        if not self._missing_logged:
+            log.warning(
+                "policy topic %s does not exist: no live policy versions until it is "
+                "created (trigger-sanity topics create)",
+                self.topic,
+            )
+            self._missing_logged = True
+        return False
+
     async def run(self, should_stop: Any) -> None:
         """Until ``should_stop()``; ``loaded`` is set once the topic was read to its end
         (at once when the topic does not exist: there is nothing to wait for)."""
@@ -74,21 +111,9 @@ class PolicyFeed:
         await consumer.start()
         try:
             tp = TopicPartition(self.topic, 0)
-            while not should_stop():
-                parts = consumer.partitions_for_topic(self.topic)
-                if parts:
-                    break
-                await consumer._client.force_metadata_update()
-                if not consumer.partitions_for_topic(self.topic):
-                    if not self._missing_logged:
-                        log.warning(
-                            "policy topic %s does not exist: no live policy versions until "
-                            "it is created (trigger-sanity topics create)",
-                            self.topic,
-                        )
-                        self._missing_logged = True
-                    self.loaded.set()
-                    await asyncio.sleep(self.poll_interval * 10)  # pacing the re-check
+            while not should_stop() and not await self._exists(consumer):
+                self.loaded.set()
+                await asyncio.sleep(self.poll_interval * 10)  # pacing the re-check
             consumer.assign([tp])
             start = (await consumer.beginning_offsets([tp]))[tp]
             consumer.seek(tp, start)
