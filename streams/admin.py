@@ -10,6 +10,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
 
 from streams.errors import BrokerError
+from streams.hints import command
 from streams.settings import Settings
 
 
@@ -130,7 +131,7 @@ def check_inputs(settings: Settings) -> int:
     if missing:
         raise BrokerError(
             f"missing topics on {settings.bootstrap_servers}: {', '.join(missing)}; "
-            "create them with `trigger-sanity topics create`"
+            f"create them with `{command('topics', 'create')}`"
         )
     if len(set(counts.values())) != 1:
         detail = ", ".join(f"{n}={counts[n]}" for n in names)

@@ -24,6 +24,7 @@ from kafka.errors import KafkaError
 
 from streams import __version__
 from streams.errors import TriggerSanityError
+from streams.hints import command
 from streams.policy import load_policy, policy_as_toml
 from streams.settings import Settings, isolated_env, settings_from_env
 from streams.topics import INPUT_ROLES
@@ -159,7 +160,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
     print(
         f"applied {policy.version} as seq {rec.seq} on {settings.topics['policy']}: "
         f"candidates created from {rec.effective_at} on are decided by it "
-        f"(see: .venv/bin/trigger-sanity policy history)"
+        f"(see: {command('policy', 'history')})"
     )
     return 0
 
@@ -356,10 +357,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 flush=True,
             )
             return 1
+        topics = settings.topics
+        hint = command(
+            "inspect",
+            "suppressed",
+            env={
+                "TRIGGER_SANITY_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+                "TRIGGER_SANITY_TOPIC_SUPPRESSED": topics["suppressed"],
+            },
+        )
         print(
             f"== all {decided} candidates decided; {dead} record(s) dead-lettered. "
-            f"Inspect with: TRIGGER_SANITY_TOPIC_SUPPRESSED={run}.suppressed "
-            "trigger-sanity inspect suppressed",
+            f"Inspect with:\n   {hint}",
             flush=True,
         )
         return 0

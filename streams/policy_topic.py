@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.clock import iso, to_ms
 from streams.errors import PolicyError
+from streams.hints import command
 from streams.policy import Policy, parse_duration_ms
 from streams.policy_history import PolicyHistory, PolicyRecord, as_mapping, check_live
 from streams.settings import Settings
@@ -36,7 +37,7 @@ def read_records(settings: Settings, timeout_s: float = 10.0) -> list[PolicyReco
         if not parts:
             raise PolicyError(
                 f"policy topic {name} does not exist: create it with "
-                "`.venv/bin/trigger-sanity topics create` (or `make topics`)"
+                f"`{command('topics', 'create')}` (or `make topics`)"
             )
         tps = [TopicPartition(name, p) for p in sorted(parts)]
         consumer.assign(tps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,19 @@ def test_a_store_the_worker_cannot_write_correctly_is_refused() -> None:
     assert Settings(store="memory://").store == "memory://"
     with pytest.raises(pydantic.ValidationError, match="not supported: use memory://"):
         Settings(store="rocksdb://")
+
+
+def test_a_printed_hint_runs_when_pasted_into_a_shell_without_the_virtualenv(
+    tmp_path: Path,
+) -> None:
+    """``make demo`` ends with a command to paste; the shell that ran make has no
+    ``.venv/bin`` on its PATH."""
+    from streams.hints import command
+
+    hint = command("--version", env={"TRIGGER_SANITY_LOG_LEVEL": "INFO"})
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    res = subprocess.run(
+        hint, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 0, (hint, res.stderr)
+    assert res.stdout.startswith("trigger-sanity ")
