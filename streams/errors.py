@@ -5,6 +5,7 @@
      +-- PolicyError            the policy file is invalid (names key and expectation)
      +-- HistoryError           a history file cannot be opened or is not JSON Lines
      +-- BrokerError            Kafka cannot be reached or refused an admin request
+     +-- UsageError             a command-line value that cannot mean anything
 
 Bad *records* are not exceptions: ``codec.decode`` returns a dead-letter
 value for them, so one bad record never stops the worker.
@@ -28,4 +29,8 @@ class HistoryError(TriggerSanityError):
 
 
 class BrokerError(TriggerSanityError):
+    pass
+
+
+class UsageError(TriggerSanityError):
     pass
