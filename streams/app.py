@@ -51,7 +51,8 @@ from streams.admin import admin_client
 from streams.changelog import BulkLoadedStore
 from streams.checkpoint import Checkpoints, WriteFailed, frontier_meta, parse_frontier
 from streams.clock import NEVER, Idleness
-from streams.engine import Engine
+from streams.engine import Decided, Engine
+from streams.metrics import Snapshot, WorkerMetrics
 from streams.partitioning import partition_for
 from streams.policy import Policy
 from streams.policy_feed import PolicyFeed
@@ -180,6 +181,9 @@ class DurableTable(faust.Table):
 
 DELIVERED_PREFIX = "\x00delivered-"
 DELIVERED_PREFIX_BYTES = DELIVERED_PREFIX.encode()
+METRICS_TYPE = "text/plain; version=0.0.4"
+"""The Prometheus text format (charset utf-8, aiohttp's default for text)."""
+
 POLICY_WAIT = 30.0
 """Seconds recovery waits for the policy topic to be read once before deciding."""
 
@@ -480,6 +484,27 @@ class Worker:
             return web.json(self.stats())
 
         self.app.page("/stats/")(stats)
+
+        self.metrics = WorkerMetrics(self._metrics_snapshot)
+        self.router.on_decided = self._observe_decision
+
+        async def healthz(web: Any, request: Any) -> Any:
+            # answering at all is the point: the event loop runs
+            return web.json({"status": "alive", "phase": self._phase})
+
+        async def readyz(web: Any, request: Any) -> Any:
+            why = self._not_ready()
+            if why is None:
+                return web.json({"ready": True, "partitions": sorted(self._owned)})
+            return web.json({"ready": False, "why": why}, status=503)
+
+        async def metrics(web: Any, request: Any) -> Any:
+            # aiohttp wants the charset apart from the type
+            return web.text(self.metrics.render().decode(), content_type=METRICS_TYPE)
+
+        self.app.page("/healthz")(healthz)
+        self.app.page("/readyz")(readyz)
+        self.app.page("/metrics")(metrics)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -1202,6 +1227,47 @@ class Worker:
         }
 
     # ------------------------------------------------------------ web
+
+    def _not_ready(self) -> str | None:
+        """Why this worker should not get traffic now (None: ready)."""
+        if self.app.should_stop:
+            return "stopping"
+        if not self._ready:
+            return "recovering state or handing over partitions (rebalance)"
+        if self.app.rebalancing:
+            return "rebalancing"
+        if not self._owned:
+            return "no input partitions assigned"
+        return None
+
+    def _observe_decision(self, d: Decided) -> None:
+        self.metrics.observe_decision((d.decided_wall - d.candidate.record_time) / 1000)
+
+    def _metrics_snapshot(self) -> Snapshot:
+        counts = self.router.counts
+        rules = {
+            k.split(":", 1)[1]: v for k, v in self.engine.counts.items() if k.startswith("rule:")
+        }
+        lag: dict[tuple[str, int], int] = {}
+        consumer = self.app.consumer if self._ready else None
+        if consumer is not None:
+            for tp in consumer.assignment():
+                if tp.topic not in self._inputs:
+                    continue
+                hw = consumer.highwater(tp)
+                nxt = self._next_offset.get(tp)
+                if hw is not None and hw >= 0 and nxt is not None:
+                    lag[(tp.topic, tp.partition)] = max(0, hw - nxt)
+        return Snapshot(
+            actions={a: counts.get(a, 0) for a in ("send", "rewrite", "suppress")},
+            rules=rules,
+            held=self.engine.held_count(),
+            dead_letters=counts.get("dead_letter", 0),
+            late_evidence=counts.get("late_evidence", 0),
+            misrouted=dict(self.router.misrouted),
+            lag=lag,
+            ready=self._not_ready() is None,
+        )
 
     def stats(self) -> dict[str, Any]:
         """What the stats page shows: counts an operator checks first."""

@@ -80,6 +80,7 @@ class Router:
         # all it forwarded from S to P, P may take S's frontier from memory (see app).
         self.incarnation = b""
         self.forwarded: Counter[tuple[int, int]] = Counter()  # (source, target) partition
+        self.on_decided: Callable[[Decided], None] | None = None  # metrics: latency
         self.read_back: Counter[tuple[int, int]] = Counter()
 
     # ------------------------------------------------------------ records
@@ -300,6 +301,8 @@ class Router:
         for o in outputs:
             if isinstance(o, Decided):
                 self.counts[o.decision.action] += 1
+                if self.on_decided is not None:
+                    self.on_decided(o)
             elif isinstance(o, LateFinding):
                 self.counts["late_evidence"] += 1
             else:

@@ -94,3 +94,109 @@ def test_inspect_positions_by_time_and_filters_by_trigger_channel_and_customer(
 
     res = _cli(ts_env, "inspect", "suppressed", "--since", "yesterday")
     assert res.returncode == 2 and "neither a duration" in res.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(port: int, path: str) -> tuple[int, bytes] | None:
+    """(status, body), or None while nothing listens."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def _readiness_until_ready(port: int, worker: Any, timeout: float = 120) -> list[int | None]:
+    """Every /readyz answer from now until the first 200 (None: nothing listened yet)."""
+    seen: list[int | None] = []
+    deadline = time.monotonic() + timeout
+    while not seen or seen[-1] != 200:
+        assert worker.proc.poll() is None, worker.tail()
+        assert time.monotonic() < deadline, (seen[-20:], worker.tail())
+        got = _get(port, "/readyz")
+        seen.append(None if got is None else got[0])
+        time.sleep(0.02)  # polling the endpoint, bounded by the deadline
+    return seen
+
+
+def test_health_readiness_through_a_restart_and_metrics_match_what_was_decided(
+    ts_env: Env,
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.helpers import msg, purchase, session
+
+    port = _free_port()
+    ts_env.env.update({"TRIGGER_SANITY_WEB_ENABLED": "true", "TRIGGER_SANITY_WEB_PORT": str(port)})
+    worker = ts_env.worker()
+    seen = _readiness_until_ready(port, worker)
+    assert 503 in seen, seen  # listening before recovery finished, and said so
+    health = _get(port, "/healthz")
+    assert health is not None and health[0] == 200
+    ready = _get(port, "/readyz")
+    assert ready is not None and orjson.loads(ready[1])["partitions"] == [0, 1, 2, 3]
+
+    ts_env.produce(
+        [
+            msg("m-wb", "welcome_back", "10:00"),  # a new customer: suppressed
+            msg("m-w", "welcome", "10:01", cid="c-9"),  # already bought: suppressed
+            purchase("09:00", cid="c-9"),
+            msg("m-p", "promotion", "10:02", cid="c-5"),  # sent
+            session("11:00"),
+            session("11:00", cid="c-9"),
+            session("11:00", cid="c-5"),
+            {"topic": "purchases", "raw": b'{"event_id": "p-bad"', "key": b"c-5"},
+        ]
+    )
+    got = ts_env.collect(
+        ("send_queue", "suppressed", "dead_letter"),
+        lambda g: len(g["suppressed"]) >= 2 and len(g["send_queue"]) >= 1 and g["dead_letter"],
+        worker=worker,
+    )
+    deadline = time.monotonic() + 30
+    while True:  # the counts are taken as outputs are rendered: scrape until they show
+        res = _get(port, "/metrics")
+        assert res is not None and res[0] == 200
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(res[1].decode())
+            for s in fam.samples
+        }
+        if samples.get(("trigger_sanity_decisions_total", (("action", "send"),))) == 1:
+            break
+        assert time.monotonic() < deadline, samples
+        time.sleep(0.2)  # polling the endpoint, bounded by the deadline
+    assert samples[("trigger_sanity_decisions_total", (("action", "suppress"),))] == len(
+        got["suppressed"]
+    )
+    rules = {
+        dict(labels)["rule"]: v
+        for (name, labels), v in samples.items()
+        if name == "trigger_sanity_rule_decisions_total"
+    }
+    assert rules == {"welcome_back_to_new_customer": 1, "welcome_to_existing_customer": 1}
+    assert samples[("trigger_sanity_dead_letters_total", ())] == len(got["dead_letter"]) == 1
+    assert samples[("trigger_sanity_decision_latency_seconds_count", ())] == 3
+    assert samples[("trigger_sanity_held_candidates", ())] == 0
+    assert samples[("trigger_sanity_ready", ())] == 1
+    lags = [v for (n, _l), v in samples.items() if n == "trigger_sanity_consumer_lag"]
+    assert lags and all(v >= 0 for v in lags)
+
+    worker.stop()
+    assert _get(port, "/healthz") is None  # gone with the process
+    again = ts_env.worker()
+    seen = _readiness_until_ready(port, again)
+    assert 503 in seen, seen
+    again.stop()

@@ -1,0 +1,105 @@
+"""``/metrics`` in the Prometheus text format, one registry per worker.
+
+The worker already counts what an operator watches (decisions by action and
+rule, dead letters, late evidence, misrouted records); those counts are read
+at scrape time by a collector rather than counted a second time. Only the
+decision latency is observed as it happens, into a histogram. A registry of
+its own per worker (not prometheus-client's global default) keeps two
+workers in one process, as tests start them, from sharing or clashing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+PREFIX = "trigger_sanity"
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What the worker knows at scrape time."""
+
+    actions: dict[str, int] = field(default_factory=dict)  # send / rewrite / suppress
+    rules: dict[str, int] = field(default_factory=dict)  # rule id -> decisions it made
+    held: int = 0
+    dead_letters: int = 0
+    late_evidence: int = 0
+    misrouted: dict[str, int] = field(default_factory=dict)  # input topic -> records
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition)
+    ready: bool = False
+
+
+class _Counts(Collector):
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.snapshot()
+        decisions = CounterMetricFamily(
+            f"{PREFIX}_decisions", "Candidates decided, by action", labels=["action"]
+        )
+        for action in ("send", "rewrite", "suppress"):
+            decisions.add_metric([action], s.actions.get(action, 0))
+        yield decisions
+        rules = CounterMetricFamily(
+            f"{PREFIX}_rule_decisions",
+            "Decisions a rule made (suppressed, or rewrote), by rule id",
+            labels=["rule"],
+        )
+        for rule, n in sorted(s.rules.items()):
+            rules.add_metric([rule], n)
+        yield rules
+        yield CounterMetricFamily(
+            f"{PREFIX}_dead_letters", "Records routed to the dead-letter topic", s.dead_letters
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_late_evidence",
+            "Events that would have changed a decision already made",
+            s.late_evidence,
+        )
+        misrouted = CounterMetricFamily(
+            f"{PREFIX}_misrouted_records",
+            "Input records found on the wrong partition (forwarded), by topic",
+            labels=["topic"],
+        )
+        for topic, n in sorted(s.misrouted.items()):
+            misrouted.add_metric([topic], n)
+        yield misrouted
+        yield GaugeMetricFamily(
+            f"{PREFIX}_held_candidates", "Candidates held until their deadline", s.held
+        )
+        lag = GaugeMetricFamily(
+            f"{PREFIX}_consumer_lag",
+            "Records not yet read, per input partition (highwater minus next offset)",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), n in sorted(s.lag.items()):
+            lag.add_metric([topic, str(partition)], n)
+        yield lag
+        yield GaugeMetricFamily(
+            f"{PREFIX}_ready", "1 when recovered and partitions assigned", int(s.ready)
+        )
+
+
+class WorkerMetrics:
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.latency = Histogram(
+            f"{PREFIX}_decision_latency_seconds",
+            "Decision time minus the candidate's input record time",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_Counts(snapshot))
+
+    def observe_decision(self, seconds: float) -> None:
+        self.latency.observe(max(0.0, seconds))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
