@@ -302,6 +302,49 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from streams.explain import ROLES, explain
+    from streams.inspection import parse_when
+
+    settings = _settings()
+    since = parse_when(args.since, int(time.time() * 1000)) if args.since else None
+    story = explain(settings, args.message_id, args.customer, since)
+    if not story.records:
+        where = f"customer {args.customer}'s partition" if args.customer else "every partition"
+        span = f"since {args.since}" if args.since else "from the beginning"
+        print(
+            f"trigger-sanity: {args.message_id} is not on "
+            f"{', '.join(settings.topics[r] for r in ROLES)} ({where}, {span})",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(orjson.dumps(story.as_json()).decode())
+    else:
+        print(story.render())
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from streams.inspection import parse_when
+    from streams.release import Refused, release
+
+    settings = _settings()
+    since = parse_when(args.since, int(time.time() * 1000)) if args.since else None
+    try:
+        audit = release(settings, args.message_id, args.reason, args.by, args.customer, since)
+    except Refused as exc:
+        print(f"trigger-sanity: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"released {audit['message_id']} (customer {audit['customer_id']}, suppressed by "
+        f"{audit['rule']}) to {settings.topics['send_queue']}; recorded on "
+        f"{settings.topics['releases']} as released by {audit['released_by']} at "
+        f"{audit['released_at']}"
+    )
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from streams.verify import conserve, read_topics
 
@@ -542,6 +585,36 @@ rollback        publish again the version in force before the latest one""",
     i.add_argument("--new", action="store_true", help="start at the end (with --follow)")
     i.add_argument("--json", action="store_true", help="one JSON object per record")
     i.set_defaults(fn=cmd_inspect)
+
+    e = sub.add_parser(
+        "explain",
+        help="where one message went, by which rule and policy, why, on what evidence",
+        description="Reads send-queue, suppressed, dead-letter, late-evidence and releases "
+        "for records naming MESSAGE_ID (without a consumer group). --customer reads only "
+        "that customer's partition; --since positions by record time instead of reading "
+        "from the beginning. Exit 1 when nothing names it.",
+    )
+    e.add_argument("message_id")
+    e.add_argument("--customer", help="the message's customer id (reads one partition)")
+    e.add_argument("--since", help="only records since: 15m, 2h, 7d ago, or a time")
+    e.add_argument("--json", action="store_true", help="the records as one JSON object")
+    e.set_defaults(fn=cmd_explain)
+
+    rel = sub.add_parser(
+        "release",
+        help="send a suppressed message anyway, once, on record",
+        description="Forwards the suppressed message MESSAGE_ID to the send queue with "
+        "sanity.released (who, when, why, the rule overridden) and records the same on the "
+        "releases topic, in one Kafka transaction: a second release of the same message is "
+        "refused (exit 1) saying when and by whom; works with the workers down. Looks for "
+        "the suppression in the last 7 days unless --since says otherwise.",
+    )
+    rel.add_argument("message_id")
+    rel.add_argument("--reason", required=True, help="why it is released (kept on record)")
+    rel.add_argument("--by", help="who releases it (default: your user name)")
+    rel.add_argument("--customer", help="the message's customer id (reads one partition)")
+    rel.add_argument("--since", help="look for the suppression since: 30d, or a time")
+    rel.set_defaults(fn=cmd_release)
 
     g = sub.add_parser("generate", help="write a deterministic synthetic history file")
     g.add_argument("out", help="output file (.jsonl or .jsonl.gz)")

@@ -200,3 +200,63 @@ def test_health_readiness_through_a_restart_and_metrics_match_what_was_decided(
     seen = _readiness_until_ready(port, again)
     assert 503 in seen, seen
     again.stop()
+
+
+def test_explain_then_release_with_the_worker_down_happens_once_and_on_record(
+    ts_env: Env,
+) -> None:
+    from tests.helpers import msg, session
+
+    worker = ts_env.worker()
+    ts_env.produce(
+        [
+            msg("m-wb", "welcome_back", "10:00"),  # a new customer: suppressed
+            msg("m-p", "promotion", "10:02", cid="c-5"),  # sent
+            session("11:00"),
+            session("11:00", cid="c-5"),
+        ]
+    )
+    ts_env.collect(
+        ("send_queue", "suppressed"),
+        lambda g: len(g["suppressed"]) >= 1 and len(g["send_queue"]) >= 1,
+        worker=worker,
+    )
+    worker.stop()  # everything below works with no worker running
+
+    res = _cli(ts_env, "explain", "m-wb", "--customer", "c-42")
+    assert res.returncode == 0, res.stderr
+    assert "m-wb: SUPPRESSED by welcome_back_to_new_customer (policy default-1)" in res.stdout
+    assert "reason: the customer has started only 0 sessions" in res.stdout
+    res = _cli(ts_env, "explain", "m-p")
+    assert res.returncode == 0 and "m-p: SEND to the send queue (policy default-1)" in res.stdout
+    res = _cli(ts_env, "explain", "m-none")
+    assert res.returncode == 1 and "m-none is not on" in res.stderr
+
+    first = _cli(ts_env, "release", "m-wb", "--reason", "CRM says returning", "--by", "alice")
+    assert first.returncode == 0, first.stderr
+    assert "released m-wb (customer c-42, suppressed by welcome_back_to_new_customer)" in (
+        first.stdout
+    )
+    second = _cli(ts_env, "release", "m-wb", "--reason", "again", "--by", "bob")
+    assert second.returncode == 1
+    assert "m-wb was already released at" in second.stderr and "by alice" in second.stderr
+    missing = _cli(ts_env, "release", "m-p", "--reason", "not suppressed")
+    assert missing.returncode == 1 and "no suppressed record of m-p" in missing.stderr
+
+    got = ts_env.collect(
+        ("send_queue", "releases"),
+        lambda g: len(g["send_queue"]) >= 2 and len(g["releases"]) >= 1,
+        timeout=30,
+    )
+    sent = [orjson.loads(r.value) for r in got["send_queue"]]
+    released = [v for v in sent if v["message_id"] == "m-wb"]
+    assert len(released) == 1
+    assert released[0]["sanity"]["released"]["by"] == "alice"
+    assert released[0]["sanity"]["released"]["rule"] == "welcome_back_to_new_customer"
+    assert released[0]["payload"] == {"template": "welcome_back-1"}  # the message as written
+    audits = [orjson.loads(r.value) for r in got["releases"]]
+    assert [(a["message_id"], a["released_by"], a["note"]) for a in audits] == [
+        ("m-wb", "alice", "CRM says returning")
+    ]
+    res = _cli(ts_env, "explain", "m-wb")
+    assert "RELEASED by hand" in res.stdout and "release on record: by alice" in res.stdout
