@@ -59,6 +59,7 @@ from streams.policy_feed import PolicyFeed
 from streams.router import H_SOURCE, OutRecord, Router
 from streams.settings import Settings
 from streams.state import CustomerState, decode, encode, pending_of
+from streams.state_report import report
 
 log = logging.getLogger("trigger_sanity.worker")
 
@@ -502,6 +503,25 @@ class Worker:
             # aiohttp wants the charset apart from the type
             return web.text(self.metrics.render().decode(), content_type=METRICS_TYPE)
 
+        async def customer(web: Any, request: Any, customer_id: str) -> Any:
+            partition = self._partition_of(customer_id)
+            if partition not in self._owned:
+                return web.json(
+                    {"error": f"partition {partition} of customer {customer_id} is not owned "
+                              f"by this worker (it owns {sorted(self._owned)})",
+                     "partition": partition},
+                    status=409,
+                )  # fmt: skip
+            st = self.store.get(customer_id)
+            if st is None:
+                return web.json(
+                    {"error": f"no state for customer {customer_id}: never seen, or forgotten "
+                              "after customer_ttl without activity", "partition": partition},
+                    status=404,
+                )  # fmt: skip
+            return web.json(report(customer_id, st, partition))
+
+        self.app.page("/customers/{customer_id}/")(customer)
         self.app.page("/healthz")(healthz)
         self.app.page("/readyz")(readyz)
         self.app.page("/metrics")(metrics)

@@ -345,6 +345,33 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_state(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    settings = _settings()
+    base = args.url or f"http://{settings.web_host}:{settings.web_port}"
+    url = f"{base}/customers/{urllib.parse.quote(args.customer_id, safe='')}/"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as exc:
+        detail = orjson.loads(exc.read() or b"{}").get("error", exc.reason)
+        print(f"trigger-sanity: {detail}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(
+            f"trigger-sanity: the worker's web server at {base} did not answer ({exc}): is a "
+            "worker running with TRIGGER_SANITY_WEB_ENABLED=true, and is this its "
+            "TRIGGER_SANITY_WEB_HOST/PORT (or give --url)?",
+            file=sys.stderr,
+        )
+        return 2
+    print(orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from streams.verify import conserve, read_topics
 
@@ -615,6 +642,19 @@ rollback        publish again the version in force before the latest one""",
     rel.add_argument("--customer", help="the message's customer id (reads one partition)")
     rel.add_argument("--since", help="look for the suppression since: 30d, or a time")
     rel.set_defaults(fn=cmd_release)
+
+    st = sub.add_parser(
+        "state",
+        help="what the worker knows of one customer",
+        description="Asks the worker's web server (TRIGGER_SANITY_WEB_HOST:PORT, default "
+        "127.0.0.1:6066; it binds that address only, so customer data stays on it) for the "
+        "customer's state: purchases, returns, sessions, consents, orders, sends, held "
+        "candidates. Exit 1 when the worker does not know the customer or does not own "
+        "their partition (it says which), 2 when no worker answers.",
+    )
+    st.add_argument("customer_id")
+    st.add_argument("--url", help="the worker's web address (default from the settings)")
+    st.set_defaults(fn=cmd_state)
 
     g = sub.add_parser("generate", help="write a deterministic synthetic history file")
     g.add_argument("out", help="output file (.jsonl or .jsonl.gz)")

@@ -194,8 +194,20 @@ def test_health_readiness_through_a_restart_and_metrics_match_what_was_decided(
     lags = [v for (n, _l), v in samples.items() if n == "trigger_sanity_consumer_lag"]
     assert lags and all(v >= 0 for v in lags)
 
+    url = f"http://127.0.0.1:{port}"
+    res = _cli(ts_env, "state", "c-9", "--url", url)
+    assert res.returncode == 0, res.stderr
+    st = orjson.loads(res.stdout)
+    assert st["customer_id"] == "c-9" and st["partition"] == partition_for("c-9", 4)
+    assert [p["occurred_at"][:16] for p in st["purchases"]] == ["2026-11-20T09:00"]
+    assert st["held"] == [] and len(st["sessions_started"]) == 1
+    res = _cli(ts_env, "state", "c-unknown", "--url", url)
+    assert res.returncode == 1 and "no state for customer c-unknown" in res.stderr
+
     worker.stop()
     assert _get(port, "/healthz") is None  # gone with the process
+    res = _cli(ts_env, "state", "c-9", "--url", url)
+    assert res.returncode == 2 and "did not answer" in res.stderr
     again = ts_env.worker()
     seen = _readiness_until_ready(port, again)
     assert 503 in seen, seen
