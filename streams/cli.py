@@ -372,6 +372,35 @@ def cmd_state(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from streams.decision_stats import collect
+    from streams.inspection import parse_when
+    from streams.policy import parse_duration_ms
+
+    settings = _settings()
+    now = int(time.time() * 1000)
+    since = parse_when(args.since, now)
+    until = parse_when(args.until, now) if args.until else now
+    span = max(1, until - since)
+    interval = parse_duration_ms(args.interval) if args.interval else max(60_000, span // 12)
+    stats = collect(settings, since, until, max(1000, interval))
+    url = args.url or f"http://{settings.web_host}:{settings.web_port}"
+    try:
+        with urllib.request.urlopen(f"{url}/stats/", timeout=5) as resp:
+            stats.held_now = int(orjson.loads(resp.read()).get("held", 0))
+        stats.held_source = f"the worker at {url}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        stats.held_source = f"worker web page not reachable at {url}: {exc}"
+    if args.json:
+        print(orjson.dumps(stats.as_json()).decode())
+    else:
+        print(stats.render())
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from streams.verify import conserve, read_topics
 
@@ -655,6 +684,21 @@ rollback        publish again the version in force before the latest one""",
     st.add_argument("customer_id")
     st.add_argument("--url", help="the worker's web address (default from the settings)")
     st.set_defaults(fn=cmd_state)
+
+    sp = sub.add_parser(
+        "stats",
+        help="decisions over a time range: by action, rule, trigger, channel, per interval",
+        description="Reads the output topics from --since (positioned by record time) and "
+        "counts decisions by action, rule, trigger and channel, the suppression rate, dead "
+        "letters and late evidence, and suppressions per rule per --interval so that a jump "
+        "stands out. 'held now' comes from the worker's stats page when it answers.",
+    )
+    sp.add_argument("--since", default="1h", help="15m, 2h, 3d ago, or a time (default 1h)")
+    sp.add_argument("--until", help="up to this time (default now)")
+    sp.add_argument("--interval", help="bucket size, e.g. 5m (default: the range / 12)")
+    sp.add_argument("--url", help="the worker's web address for 'held now'")
+    sp.add_argument("--json", action="store_true", help="one JSON object")
+    sp.set_defaults(fn=cmd_stats)
 
     g = sub.add_parser("generate", help="write a deterministic synthetic history file")
     g.add_argument("out", help="output file (.jsonl or .jsonl.gz)")

@@ -272,3 +272,16 @@ def test_explain_then_release_with_the_worker_down_happens_once_and_on_record(
     ]
     res = _cli(ts_env, "explain", "m-wb")
     assert "RELEASED by hand" in res.stdout and "release on record: by alice" in res.stdout
+
+    res = _cli(ts_env, "stats", "--since", "1h", "--interval", "5m", "--json")
+    assert res.returncode == 0, res.stderr
+    stats = orjson.loads(res.stdout)
+    assert stats["decisions"] == 2 and stats["suppression_rate"] == 0.5
+    assert stats["actions"] == {"send": 1, "suppress": 1, "released": 1}
+    assert stats["rules"] == {"welcome_back_to_new_customer": 1}
+    assert stats["triggers"] == {"welcome_back": 1, "promotion": 1}
+    assert sum(stats["per_rule_per_interval"]["welcome_back_to_new_customer"]) == 1
+    assert len(stats["per_rule_per_interval"]["welcome_back_to_new_customer"]) == 12
+    assert stats["held_now"] is None  # no worker answers
+    res = _cli(ts_env, "stats", "--since", "1h")
+    assert "suppress 1 (50.0%)" in res.stdout and "not reachable" in res.stdout
