@@ -57,7 +57,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         f"policy {policy.version}, inputs {', '.join(settings.topics.inputs)}",
         flush=True,
     )
-    fw = faust.Worker(worker.app, loglevel=settings.log_level.lower(), quiet=True)
+    from streams.logs import logging_config
+
+    fw = faust.Worker(
+        worker.app,
+        loglevel=settings.log_level.lower(),
+        quiet=True,
+        logging_config=logging_config(settings.log_format, settings.log_level),
+    )
     # faust's terminal spinner sets the root logger to DEBUG (at WARNING and above) so that
     # every library debug line spins it: thousands of log records a second for nothing.
     fw.spinner = None

@@ -139,7 +139,8 @@ def test_health_readiness_through_a_restart_and_metrics_match_what_was_decided(
     from tests.helpers import msg, purchase, session
 
     port = _free_port()
-    ts_env.env.update({"TRIGGER_SANITY_WEB_ENABLED": "true", "TRIGGER_SANITY_WEB_PORT": str(port)})
+    ts_env.env.update({"TRIGGER_SANITY_WEB_ENABLED": "true", "TRIGGER_SANITY_WEB_PORT": str(port),
+                       "TRIGGER_SANITY_LOG_FORMAT": "json"})  # fmt: skip
     worker = ts_env.worker()
     seen = _readiness_until_ready(port, worker)
     assert 503 in seen, seen  # listening before recovery finished, and said so
@@ -206,6 +207,14 @@ def test_health_readiness_through_a_restart_and_metrics_match_what_was_decided(
 
     worker.stop()
     assert _get(port, "/healthz") is None  # gone with the process
+    # structured logs: every log line one JSON object; payloads never in them
+    text = worker.log.read_text()
+    logged = [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert len(logged) > 10 and all(
+        {"time", "level", "logger", "message"} <= set(r) for r in logged
+    )
+    assert any(r["message"].startswith("state recovered") for r in logged)
+    assert "template" not in text  # the payloads' content
     res = _cli(ts_env, "state", "c-9", "--url", url)
     assert res.returncode == 2 and "did not answer" in res.stderr
     again = ts_env.worker()

@@ -118,3 +118,25 @@ def test_a_printed_hint_runs_when_pasted_into_a_shell_without_the_virtualenv(
     )
     assert res.returncode == 0, (hint, res.stderr)
     assert res.stdout.startswith("trigger-sanity ")
+
+
+def test_json_logs_are_one_object_per_line_with_extra_fields() -> None:
+    import logging
+
+    import orjson
+
+    from streams.logs import JsonFormatter
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        exc = sys.exc_info()
+    record = logging.LogRecord("trigger_sanity.worker", logging.WARNING, __file__, 1,
+                               "dead-letter %s[%d]@%d", ("purchases", 3, 17), exc)  # fmt: skip
+    record.partition = 3
+    out = orjson.loads(JsonFormatter().format(record))
+    assert out["level"] == "WARNING" and out["logger"] == "trigger_sanity.worker"
+    assert out["message"] == "dead-letter purchases[3]@17" and out["partition"] == 3
+    assert out["time"].endswith("+00:00") and "ValueError: boom" in out["exc"]
