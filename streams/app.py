@@ -50,12 +50,16 @@ from kafka.errors import KafkaError
 from streams.admin import admin_client
 from streams.changelog import BulkLoadedStore
 from streams.checkpoint import Checkpoints, WriteFailed, frontier_meta, parse_frontier
-from streams.clock import NEVER, Idleness
+from streams.clock import NEVER, Idleness, iso
+from streams.dashboard import PAGE as DASHBOARD
+from streams.dashboard import data as dashboard_data_of
 from streams.engine import Decided, Engine
 from streams.metrics import Snapshot, WorkerMetrics
+from streams.misfire import MisfireDetector
 from streams.partitioning import partition_for
 from streams.policy import Policy
 from streams.policy_feed import PolicyFeed
+from streams.recent import RecentDecisions
 from streams.router import H_SOURCE, OutRecord, Router
 from streams.settings import Settings
 from streams.state import CustomerState, decode, encode, pending_of
@@ -487,6 +491,8 @@ class Worker:
         self.app.page("/stats/")(stats)
 
         self.metrics = WorkerMetrics(self._metrics_snapshot)
+        self.misfire = MisfireDetector(policy.misfire)
+        self.recent = RecentDecisions()
         self.router.on_decided = self._observe_decision
 
         async def healthz(web: Any, request: Any) -> Any:
@@ -521,6 +527,27 @@ class Worker:
                 )  # fmt: skip
             return web.json(report(customer_id, st, partition))
 
+        async def dashboard(web: Any, request: Any) -> Any:
+            return web.html(DASHBOARD)
+
+        async def dashboard_data(web: Any, request: Any) -> Any:
+            counts = self.router.counts
+            return web.json(
+                dashboard_data_of(
+                    self.recent.chart(),
+                    list(self.recent.latest),
+                    self.engine.held_count(),
+                    counts.get("dead_letter", 0),
+                    counts.get("late_evidence", 0),
+                    [a.describe() for a in self.misfire.active.values()],
+                    self.policy.version,
+                    sorted(self._owned),
+                    iso(int(time.time() * 1000)),
+                )
+            )
+
+        self.app.page("/dashboard/")(dashboard)
+        self.app.page("/dashboard/data")(dashboard_data)
         self.app.page("/customers/{customer_id}/")(customer)
         self.app.page("/healthz")(healthz)
         self.app.page("/readyz")(readyz)
@@ -1044,6 +1071,7 @@ class Worker:
     # ------------------------------------------------------------ timers
 
     async def _tick(self) -> None:
+        self._check_misfires()
         try:
             await self._tick_once()
         except ClientError as exc:
@@ -1262,6 +1290,16 @@ class Worker:
 
     def _observe_decision(self, d: Decided) -> None:
         self.metrics.observe_decision((d.decided_wall - d.candidate.record_time) / 1000)
+        rule = d.decision.rule if d.decision.action == "suppress" else None
+        self.misfire.observe(d.candidate.created_at, rule)
+        self.recent.observe(d)
+
+    def _check_misfires(self) -> None:
+        started, recovered = self.misfire.check()
+        for alarm in started:
+            log.warning("%s", alarm.describe(), extra={"rule": alarm.rule, "misfire": True})
+        for rule in recovered:
+            log.info("rule %s back to its usual suppression rate", rule, extra={"rule": rule})
 
     def _metrics_snapshot(self) -> Snapshot:
         counts = self.router.counts
@@ -1287,6 +1325,7 @@ class Worker:
             misrouted=dict(self.router.misrouted),
             lag=lag,
             ready=self._not_ready() is None,
+            misfiring={rule: a.recent_rate for rule, a in self.misfire.active.items()},
         )
 
     def stats(self) -> dict[str, Any]:
@@ -1299,6 +1338,7 @@ class Worker:
             "customers": len(self.table),
             "policy": self.policy.version,
             "policy_versions": self.engine.history.summary(),
+            "misfires": [a.describe() for a in self.misfire.active.values()],
             "policy_rejected": [
                 {"seq": seq, "error": why} for seq, why in self.engine.history.rejected
             ],

@@ -33,6 +33,7 @@ class Snapshot:
     misrouted: dict[str, int] = field(default_factory=dict)  # input topic -> records
     lag: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition)
     ready: bool = False
+    misfiring: dict[str, float] = field(default_factory=dict)  # rule -> recent rate
 
 
 class _Counts(Collector):
@@ -85,6 +86,15 @@ class _Counts(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_ready", "1 when recovered and partitions assigned", int(s.ready)
         )
+        misfire = GaugeMetricFamily(
+            f"{PREFIX}_misfire",
+            "Share of recent decisions a rule suppressed, for rules whose rate jumped "
+            "(see the policy's [misfire])",
+            labels=["rule"],
+        )
+        for rule, rate in sorted(s.misfiring.items()):
+            misfire.add_metric([rule], rate)
+        yield misfire
 
 
 class WorkerMetrics:

@@ -203,12 +203,26 @@ class TimePolicy(_Strict):
     allowed_lateness: Lateness = Lateness()
 
 
+class Misfire(_Strict):
+    """When a rule's suppression rate jumps: over the last ``window`` of decisions (by
+    the candidates' created_at) against the ``baseline`` before it, a rule misfires
+    when its rate is at least ``factor`` times its baseline rate plus ``min_jump``, on
+    at least ``min_count`` suppressions. A warning, a metric, the dashboard."""
+
+    window: DurationMs = "10m"  # type: ignore[assignment]
+    baseline: DurationMs = "6h"  # type: ignore[assignment]
+    factor: Annotated[float, Field(ge=1.0, le=1000.0)] = 3.0
+    min_jump: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+    min_count: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+
+
 class Policy(_Strict):
     version: Annotated[str, Field(min_length=1, max_length=128)] = "default-1"
     settle: Settle = Settle()
     time: TimePolicy = TimePolicy()
     rules: Rules = Rules()
     state: StateLimits = StateLimits()
+    misfire: Misfire = Misfire()
 
     @model_validator(mode="after")
     def _retention_covers_windows(self) -> Policy:
@@ -326,4 +340,14 @@ def policy_as_toml(policy: Policy) -> str:
                 lines.append(f'{key} = "{value}"')
             else:
                 lines.append(f"{key} = {value}")
+    mf = policy.misfire
+    lines += [
+        "",
+        "[misfire]",
+        f'window = "{format_duration(mf.window)}"',
+        f'baseline = "{format_duration(mf.baseline)}"',
+        f"factor = {mf.factor}",
+        f"min_jump = {mf.min_jump}",
+        f"min_count = {mf.min_count}",
+    ]
     return "\n".join(lines) + "\n"
