@@ -126,20 +126,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
             )
         print(summary.render(), file=sys.stderr if args.out == "-" else sys.stdout)
         return 0
+    from collections import Counter
+
     from kafka import KafkaProducer
 
+    from streams.admin import check_inputs
+    from streams.progress import Progress, count_lines
+    from streams.replay import rebase_delta
+
     settings = _settings()
+    check_inputs(settings)  # the broker answers and every topic exists, or exit 2 saying so
+    delta = rebase_delta(args.file, int(time.time() * 1000)) if args.rebase_time else 0
+    if delta:
+        print(f"rebasing times by {delta / 86_400_000:+,.2f} days (the history ends now)")
+    bar = Progress("produced", count_lines(args.file))
+    counts: Counter[str] = Counter()
     producer = KafkaProducer(linger_ms=20, **settings.kafka_producer_kwargs())
     try:
         names = {r: settings.topics[r] for r in INPUT_ROLES}
         started = time.perf_counter()
         sent, bad = produce_history(
-            args.file, producer, names, args.speedup, print_progress("produced")
+            args.file, producer, names, args.speedup, bar.update, delta, counts
         )
     finally:
         producer.close()
+    bar.finish()
     took = time.perf_counter() - started
     print(f"produced {sent} records in {took:.1f}s ({sent / took if took else 0:,.0f}/s)")
+    for role in INPUT_ROLES:
+        print(f"  {settings.topics[role]}: {counts.get(role, 0):,}")
     for ln, err in bad[:20]:
         print(f"  skipped line {ln}: {err}")
     return 0
@@ -583,6 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="offline: emulate input topics of N partitions, as the worker reads them "
         "(default: TRIGGER_SANITY_PARTITIONS, 8)",
+    )
+    r.add_argument(
+        "--rebase-time",
+        action="store_true",
+        help="into Kafka: shift every event and record time so the history ends now "
+        "(occurred_at, created_at, context.cart_updated_at and record timestamps)",
     )
     r.add_argument(
         "--speedup",
