@@ -104,6 +104,8 @@ def _open_out(path: str) -> IO[bytes]:
 def cmd_replay(args: argparse.Namespace) -> int:
     from streams.replay import print_progress, produce_history, replay_offline
 
+    if args.offline and (args.report or args.against):
+        return _replay_report(args)
     if args.offline:
         policy = load_policy(args.policy or _settings().policy_file)
         with ExitStack() as stack:
@@ -157,6 +159,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"  {settings.topics[role]}: {counts.get(role, 0):,}")
     for ln, err in bad[:20]:
         print(f"  skipped line {ln}: {err}")
+    return 0
+
+
+def _replay_report(args: argparse.Namespace) -> int:
+    from streams.report import collect, compare, diff_summary, read_truth, render, render_diff
+
+    policy = load_policy(args.policy or _settings().policy_file)
+    partitions = args.partitions or _settings().partitions
+    history = None
+    if args.policy_history:
+        from streams.policy_history import history_from_file
+
+        history = history_from_file(policy, args.policy_history)
+    got, summary = collect(args.file, policy, partitions, history)
+    print(summary.render())
+    title = Path(args.file).name
+    if args.against:
+        other = load_policy(args.against)
+        got_b, _ = collect(args.file, other, partitions)
+        changes = compare(got, got_b)
+        print(diff_summary(changes, policy.version, other.version))
+        if args.report:
+            Path(args.report).write_text(render_diff(changes, policy.version, other.version,
+                                                     title))  # fmt: skip
+            print(f"wrote {args.report}")
+        return 0
+    truth = read_truth(args.truth) if args.truth else None
+    Path(args.report).write_text(render(title, got, summary, policy, truth))
+    print(f"wrote {args.report} (open it in a browser; it needs no network)")
     return 0
 
 
@@ -628,6 +659,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="offline: emulate input topics of N partitions, as the worker reads them "
         "(default: TRIGGER_SANITY_PARTITIONS, 8)",
+    )
+    r.add_argument(
+        "--report",
+        help="offline: write one self-contained HTML report (totals, per rule and trigger, "
+        "suppression rate over event time, late evidence and the setting that would have "
+        "caught it, examples; with --truth precision and recall per rule)",
+    )
+    r.add_argument("--truth", help="offline: ground truth, one decision per line (for --report)")
+    r.add_argument(
+        "--against",
+        help="offline: a second policy file; prints (and with --report writes) every message "
+        "decided differently under it, and why",
     )
     r.add_argument(
         "--rebase-time",

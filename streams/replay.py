@@ -99,8 +99,10 @@ def replay_offline(
     partitions: int = 1,
     sweep_every: int = 50_000,
     history: PolicyHistory | None = None,
+    on_output: Callable[[Output], None] | None = None,
 ) -> ReplaySummary:
-    """``history``: versions applied live (its base must be ``policy``)."""
+    """``history``: versions applied live (its base must be ``policy``). ``on_output``
+    sees every decision, late finding and failure (the report and compare tools)."""
     summary = ReplaySummary()
     engine = Engine(policy, MemoryStore(), partitions)
     if history is not None:
@@ -109,6 +111,8 @@ def replay_offline(
 
     def emit(outputs: list[Output]) -> None:
         for o in outputs:
+            if on_output is not None:
+                on_output(o)
             if isinstance(o, Decided):
                 summary.actions[o.decision.action] += 1
                 if o.decision.rule:
