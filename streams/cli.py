@@ -287,6 +287,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from streams.generator import generate
     from streams.history import write_history
 
+    if args.profile == "realistic":
+        from streams.scenarios import write_realistic
+
+        out = Path(args.out)
+        truth = Path(args.truth) if args.truth else truth_path(out)
+        started = time.perf_counter()
+        n, candidates = write_realistic(out, truth, args.customers, args.seed, args.days)
+        took = time.perf_counter() - started
+        print(
+            f"wrote {n:,} records for {args.customers:,} customers to {out} "
+            f"({n / took if took else 0:,.0f} records/s) and the decision the contract "
+            f"requires for each of the {candidates:,} candidates to {truth}"
+        )
+        check = command(
+            "replay", str(out), "--offline", "--report", "report.html", "--truth", str(truth)
+        )
+        print(f"check a replay against it: {check}")
+        return 0
     records = generate(args.customers, seed=args.seed)
     write_history(args.out, records)
     print(f"wrote {len(records)} records for {args.customers} customers to {args.out}")
@@ -476,6 +494,15 @@ def cmd_capture(args: argparse.Namespace) -> int:
             print(f"    {topic}[{p}]@{off}: {why}")
     print(f"replay it with: {command('replay', args.out, '--offline')}")
     return 0
+
+
+def truth_path(out: Path) -> Path:
+    name = out.name
+    for suffix in (".jsonl.gz", ".jsonl", ".gz"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return out.with_name(name + ".truth.jsonl")
 
 
 def iso_span(start: int, end: int) -> str:
@@ -816,10 +843,23 @@ rollback        publish again the version in force before the latest one""",
     cap.add_argument("--out", required=True, help="history file to write (.jsonl)")
     cap.set_defaults(fn=cmd_capture)
 
-    g = sub.add_parser("generate", help="write a deterministic synthetic history file")
+    g = sub.add_parser(
+        "generate",
+        help="write a deterministic synthetic history file",
+        description="tidy (default): every trigger and rule in event-time order. realistic: "
+        "automation misbehaving as in the field (cart mails from a snapshot before the "
+        "purchase, purchases reaching their topic late, week-old recommendations, retried "
+        "message ids, promotion bursts, triggers a day in a queue, receive-only customers), "
+        "streamed in bounded memory, with a ground-truth file beside it: per candidate the "
+        "decision the contract requires, the rule and why, derived from how each case was "
+        "built.",
+    )
     g.add_argument("out", help="output file (.jsonl or .jsonl.gz)")
     g.add_argument("--customers", type=int, default=1000)
     g.add_argument("--seed", type=int, default=7)
+    g.add_argument("--profile", choices=["tidy", "realistic"], default="tidy")
+    g.add_argument("--days", type=int, default=30, help="realistic: days the history spans")
+    g.add_argument("--truth", help="realistic: truth file (default: OUT with .truth.jsonl)")
     g.set_defaults(fn=cmd_generate)
 
     v = sub.add_parser(

@@ -1,0 +1,437 @@
+"""Realistic histories with ground truth: automation that misbehaves as it does in the field.
+
+Each customer lives through one *case*, a small story built so that the
+contract decides it one way, for a reason the case states: a cart mail
+computed from a snapshot taken before the purchase landed, a purchase that
+reaches its topic a minute and a half late (but in order, before the cart's
+settle delay ends), a recommendation computed from last week's data, a retry
+that re-sends a message id, a promotion burst, a trigger that sat a day in a
+queue, a withdrawn consent, a fully returned order asked for a review,
+customers who only ever receive messages. The truth is written from how the
+case was built, never by running the rules: ``truth.jsonl`` holds, per
+candidate, the decision the contract requires, the rule, and why.
+
+Records are streamed out in record-time order with bounded memory (a heap of
+the cases that overlap in time), so millions of records need no more memory
+than a few thousand customers. What is left out on purpose: producers out of
+order within a topic (whether such an event is in time depends on lateness
+settings, so the truth would not be unambiguous); the contract's ``late-evidence``
+path is tested elsewhere.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+MIN = 60_000
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+PURCHASE_DELAY = 90_000  # purchases reach their topic 90 s after they happen (in order)
+START = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp() * 1000)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{ms % 1000:03d}Z"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Truth:
+    message_id: str
+    customer_id: str
+    action: str
+    rule: str | None
+    case: str
+    why: str
+
+
+class _Case:
+    """Builder of one customer's records and truths."""
+
+    def __init__(self, cid: str, rng: random.Random) -> None:
+        self.cid = cid
+        self.rng = rng
+        self.n = 0
+        self.records: list[tuple[int, dict[str, Any]]] = []
+        self.truth: list[Truth] = []
+
+    def _id(self, kind: str) -> str:
+        self.n += 1
+        return f"{kind}-{self.cid}-{self.n}"
+
+    def _add(self, record_ms: int, topic: str, value: dict[str, Any]) -> None:
+        self.records.append(
+            (record_ms, {"topic": topic, "value": value, "timestamp": _iso(record_ms)})
+        )
+
+    def session(self, t: int) -> None:
+        sid = self._id("sess")
+        for kind, at in (("started", t), ("ended", t + 20 * MIN)):
+            self._add(
+                at,
+                "sessions",
+                {
+                    "event_id": self._id("s"),
+                    "customer_id": self.cid,
+                    "occurred_at": _iso(at),
+                    "session_id": sid,
+                    "kind": kind,
+                },
+            )
+
+    def purchase(self, t: int, skus: list[str]) -> str:
+        order = self._id("o")
+        self._add(
+            t + PURCHASE_DELAY,
+            "purchases",
+            {
+                "event_id": self._id("p"),
+                "customer_id": self.cid,
+                "occurred_at": _iso(t),
+                "order_id": order,
+                "currency": "EUR",
+                "items": [{"sku": s, "quantity": 1, "unit_price": "19.90"} for s in skus],
+            },
+        )
+        return order
+
+    def ret(self, t: int, order: str, skus: list[str]) -> None:
+        self._add(
+            t,
+            "returns",
+            {
+                "event_id": self._id("r"),
+                "customer_id": self.cid,
+                "occurred_at": _iso(t),
+                "order_id": order,
+                "items": [{"sku": s, "quantity": 1} for s in skus],
+                "reason": "did not fit",
+            },
+        )
+
+    def consent(self, t: int, status: str, channel: str = "email") -> None:
+        self._add(
+            t,
+            "consents",
+            {
+                "event_id": self._id("k"),
+                "customer_id": self.cid,
+                "occurred_at": _iso(t),
+                "channel": channel,
+                "status": status,
+            },
+        )
+
+    def message(
+        self,
+        t: int,
+        trigger: str,
+        action: str,
+        rule: str | None,
+        why: str,
+        context: dict[str, Any] | None = None,
+        channel: str = "email",
+        record_ms: int | None = None,
+        mid: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> str:
+        mid = mid or self._id("m")
+        self._add(
+            record_ms if record_ms is not None else t,
+            "outbound",
+            {
+                "message_id": mid,
+                "customer_id": self.cid,
+                "created_at": _iso(t),
+                "trigger": trigger,
+                "channel": channel,
+                "category": "marketing",
+                "context": context or {},
+                "payload": payload or {"template": f"{trigger}-{mid}"},
+            },
+        )
+        self.truth.append(Truth(mid, self.cid, action, rule, self.case, why))
+        return mid
+
+    case = ""
+
+
+def _cart_after_purchase(c: _Case, t: int) -> None:
+    c.session(t - 10 * MIN)
+    bought = t + c.rng.randint(1, 4) * MIN
+    c.purchase(bought, ["SKU-1", "SKU-2"])
+    c.message(
+        t + 30_000,
+        "abandoned_cart",
+        "suppress",
+        "cart_already_purchased",
+        "the cart mail was computed from a snapshot taken before the purchase, which "
+        "happened before the cart's settle delay ended",
+        {"cart_id": c._id("cart"), "cart_updated_at": _iso(t), "skus": ["SKU-1"]},
+    )
+
+
+def _cart_abandoned(c: _Case, t: int) -> None:
+    c.session(t - 10 * MIN)
+    c.message(
+        t + 30 * MIN,
+        "abandoned_cart",
+        "send",
+        None,
+        "no purchase followed the cart",
+        {"cart_id": c._id("cart"), "cart_updated_at": _iso(t), "skus": ["SKU-3"]},
+    )
+
+
+def _cart_bought_after_settle(c: _Case, t: int) -> None:
+    c.session(t - 10 * MIN)
+    c.message(
+        t + 30 * MIN,
+        "abandoned_cart",
+        "send",
+        None,
+        "the purchase came 20 minutes after the cart mail's settle delay ended",
+        {"cart_id": c._id("cart"), "cart_updated_at": _iso(t), "skus": ["SKU-4"]},
+    )
+    c.purchase(t + 55 * MIN, ["SKU-4"])
+
+
+def _welcome_back_new(c: _Case, t: int) -> None:
+    c.session(t - 2 * HOUR)
+    c.message(
+        t,
+        "welcome_back",
+        "suppress",
+        "welcome_back_to_new_customer",
+        "one session before the welcome-back: a new customer, not a returning one",
+    )
+
+
+def _welcome_back_returning(c: _Case, t: int) -> None:
+    for d in (20, 12, 3):
+        c.session(t - d * DAY)
+    c.message(t, "welcome_back", "send", None, "three sessions over three weeks")
+
+
+def _welcome_existing(c: _Case, t: int) -> None:
+    c.session(t - 3 * DAY)
+    c.purchase(t - 3 * DAY + 10 * MIN, ["SKU-5"])
+    c.message(
+        t,
+        "welcome",
+        "suppress",
+        "welcome_to_existing_customer",
+        "the customer bought three days before the welcome",
+    )
+
+
+def _welcome_new(c: _Case, t: int) -> None:
+    c.session(t - 30 * MIN)
+    c.message(t, "welcome", "send", None, "a first session, no purchase")
+
+
+def _rec_recent_purchase(c: _Case, t: int) -> None:
+    c.purchase(t - 4 * DAY, ["SKU-10"])
+    c.message(
+        t,
+        "product_recommendation",
+        "rewrite",
+        "recommends_recent_purchase",
+        "computed from last week's data: SKU-10 was bought four days ago",
+        {"skus": ["SKU-10", "SKU-11"]},
+    )
+
+
+def _rec_only_purchased(c: _Case, t: int) -> None:
+    c.purchase(t - 2 * DAY, ["SKU-12"])
+    c.message(
+        t,
+        "product_recommendation",
+        "suppress",
+        "recommends_recent_purchase",
+        "the only recommended product was bought two days ago",
+        {"skus": ["SKU-12"]},
+    )
+
+
+def _rec_returned(c: _Case, t: int) -> None:
+    order = c.purchase(t - 20 * DAY, ["SKU-20"])
+    c.ret(t - 15 * DAY, order, ["SKU-20"])
+    c.message(
+        t,
+        "product_recommendation",
+        "rewrite",
+        "recommends_returned_product",
+        "SKU-20 was returned 15 days ago (bought 20 days ago: outside the recent-purchase window)",
+        {"skus": ["SKU-20", "SKU-21"]},
+    )
+
+
+def _retry(c: _Case, t: int) -> None:
+    mid = c.message(t, "promotion", "send", None, "the first copy")
+    c.message(
+        t,
+        "promotion",
+        "suppress",
+        "duplicate_message",
+        "automation retried the same message id two minutes later",
+        record_ms=t + 2 * MIN,
+        mid=mid,
+        payload={"template": f"promotion-{mid}"},
+    )
+
+
+def _burst(c: _Case, t: int) -> None:
+    for i in range(3):
+        c.message(
+            t + i * HOUR, "promotion", "send", None, f"burst message {i + 1} of 4: under the cap"
+        )
+    c.message(
+        t + 3 * HOUR,
+        "promotion",
+        "suppress",
+        "frequency_cap",
+        "the fourth promotion on email within 24 hours (limit 3)",
+    )
+
+
+def _stale(c: _Case, t: int) -> None:
+    c.message(
+        t,
+        "promotion",
+        "suppress",
+        "stale_trigger",
+        "the trigger sat 26 hours in a queue before it reached Kafka",
+        record_ms=t + 26 * HOUR,
+    )
+
+
+def _consent(c: _Case, t: int) -> None:
+    c.consent(t - 5 * DAY, "withdrawn")
+    c.message(
+        t, "promotion", "suppress", "consent_withdrawn", "email consent withdrawn 5 days before"
+    )
+
+
+def _receive_only(c: _Case, t: int) -> None:
+    c.message(t, "promotion", "send", None, "a customer who only receives messages")
+    c.message(t + 3 * DAY, "promotion", "send", None, "a customer who only receives messages")
+
+
+def _review_returned(c: _Case, t: int) -> None:
+    order = c.purchase(t - 10 * DAY, ["SKU-30"])
+    c.ret(t - 5 * DAY, order, ["SKU-30"])
+    c.message(
+        t,
+        "review_request",
+        "suppress",
+        "review_request_for_returned_order",
+        "the whole order was returned five days before",
+        {"order_id": order},
+    )
+
+
+def _review_kept(c: _Case, t: int) -> None:
+    order = c.purchase(t - 10 * DAY, ["SKU-31"])
+    c.message(t, "review_request", "send", None, "the order was kept", {"order_id": order})
+
+
+def _win_back_active(c: _Case, t: int) -> None:
+    c.session(t - 3 * DAY)
+    c.message(t, "win_back", "suppress", "win_back_active_customer", "a session three days before")
+
+
+def _win_back_lapsed(c: _Case, t: int) -> None:
+    c.session(t - 50 * DAY)
+    c.message(t, "win_back", "send", None, "the last session was 50 days before (window 30 days)")
+
+
+CASES: dict[str, Callable[[_Case, int], None]] = {
+    "cart_after_purchase": _cart_after_purchase,
+    "cart_abandoned": _cart_abandoned,
+    "cart_bought_after_settle": _cart_bought_after_settle,
+    "welcome_back_new": _welcome_back_new,
+    "welcome_back_returning": _welcome_back_returning,
+    "welcome_existing": _welcome_existing,
+    "welcome_new": _welcome_new,
+    "rec_recent_purchase": _rec_recent_purchase,
+    "rec_only_purchased": _rec_only_purchased,
+    "rec_returned": _rec_returned,
+    "retry": _retry,
+    "burst": _burst,
+    "stale": _stale,
+    "consent_withdrawn": _consent,
+    "receive_only": _receive_only,
+    "review_returned": _review_returned,
+    "review_kept": _review_kept,
+    "win_back_active": _win_back_active,
+    "win_back_lapsed": _win_back_lapsed,
+}
+LOOKBACK = 60 * DAY  # no case reaches further back than this before its moment
+
+
+def realistic(
+    customers: int, seed: int = 7, days: int = 30
+) -> Iterator[tuple[dict[str, Any] | None, Truth | None]]:
+    """History records in record-time order, and truths, as they are ready."""
+    rng = random.Random(seed)
+    names = sorted(CASES)
+    heap: list[tuple[int, int, dict[str, Any]]] = []
+    seq = 0
+    span = days * DAY
+    for i in range(customers):
+        t = START + LOOKBACK + (span * i) // max(1, customers) + rng.randint(0, HOUR)
+        # every record of a later customer is at or after this one's earliest possible
+        ready_before = t - LOOKBACK
+        while heap and heap[0][0] < ready_before - HOUR:
+            yield heapq.heappop(heap)[2], None
+        case = _Case(f"r{i:07d}", rng)
+        case.case = names[rng.randrange(len(names))]
+        CASES[case.case](case, t)
+        for record_ms, rec in case.records:
+            heapq.heappush(heap, (record_ms, seq, rec))
+            seq += 1
+        for truth in case.truth:
+            yield None, truth
+    while heap:
+        yield heapq.heappop(heap)[2], None
+
+
+def write_realistic(
+    out: Path, truth_out: Path, customers: int, seed: int = 7, days: int = 30
+) -> tuple[int, int]:
+    """Write the history and its truth file; returns (records, candidates)."""
+    import gzip
+
+    records = candidates = 0
+    opener: Any = gzip.open if str(out).endswith(".gz") else open
+    with opener(out, "wb") as fh, open(truth_out, "wb") as th:
+        for rec, truth in realistic(customers, seed, days):
+            if rec is not None:
+                fh.write(orjson.dumps(rec) + b"\n")
+                records += 1
+            if truth is not None:
+                th.write(
+                    orjson.dumps(
+                        {
+                            "message_id": truth.message_id,
+                            "customer_id": truth.customer_id,
+                            "action": truth.action,
+                            "rule": truth.rule,
+                            "case": truth.case,
+                            "why": truth.why,
+                        }
+                    )
+                    + b"\n"
+                )
+                candidates += 1
+    return records, candidates
