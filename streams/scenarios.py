@@ -6,10 +6,11 @@ computed from a snapshot taken before the purchase landed, a purchase that
 reaches its topic a minute and a half late (but in order, before the cart's
 settle delay ends), a recommendation computed from last week's data, a retry
 that re-sends a message id, a promotion burst, a trigger that sat a day in a
-queue, a withdrawn consent, a fully returned order asked for a review,
-customers who only ever receive messages. The truth is written from how the
-case was built, never by running the rules: ``truth.jsonl`` holds, per
-candidate, the decision the contract requires, the rule, and why.
+queue, a withdrawn (and a re-granted) consent, a fully and a partly returned
+order asked for a review, customers who only ever receive messages. The
+truth is written from how the case was built, never by running the rules:
+``truth.jsonl`` holds, per candidate, the decision the contract requires,
+the rule, and why.
 
 Records are streamed out in record-time order with bounded memory (a heap of
 the cases that overlap in time), so millions of records need no more memory
@@ -345,6 +346,25 @@ def _review_kept(c: _Case, t: int) -> None:
     c.message(t, "review_request", "send", None, "the order was kept", {"order_id": order})
 
 
+def _review_partly_returned(c: _Case, t: int) -> None:
+    order = c.purchase(t - 10 * DAY, ["SKU-32", "SKU-33"])
+    c.ret(t - 5 * DAY, order, ["SKU-32"])
+    c.message(
+        t,
+        "review_request",
+        "send",
+        None,
+        "a partial return: SKU-33 of the order was kept",
+        {"order_id": order},
+    )
+
+
+def _consent_regranted(c: _Case, t: int) -> None:
+    c.consent(t - 9 * DAY, "withdrawn")
+    c.consent(t - 2 * DAY, "granted")
+    c.message(t, "promotion", "send", None, "email consent withdrawn, then granted again")
+
+
 def _win_back_active(c: _Case, t: int) -> None:
     c.session(t - 3 * DAY)
     c.message(t, "win_back", "suppress", "win_back_active_customer", "a session three days before")
@@ -373,6 +393,8 @@ CASES: dict[str, Callable[[_Case, int], None]] = {
     "receive_only": _receive_only,
     "review_returned": _review_returned,
     "review_kept": _review_kept,
+    "review_partly_returned": _review_partly_returned,
+    "consent_regranted": _consent_regranted,
     "win_back_active": _win_back_active,
     "win_back_lapsed": _win_back_lapsed,
 }
