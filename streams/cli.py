@@ -293,7 +293,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         out = Path(args.out)
         truth = Path(args.truth) if args.truth else truth_path(out)
         started = time.perf_counter()
-        n, candidates = write_realistic(out, truth, args.customers, args.seed, args.days)
+        n, candidates = write_realistic(
+            out, truth, args.customers, args.seed, args.days, int(args.jitter * 1000)
+        )
         took = time.perf_counter() - started
         print(
             f"wrote {n:,} records for {args.customers:,} customers to {out} "
@@ -860,6 +862,12 @@ rollback        publish again the version in force before the latest one""",
     g.add_argument("--profile", choices=["tidy", "realistic"], default="tidy")
     g.add_argument("--days", type=int, default=30, help="realistic: days the history spans")
     g.add_argument("--truth", help="realistic: truth file (default: OUT with .truth.jsonl)")
+    g.add_argument(
+        "--jitter",
+        type=float,
+        default=3.0,
+        help="realistic: seconds by which purchase producers are out of order (default 3)",
+    )
     g.set_defaults(fn=cmd_generate)
 
     v = sub.add_parser(

@@ -14,10 +14,9 @@ the rule, and why.
 
 Records are streamed out in record-time order with bounded memory (a heap of
 the cases that overlap in time), so millions of records need no more memory
-than a few thousand customers. What is left out on purpose: producers out of
-order within a topic (whether such an event is in time depends on lateness
-settings, so the truth would not be unambiguous); the contract's ``late-evidence``
-path is tested elsewhere.
+than a few thousand customers. Purchases come from producer instances out of
+order by up to ``jitter_ms`` (default 3 s) within their topic, as several
+producer instances are; see ``DEFAULT_JITTER`` for why the truth holds.
 """
 
 from __future__ import annotations
@@ -35,7 +34,13 @@ import orjson
 MIN = 60_000
 HOUR = 60 * MIN
 DAY = 24 * HOUR
-PURCHASE_DELAY = 90_000  # purchases reach their topic 90 s after they happen (in order)
+PURCHASE_DELAY = 90_000  # purchases reach their topic 90 s after they happen
+DEFAULT_JITTER = 3_000
+"""Purchases come from several producer instances whose clocks and queues differ by up to
+this much: within the topic they are out of order by up to it. No case puts a purchase
+within a minute of a deadline it decides, so with the contract's default lateness (0) a
+purchase that is out of order is still read before its stream passes that deadline: the
+truth does not depend on the lateness setting (tested with both)."""
 START = int(datetime(2026, 1, 5, tzinfo=UTC).timestamp() * 1000)
 
 
@@ -58,9 +63,10 @@ class Truth:
 class _Case:
     """Builder of one customer's records and truths."""
 
-    def __init__(self, cid: str, rng: random.Random) -> None:
+    def __init__(self, cid: str, rng: random.Random, jitter_ms: int = 0) -> None:
         self.cid = cid
         self.rng = rng
+        self.jitter_ms = jitter_ms
         self.n = 0
         self.records: list[tuple[int, dict[str, Any]]] = []
         self.truth: list[Truth] = []
@@ -92,7 +98,7 @@ class _Case:
     def purchase(self, t: int, skus: list[str]) -> str:
         order = self._id("o")
         self._add(
-            t + PURCHASE_DELAY,
+            t + PURCHASE_DELAY + (self.rng.randint(0, self.jitter_ms) if self.jitter_ms else 0),
             "purchases",
             {
                 "event_id": self._id("p"),
@@ -402,7 +408,7 @@ LOOKBACK = 60 * DAY  # no case reaches further back than this before its moment
 
 
 def realistic(
-    customers: int, seed: int = 7, days: int = 30
+    customers: int, seed: int = 7, days: int = 30, jitter_ms: int = DEFAULT_JITTER
 ) -> Iterator[tuple[dict[str, Any] | None, Truth | None]]:
     """History records in record-time order, and truths, as they are ready."""
     rng = random.Random(seed)
@@ -416,7 +422,7 @@ def realistic(
         ready_before = t - LOOKBACK
         while heap and heap[0][0] < ready_before - HOUR:
             yield heapq.heappop(heap)[2], None
-        case = _Case(f"r{i:07d}", rng)
+        case = _Case(f"r{i:07d}", rng, jitter_ms)
         case.case = names[rng.randrange(len(names))]
         CASES[case.case](case, t)
         for record_ms, rec in case.records:
@@ -429,7 +435,12 @@ def realistic(
 
 
 def write_realistic(
-    out: Path, truth_out: Path, customers: int, seed: int = 7, days: int = 30
+    out: Path,
+    truth_out: Path,
+    customers: int,
+    seed: int = 7,
+    days: int = 30,
+    jitter_ms: int = DEFAULT_JITTER,
 ) -> tuple[int, int]:
     """Write the history and its truth file; returns (records, candidates)."""
     import gzip
@@ -437,7 +448,7 @@ def write_realistic(
     records = candidates = 0
     opener: Any = gzip.open if str(out).endswith(".gz") else open
     with opener(out, "wb") as fh, open(truth_out, "wb") as th:
-        for rec, truth in realistic(customers, seed, days):
+        for rec, truth in realistic(customers, seed, days, jitter_ms):
             if rec is not None:
                 fh.write(orjson.dumps(rec) + b"\n")
                 records += 1
