@@ -13,8 +13,8 @@ truth is written from how the case was built, never by running the rules:
 the rule, and why.
 
 Records are streamed out in record-time order with bounded memory (a heap of
-the cases that overlap in time), so millions of records need no more memory
-than a few thousand customers. Purchases come from producer instances out of
+the records of the cases that overlap in time), so millions of records need no
+more memory than the customers active at one time. Purchases come from producer instances out of
 order by up to ``jitter_ms`` (default 3 s) within their topic, as several
 producer instances are; see ``DEFAULT_JITTER`` for why the truth holds.
 """
@@ -407,24 +407,49 @@ CASES: dict[str, Callable[[_Case, int], None]] = {
 LOOKBACK = 60 * DAY  # no case reaches further back than this before its moment
 
 
+def _earliest_offset(name: str, cid: str, rng: random.Random, jitter_ms: int) -> int:
+    """How far before its moment case ``name`` puts its first record, built with a copy of
+    ``rng`` so that the real build draws exactly the same numbers. Cases are built
+    relative to their moment, so the offset does not depend on when the moment is."""
+    probe = _Case(cid, random.Random(), jitter_ms)
+    probe.rng.setstate(rng.getstate())
+    probe.case = name
+    moment = START + LOOKBACK
+    CASES[name](probe, moment)
+    return moment - min(ms for ms, _ in probe.records)
+
+
 def realistic(
     customers: int, seed: int = 7, days: int = 30, jitter_ms: int = DEFAULT_JITTER
 ) -> Iterator[tuple[dict[str, Any] | None, Truth | None]]:
-    """History records in record-time order, and truths, as they are ready."""
+    """History records in record-time order, and truths, as they are ready.
+
+    Customer ``i``'s first record is placed at its anchor, ``i / customers`` of the way
+    through ``days`` (plus up to an hour), and its case's moment follows from that. Every
+    later customer's records are then at or after the current anchor, so the heap only
+    holds records still in the future of it: memory is bounded by how many customers
+    overlap in time, not by the history's length (a case's moment is up to LOOKBACK after
+    its anchor)."""
     rng = random.Random(seed)
     names = sorted(CASES)
     heap: list[tuple[int, int, dict[str, Any]]] = []
     seq = 0
     span = days * DAY
     for i in range(customers):
-        t = START + LOOKBACK + (span * i) // max(1, customers) + rng.randint(0, HOUR)
-        # every record of a later customer is at or after this one's earliest possible
-        ready_before = t - LOOKBACK
-        while heap and heap[0][0] < ready_before - HOUR:
+        base = START + (span * i) // max(1, customers)
+        anchor = base + rng.randint(0, HOUR)
+        while heap and heap[0][0] < base:
             yield heapq.heappop(heap)[2], None
         case = _Case(f"r{i:07d}", rng, jitter_ms)
         case.case = names[rng.randrange(len(names))]
-        CASES[case.case](case, t)
+        moment = anchor + _earliest_offset(case.case, case.cid, rng, jitter_ms)
+        CASES[case.case](case, moment)
+        earliest = min(ms for ms, _ in case.records)
+        if earliest < base:  # a case whose shape depends on when it happens: a generator bug
+            raise RuntimeError(
+                f"case {case.case} of {case.cid} starts at {_iso(earliest)}, before its "
+                f"anchor {_iso(base)}: records would leave the heap out of time order"
+            )
         for record_ms, rec in case.records:
             heapq.heappush(heap, (record_ms, seq, rec))
             seq += 1

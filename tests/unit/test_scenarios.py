@@ -59,3 +59,24 @@ def test_the_generator_is_deterministic_streams_in_time_order_and_covers_every_c
     assert times == sorted(times)
     cases = Counter(t.case for _r, t in first if t is not None)
     assert set(cases) == set(CASES)
+
+
+def _peak_traced_bytes(customers: int, days: int) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        for _ in realistic(customers, seed=3, days=days):
+            pass
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_four_times_longer_history_at_the_same_density_needs_no_more_memory() -> None:
+    """The generator must stream millions of records: what it holds is bounded by the
+    customers that overlap in time, so four times the customers over four times the days
+    peaks at about the same memory. Holding every case (the bug this guards) peaks at 4x."""
+    short = _peak_traced_bytes(1_000, 10)
+    long = _peak_traced_bytes(4_000, 40)
+    assert long < 1.5 * short, (short, long)
