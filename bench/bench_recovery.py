@@ -14,8 +14,10 @@ LOCAL_KAFKA_PORT (default 9092).
    (the "state recovered" log line: changelog loaded, held candidates and outboxes
    restored), of which the restore, its resident memory, and the longest event-loop
    stall it saw afterwards while sweeping every customer (``/stats/`` ``loop``).
-   The memory store is the only one the worker supports today (see the README's
-   ``TRIGGER_SANITY_STORE``), so there is no RocksDB row.
+4. The same with ``TRIGGER_SANITY_STORE=rocksdb://``: a first start (no local copy
+   yet: the changelog is read whole and the copy written) and a restart on that copy
+   (loads it and reads only the changelog written since: here, the first run's sweep).
+   ``--stores memory`` leaves these out.
 
 Prints a table and writes bench/results/recovery.json. Asserts nothing.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -137,12 +140,28 @@ def run_worker(env: dict[str, str], log_path: Path, port: int, timeout: float) -
     finally:
         stop_worker(worker, timeout=120)
         log.close()
+    found = LOADED.search(log_path.read_text(errors="replace"))
+    if found:
+        out["changelog_records_read"] = int(found[1])
+        out["from_local_copy"] = int(found[2])
+        out["load_s"] = float(found[3])
     return out
+
+
+LOADED = re.compile(
+    r"loaded (\d+) changelog records and (\d+) from the local copy, of \d+ partition\(s\), "
+    r"in ([\d.]+) s"
+)
 
 
 def main() -> int:
     ap = arguments(__doc__, customers=1_000_000, timeout=900, json_name="recovery.json")
     ap.add_argument("--keep-logs", metavar="DIR", help="keep worker logs and stores in DIR")
+    ap.add_argument(
+        "--stores",
+        default="memory,rocksdb",
+        help="which stores to run, comma-separated (default memory,rocksdb)",
+    )
     args = ap.parse_args()
 
     states = template_states(400)
@@ -186,22 +205,37 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if args.keep_logs:
             tmp = args.keep_logs
-        store, label = "memory", "start"
-        print(f"{store}: {label} ...", flush=True)
-        r = run_worker(base, Path(tmp) / f"{store}.log", port, args.timeout)
-        results["runs"][f"{store} {label}"] = r
-        rows.append((store, label, r))
+        stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+        plan: list[tuple[str, str, dict[str, str]]] = []
+        if "memory" in stores:
+            plan.append(("memory", "start", {}))
+        if "rocksdb" in stores:
+            rocks = {
+                "TRIGGER_SANITY_STORE": "rocksdb://",
+                "TRIGGER_SANITY_DATA_DIR": str(Path(tmp) / "rocksdb-data"),
+            }
+            plan.append(("rocksdb", "first start (no copy)", rocks))
+            plan.append(("rocksdb", "restart (copy + tail)", rocks))
+        for i, (store, label, extra) in enumerate(plan):
+            print(f"{store}: {label} ...", flush=True)
+            env = {**base, **extra}
+            r = run_worker(env, Path(tmp) / f"{i}-{store}.log", port, args.timeout)
+            results["runs"][f"{store} {label}"] = r
+            rows.append((store, label, r))
     print()
     print(
-        "| store | start | recovery s | customers | RSS MB | bytes/customer (RSS) "
+        "| store | start | recovery s | changelog records read / from local copy | load s "
+        "| customers | RSS MB | bytes/customer (RSS) "
         "| of which restore s | sweep s | longest step ms: restore / sweep "
         "| longest loop stall ms: sweeping / running |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for store, label, r in rows:
         loop = r.get("loop", {})
         print(
-            f"| {store} | {label} | {r['recovery_s']:.1f} | {r.get('customers', 0):,} | "
+            f"| {store} | {label} | {r['recovery_s']:.1f} | "
+            f"{r.get('changelog_records_read', 0):,} / {r.get('from_local_copy', 0):,} | "
+            f"{r.get('load_s', float('nan')):.1f} | {r.get('customers', 0):,} | "
             f"{r['rss_bytes'] / 2**20:,.0f} | {r['rss_bytes'] / max(1, args.customers):,.0f} | "
             f"{loop.get('last_restore_s', float('nan')):.1f} | "
             f"{loop.get('last_sweep_s', float('nan')):.1f} | "

@@ -62,6 +62,7 @@ from streams.policy_feed import PolicyFeed
 from streams.recent import RecentDecisions
 from streams.router import H_SOURCE, OutRecord, Router
 from streams.settings import Settings
+from streams.snapshot import LocalSnapshot
 from streams.state import CustomerState, decode, encode, pending_of
 from streams.state_report import report
 
@@ -75,7 +76,9 @@ def app_config(settings: Settings) -> dict[str, Any]:
     """The one mapping from our settings onto faust's App configuration."""
     conf: dict[str, Any] = {
         "broker": [f"kafka://{s.strip()}" for s in settings.bootstrap_servers.split(",")],
-        "store": settings.store,
+        # always faust's memory store underneath: rocksdb:// adds our local copy of the
+        # changelog to it (DurableTable), it is not faust's rocksdb driver
+        "store": "memory://",
         "datadir": str(settings.data_dir),
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
@@ -149,6 +152,7 @@ class DurableTable(faust.Table):
 
     checkpoints: Checkpoints | None = None
     client_kwargs: dict[str, Any] | None = None  # for the bulk-loading memory store
+    snapshot: Callable[[str, int], LocalSnapshot] | None = None  # the rocksdb:// local copy
 
     def _new_store_by_url(self, url: Any) -> Any:
         """The memory store loads its changelog in bulk (see streams.changelog)."""
@@ -168,6 +172,10 @@ class DurableTable(faust.Table):
         )
         store.client_kwargs = self.client_kwargs
         store.partitions = self.partitions or 1
+        if self.snapshot is not None:
+            store.snapshot = self.snapshot(
+                self.changelog_topic.get_topic_name(), self.partitions or 1
+            )
         return store
 
     def send_changelog(
@@ -181,6 +189,9 @@ class DurableTable(faust.Table):
         fut = super().send_changelog(partition, key, value, key_serializer, value_serializer)
         if self.checkpoints is not None:
             self.checkpoints.track(fut)
+        snapshot: LocalSnapshot | None = getattr(self.data, "snapshot", None)
+        if snapshot is not None:  # the rocksdb:// copy must hold every changelog record
+            snapshot.on_sent(key, value, fut)
         return fut
 
 
@@ -195,6 +206,11 @@ POLICY_WAIT = 30.0
 STEP_BUDGET = 0.02
 """Seconds of work (restore, sweep) between giving the event loop back: the issue's
 bound on a stall is 50 ms, and other work (heartbeats, the web page) waits meanwhile."""
+
+
+COPY_STEP = 5_000
+"""Write-backs put into the rocksdb:// local copy between giving the event loop back
+(about 20 ms of work here, the bound of STEP_BUDGET)."""
 
 
 def delivered_key(partition: int, partitions: int) -> str:
@@ -404,6 +420,13 @@ class Worker:
         )
         table.checkpoints = self.checkpoints
         table.client_kwargs = settings.kafka_client_kwargs()
+        if settings.keeps_local_copy:
+            table.snapshot = lambda topic, partitions: LocalSnapshot(
+                settings.data_dir / "state" / f"{topic}.rocksdb",
+                topic,
+                partitions,
+                settings.snapshot_max_age,
+            )
         self.app.tables.add(table)
         self.table = table
         self._changelog = table.changelog_topic.get_topic_name()
@@ -454,6 +477,7 @@ class Worker:
         self._handling = asyncio.Lock()  # held by the agent while it handles a record
         self._publishing = asyncio.Lock()  # one publish cycle at a time
         self._flushing = asyncio.Lock()  # one write-back flush at a time
+        self._copying: asyncio.Future[None] | None = None  # into the rocksdb:// local copy
         self._stopped_agent = asyncio.Event()  # never set: the agent waits to be cancelled
         # re-route partitions seen caught up since the last recovery: whatever an earlier run
         # forwarded to them has been read, so in-process markers may be trusted there
@@ -856,6 +880,28 @@ class Worker:
                     raise WriteFailed(f"state write-back failed: {exc!r}") from exc
                 raise
             Checkpoints.flushed(epoch, writes)
+            snapshot: LocalSnapshot | None = getattr(self.table.data, "snapshot", None)
+            if snapshot is not None:
+                self._copy_when_acknowledged(snapshot, dirty, writes)
+
+    def _copy_when_acknowledged(
+        self, snapshot: LocalSnapshot, dirty: dict[bytes, bytes | None], writes: list[Any]
+    ) -> None:
+        """The rocksdb:// local copy takes each write-back once the broker acknowledged it,
+        at its offset (see streams.snapshot); once all are in, they are written to it."""
+        for (key, value), w in zip(dirty.items(), writes, strict=True):
+            snapshot.on_sent(key, value, w)
+
+        def all_done(_: asyncio.Future[Any]) -> None:
+            if self._copying is None or self._copying.done():
+                self._copying = asyncio.ensure_future(self._copy_acked(snapshot))
+
+        asyncio.gather(*writes, return_exceptions=True).add_done_callback(all_done)
+
+    async def _copy_acked(self, snapshot: LocalSnapshot) -> None:
+        """Write the acknowledged write-backs into the local copy, a step at a time."""
+        while snapshot.write_acked(limit=COPY_STEP):
+            await asyncio.sleep(0)
 
     def _commit_meta(self, topic: str, partition: int) -> str:
         """What a commit of this input stream carries: its frontier (re-route: nothing;

@@ -8,10 +8,14 @@ large fetches, before faust's recovery starts, and then reports the offset it
 reached as "persisted": faust's recovery reads only what was written after that
 (usually nothing). The dict it fills is the one faust's memory store uses, so
 everything else (reads, writes, the worker's write-back) is unchanged.
+
+With a local copy (``streams.snapshot``, the ``rocksdb://`` store) a partition is
+loaded from the copy and the changelog is read only after the copy's offset.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable, MutableMapping
@@ -23,6 +27,7 @@ from faust.stores.memory import Store as MemoryStore
 from faust.types import TP
 
 from streams.partitioning import partition_for
+from streams.snapshot import LocalSnapshot
 
 log = logging.getLogger("trigger_sanity.changelog")
 
@@ -36,6 +41,7 @@ class BulkLoadedStore(MemoryStore):
         # set by the table that creates it (faust builds stores from a URL alone):
         self.client_kwargs: dict[str, Any] = {}  # how to reach the broker
         self.partitions = 1  # the table's partition count: where a key belongs
+        self.snapshot: LocalSnapshot | None = None  # the local copy, if configured
 
     def persisted_offset(self, tp: TP) -> int | None:
         """The last changelog offset loaded in bulk: faust recovers only what follows."""
@@ -68,6 +74,8 @@ class BulkLoadedStore(MemoryStore):
             for k in stale:
                 del data[k]
         t0 = time.perf_counter()
+        snapshot = self.snapshot
+        from_copy = 0
         consumer = AIOKafkaConsumer(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -84,28 +92,74 @@ class BulkLoadedStore(MemoryStore):
             ends: dict[ClientTP, int] = await consumer.end_offsets(ctps)
             # Explicit positions: seek_to_beginning() raced with the consumer's own first
             # offset reset once and started a partition at its end (nothing was loaded).
+            whole: dict[ClientTP, set[bytes]] = {}  # read from the beginning: keys seen
             for tp in ctps:
-                consumer.seek(tp, starts[tp])
-            todo = {tp for tp in ctps if ends[tp] > starts[tp]}
+                copied = (
+                    None
+                    if snapshot is None
+                    else snapshot.usable_offset(tp.partition, starts[tp], ends[tp])
+                )
+                if copied is None:
+                    consumer.seek(tp, starts[tp])
+                    whole[tp] = set()
+                else:
+                    for key, value in snapshot.items(tp.partition):  # type: ignore[union-attr]
+                        data[key] = value
+                        from_copy += 1
+                    consumer.seek(tp, copied + 1)
+            todo = {tp for tp in ctps if ends[tp] > await consumer.position(tp)}
             while todo:
                 batches = await consumer.getmany(*todo, timeout_ms=500, max_records=100_000)
-                for records in batches.values():
+                for tp, records in batches.items():
                     n += _apply(data, records)
+                    if snapshot is None:
+                        continue
+                    seen = whole.get(tp)
+                    if seen is None:  # the tail after the copy: onto the copy
+                        snapshot.apply(tp.partition, ((r.key, r.value, r.offset) for r in records))
+                    else:
+                        seen.update(r.key for r in records)
                 for tp in list(todo):
                     if await consumer.position(tp) >= ends[tp]:
                         todo.discard(tp)
             for ctp in ctps:
                 self._loaded[TP(ctp.topic, ctp.partition)] = ends[ctp] - 1
+            if snapshot is not None:
+                for ctp, keys in whole.items():
+                    present = ((k, data[k]) for k in keys if k in data)
+                    for _ in snapshot.replacing(ctp.partition, present, ends[ctp] - 1):
+                        await asyncio.sleep(0)  # a million customers: not in one piece
         finally:
             await consumer.stop()
         took = time.perf_counter() - t0
         log.info(
-            "loaded %d changelog records of %d partition(s) in %.1f s (%d customers in memory)",
+            "loaded %d changelog records and %d from the local copy, of %d partition(s), in "
+            "%.1f s (%d customers in memory)",
             n,
+            from_copy,
             len(tps),
             took,
             len(data),
         )
+
+    def apply_changelog_batch(self, batch: Any, to_key: Any, to_value: Any) -> None:
+        """faust's own recovery (what was written after the bulk load): onto the copy too,
+        or the copy's offset would later move past records it never held."""
+        events = list(batch)
+        super().apply_changelog_batch(events, to_key, to_value)
+        if self.snapshot is None:
+            return
+        per: dict[int, list[tuple[bytes, bytes | None, int]]] = {}
+        for event in events:
+            m = event.message
+            per.setdefault(m.partition, []).append((m.key, m.value, m.offset))
+        for partition, records in per.items():
+            self.snapshot.apply(partition, records)
+
+    async def on_stop(self) -> None:
+        if self.snapshot is not None:
+            self.snapshot.close()
+        await super().on_stop()
 
 
 def _apply(data: MutableMapping[Any, Any], records: Iterable[Any]) -> int:

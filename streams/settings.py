@@ -108,6 +108,14 @@ class Settings(BaseSettings):
         description="milliseconds the producer waits to batch records (decisions, state)",
     )
     sweep_interval: float = Field(default=300.0, gt=0, description="seconds between state sweeps")
+    snapshot_max_age: float = Field(
+        default=43_200.0,
+        gt=0,
+        description="seconds after which the rocksdb:// store's local copy of a partition is "
+        "not trusted and the partition is read from the changelog's beginning: keep it under "
+        "the changelog's delete.retention.ms (Kafka's default 24 h), after which compaction "
+        "may drop deletes the copy would miss",
+    )
     policy_poll_interval: float = Field(
         default=1.0, gt=0, description="seconds between reads of the policy topic"
     )
@@ -119,15 +127,21 @@ class Settings(BaseSettings):
     @field_validator("store")
     @classmethod
     def _supported_store(cls, v: str) -> str:
-        # faust's rocksdb driver files a write under the partition of the event being
-        # processed; the worker writes state back in batches, outside any event, so a
-        # customer could land in another partition's database. Refuse it plainly.
-        if not v.startswith("memory:"):
+        # Not faust's rocksdb driver: it files a write under the partition of the event
+        # being processed, and the worker writes state back in batches, outside any event,
+        # so a customer could land in another partition's database. rocksdb:// here is the
+        # memory store plus a local copy of the changelog (streams.snapshot).
+        if v.split(":", 1)[0] not in ("memory", "rocksdb"):
             raise ValueError(
-                f"{v!r} is not supported: use memory:// (state is loaded from the changelog "
-                "in bulk at start; a RocksDB store is not supported yet)"
+                f"{v!r} is not supported: use memory:// (state loaded from the changelog in "
+                "bulk at start) or rocksdb:// (the same, plus a local copy under data_dir, "
+                "so a restart reads only the changelog's tail)"
             )
         return v
+
+    @property
+    def keeps_local_copy(self) -> bool:
+        return self.store.startswith("rocksdb:")
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -8,6 +8,7 @@ missing 0, different 0, duplicates only byte-identical (none after a clean SIGTE
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from streams.generator import generate
 from streams.history import write_history
 from streams.replay import produce_history
 from streams.settings import isolated_env, settings_from_env
+from streams.snapshot import LocalSnapshot
 from streams.topics import INPUT_ROLES
 from streams.verify import Conservation, conserve, decision_key, read_topics
 from tests.integration.conftest import LOCAL_KAFKA, ROOT, Env, WorkerProc
@@ -126,6 +128,81 @@ def test_three_kill_9_mid_stream(ts_env: Env, history: tuple[Path, list, int]) -
         worker.kill()
     _finish(ts_env, ts_env.worker(), offline)
     _check(ts_env, offline, "3x kill -9", produced)
+
+
+_LOADED = re.compile(r"loaded (\d+) changelog records and (\d+) from the local copy")
+
+
+def test_three_kill_9_with_the_rocksdb_local_copy_read_only_the_changelog_tail(
+    ts_env: Env, history: tuple[Path, list, int]
+) -> None:
+    """The rocksdb:// store: each restart after a kill -9 loads its partitions from the
+    local copy and reads only the changelog after it; outcomes are still exact."""
+    path, offline, candidates = history
+    _fresh(ts_env, "rk")
+    ts_env.env["TRIGGER_SANITY_STORE"] = "rocksdb://"
+    produced = _produce(ts_env, path)
+    workers = []
+    for share in (0.2, 0.45, 0.7):
+        worker = ts_env.worker()
+        workers.append(worker)
+        ts_env.wait_committed("outbound", int(candidates * share), worker)
+        worker.kill()
+    last = ts_env.worker()
+    workers.append(last)
+    _finish(ts_env, last, offline)
+    _check(ts_env, offline, "3x kill -9, rocksdb:// local copy", produced)
+    loads = []
+    for w in workers:
+        found = _LOADED.findall(w.log.read_text(errors="replace"))
+        assert found, w.tail()
+        loads.append(tuple(map(int, found[0])))
+    print("changelog records read / taken from the local copy, per start:", loads)
+    assert loads[0][1] == 0  # the first start has no copy yet
+    for tail, copied in loads[1:]:
+        assert copied > 0, loads  # the restart used the copy ...
+        assert tail < copied, loads  # ... and read less of the changelog than it held
+    # after the clean stop the copy is the changelog, record for record
+    topic = f"{ts_env.settings.app_id}-customers-changelog"
+    log_view, ends = _changelog_view(ts_env, topic)
+    copy = LocalSnapshot(
+        Path(ts_env.env["TRIGGER_SANITY_DATA_DIR"]) / "state" / f"{topic}.rocksdb",
+        topic,
+        PARTITIONS,
+        3600.0,
+    )
+    try:
+        for p in range(PARTITIONS):
+            assert copy.usable_offset(p, 0, ends[p]) == ends[p] - 1, p
+            assert dict(copy.items(p)) == log_view[p], p
+    finally:
+        copy.close()
+
+
+def _changelog_view(ts_env: Env, topic: str) -> tuple[dict[int, dict[bytes, bytes]], list[int]]:
+    """Each changelog partition read whole, latest value per key, and its end offset."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        enable_auto_commit=False,
+        consumer_timeout_ms=2000,
+        **ts_env.settings.kafka_consumer_kwargs(),
+    )  # type: ignore[arg-type]
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        view: dict[int, dict[bytes, bytes]] = {p: {} for p in range(PARTITIONS)}
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for rec in consumer:
+                if rec.value is None:
+                    view[rec.partition].pop(rec.key, None)
+                else:
+                    view[rec.partition][rec.key] = rec.value
+        return view, [ends[tp] for tp in tps]
+    finally:
+        consumer.close()
 
 
 def test_kill_9_while_re_routing_crc32_input(ts_env: Env, history: tuple[Path, list, int]) -> None:

@@ -99,9 +99,10 @@ def test_a_store_the_worker_cannot_write_correctly_is_refused() -> None:
 
     from streams.settings import Settings
 
-    assert Settings(store="memory://").store == "memory://"
+    assert not Settings(store="memory://").keeps_local_copy
+    assert Settings(store="rocksdb://").keeps_local_copy  # ours: memory plus a local copy
     with pytest.raises(pydantic.ValidationError, match="not supported: use memory://"):
-        Settings(store="rocksdb://")
+        Settings(store="aerospike://")
 
 
 def test_a_printed_hint_runs_when_pasted_into_a_shell_without_the_virtualenv(
