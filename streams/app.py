@@ -191,7 +191,8 @@ class DurableTable(faust.Table):
             self.checkpoints.track(fut)
         snapshot: LocalSnapshot | None = getattr(self.data, "snapshot", None)
         if snapshot is not None:  # the rocksdb:// copy must hold every changelog record
-            snapshot.on_sent(key, value, fut)
+            # eager partitioning (faust's send_changelog): the partition is known now
+            snapshot.on_sent(key, value, fut, fut.message.partition)
         return fut
 
 
@@ -858,11 +859,14 @@ class Worker:
             partitions = self.settings.partitions
             writes: list[Any] = []
             perf = time.perf_counter
+            snapshot: LocalSnapshot | None = getattr(self.table.data, "snapshot", None)
             try:
                 deadline = perf() + STEP_BUDGET
                 for key, value in dirty.items():
                     p = partition_for(key.decode("utf-8"), partitions)
                     writes.append(await send(topic, key, value, p, None, None))
+                    if snapshot is not None:  # the rocksdb:// copy, as each is acknowledged
+                        snapshot.on_sent(key, value, writes[-1], p)
                     if perf() >= deadline:
                         # a sweep can leave a million customers to write: not in one piece
                         await asyncio.sleep(0)
@@ -880,19 +884,16 @@ class Worker:
                     raise WriteFailed(f"state write-back failed: {exc!r}") from exc
                 raise
             Checkpoints.flushed(epoch, writes)
-            snapshot: LocalSnapshot | None = getattr(self.table.data, "snapshot", None)
             if snapshot is not None:
-                self._copy_when_acknowledged(snapshot, dirty, writes)
+                self._copy_when_acknowledged(snapshot, writes)
 
-    def _copy_when_acknowledged(
-        self, snapshot: LocalSnapshot, dirty: dict[bytes, bytes | None], writes: list[Any]
-    ) -> None:
-        """The rocksdb:// local copy takes each write-back once the broker acknowledged it,
-        at its offset (see streams.snapshot); once all are in, they are written to it."""
-        for (key, value), w in zip(dirty.items(), writes, strict=True):
-            snapshot.on_sent(key, value, w)
+    def _copy_when_acknowledged(self, snapshot: LocalSnapshot, writes: list[Any]) -> None:
+        """Once the flush is acknowledged, its writes (and earlier ones) go into the
+        rocksdb:// local copy, a step at a time (see streams.snapshot)."""
 
         def all_done(_: asyncio.Future[Any]) -> None:
+            if snapshot.closed:
+                return
             if self._copying is None or self._copying.done():
                 self._copying = asyncio.ensure_future(self._copy_acked(snapshot))
 

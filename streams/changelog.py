@@ -31,6 +31,9 @@ from streams.snapshot import LocalSnapshot
 
 log = logging.getLogger("trigger_sanity.changelog")
 
+COPY_STEP = 5_000
+"""Records moved between the local copy and memory between giving the event loop back."""
+
 
 class BulkLoadedStore(MemoryStore):
     """faust's memory store, filled from the changelog in bulk at assignment."""
@@ -58,6 +61,8 @@ class BulkLoadedStore(MemoryStore):
         changelog = self.table.changelog_topic.get_topic_name()
         for tp in revoked:
             self._loaded.pop(tp, None)
+            if self.snapshot is not None and tp.topic == changelog:
+                self.snapshot.stop_keeping(tp.partition)
         todo = sorted(tp for tp in newly_assigned if tp.topic == changelog)
         if todo:
             await self._load(todo)
@@ -106,6 +111,8 @@ class BulkLoadedStore(MemoryStore):
                     for key, value in snapshot.items(tp.partition):  # type: ignore[union-attr]
                         data[key] = value
                         from_copy += 1
+                        if not from_copy % COPY_STEP:
+                            await asyncio.sleep(0)  # a million customers: not in one piece
                     consumer.seek(tp, copied + 1)
             todo = {tp for tp in ctps if ends[tp] > await consumer.position(tp)}
             while todo:
@@ -116,7 +123,12 @@ class BulkLoadedStore(MemoryStore):
                         continue
                     seen = whole.get(tp)
                     if seen is None:  # the tail after the copy: onto the copy
-                        snapshot.apply(tp.partition, ((r.key, r.value, r.offset) for r in records))
+                        for i in range(0, len(records), COPY_STEP):
+                            chunk = records[i : i + COPY_STEP]
+                            snapshot.apply(
+                                tp.partition, ((r.key, r.value, r.offset) for r in chunk)
+                            )
+                            await asyncio.sleep(0)
                     else:
                         seen.update(r.key for r in records)
                 for tp in list(todo):
@@ -129,6 +141,8 @@ class BulkLoadedStore(MemoryStore):
                     present = ((k, data[k]) for k in keys if k in data)
                     for _ in snapshot.replacing(ctp.partition, present, ends[ctp] - 1):
                         await asyncio.sleep(0)  # a million customers: not in one piece
+                for ctp in ctps:  # the worker's writes to them are taken from now on
+                    snapshot.keep_current(ctp.partition)
         finally:
             await consumer.stop()
         took = time.perf_counter() - t0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,12 @@ class LocalSnapshot:
                 log.warning("local state copy at %s was for another changelog: dropped", path)
             self._drop_all()
             self._db[_META] = identity
-        # acknowledged write-backs not yet in the database: written as one batch
-        self._acked: dict[int, list[tuple[bytes, bytes | None, int]]] = {}
+        # partitions whose writes are taken as acknowledged, and per partition the writes
+        # not yet in the database, in send order: [key, value, offset once acknowledged]
+        self._live: set[int] = set()
+        self._queue: dict[int, deque[list[Any]]] = {}
         self.closed = False
+        self.disabled = False  # a write to the database failed: no longer kept
 
     # ------------------------------------------------------------ reading
 
@@ -102,7 +106,7 @@ class LocalSnapshot:
                 end,
             )
             return None
-        if age_ms > self.max_age_ms:
+        if age_ms > self.max_age_ms and offset != end - 1:  # no tail: nothing compacted
             log.info(
                 "local copy of changelog partition %d is %.1f h old (limit %.1f h): "
                 "reading it from the beginning",
@@ -127,7 +131,7 @@ class LocalSnapshot:
     def replace(self, partition: int, items: Iterable[tuple[bytes, bytes]], offset: int) -> int:
         """The partition as read from the changelog's beginning up to ``offset``."""
         counts = list(self.replacing(partition, items, offset))
-        return counts[-1]
+        return counts[-1] if counts else 0
 
     def replacing(
         self, partition: int, items: Iterable[tuple[bytes, bytes]], offset: int, step: int = 5_000
@@ -139,6 +143,11 @@ class LocalSnapshot:
         prefix = _VALUE + _part(partition)
         # the offset goes first and comes back last: a crash in between leaves no copy
         # of this partition (writes survive a crash in the order they were made)
+        if self.closed or self.disabled:
+            yield 0
+            return
+        self._queue.pop(partition, None)
+        self._live.discard(partition)
         self._db.delete(_OFFSET + _part(partition))
         self._db.delete_range(prefix, _VALUE + _part(partition + 1))
         batch = WriteBatch(raw_mode=True)
@@ -147,24 +156,30 @@ class LocalSnapshot:
             batch.put(prefix + key, value)
             n += 1
             if n % step == 0:
-                self._db.write(batch, self._bulk)
+                self._write(batch, self._bulk)
+                if self.disabled:
+                    return
                 batch = WriteBatch(raw_mode=True)
                 yield n
-        self._db.write(batch, self._bulk)
+        self._write(batch, self._bulk)
+        if self.disabled:
+            return
         self._db.flush(True)  # the values are in files, not only in memory: now the offset
         batch = WriteBatch(raw_mode=True)
         self._offset_into(batch, partition, offset)
-        self._db.write(batch)
+        self._write(batch)
         yield n
 
     def apply(self, partition: int, records: Iterable[tuple[bytes, bytes | None, int]]) -> None:
         """Changelog records (key, value or None for a tombstone, offset) read from the
-        log or acknowledged by it, in offset order: written now, with their offset. Only
-        onto a partition the copy holds from the beginning (``replace`` made it): else
-        the records alone would claim a partition whose older records are missing."""
+        log or acknowledged by it, in offset order, written in one batch with the offset
+        they bring the partition to. Records at or below the offset the copy holds are
+        already in it (or a newer value is) and are skipped. Only onto a partition the
+        copy holds from the beginning (``replace`` made it): else the records alone would
+        claim a partition whose older records are missing."""
         from rocksdict import WriteBatch
 
-        if self.closed:
+        if self.closed or self.disabled:
             return
         held_raw = self._db.get(_OFFSET + _part(partition))
         if held_raw is None:
@@ -172,63 +187,118 @@ class LocalSnapshot:
         held = int(orjson.loads(held_raw)[0])
         batch = WriteBatch(raw_mode=True)
         prefix = _VALUE + _part(partition)
-        last = None
+        last = held
         for key, value, offset in records:
+            if offset <= held:
+                continue
             if value is None:
                 batch.delete(prefix + key)
             else:
                 batch.put(prefix + key, value)
-            last = offset if last is None else max(last, offset)
-        if last is not None:
-            self._offset_into(batch, partition, max(last, held))
-            self._db.write(batch)
+            last = max(last, offset)
+        if last > held:  # the time is that of the offset's last move (see usable_offset)
+            self._offset_into(batch, partition, last)
+            self._write(batch)
 
-    def acknowledged(self, key: bytes, value: bytes | None, partition: int, offset: int) -> None:
-        """A write-back the broker acknowledged at ``offset``: kept until ``write_acked``."""
-        self._acked.setdefault(partition, []).append((key, value, offset))
+    # ------------------------------------------------------------ the worker's own writes
 
-    def on_sent(self, key: Any, value: Any, sent: asyncio.Future[Any]) -> None:
-        """Take the changelog write ``sent`` once the broker acknowledges it (its result
-        names partition and offset); a rejected one is in neither the log nor here. A
-        write this copy cannot hold as bytes makes its partition untrusted instead."""
+    def keep_current(self, partition: int) -> None:
+        """The partition is loaded and owned: from now on the worker's writes to it are
+        taken as they are acknowledged (``on_sent``)."""
+        self._queue[partition] = deque()
+        self._live.add(partition)
+
+    def stop_keeping(self, partition: int) -> None:
+        """The partition was revoked: what is acknowledged in order goes in; anything
+        acknowledged later is not taken (the changelog's tail has it)."""
+        if partition in self._live:
+            self._write_ready(partition, None)
+        self._live.discard(partition)
+        self._queue.pop(partition, None)
+
+    def on_sent(
+        self, key: Any, value: Any, sent: asyncio.Future[Any], partition: int | None
+    ) -> None:
+        """A write to the changelog, in the order it was handed to the producer. It goes
+        into the copy once it and every write sent to its partition before it are
+        acknowledged (``write_acked``), so the copy never records an offset ahead of a
+        write still in flight. A write that failed may or may not be in the log: the
+        partition's copy is then dropped (read whole at the next assignment)."""
+        if partition is None:  # not placed yet: its order among the others is unknown
+            sent.add_done_callback(
+                lambda w: None
+                if w.cancelled() or w.exception() is not None
+                else self._invalidate(w.result().partition, "a write sent unplaced")
+            )
+            return
+        queue = self._queue.get(partition)
+        if queue is None or self.closed or self.disabled:
+            return  # not kept current: the tail has it
+        entry: list[Any] = [key, value, None]
+        queue.append(entry)
 
         def done(w: asyncio.Future[Any]) -> None:
+            if self._queue.get(partition) is not queue:
+                return  # the partition was revoked or reloaded since
             if w.cancelled() or w.exception() is not None:
+                self._invalidate(partition, f"a write to it failed: {_reason(w)}")
                 return
             md = w.result()
-            if isinstance(key, bytes) and (value is None or isinstance(value, bytes)):
-                self.acknowledged(key, value, md.partition, md.offset)
-            elif not self.closed:
-                self._acked.pop(md.partition, None)
-                self._db.delete(_OFFSET + _part(md.partition))
+            if md.partition != partition or not (
+                isinstance(key, bytes) and (value is None or isinstance(value, bytes))
+            ):
+                self._invalidate(partition, "a write it cannot hold as bytes")
+                return
+            entry[2] = md.offset
 
         sent.add_done_callback(done)
 
     def write_acked(self, limit: int | None = None) -> bool:
-        """Acknowledged write-backs go into the database, one batch per partition, at most
-        ``limit`` records (a sweep's flush can be a million: the caller steps through it).
-        Acknowledgements of one partition come in offset order, so what is written is
-        always everything up to the offset it records. True if some are left."""
-        if self.closed:  # acknowledged after shutdown: the tail has them
-            self._acked = {}
-            return False
+        """Acknowledged writes go into the database: per partition, the leading writes
+        that are acknowledged (in send order, so everything below the offset recorded is
+        in), at most ``limit`` records in all (a sweep's flush can be a million: the
+        caller steps through it). True if acknowledged writes are left."""
         budget = limit
-        for partition in list(self._acked):
-            records = self._acked[partition]
-            if budget is not None and len(records) > budget:
-                now, self._acked[partition] = records[:budget], records[budget:]
+        for partition in list(self._queue):
+            budget = self._write_ready(partition, budget)
+            if budget is not None and budget <= 0:
+                break
+        return any(q and q[0][2] is not None for q in self._queue.values())
+
+    def _write_ready(self, partition: int, budget: int | None) -> int | None:
+        queue = self._queue.get(partition)
+        ready: list[tuple[bytes, bytes | None, int]] = []
+        while queue and queue[0][2] is not None and (budget is None or len(ready) < budget):
+            key, value, offset = queue.popleft()
+            ready.append((key, value, offset))
+        if ready:
+            ready.sort(key=lambda r: r[2])
+            self.apply(partition, ready)
+        return None if budget is None else budget - len(ready)
+
+    def _invalidate(self, partition: int, why: str) -> None:
+        log.warning("local copy of changelog partition %d dropped: %s", partition, why)
+        self._queue.pop(partition, None)
+        self._live.discard(partition)
+        if not self.closed and not self.disabled:
+            self._db.delete(_OFFSET + _part(partition))
+
+    def _write(self, batch: Any, options: Any = None) -> None:
+        """One batch into the database. A batch is applied whole or not at all, so a
+        failed write leaves the copy at its older, consistent offset; the copy then
+        stops taking writes (a restart reads more of the changelog), the worker goes on."""
+        try:
+            if options is None:
+                self._db.write(batch)
             else:
-                now = self._acked.pop(partition)
-            self.apply(partition, now)
-            if budget is not None:
-                budget -= len(now)
-                if budget <= 0:
-                    break
-        return bool(self._acked)
+                self._db.write(batch, options)
+        except Exception as exc:  # noqa: BLE001 - rocksdict raises bare Exception; logged, copy off
+            log.error("local state copy at %s failed a write, no longer kept: %s", self.path, exc)
+            self.disabled = True
 
     @property
     def acked_pending(self) -> int:
-        return sum(len(r) for r in self._acked.values())
+        return sum(len(q) for q in self._queue.values())
 
     def close(self) -> None:
         if self.closed:
@@ -243,3 +313,7 @@ class LocalSnapshot:
     def _drop_all(self) -> None:
         self._db.delete_range(_OFFSET, b"p")  # every offset first (see replace)
         self._db.delete_range(_VALUE, b"w")
+
+
+def _reason(w: asyncio.Future[Any]) -> str:
+    return "cancelled" if w.cancelled() else repr(w.exception())

@@ -3,10 +3,14 @@ RocksDB database in a temporary directory: what it will and will not be trusted 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 import pytest
@@ -78,12 +82,51 @@ def test_a_copy_of_another_changelog_or_partition_count_is_dropped(tmp_path: Pat
     assert snap.usable_offset(0, 0, 10) is None
 
 
-def test_acknowledged_write_backs_and_the_tail_land_with_their_offsets(tmp_path: Path) -> None:
+class _Producer:
+    """Changelog sends as the worker makes them: futures the broker acknowledges (with
+    the partition and offset it gave) or rejects, on a real event loop."""
+
+    def __init__(self, snap: LocalSnapshot) -> None:
+        self.snap = snap
+        self.loop = asyncio.new_event_loop()
+
+    def send(self, key: bytes, value: bytes | None, partition: int = 0) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self.snap.on_sent(key, value, fut, partition)
+        return fut
+
+    def ack(self, fut: asyncio.Future[Any], offset: int, partition: int = 0) -> None:
+        fut.set_result(SimpleNamespace(partition=partition, offset=offset))
+        self.settle()
+
+    def reject(self, fut: asyncio.Future[Any]) -> None:
+        fut.set_exception(RuntimeError("NotLeaderForPartition"))
+        self.settle()
+
+    def settle(self) -> None:
+        self.loop.run_until_complete(asyncio.sleep(0))  # done callbacks run
+
+
+@pytest.fixture
+def kept(tmp_path: Path) -> Iterator[tuple[LocalSnapshot, _Producer]]:
+    """Partition 0 read whole up to offset 4 (a=1, b=1), owned and kept current."""
     snap = _copy(tmp_path)
     snap.replace(0, [(b"a", b"1"), (b"b", b"1")], offset=4)
-    snap.acknowledged(b"a", b"2", partition=0, offset=5)
-    snap.acknowledged(b"b", None, partition=0, offset=6)  # deleted
-    snap.acknowledged(b"c", b"1", partition=0, offset=7)
+    snap.keep_current(0)
+    producer = _Producer(snap)
+    yield snap, producer
+    snap.close()
+    producer.loop.close()
+
+
+def test_acknowledged_writes_and_the_tail_land_with_their_offsets(
+    kept: tuple[LocalSnapshot, _Producer],
+) -> None:
+    snap, producer = kept
+    a, b, c = producer.send(b"a", b"2"), producer.send(b"b", None), producer.send(b"c", b"1")
+    producer.ack(a, 5)
+    producer.ack(b, 6)  # b deleted
+    producer.ack(c, 7)
     assert snap.write_acked(limit=2)  # one left
     assert snap.usable_offset(0, 0, 8) == 6
     assert dict(snap.items(0)) == {b"a": b"2"}
@@ -92,17 +135,81 @@ def test_acknowledged_write_backs_and_the_tail_land_with_their_offsets(tmp_path:
     snap.apply(0, [(b"a", b"3", 8), (b"d", b"1", 9)])  # read from the tail
     assert snap.usable_offset(0, 0, 10) == 9
     assert dict(snap.items(0)) == {b"a": b"3", b"c": b"1", b"d": b"1"}
+
+
+def test_a_write_acknowledged_before_an_earlier_one_waits_for_it(
+    kept: tuple[LocalSnapshot, _Producer],
+) -> None:
+    """Two paths write the changelog (write-back, faust's own table writes) and their
+    acknowledgements can come out of offset order: recording offset 6 while the write
+    at 5 is not in would leave a hole a kill -9 makes permanent."""
+    snap, producer = kept
+    first, second = producer.send(b"\x00delivered-0", b"7"), producer.send(b"a", b"2")
+    producer.ack(second, 6)
+    assert not snap.write_acked()
+    assert snap.usable_offset(0, 0, 7) == 4  # nothing recorded past the write in flight
+    producer.ack(first, 5)
+    snap.write_acked()
+    assert snap.usable_offset(0, 0, 7) == 6
+    assert dict(snap.items(0))[b"\x00delivered-0"] == b"7"
+
+
+def test_a_rejected_write_drops_the_partitions_copy(kept: tuple[LocalSnapshot, _Producer]) -> None:
+    """A rejected (or timed-out) write may still be in the log: the copy cannot know."""
+    snap, producer = kept
+    ok, failed = producer.send(b"a", b"2"), producer.send(b"b", b"2")
+    producer.ack(ok, 5)
+    producer.reject(failed)
+    snap.write_acked()
+    assert snap.usable_offset(0, 0, 7) is None
+
+
+def test_a_late_acknowledgement_after_the_partition_came_back_changes_nothing(
+    kept: tuple[LocalSnapshot, _Producer],
+) -> None:
+    """Sent while owned, acknowledged after the partition moved away and back (the
+    copy was completed from the tail meanwhile, with another worker's newer value)."""
+    snap, producer = kept
+    early = producer.send(b"a", b"ours-old")
+    snap.stop_keeping(0)  # revoked, the write still in flight
+    snap.apply(0, [(b"a", b"theirs-new", 9)])  # back: the tail read at assignment
+    snap.keep_current(0)
+    producer.ack(early, 5)
+    snap.write_acked()
+    assert dict(snap.items(0))[b"a"] == b"theirs-new"
+    assert snap.usable_offset(0, 0, 10) == 9
+
+
+def test_records_at_or_below_the_copys_offset_are_not_applied_again(
+    kept: tuple[LocalSnapshot, _Producer],
+) -> None:
+    snap, _ = kept
+    stamp = snap._db[b"o" + (0).to_bytes(4, "big")]
+    snap.apply(0, [(b"a", b"stale", 3), (b"b", None, 4)])
+    assert dict(snap.items(0)) == {b"a": b"1", b"b": b"1"}
+    assert snap._db[b"o" + (0).to_bytes(4, "big")] == stamp  # the age did not restart
+
+
+def test_an_old_copy_with_nothing_after_it_in_the_log_is_still_trusted(tmp_path: Path) -> None:
+    """The age limit guards deletes compacted out of the tail; no tail, no risk."""
+    snap = LocalSnapshot(tmp_path / "copy.rocksdb", TOPIC, 4, max_age_s=1.0)
+    snap.replace(0, [(b"c", b"s")], offset=3)
+    snap._db[b"o" + (0).to_bytes(4, "big")] = orjson.dumps([3, 1])
+    assert snap.usable_offset(0, 0, 4) == 3
+    assert snap.usable_offset(0, 0, 5) is None
     snap.close()
 
 
-def test_records_for_a_partition_never_read_whole_are_not_kept(tmp_path: Path) -> None:
+def test_writes_to_a_partition_never_read_whole_are_not_kept(tmp_path: Path) -> None:
     """They alone would claim a partition whose earlier records the copy lacks."""
     snap = _copy(tmp_path)
-    snap.acknowledged(b"a", b"2", partition=3, offset=50)
+    producer = _Producer(snap)
+    producer.ack(producer.send(b"a", b"2", partition=3), 50, partition=3)
     snap.write_acked()
     snap.apply(3, [(b"b", b"1", 51)])
     assert snap.usable_offset(3, 0, 52) is None
     snap.close()
+    producer.loop.close()
 
 
 def test_a_second_worker_on_the_same_data_dir_gets_a_clear_error(tmp_path: Path) -> None:
@@ -119,12 +226,18 @@ def test_a_killed_process_leaves_the_copy_it_had_acknowledged(tmp_path: Path) ->
     gives back every completed write on the next open."""
     script = textwrap.dedent(
         f"""
-        import os, signal
+        import asyncio, os, signal
         from pathlib import Path
+        from types import SimpleNamespace
         from streams.snapshot import LocalSnapshot
         snap = LocalSnapshot(Path({str(tmp_path)!r}) / "copy.rocksdb", {TOPIC!r}, 4, 86400.0)
         snap.replace(0, [(b"c%d" % i, b"v") for i in range(1000)], offset=999)
-        snap.acknowledged(b"c1", b"new", 0, 1000)
+        snap.keep_current(0)
+        loop = asyncio.new_event_loop()
+        sent = loop.create_future()
+        snap.on_sent(b"c1", b"new", sent, 0)
+        sent.set_result(SimpleNamespace(partition=0, offset=1000))
+        loop.run_until_complete(asyncio.sleep(0))
         snap.write_acked()
         os.kill(os.getpid(), signal.SIGKILL)
         """
