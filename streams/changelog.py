@@ -95,6 +95,7 @@ class BulkLoadedStore(MemoryStore):
             consumer.assign(ctps)
             starts: dict[ClientTP, int] = await consumer.beginning_offsets(ctps)
             ends: dict[ClientTP, int] = await consumer.end_offsets(ctps)
+            ends_read_ms = int(time.time() * 1000)
             # Explicit positions: seek_to_beginning() raced with the consumer's own first
             # offset reset once and started a partition at its end (nothing was loaded).
             whole: dict[ClientTP, set[bytes]] = {}  # read from the beginning: keys seen
@@ -108,11 +109,24 @@ class BulkLoadedStore(MemoryStore):
                     consumer.seek(tp, starts[tp])
                     whole[tp] = set()
                 else:
-                    for key, value in snapshot.items(tp.partition):  # type: ignore[union-attr]
-                        data[key] = value
-                        from_copy += 1
-                        if not from_copy % COPY_STEP:
-                            await asyncio.sleep(0)  # a million customers: not in one piece
+                    assert snapshot is not None
+                    taken: list[bytes] = []
+                    try:
+                        for key, value in snapshot.items(tp.partition):
+                            data[key] = value
+                            taken.append(key)
+                            if not len(taken) % COPY_STEP:
+                                await asyncio.sleep(0)  # a million customers: not in one piece
+                    except Exception as exc:  # noqa: BLE001 - rocksdict: bare Exception
+                        # a copy that cannot be read back: read the partition whole instead
+                        log.error("local copy of %s unreadable (%s): reading it whole", tp, exc)
+                        for key in taken:
+                            data.pop(key, None)
+                        snapshot.disabled = True
+                        consumer.seek(tp, starts[tp])
+                        whole[tp] = set()
+                        continue
+                    from_copy += len(taken)
                     consumer.seek(tp, copied + 1)
             todo = {tp for tp in ctps if ends[tp] > await consumer.position(tp)}
             while todo:
@@ -126,7 +140,9 @@ class BulkLoadedStore(MemoryStore):
                         for i in range(0, len(records), COPY_STEP):
                             chunk = records[i : i + COPY_STEP]
                             snapshot.apply(
-                                tp.partition, ((r.key, r.value, r.offset) for r in chunk)
+                                tp.partition,
+                                ((r.key, r.value, r.offset) for r in chunk),
+                                caught_up=False,  # its age restarts once all of it is in
                             )
                             await asyncio.sleep(0)
                     else:
@@ -142,6 +158,7 @@ class BulkLoadedStore(MemoryStore):
                     for _ in snapshot.replacing(ctp.partition, present, ends[ctp] - 1):
                         await asyncio.sleep(0)  # a million customers: not in one piece
                 for ctp in ctps:  # the worker's writes to them are taken from now on
+                    snapshot.caught_up(ctp.partition, ends[ctp], ends_read_ms)
                     snapshot.keep_current(ctp.partition)
         finally:
             await consumer.stop()
@@ -168,7 +185,7 @@ class BulkLoadedStore(MemoryStore):
             m = event.message
             per.setdefault(m.partition, []).append((m.key, m.value, m.offset))
         for partition, records in per.items():
-            self.snapshot.apply(partition, records)
+            self.snapshot.apply(partition, records, caught_up=False)
 
     async def on_stop(self) -> None:
         if self.snapshot is not None:

@@ -26,10 +26,11 @@ removed tombstones from the tail, so deleted customers would come back).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
-from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,22 @@ log = logging.getLogger("trigger_sanity.snapshot")
 _META = b"m"  # identity of the copy: which changelog it mirrors
 _OFFSET = b"o"  # + partition: [offset of the last record held, wall ms of the update]
 _VALUE = b"v"  # + partition + customer key: the changelog value
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True)
+class _Own:
+    """A partition kept current with this worker's writes: the offset the copy holds it
+    to, writes sent and not yet acknowledged, and acknowledged ones not yet in (a heap
+    by offset; ``seq`` keeps the heap from comparing keys)."""
+
+    held: int
+    pending: int = 0
+    seq: int = 0
+    acked: list[tuple[int, int, bytes, bytes | None]] = field(default_factory=list)
 
 
 class SnapshotUnavailable(RuntimeError):
@@ -79,10 +96,8 @@ class LocalSnapshot:
                 log.warning("local state copy at %s was for another changelog: dropped", path)
             self._drop_all()
             self._db[_META] = identity
-        # partitions whose writes are taken as acknowledged, and per partition the writes
-        # not yet in the database, in send order: [key, value, offset once acknowledged]
-        self._live: set[int] = set()
-        self._queue: dict[int, deque[list[Any]]] = {}
+        # partitions kept current with this worker's own writes (see on_sent)
+        self._own: dict[int, _Own] = {}
         self.closed = False
         self.disabled = False  # a write to the database failed: no longer kept
 
@@ -91,11 +106,11 @@ class LocalSnapshot:
     def usable_offset(self, partition: int, beginning: int, end: int) -> int | None:
         """The offset of the last record the copy holds for ``partition``, if the copy
         can be trusted against a changelog partition spanning [beginning, end)."""
-        raw = self._db.get(_OFFSET + _part(partition))
-        if raw is None:
+        held_at = self._held(partition)
+        if held_at is None:
             return None
-        offset, updated_ms = orjson.loads(raw)
-        age_ms = int(time.time() * 1000) - updated_ms
+        offset, updated_ms = held_at
+        age_ms = _now_ms() - updated_ms
         if offset >= end or offset < beginning - 1:
             log.warning(
                 "local copy of changelog partition %d is at offset %d, outside [%d, %d): "
@@ -141,15 +156,13 @@ class LocalSnapshot:
         from rocksdict import WriteBatch
 
         prefix = _VALUE + _part(partition)
+        self._own.pop(partition, None)
+        if self.closed or self.disabled:
+            return
         # the offset goes first and comes back last: a crash in between leaves no copy
         # of this partition (writes survive a crash in the order they were made)
-        if self.closed or self.disabled:
-            yield 0
-            return
-        self._queue.pop(partition, None)
-        self._live.discard(partition)
-        self._db.delete(_OFFSET + _part(partition))
-        self._db.delete_range(prefix, _VALUE + _part(partition + 1))
+        self._guard(self._db.delete, _OFFSET + _part(partition))
+        self._guard(self._db.delete_range, prefix, _VALUE + _part(partition + 1))
         batch = WriteBatch(raw_mode=True)
         n = 0
         for key, value in items:
@@ -162,29 +175,35 @@ class LocalSnapshot:
                 batch = WriteBatch(raw_mode=True)
                 yield n
         self._write(batch, self._bulk)
+        # the values are in files, not only in memory: now the offset
+        self._guard(self._db.flush, True)
         if self.disabled:
             return
-        self._db.flush(True)  # the values are in files, not only in memory: now the offset
         batch = WriteBatch(raw_mode=True)
-        self._offset_into(batch, partition, offset)
+        self._offset_into(batch, partition, offset, _now_ms())
         self._write(batch)
         yield n
 
-    def apply(self, partition: int, records: Iterable[tuple[bytes, bytes | None, int]]) -> None:
+    def apply(
+        self,
+        partition: int,
+        records: Iterable[tuple[bytes, bytes | None, int]],
+        caught_up: bool = True,
+    ) -> None:
         """Changelog records (key, value or None for a tombstone, offset) read from the
         log or acknowledged by it, in offset order, written in one batch with the offset
         they bring the partition to. Records at or below the offset the copy holds are
         already in it (or a newer value is) and are skipped. Only onto a partition the
         copy holds from the beginning (``replace`` made it): else the records alone would
-        claim a partition whose older records are missing."""
+        claim a partition whose older records are missing. ``caught_up``: the records
+        bring the copy up to the log's end as of now, which restarts its age (a chunk of
+        a longer tail does not: see ``usable_offset``)."""
         from rocksdict import WriteBatch
 
-        if self.closed or self.disabled:
+        held_at = self._held(partition)
+        if held_at is None:
             return
-        held_raw = self._db.get(_OFFSET + _part(partition))
-        if held_raw is None:
-            return
-        held = int(orjson.loads(held_raw)[0])
+        held, stamp = held_at
         batch = WriteBatch(raw_mode=True)
         prefix = _VALUE + _part(partition)
         last = held
@@ -196,8 +215,22 @@ class LocalSnapshot:
             else:
                 batch.put(prefix + key, value)
             last = max(last, offset)
-        if last > held:  # the time is that of the offset's last move (see usable_offset)
-            self._offset_into(batch, partition, last)
+        if last > held:
+            self._offset_into(batch, partition, last, _now_ms() if caught_up else stamp)
+            self._write(batch)
+            own = self._own.get(partition)
+            if own is not None and not self.disabled:
+                own.held = last
+
+    def caught_up(self, partition: int, end: int, as_of_ms: int) -> None:
+        """The copy holds the partition up to ``end`` - 1, the log's end at ``as_of_ms``:
+        its age restarts then (not before: a tail read partly is still that old)."""
+        from rocksdict import WriteBatch
+
+        held_at = self._held(partition)
+        if held_at is not None and held_at[0] >= end - 1:
+            batch = WriteBatch(raw_mode=True)
+            self._offset_into(batch, partition, held_at[0], max(held_at[1], as_of_ms))
             self._write(batch)
 
     # ------------------------------------------------------------ the worker's own writes
@@ -205,41 +238,47 @@ class LocalSnapshot:
     def keep_current(self, partition: int) -> None:
         """The partition is loaded and owned: from now on the worker's writes to it are
         taken as they are acknowledged (``on_sent``)."""
-        self._queue[partition] = deque()
-        self._live.add(partition)
+        held_at = self._held(partition)
+        if held_at is None:
+            self._own.pop(partition, None)
+            return
+        self._own[partition] = _Own(held=held_at[0])
 
     def stop_keeping(self, partition: int) -> None:
         """The partition was revoked: what is acknowledged in order goes in; anything
         acknowledged later is not taken (the changelog's tail has it)."""
-        if partition in self._live:
-            self._write_ready(partition, None)
-        self._live.discard(partition)
-        self._queue.pop(partition, None)
+        if partition in self._own:
+            self._write_run(partition, None)
+        self._own.pop(partition, None)
 
     def on_sent(
         self, key: Any, value: Any, sent: asyncio.Future[Any], partition: int | None
     ) -> None:
-        """A write to the changelog, in the order it was handed to the producer. It goes
-        into the copy once it and every write sent to its partition before it are
-        acknowledged (``write_acked``), so the copy never records an offset ahead of a
-        write still in flight. A write that failed may or may not be in the log: the
+        """A write to the changelog by this worker. It goes into the copy once the broker
+        acknowledged it, and only when its offset directly follows what the copy holds:
+        the two paths that write the changelog (write-back, faust's table writes) are
+        acknowledged in offset order but registered here in another, and a record
+        another writer put in between (a previous owner's late write) would otherwise be
+        skipped for good. A write that failed may or may not be in the log: the
         partition's copy is then dropped (read whole at the next assignment)."""
-        if partition is None:  # not placed yet: its order among the others is unknown
+        if partition is None:  # not placed yet: where it lands is known only when acked
             sent.add_done_callback(
-                lambda w: None
-                if w.cancelled() or w.exception() is not None
-                else self._invalidate(w.result().partition, "a write sent unplaced")
+                lambda w: (
+                    None
+                    if w.cancelled() or w.exception() is not None
+                    else self._invalidate(w.result().partition, "a write sent unplaced")
+                )
             )
             return
-        queue = self._queue.get(partition)
-        if queue is None or self.closed or self.disabled:
+        own = self._own.get(partition)
+        if own is None or self.closed or self.disabled:
             return  # not kept current: the tail has it
-        entry: list[Any] = [key, value, None]
-        queue.append(entry)
+        own.pending += 1
 
         def done(w: asyncio.Future[Any]) -> None:
-            if self._queue.get(partition) is not queue:
+            if self._own.get(partition) is not own:
                 return  # the partition was revoked or reloaded since
+            own.pending -= 1
             if w.cancelled() or w.exception() is not None:
                 self._invalidate(partition, f"a write to it failed: {_reason(w)}")
                 return
@@ -249,56 +288,95 @@ class LocalSnapshot:
             ):
                 self._invalidate(partition, "a write it cannot hold as bytes")
                 return
-            entry[2] = md.offset
+            heapq.heappush(own.acked, (md.offset, own.seq, key, value))
+            own.seq += 1
 
         sent.add_done_callback(done)
 
     def write_acked(self, limit: int | None = None) -> bool:
-        """Acknowledged writes go into the database: per partition, the leading writes
-        that are acknowledged (in send order, so everything below the offset recorded is
-        in), at most ``limit`` records in all (a sweep's flush can be a million: the
-        caller steps through it). True if acknowledged writes are left."""
+        """Acknowledged writes go into the database: per partition, the run of offsets
+        that directly follows what the copy holds, at most ``limit`` records in all (a
+        sweep's flush can be a million: the caller steps through it). True if such
+        writes are left."""
         budget = limit
-        for partition in list(self._queue):
-            budget = self._write_ready(partition, budget)
+        for partition in list(self._own):
+            budget = self._write_run(partition, budget)
             if budget is not None and budget <= 0:
                 break
-        return any(q and q[0][2] is not None for q in self._queue.values())
+        return any(o.acked and o.acked[0][0] <= o.held + 1 for o in self._own.values())
 
-    def _write_ready(self, partition: int, budget: int | None) -> int | None:
-        queue = self._queue.get(partition)
-        ready: list[tuple[bytes, bytes | None, int]] = []
-        while queue and queue[0][2] is not None and (budget is None or len(ready) < budget):
-            key, value, offset = queue.popleft()
-            ready.append((key, value, offset))
-        if ready:
-            ready.sort(key=lambda r: r[2])
-            self.apply(partition, ready)
-        return None if budget is None else budget - len(ready)
+    def _write_run(self, partition: int, budget: int | None) -> int | None:
+        own = self._own.get(partition)
+        if own is None:
+            return budget
+        acked, held = own.acked, own.held
+        run: list[tuple[bytes, bytes | None, int]] = []
+        while acked and (budget is None or len(run) < budget):
+            offset = acked[0][0]
+            if offset <= held:  # already in, read from the log
+                heapq.heappop(acked)
+                continue
+            if offset != held + 1:
+                break
+            _, _, key, value = heapq.heappop(acked)
+            run.append((key, value, offset))
+            held = offset
+        if run:
+            self.apply(partition, run)
+        if acked and acked[0][0] > own.held + 1 and not own.pending:
+            # Nothing of ours is in flight, yet a record sits between what the copy holds
+            # and our next write: another writer's. The tail has it; stop here.
+            log.info(
+                "local copy of changelog partition %d stops at offset %d: offset %d was "
+                "written by another producer (read from the changelog at the next start)",
+                partition,
+                own.held,
+                own.held + 1,
+            )
+            self._own.pop(partition, None)
+        return None if budget is None else budget - len(run)
 
     def _invalidate(self, partition: int, why: str) -> None:
         log.warning("local copy of changelog partition %d dropped: %s", partition, why)
-        self._queue.pop(partition, None)
-        self._live.discard(partition)
+        self._own.pop(partition, None)
         if not self.closed and not self.disabled:
-            self._db.delete(_OFFSET + _part(partition))
+            self._guard(self._db.delete, _OFFSET + _part(partition))
+
+    def _held(self, partition: int) -> tuple[int, int] | None:
+        """(offset, ms its age counts from) the copy holds ``partition`` to, if any."""
+        if self.closed or self.disabled:
+            return None
+        raw = self._guard(self._db.get, _OFFSET + _part(partition))
+        if raw is None:
+            return None
+        offset, stamp = orjson.loads(raw)
+        return int(offset), int(stamp)
 
     def _write(self, batch: Any, options: Any = None) -> None:
         """One batch into the database. A batch is applied whole or not at all, so a
-        failed write leaves the copy at its older, consistent offset; the copy then
-        stops taking writes (a restart reads more of the changelog), the worker goes on."""
+        failed write leaves the copy at its older, consistent offset."""
+        if options is None:
+            self._guard(self._db.write, batch)
+        else:
+            self._guard(self._db.write, batch, options)
+
+    def _guard(self, op: Callable[..., Any], *args: Any) -> Any:
+        """Every database call: when RocksDB fails one (a full disk), the copy stops
+        being used and written (a restart reads more of the changelog); the worker goes
+        on. Logged as an error, never silent."""
+        if self.disabled:
+            return None
         try:
-            if options is None:
-                self._db.write(batch)
-            else:
-                self._db.write(batch, options)
+            return op(*args)
         except Exception as exc:  # noqa: BLE001 - rocksdict raises bare Exception; logged, copy off
-            log.error("local state copy at %s failed a write, no longer kept: %s", self.path, exc)
+            log.error("local state copy at %s failed (%s), no longer used: %s", self.path,
+                      getattr(op, "__name__", op), exc)  # fmt: skip
             self.disabled = True
+            return None
 
     @property
     def acked_pending(self) -> int:
-        return sum(len(q) for q in self._queue.values())
+        return sum(len(o.acked) + o.pending for o in self._own.values())
 
     def close(self) -> None:
         if self.closed:
@@ -307,8 +385,8 @@ class LocalSnapshot:
         self.closed = True
         self._db.close()
 
-    def _offset_into(self, batch: Any, partition: int, offset: int) -> None:
-        batch.put(_OFFSET + _part(partition), orjson.dumps([offset, int(time.time() * 1000)]))
+    def _offset_into(self, batch: Any, partition: int, offset: int, stamp_ms: int) -> None:
+        batch.put(_OFFSET + _part(partition), orjson.dumps([offset, stamp_ms]))
 
     def _drop_all(self) -> None:
         self._db.delete_range(_OFFSET, b"p")  # every offset first (see replace)

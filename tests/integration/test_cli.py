@@ -110,6 +110,19 @@ def test_worker_refuses_topics_that_are_missing_or_not_co_partitioned(kafka_boot
     res = worker()
     assert res.returncode == 2 and "missing topics" in res.stderr, res.stderr
     assert "trigger-sanity topics create" in res.stderr
+    # replay into Kafka: the same one line and exit 2, before a record is produced
+    res = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", "tests/data/contract_history.jsonl"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 2 and "missing topics" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert f"{prefix}purchases" in res.stderr and "produced" not in res.stdout
     create_topics(_settings(kafka_bootstrap, prefix, partitions=8), log=False)
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:  # a 4-partition outbound beside 8-partition inputs

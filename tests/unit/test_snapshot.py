@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -152,6 +153,66 @@ def test_a_write_acknowledged_before_an_earlier_one_waits_for_it(
     snap.write_acked()
     assert snap.usable_offset(0, 0, 7) == 6
     assert dict(snap.items(0))[b"\x00delivered-0"] == b"7"
+
+
+def test_a_step_limit_never_records_an_offset_past_a_write_not_yet_in(
+    kept: tuple[LocalSnapshot, _Producer],
+) -> None:
+    """faust's table writes are registered before they reach the producer, write-backs
+    after: registered [F, W], yet W gets offset 5 and F offset 6. Stepping one record at
+    a time must still put W in before F."""
+    snap, producer = kept
+    f = producer.send(b"\x00delivered-0", b"9")
+    w = producer.send(b"a", b"2")
+    producer.ack(w, 5)
+    producer.ack(f, 6)
+    assert snap.write_acked(limit=1)
+    assert snap.usable_offset(0, 0, 7) == 5 and dict(snap.items(0))[b"a"] == b"2"
+    assert not snap.write_acked(limit=1)
+    assert snap.usable_offset(0, 0, 7) == 6
+    assert dict(snap.items(0))[b"\x00delivered-0"] == b"9"
+
+
+def test_a_record_another_producer_put_in_between_stops_the_copy_before_it(
+    kept: tuple[LocalSnapshot, _Producer],
+) -> None:
+    """A previous owner's late write lands at offset 5, ours at 6: recording 6 would
+    leave 5 out for good. The copy stays at 4 and the next start reads from 5."""
+    snap, producer = kept
+    producer.ack(producer.send(b"a", b"ours"), 6)
+    snap.write_acked()
+    assert snap.usable_offset(0, 0, 7) == 4
+    producer.ack(producer.send(b"b", b"ours-later"), 7)  # no longer kept current
+    snap.write_acked()
+    assert snap.usable_offset(0, 0, 8) == 4
+    assert dict(snap.items(0)) == {b"a": b"1", b"b": b"1"}
+
+
+def test_a_tail_read_in_part_keeps_the_copys_age(tmp_path: Path) -> None:
+    """An old copy whose tail is read only partly (the worker killed meanwhile) must
+    not pass for fresh: the age restarts only once the copy reached the log's end."""
+    snap = LocalSnapshot(tmp_path / "copy.rocksdb", TOPIC, 4, max_age_s=3600.0)
+    snap.replace(0, [(b"c", b"s")], offset=3)
+    snap._db[b"o" + (0).to_bytes(4, "big")] = orjson.dumps([3, 1])  # 1970: very old
+    snap.apply(0, [(b"c", b"t", 4)], caught_up=False)
+    assert snap.usable_offset(0, 0, 10) is None  # still as old as before
+    snap.apply(0, [(b"d", b"u", 9)], caught_up=False)
+    snap.caught_up(0, end=10, as_of_ms=int(time.time() * 1000))
+    assert snap.usable_offset(0, 0, 12) == 9
+    snap.close()
+
+
+def test_a_database_that_fails_turns_the_copy_off_and_the_worker_goes_on(
+    kept: tuple[LocalSnapshot, _Producer], caplog: pytest.LogCaptureFixture
+) -> None:
+    snap, producer = kept
+    snap._db.close()  # every call now raises, as on a lost disk
+    producer.ack(producer.send(b"a", b"2"), 5)
+    snap.write_acked()  # no exception
+    assert snap.disabled and "no longer used" in caplog.text
+    assert snap.usable_offset(0, 0, 6) is None
+    snap.apply(0, [(b"a", b"3", 6)])
+    snap.closed = True  # the handle is gone already
 
 
 def test_a_rejected_write_drops_the_partitions_copy(kept: tuple[LocalSnapshot, _Producer]) -> None:
