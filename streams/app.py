@@ -62,7 +62,7 @@ from streams.policy_feed import PolicyFeed
 from streams.recent import RecentDecisions
 from streams.router import H_SOURCE, OutRecord, Router
 from streams.settings import Settings
-from streams.snapshot import LocalSnapshot
+from streams.snapshot import COPY_STEP, LocalSnapshot
 from streams.state import CustomerState, decode, encode, pending_of
 from streams.state_report import report
 
@@ -207,11 +207,6 @@ POLICY_WAIT = 30.0
 STEP_BUDGET = 0.02
 """Seconds of work (restore, sweep) between giving the event loop back: the issue's
 bound on a stall is 50 ms, and other work (heartbeats, the web page) waits meanwhile."""
-
-
-COPY_STEP = 5_000
-"""Write-backs put into the rocksdb:// local copy between giving the event loop back
-(about 20 ms of work here, the bound of STEP_BUDGET)."""
 
 
 def delivered_key(partition: int, partitions: int) -> str:

@@ -27,12 +27,9 @@ from faust.stores.memory import Store as MemoryStore
 from faust.types import TP
 
 from streams.partitioning import partition_for
-from streams.snapshot import LocalSnapshot
+from streams.snapshot import COPY_STEP, LocalSnapshot
 
 log = logging.getLogger("trigger_sanity.changelog")
-
-COPY_STEP = 5_000
-"""Records moved between the local copy and memory between giving the event loop back."""
 
 
 class BulkLoadedStore(MemoryStore):

@@ -96,9 +96,9 @@ def test_worker_refuses_topics_that_are_missing_or_not_co_partitioned(kafka_boot
         {f"TRIGGER_SANITY_TOPIC_{t.role.upper()}": f"{prefix}{t.default_name}" for t in REGISTRY}
     )
 
-    def worker() -> subprocess.CompletedProcess[str]:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.cli", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -107,19 +107,11 @@ def test_worker_refuses_topics_that_are_missing_or_not_co_partitioned(kafka_boot
             check=False,
         )
 
-    res = worker()
+    res = cli("worker")
     assert res.returncode == 2 and "missing topics" in res.stderr, res.stderr
     assert "trigger-sanity topics create" in res.stderr
     # replay into Kafka: the same one line and exit 2, before a record is produced
-    res = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "replay", "tests/data/contract_history.jsonl"],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+    res = cli("replay", "tests/data/contract_history.jsonl")
     assert res.returncode == 2 and "missing topics" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
     assert f"{prefix}purchases" in res.stderr and "produced" not in res.stdout
@@ -137,7 +129,7 @@ def test_worker_refuses_topics_that_are_missing_or_not_co_partitioned(kafka_boot
                 time.sleep(0.5)  # polling the broker until the deletion completed
     finally:
         admin.close()
-    res = worker()
+    res = cli("worker")
     assert res.returncode == 2 and "not co-partitioned" in res.stderr, res.stderr
     assert f"{prefix}outbound=4" in res.stderr
 
