@@ -152,7 +152,8 @@ class DurableTable(faust.Table):
 
     checkpoints: Checkpoints | None = None
     client_kwargs: dict[str, Any] | None = None  # for the bulk-loading memory store
-    snapshot: Callable[[str, int], LocalSnapshot] | None = None  # the rocksdb:// local copy
+    # makes the rocksdb:// local copy for a changelog topic and partition count
+    snapshot_factory: Callable[[str, int], LocalSnapshot] | None = None
 
     def _new_store_by_url(self, url: Any) -> Any:
         """The memory store loads its changelog in bulk (see streams.changelog)."""
@@ -172,8 +173,8 @@ class DurableTable(faust.Table):
         )
         store.client_kwargs = self.client_kwargs
         store.partitions = self.partitions or 1
-        if self.snapshot is not None:
-            store.snapshot = self.snapshot(
+        if self.snapshot_factory is not None:
+            store.snapshot = self.snapshot_factory(
                 self.changelog_topic.get_topic_name(), self.partitions or 1
             )
         return store
@@ -417,7 +418,7 @@ class Worker:
         table.checkpoints = self.checkpoints
         table.client_kwargs = settings.kafka_client_kwargs()
         if settings.keeps_local_copy:
-            table.snapshot = lambda topic, partitions: LocalSnapshot(
+            table.snapshot_factory = lambda topic, partitions: LocalSnapshot(
                 settings.data_dir / "state" / f"{topic}.rocksdb",
                 topic,
                 partitions,

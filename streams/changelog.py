@@ -107,23 +107,12 @@ class BulkLoadedStore(MemoryStore):
                     whole[tp] = set()
                 else:
                     assert snapshot is not None
-                    taken: list[bytes] = []
-                    try:
-                        for key, value in snapshot.items(tp.partition):
-                            data[key] = value
-                            taken.append(key)
-                            if not len(taken) % COPY_STEP:
-                                await asyncio.sleep(0)  # a million customers: not in one piece
-                    except Exception as exc:  # noqa: BLE001 - rocksdict: bare Exception
-                        # a copy that cannot be read back: read the partition whole instead
-                        log.error("local copy of %s unreadable (%s): reading it whole", tp, exc)
-                        for key in taken:
-                            data.pop(key, None)
-                        snapshot.disabled = True
+                    taken = await self._take_copy(snapshot, tp)
+                    if taken is None:  # unreadable: read the partition whole instead
                         consumer.seek(tp, starts[tp])
                         whole[tp] = set()
                         continue
-                    from_copy += len(taken)
+                    from_copy += taken
                     consumer.seek(tp, copied + 1)
             todo = {tp for tp in ctps if ends[tp] > await consumer.position(tp)}
             while todo:
@@ -169,6 +158,25 @@ class BulkLoadedStore(MemoryStore):
             took,
             len(data),
         )
+
+    async def _take_copy(self, snapshot: LocalSnapshot, tp: ClientTP) -> int | None:
+        """Fill memory with the local copy of ``tp``: how many customers, or None (and
+        nothing left behind) when the copy cannot be read back."""
+        data = self.data
+        taken: list[bytes] = []
+        try:
+            for key, value in snapshot.items(tp.partition):
+                data[key] = value
+                taken.append(key)
+                if not len(taken) % COPY_STEP:
+                    await asyncio.sleep(0)  # a million customers: not in one piece
+        except Exception as exc:  # noqa: BLE001 - rocksdict raises bare Exception; logged
+            log.error("local copy of %s unreadable (%s): reading it whole", tp, exc)
+            for key in taken:
+                data.pop(key, None)
+            snapshot.disabled = True
+            return None
+        return len(taken)
 
     def apply_changelog_batch(self, batch: Any, to_key: Any, to_value: Any) -> None:
         """faust's own recovery (what was written after the bulk load): onto the copy too,

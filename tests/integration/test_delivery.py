@@ -154,10 +154,14 @@ def test_three_kill_9_with_the_rocksdb_local_copy_read_only_the_changelog_tail(
     _check(ts_env, offline, "3x kill -9, rocksdb:// local copy", produced)
     loads = []
     for w in workers:
+        # A worker can be killed before it loaded anything: commits may already be past
+        # its share when it starts. The first and the last always load.
         found = _LOADED.findall(w.log.read_text(errors="replace"))
-        assert found, w.tail()
-        loads.append(tuple(map(int, found[0])))
+        assert found or w not in (workers[0], last), w.tail()
+        if found:
+            loads.append(tuple(map(int, found[0])))
     print("changelog records read / taken from the local copy, per start:", loads)
+    assert len(loads) >= 2, loads
     assert loads[0][1] == 0  # the first start has no copy yet
     for tail, copied in loads[1:]:
         assert copied > 0, loads  # the restart used the copy ...
