@@ -121,7 +121,7 @@ def stats(port: int) -> dict[str, Any]:
 
 def run_worker(env: dict[str, str], log_path: Path, port: int, timeout: float) -> dict[str, Any]:
     """Start a worker, wait until its state is recovered and one sweep has run."""
-    log = open(log_path, "ab")
+    log = open(log_path, "wb")  # a kept log of an earlier run must not look ready
     t0 = time.perf_counter()
     worker = start_worker(env, log)
     out: dict[str, Any] = {}
@@ -205,6 +205,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if args.keep_logs:
             tmp = args.keep_logs
+            Path(tmp).mkdir(parents=True, exist_ok=True)
         stores = [s.strip() for s in args.stores.split(",") if s.strip()]
         plan: list[tuple[str, str, dict[str, str]]] = []
         if "memory" in stores:
@@ -227,7 +228,8 @@ def main() -> int:
         "| store | start | recovery s | changelog records read / from local copy | load s "
         "| customers | RSS MB | bytes/customer (RSS) "
         "| of which restore s | sweep s | longest step ms: restore / sweep "
-        "| longest loop stall ms: sweeping / running |"
+        "| longest loop stall ms (of which the loop's own CPU): "
+        "starting (load) / restoring / sweeping / running |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for store, label, r in rows:
@@ -241,8 +243,12 @@ def main() -> int:
             f"{loop.get('last_sweep_s', float('nan')):.1f} | "
             f"{loop.get('longest_step_ms_restoring', 0):.0f} / "
             f"{loop.get('longest_step_ms_sweeping', 0):.0f} | "
-            f"{loop.get('max_stall_ms_sweeping', 0):.0f} / "
-            f"{loop.get('max_stall_ms_running', 0):.0f} |"
+            + " / ".join(
+                f"{loop.get(f'max_stall_ms_{ph}', 0):.0f} "
+                f"({loop.get(f'max_stall_ms_{ph}_cpu_ms', 0):.0f})"
+                for ph in ("starting", "restoring", "sweeping", "running")
+            )
+            + " |"
         )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))

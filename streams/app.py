@@ -54,6 +54,7 @@ from streams.clock import NEVER, Idleness, iso
 from streams.dashboard import PAGE as DASHBOARD
 from streams.dashboard import data as dashboard_data_of
 from streams.engine import Decided, Engine
+from streams.loop import STEP_BUDGET, give_way
 from streams.metrics import Snapshot, WorkerMetrics
 from streams.misfire import MisfireDetector
 from streams.partitioning import partition_for
@@ -125,6 +126,14 @@ class _App(faust.App):
 
     before_stop: Callable[[], Awaitable[None]] | None = None
     stop_within: float | None = None
+    # started with the app, before its tables recover: faust starts ``app.task``s only
+    # once recovery is done, and the stall probe must see the load and the restore too
+    early_tasks: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        for task in self.early_tasks:
+            self.add_future(task())
 
     async def on_stop(self) -> None:
         if self.stop_within is not None:
@@ -204,10 +213,6 @@ METRICS_TYPE = "text/plain; version=0.0.4"
 
 POLICY_WAIT = 30.0
 """Seconds recovery waits for the policy topic to be read once before deciding."""
-
-STEP_BUDGET = 0.02
-"""Seconds of work (restore, sweep) between giving the event loop back: the issue's
-bound on a stall is 50 ms, and other work (heartbeats, the web page) waits meanwhile."""
 
 
 def delivered_key(partition: int, partitions: int) -> str:
@@ -403,6 +408,7 @@ class Worker:
         self.app = _App(settings.app_id, **app_config(settings))
         self.app.before_stop = self._final_publish
         self.app.stop_within = settings.session_timeout * 0.8
+        self.app.early_tasks = (self._watch_loop,)
         self.checkpoints = Checkpoints()
         table = DurableTable(
             self.app,
@@ -494,7 +500,6 @@ class Worker:
         self.app.task(self._publisher)
         self.app.task(self._committer)
         self.app.task(self._sweeper)
-        self.app.task(self._watch_loop)
         self.policy_feed = PolicyFeed(
             settings.topics["policy"],
             self.engine.history,
@@ -865,7 +870,7 @@ class Worker:
                         snapshot.on_sent(key, value, writes[-1], p)
                     if perf() >= deadline:
                         # a sweep can leave a million customers to write: not in one piece
-                        await asyncio.sleep(0)
+                        await give_way()
                         deadline = perf() + STEP_BUDGET
             except BaseException as exc:
                 # Not all sent, and the rest is out of _dirty: whoever waits for this flush
@@ -898,7 +903,7 @@ class Worker:
     async def _copy_acked(self, snapshot: LocalSnapshot) -> None:
         """Write the acknowledged write-backs into the local copy, a step at a time."""
         while snapshot.write_acked(limit=COPY_STEP):
-            await asyncio.sleep(0)
+            await give_way()
 
     def _commit_meta(self, topic: str, partition: int) -> str:
         """What a commit of this input stream carries: its frontier (re-route: nothing;
@@ -1222,7 +1227,7 @@ class Worker:
                 self.loop_stats["last_sweep_s"] = round(took, 3)
                 log.info("sweep: %d customers expired in %.1f s", dropped, took)
                 return
-            await asyncio.sleep(0)  # give the loop back between steps
+            await give_way()
 
     async def _in_steps(self, steps: Iterator[Any], name: str) -> None:
         """Run ``steps`` to the end, giving the event loop back every ``STEP_BUDGET``; the
@@ -1241,7 +1246,7 @@ class Worker:
                 self.loop_stats[key] = round(took, 1)
             if done:
                 return
-            await asyncio.sleep(0)
+            await give_way()
 
     @contextlib.contextmanager
     def _frozen(self) -> Iterator[None]:
@@ -1263,15 +1268,20 @@ class Worker:
     async def _watch_loop(self) -> None:
         """The longest the event loop went without running this task, per phase (starting,
         restoring, running, sweeping): what a stall (a long sweep step, a slow batch) cost
-        everything else, heartbeats and the web page included."""
+        everything else, heartbeats and the web page included. With it, the loop thread's
+        own CPU time in that stall (``..._cpu_ms``): the rest was waiting, for the GIL
+        (faust's consumer thread) or for a core (the OS running the broker)."""
         tick = 0.01
+        perf, cpu = time.perf_counter, time.thread_time
         while not self.app.should_stop:
-            t0 = time.perf_counter()
+            t0, c0 = perf(), cpu()
             await asyncio.sleep(tick)  # the probe: how late does a 10 ms sleep wake up?
-            stall = time.perf_counter() - t0 - tick
+            stall = (perf() - t0 - tick) * 1000
             key = f"max_stall_ms_{self._phase}"
-            if stall * 1000 > self.loop_stats.get(key, 0.0):
-                self.loop_stats[key] = round(stall * 1000, 1)
+            if stall > self.loop_stats.get(key, 0.0):
+                self.loop_stats[key] = round(stall, 1)
+                self.loop_stats[f"{key}_cpu_ms"] = round((cpu() - c0) * 1000, 1)
+                self.loop_stats[f"{key}_at"] = round(time.time(), 3)  # when it ended
 
     async def _start_offsets(self, tps: list[TP]) -> dict[TP, int]:
         """Where processing of partitions not read since start begins: committed, else earliest."""

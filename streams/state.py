@@ -92,10 +92,12 @@ class OrderFact:
 
     @property
     def last(self) -> int:
-        times = [r[1] for r in self.returns]
-        if self.purchase is not None:
-            times.append(self.purchase[1])
-        return max(times) if times else NEVER
+        """The newest fact's time (NEVER if none): asked for every order on every prune."""
+        t = NEVER if self.purchase is None else self.purchase[1]
+        for r in self.returns:
+            if r[1] > t:
+                t = r[1]
+        return t
 
 
 @dataclass(slots=True)
@@ -292,19 +294,21 @@ class CustomerState:
                     ep.pruned_sessions += 1
             self.sessions = kept
         self.consents = _prune_consents(self.consents, h.events)
-        if self.orders:
-            orders = {k: o for k, o in self.orders.items() if o.last >= h.orders}
+        # Most prunes drop nothing: each collection is rebuilt only when something in it
+        # is past its horizon or over its cap (prune was 22% of offline replay).
+        orders = self.orders
+        if orders and (
+            len(orders) > caps.orders or any(o.last < h.orders for o in orders.values())
+        ):
+            orders = {k: o for k, o in orders.items() if o.last >= h.orders}
             if len(orders) > caps.orders:
                 orders = dict(sorted(orders.items(), key=lambda kv: kv[1].last)[-caps.orders :])
             self.orders = orders
-        if self.sent:
-            sent = [s for s in self.sent if s.created_at >= h.sends]
-            self.sent = sent[-caps.sends :]
-        if self.suppressed:
-            sup = [s for s in self.suppressed if s.created_at >= h.sends]
-            self.suppressed = sup[-caps.sends :]
-        if self.decided:
-            ids = {k: v for k, v in self.decided.items() if v[1] >= h.ids}
+        self.sent = _drop_sent(self.sent, h.sends, caps.sends)
+        self.suppressed = _drop_sent(self.suppressed, h.sends, caps.sends)
+        decided = self.decided
+        if decided and (len(decided) > caps.ids or any(v[1] < h.ids for v in decided.values())):
+            ids = {k: v for k, v in decided.items() if v[1] >= h.ids}
             if len(ids) > caps.ids:
                 ids = dict(sorted(ids.items(), key=lambda kv: kv[1][1])[-caps.ids :])
             self.decided = ids
@@ -370,6 +374,13 @@ def _drop_before(items: list[Any], horizon: int, cap: int) -> list[Any]:
         i += 1
     kept = items[i:] if i else items
     return kept[-cap:] if len(kept) > cap else kept
+
+
+def _drop_sent(items: list[SentFact], horizon: int, cap: int) -> list[SentFact]:
+    """Keep those created at or after ``horizon``, then the last ``cap`` of them."""
+    if items and any(s.created_at < horizon for s in items):
+        items = [s for s in items if s.created_at >= horizon]
+    return items[-cap:] if len(items) > cap else items
 
 
 def _prune_consents(consents: list[ConsentFact], horizon: int) -> list[ConsentFact]:
