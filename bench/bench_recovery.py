@@ -228,7 +228,7 @@ def main() -> int:
         "| store | start | recovery s | changelog records read / from local copy | load s "
         "| customers | RSS MB | bytes/customer (RSS) "
         "| of which restore s | sweep s | longest step ms: restore / sweep "
-        "| longest loop stall ms (of which the loop's own CPU): "
+        "| longest loop stall ms (loop CPU over the probe interval): "
         "starting (load) / restoring / sweeping / running |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -127,11 +127,12 @@ class _App(faust.App):
     before_stop: Callable[[], Awaitable[None]] | None = None
     stop_within: float | None = None
     # started with the app, before its tables recover: faust starts ``app.task``s only
-    # once recovery is done, and the stall probe must see the load and the restore too
+    # once recovery is done, and the stall probe must see the load and the restore too.
+    # On every start (a service restart cancels its futures in stop), not only the first.
     early_tasks: tuple[Callable[[], Awaitable[None]], ...] = ()
 
-    async def on_first_start(self) -> None:
-        await super().on_first_start()
+    async def on_start(self) -> None:
+        await super().on_start()
         for task in self.early_tasks:
             self.add_future(task())
 
@@ -673,6 +674,7 @@ class Worker:
 
     async def _on_revoked(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         self._ready = False
+        self._phase = "starting"  # a rebalance: the load of new partitions is not "running"
         try:
             # The next owner restores from the changelog and publishes the outbox entries
             # not recorded as delivered: publish what is pending, record it, and let every
@@ -1269,8 +1271,9 @@ class Worker:
         """The longest the event loop went without running this task, per phase (starting,
         restoring, running, sweeping): what a stall (a long sweep step, a slow batch) cost
         everything else, heartbeats and the web page included. With it, the loop thread's
-        own CPU time in that stall (``..._cpu_ms``): the rest was waiting, for the GIL
-        (faust's consumer thread) or for a core (the OS running the broker)."""
+        own CPU time over that probe interval (``..._cpu_ms``: the 10 ms sleep plus the
+        stall); a stall well above it was waiting, for the GIL (faust's consumer thread)
+        or for a core (the OS running the broker)."""
         tick = 0.01
         perf, cpu = time.perf_counter, time.thread_time
         while not self.app.should_stop:

@@ -5,8 +5,9 @@ All input topics are co-partitioned by it, so one worker owns all of a
 customer's state; the worker re-routes records that a producer with another
 partitioner put elsewhere.
 
-The hash is the ``murmurhash2`` package's C MurmurHash2 with the Java client's
-seed: about 0.26 us a key against 2.7 us for kafka-python's pure-Python
+The hash is the ``murmurhash2`` package's MurmurHash2 (a compiled Rust extension,
+abi3 wheels; a platform without a wheel needs a Rust toolchain to build it) with the
+Java client's seed: about 0.26 us a key against 2.7 us for kafka-python's pure-Python
 ``murmur2`` (the same values: ``tests/unit/test_partitioning.py``). It is not
 cached. An ``lru_cache`` here used to hold a (key, partitions) tuple per entry;
 a sweep over a million customers churned it, and the tuples it kept while
