@@ -10,8 +10,12 @@ contender reads the whole backlog from the beginning with its own consumer group
 - naive faust: one agent keeping a per-customer counter in a changelogged table and
   producing one record per input (bench/peers/naive_faust.py): what a straightforward
   faust app costs on this machine;
-- faust pass-through: the worker's own subscription and batching, no state, one output
-  per input (bench/peers/faust_passthrough.py): the floor of any faust-based worker;
+- faust pass-through: a faust agent with ``take_events`` batches, no state, one output
+  per input (bench/peers/faust_passthrough.py): the floor of a worker built on faust's
+  agents and streams;
+- faust batch shell: faust's consumer with the worker's batch shell (streams.consumer),
+  no state, one output per input (bench/peers/faust_batch_shell.py): the floor of the
+  worker's own shell;
 - quix-streams: the same counter (bench/peers/quix_counter.py), run by ``--quix-python``
   (an interpreter with ``quixstreams`` installed; ``make bench-peers`` makes one in
   .cache/quix-venv: quix-streams pins an older pydantic than this project uses);
@@ -143,6 +147,7 @@ def main() -> int:
     peers = [
         ("naive faust counter", "naive_faust.py", sys.executable),
         ("faust pass-through (batched, no state)", "faust_passthrough.py", sys.executable),
+        ("faust batch shell (the worker's, no state)", "faust_batch_shell.py", sys.executable),
     ]
     if Path(args.quix_python).exists():
         peers.append(("quix-streams counter", "quix_counter.py", args.quix_python))

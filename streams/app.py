@@ -1,8 +1,11 @@
 """The faust-streaming shell: bytes, state and time in; decisions out.
 
-No rule logic lives here. One agent (concurrency 1: with more, faust commits
-past in-flight messages) reads the five input topics and hands each record
-to the ``Router`` (decode once, dead-letter, re-route, engine, render); this
+No rule logic lives here. faust's consumer reads the five input topics (and
+the re-route topic) and its drain loop hands each fetched batch to one
+coroutine (``streams.consumer``: no faust agent, no per-record event), which
+hands each record in turn to the ``Router`` (decode once, dead-letter,
+re-route, engine, render); one batch at a time, so nothing is committed past
+a record in flight. This
 module writes what it returns and tracks what only Kafka knows: offsets,
 end offsets, partition assignment. Customer state, including
 held candidates, lives in a changelogged table, so a held message survives
@@ -37,7 +40,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -51,6 +54,7 @@ from streams.admin import admin_client
 from streams.changelog import BulkLoadedStore
 from streams.checkpoint import Checkpoints, WriteFailed, frontier_meta, parse_frontier
 from streams.clock import NEVER, Idleness, iso
+from streams.consumer import BatchConsumer, BatchSink, BatchTransport
 from streams.dashboard import PAGE as DASHBOARD
 from streams.dashboard import data as dashboard_data_of
 from streams.engine import Decided, Engine
@@ -93,7 +97,7 @@ def app_config(settings: Settings) -> dict[str, Any]:
         "broker_heartbeat_interval": min(3.0, settings.session_timeout / 3),
         "processing_guarantee": "at_least_once",
         "consumer_auto_offset_reset": "earliest",
-        # On stop or rebalance, do not wait for records the agent has been handed but not
+        # On stop or rebalance, do not wait for records the worker has been handed but not
         # processed: once stopping, it leaves them unacknowledged (read again after the
         # restart) rather than write state into tables that are being revoked.
         "stream_wait_empty": False,
@@ -102,6 +106,8 @@ def app_config(settings: Settings) -> dict[str, Any]:
         # Decisions, changelog write-backs and markers go out in bursts: batch them.
         "producer_linger": settings.linger_ms / 1000,
         "producer_max_batch_size": 512 * 1024,
+        # what one fetch hands the worker (streams.consumer): one batch
+        "broker_max_poll_records": settings.batch_size,
     }
     if settings.sasl_mechanism:
         conf["broker_credentials"] = faust.SASLCredentials(
@@ -130,6 +136,11 @@ class _App(faust.App):
     # once recovery is done, and the stall probe must see the load and the restore too.
     # On every start (a service restart cancels its futures in stop), not only the first.
     early_tasks: tuple[Callable[[], Awaitable[None]], ...] = ()
+    # where the drain loop hands fetched batches of the worker's topics (streams.consumer)
+    batch_sink: BatchSink | None = None
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -398,7 +409,7 @@ class TableStore:
 
 
 class Worker:
-    """Wires one Engine into a faust App: topics, table, agent, timers."""
+    """Wires one Engine into a faust App: topics, table, the batch handler, timers."""
 
     def __init__(self, settings: Settings, policy: Policy) -> None:
         self.settings = settings
@@ -478,11 +489,12 @@ class Worker:
         self.out["reroute"] = self.reroute
         self._idleness = Idleness(settings.idle_after)
         self._stopping = asyncio.Event()  # set when the app starts to stop
-        self._handling = asyncio.Lock()  # held by the agent while it handles a record
+        self._handling = asyncio.Lock()  # held while a batch of records is handled
         self._publishing = asyncio.Lock()  # one publish cycle at a time
         self._flushing = asyncio.Lock()  # one write-back flush at a time
         self._copying: asyncio.Future[None] | None = None  # into the rocksdb:// local copy
-        self._stopped_agent = asyncio.Event()  # never set: the agent waits to be cancelled
+        self._never = asyncio.Event()  # never set: what must not go on waits to be cancelled
+        self._halted = False  # a write failed: no record is handled any more
         # re-route partitions seen caught up since the last recovery: whatever an earlier run
         # forwarded to them has been read, so in-process markers may be trusted there
         self._reroute_clear: set[int] = set()
@@ -496,7 +508,10 @@ class Worker:
         self._phase = "starting"
         self.loop_stats: dict[str, float] = {}
 
-        self.app.agent(self.inputs, name="decide", concurrency=1)(self._agent)
+        # No faust agent: the drain loop hands fetched batches straight to _on_batch
+        # (streams.consumer); subscribing the topic is all the conductor is for here.
+        self.app.topics.add(self.inputs)
+        self.app.batch_sink = BatchSink(frozenset(self.inputs.topics), self._on_batch)
         self.app.timer(settings.idle_check_interval, name="idle-check")(self._tick)
         self.app.task(self._publisher)
         self.app.task(self._committer)
@@ -707,22 +722,34 @@ class Worker:
         n = self.app.consumer.topic_partitions(topic)
         return n if n else self.settings.partitions
 
-    # ------------------------------------------------------------ the agent
+    # ------------------------------------------------------------ the records
 
-    async def _agent(self, stream: Any) -> None:
-        batches = stream.take_events(self.settings.batch_size, self.settings.batch_wait)
-        async for events in batches:
-            if self._stopping.is_set():
-                # Shutting down: tables are revoked next, so a state written now could be
-                # lost while these records' offsets are committed. Leave them unacknowledged:
-                # they are read again after the restart. Wait here until the agent is stopped.
-                await self._stopped_agent.wait()
+    async def _on_batch(self, messages: list[Any], generation: int) -> None:
+        """One fetched batch, from the drain loop (streams.consumer), in chunks of
+        ``batch_size`` records; the loop fetches no more until this returns."""
+        size = self.settings.batch_size
+        for start in range(0, len(messages), size):
+            if self._stopping.is_set() or self._halted:
+                # Shutting down (tables are revoked next, so a state written now could be
+                # lost while these records' offsets are committed), or a write failed:
+                # leave the records unhandled, they are read again after the restart.
+                # Wait here until the fetcher is stopped.
+                await self._never.wait()
             async with self._handling:
+                if (
+                    generation != self.app.consumer_generation_id
+                    or not cast(BatchConsumer, self.app.consumer).flow_active
+                ):
+                    # A rebalance overtook the batch: its partitions may be someone
+                    # else's now. The seek to the committed offsets that follows every
+                    # rebalance reads what is still ours again.
+                    return
                 try:
-                    await self._handle_batch([e.message for e in events])
+                    await self._handle_batch(messages[start : start + size])
                 except (ClientError, WriteFailed) as exc:
                     # The producer refused a write of an applied record (its state stands):
                     # never commit past it. Stop; the restart reads it again.
+                    self._halted = True
                     await self._crash(
                         exc if isinstance(exc, WriteFailed)
                         else WriteFailed(f"a write failed: {type(exc).__name__}: {exc}")
@@ -1186,7 +1213,7 @@ class Worker:
 
     async def _sweeper(self) -> None:
         """Sweeps, every ``sweep_interval``, in steps of at most ``STEP_BUDGET``: with a
-        million customers a sweep takes seconds, and the agent, heartbeats and the web
+        million customers a sweep takes seconds, and the records, heartbeats and the web
         page must not wait for it. Each step runs between two batches (a sweep changes
         state outside any record: the next record's offset waits for that write too)."""
         while not self.app.should_stop:

@@ -87,14 +87,8 @@ class Settings(BaseSettings):
         default=500,
         ge=1,
         le=100_000,
-        description="records handled as one batch: markers, idleness and releases once per "
-        "batch and partition, not per record",
-    )
-    batch_wait: float = Field(
-        default=0.005,
-        ge=0,
-        le=1.0,
-        description="seconds the agent waits for a batch to fill before handling what it has",
+        description="records fetched and handled as one batch: markers, idleness and "
+        "releases once per batch and partition, not per record",
     )
     state_cache: int = Field(
         default=20_000,

@@ -1,7 +1,7 @@
-"""The floor of any faust-based worker: the worker's own subscription and batching
-(``take_events``), no state, one output record per input record sent straight to the
-producer. What is left between this and the raw consume loop is faust's per-record
-path; what is left between this and the worker is the worker. Started by
+"""The floor of a worker built on faust's agents and streams (the worker's shell until
+the batch shell replaced it): one agent with ``take_events`` batches, no state, one
+output record per input record sent straight to the producer. What is left between
+this and the raw consume loop is faust's per-record path. Started by
 bench/bench_peers.py with the same environment as naive_faust.py:
 
     NAIVE_APP_ID, NAIVE_BOOTSTRAP, NAIVE_PARTITIONS, NAIVE_INPUTS (comma-separated),

@@ -3,6 +3,10 @@ second worker taking over. Each run: 1,500 generated customers (~10,000 candidat
 partitions, the fault injected mid-stream, then every candidate counted by message_id
 (``streams.verify``) against the offline replay of the same file:
 missing 0, different 0, duplicates only byte-identical (none after a clean SIGTERM).
+
+The crash tests feed their input at a live rate (``FEED_RATE``) while the workers run:
+a worker decides a backlog this size in a few seconds, so with the whole history in
+the topics up front it had read nearly all of it before the first kill landed.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -32,6 +38,9 @@ from tests.integration.test_field import _offline, produce_crc32
 
 CUSTOMERS = 1500
 PARTITIONS = 8
+FEED_RATE = 2500.0
+"""Input records/s while the crash tests run: ~21,000 records over ~8 s, below what one
+worker decides (about 6,000/s here), so kills land while records still arrive."""
 
 # the tests' own deadlines (below) fire first, with the worker's log in the failure
 pytestmark = pytest.mark.timeout(1200)
@@ -55,14 +64,45 @@ def _fresh(ts_env: Env, suffix: str) -> None:
     create_topics(ts_env.settings, log=False, configs={"retention.ms": "-1"})
 
 
-def _produce(ts_env: Env, path: Path) -> int:
-    p = KafkaProducer(
-        linger_ms=20, batch_size=256 * 1024, **ts_env.settings.kafka_producer_kwargs()
-    )  # type: ignore[arg-type]
-    n, bad = produce_history(path, p, {r: ts_env.settings.topics[r] for r in INPUT_ROLES})
-    p.close()
-    assert not bad
-    return n
+class Feed:
+    """The history produced in a background thread (at ``rate`` records/s), or at once
+    before the test goes on (``rate`` None). ``wait`` gives the records produced, or
+    raises what producing raised."""
+
+    def __init__(self, produce: Callable[[], int], rate: float | None) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed")
+        self._produced = self._pool.submit(produce)
+        self._pool.shutdown(wait=False)
+        if rate is None:
+            self.wait()
+
+    def wait(self, timeout: float = 300) -> int:
+        return self._produced.result(timeout)
+
+
+def _produce(ts_env: Env, path: Path, rate: float | None = FEED_RATE) -> Feed:
+    def produce() -> int:
+        p = KafkaProducer(
+            linger_ms=20, batch_size=256 * 1024, **ts_env.settings.kafka_producer_kwargs()
+        )  # type: ignore[arg-type]
+        started = time.monotonic()
+
+        def pace(sent: int) -> None:
+            if rate is not None and sent % 250 == 0:
+                ahead = started + sent / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)  # pacing the input to a live rate, not waiting out a race
+
+        try:
+            n, bad = produce_history(
+                path, p, {r: ts_env.settings.topics[r] for r in INPUT_ROLES}, progress=pace
+            )
+        finally:
+            p.close()
+        assert not bad
+        return n
+
+    return Feed(produce, rate)
 
 
 def _undecided(ts_env: Env, owed: Counter[str]) -> int:
@@ -75,11 +115,12 @@ def _undecided(ts_env: Env, owed: Counter[str]) -> int:
 
 
 def _finish(ts_env: Env, worker: WorkerProc, offline: list, timeout: float = 300) -> None:
-    """Wait until every candidate has a decision, then stop the worker cleanly."""
+    """Wait until every candidate has a decision and the worker has recovered (it has
+    loaded its state, so the tests can read what it loaded), then stop it cleanly."""
     owed = Counter(d[0] for d in offline)
     deadline = time.monotonic() + timeout
     try:
-        while _undecided(ts_env, owed):
+        while b"state recovered" not in worker.log.read_bytes() or _undecided(ts_env, owed):
             assert time.monotonic() < deadline, worker.tail()
             assert worker.proc.poll() is None, worker.tail()
             time.sleep(1)  # polling the output topics, bounded by the deadline
@@ -97,7 +138,8 @@ def _own_broker(ts_env: Env, verb: str) -> tuple[str, Path]:
     return port, pid_file
 
 
-def _check(ts_env: Env, offline: list, label: str, produced: int) -> Conservation:
+def _check(ts_env: Env, offline: list, label: str, feed: Feed) -> Conservation:
+    produced = feed.wait()
     got = read_topics(ts_env.settings, ("outbound", "send_queue", "suppressed", "dead_letter"))
     result = conserve(
         got["outbound"],
@@ -254,7 +296,7 @@ def _changelog_view(ts_env: Env, topic: str) -> tuple[dict[int, dict[bytes, byte
 def test_kill_9_while_re_routing_crc32_input(ts_env: Env, history: tuple[Path, list, int]) -> None:
     path, offline, candidates = history
     _fresh(ts_env, "kr")
-    produced = produce_crc32(ts_env, path)
+    produced = Feed(lambda: produce_crc32(ts_env, path, FEED_RATE), FEED_RATE)
     for share in (0.3, 0.6):
         worker = ts_env.worker()
         ts_env.wait_committed("outbound", int(candidates * share), worker)
@@ -284,7 +326,7 @@ def test_broker_killed_and_restarted_mid_stream(
     port, pid_file = _own_broker(ts_env, "restarted")
     path, offline, candidates = history
     _fresh(ts_env, "br")
-    produced = _produce(ts_env, path)
+    produced = _produce(ts_env, path, rate=None)  # all in before the broker goes down
     worker = ts_env.worker()
     ts_env.wait_committed("outbound", int(candidates * 0.3), worker)
     os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the broker dies mid-stream
@@ -300,7 +342,7 @@ def test_sigterm_with_the_broker_down_exits_within_the_session_timeout(
     port, pid_file = _own_broker(ts_env, "stopped")
     path, offline, candidates = history
     _fresh(ts_env, "sd")
-    produced = _produce(ts_env, path)
+    produced = _produce(ts_env, path, rate=None)  # all in before the broker goes down
     worker = ts_env.worker()
     ts_env.wait_committed("outbound", int(candidates * 0.3), worker)
     os.kill(int(pid_file.read_text()), signal.SIGKILL)

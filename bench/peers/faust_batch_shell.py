@@ -1,0 +1,63 @@
+"""The floor of the worker's own shell: faust's consumer with the worker's batch shell
+(streams.consumer: each fetched batch handed to one coroutine, no faust agent and no
+per-record event), no state, one output record per input record sent straight to the
+producer. Next to faust_passthrough.py it shows what faust's per-record path costs;
+what is left between this and the worker is the worker. Started by
+bench/bench_peers.py with the same environment as naive_faust.py:
+
+    NAIVE_APP_ID, NAIVE_BOOTSTRAP, NAIVE_PARTITIONS, NAIVE_INPUTS (comma-separated),
+    NAIVE_OUTPUT, NAIVE_DATA_DIR
+    python bench/peers/faust_batch_shell.py worker -l warn
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import faust
+
+from streams.consumer import BatchSink, BatchTransport
+
+
+class App(faust.App):
+    batch_sink: BatchSink | None = None
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+
+app = App(
+    os.environ["NAIVE_APP_ID"],
+    broker=f"kafka://{os.environ['NAIVE_BOOTSTRAP']}",
+    store="memory://",
+    datadir=os.environ["NAIVE_DATA_DIR"],
+    topic_partitions=int(os.environ["NAIVE_PARTITIONS"]),
+    topic_replication_factor=1,
+    web_enabled=False,
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    producer_linger=0.005,
+    producer_max_batch_size=512 * 1024,
+    broker_max_poll_records=500,  # the worker's default batch size
+)
+inputs = app.topic(
+    *os.environ["NAIVE_INPUTS"].split(","),
+    key_serializer="raw",
+    value_serializer="raw",
+    acks=False,
+)
+OUTPUT = os.environ["NAIVE_OUTPUT"]
+
+
+async def handle(batch: list[Any], generation: int) -> None:
+    send = app.producer.send
+    for message in batch:
+        await send(OUTPUT, message.key, b"1", None, None, None)
+
+
+app.topics.add(inputs)
+app.batch_sink = BatchSink(frozenset(inputs.topics), handle)
+
+if __name__ == "__main__":
+    app.main()

@@ -1,0 +1,158 @@
+"""The batch shell (streams.consumer) and the worker's batch handler, without a broker:
+the drain loop's hand-over rules, and which batches the worker handles or drops.
+
+The broker-side behaviour (fetching, rebalances, seeks back to the committed offsets)
+is faust's and is exercised by the integration suite (test_delivery, test_worker)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP, Message
+
+from streams.app import Worker
+from streams.consumer import BatchConsumer, BatchSink, BatchTransport
+from streams.policy import DEFAULT_POLICY
+from streams.settings import Settings
+
+
+class _App(faust.App):
+    batch_sink: BatchSink | None = None
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+
+class _Fetcher:
+    def __init__(self) -> None:
+        self._stopped = asyncio.Event()
+
+
+def _msg(topic: str, partition: int, offset: int) -> Message:
+    return Message(topic, partition, offset, 0.0, 0, None, b"k", b"v", None)
+
+
+async def _drain(fetches: list[list[Message]], read_offset: dict[TP, int]) -> dict[str, Any]:
+    """Runs the drain loop over ``fetches`` (one getmany result each) and stops it."""
+    app = _App("test-drain", broker="kafka://127.0.0.1:1", store="memory://")
+    consumer = app.consumer
+    assert isinstance(consumer, BatchConsumer)
+    fetcher = _Fetcher()
+    seen: dict[str, Any] = {"batches": [], "dispatched": []}
+    app.consumer_generation_id = 7
+
+    async def handle(batch: list[Any], generation: int) -> None:
+        seen["batches"].append(([(m.topic, m.offset) for m in batch], generation))
+
+    async def dispatch(message: Any) -> None:
+        seen["dispatched"].append((message.topic, message.offset))
+
+    pending = list(fetches)
+
+    async def getmany(timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        if not pending:
+            fetcher._stopped.set()
+            return
+        for m in pending.pop(0):
+            yield m.tp, m
+
+    app.batch_sink = BatchSink(frozenset({"purchases", "sessions"}), handle)
+    consumer.callback = dispatch  # type: ignore[assignment]
+    consumer.getmany = getmany  # type: ignore[method-assign]
+    consumer._read_offset.update(read_offset)
+    await asyncio.wait_for(consumer._drain_messages(fetcher), 5)
+    return seen
+
+
+def test_each_fetch_is_handed_over_whole_with_the_generation_it_was_fetched_in() -> None:
+    fetches = [
+        [_msg("purchases", 0, 0), _msg("sessions", 1, 0), _msg("purchases", 0, 1)],
+        [_msg("sessions", 1, 1)],
+    ]
+    seen = asyncio.run(_drain(fetches, {}))
+    assert seen["batches"] == [
+        ([("purchases", 0), ("sessions", 0), ("purchases", 1)], 7),
+        ([("sessions", 1)], 7),
+    ]
+    assert seen["dispatched"] == []
+
+
+def test_records_before_a_seeks_position_are_not_handed_over_again() -> None:
+    tp = TP("purchases", 0)
+    fetches = [[_msg("purchases", 0, o) for o in (8, 9, 10, 11)]]
+    seen = asyncio.run(_drain(fetches, {tp: 10}))
+    assert seen["batches"] == [([("purchases", 10), ("purchases", 11)], 7)]
+
+
+def test_records_of_topics_the_worker_does_not_take_go_through_fausts_dispatch() -> None:
+    fetches = [[_msg("purchases", 0, 0), _msg("other", 0, 5), _msg("purchases", 0, 1)]]
+    seen = asyncio.run(_drain(fetches, {}))
+    assert seen["batches"] == [([("purchases", 0), ("purchases", 1)], 7)]
+    assert seen["dispatched"] == [("other", 5)]
+
+
+def test_an_empty_fetch_hands_nothing_over() -> None:
+    seen = asyncio.run(_drain([[], [_msg("purchases", 0, 0)]], {}))
+    assert seen["batches"] == [([("purchases", 0)], 7)]
+
+
+# ------------------------------------------------------------ the worker's handler
+
+
+def _worker(batch_size: int) -> tuple[Worker, list[list[int]]]:
+    settings = Settings(
+        bootstrap_servers="127.0.0.1:1", batch_size=batch_size, web_enabled=False
+    )  # type: ignore[call-arg]
+    worker = Worker(settings, DEFAULT_POLICY)
+    handled: list[list[int]] = []
+
+    async def handle_batch(messages: list[Any]) -> None:
+        handled.append([m.offset for m in messages])
+
+    worker._handle_batch = handle_batch  # type: ignore[method-assign]
+    return worker, handled
+
+
+def _batch(n: int) -> list[Message]:
+    return [_msg("purchases", 0, o) for o in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "fetched_in", "flow_active", "want"),
+    [
+        ("same generation, flow on: handled in batch_size chunks", 0, True,
+         [[0, 1, 2], [3, 4, 5], [6]]),
+        ("a rebalance came between fetch and hand-over: dropped", -1, True, []),
+        ("a rebalance is under way (flow stopped): dropped", 0, False, []),
+    ],
+)  # fmt: skip
+def test_the_worker_handles_a_batch_only_in_the_generation_it_was_fetched_in(
+    scenario: str, fetched_in: int, flow_active: bool, want: list[list[int]]
+) -> None:
+    async def run() -> list[list[int]]:
+        worker, handled = _worker(batch_size=3)
+        worker.app.consumer_generation_id = 4
+        worker.app.consumer.flow_active = flow_active
+        await worker._on_batch(_batch(7), 4 + fetched_in)
+        return handled
+
+    assert asyncio.run(run()) == want, scenario
+
+
+def test_a_stopping_worker_handles_nothing_more_and_waits_to_be_cancelled() -> None:
+    async def run() -> tuple[list[list[int]], bool]:
+        worker, handled = _worker(batch_size=3)
+        worker.app.consumer_generation_id = 1
+        worker._stopping.set()
+        task = asyncio.ensure_future(worker._on_batch(_batch(4), 1))
+        done, _ = await asyncio.wait([task], timeout=0.2)
+        task.cancel()
+        return handled, bool(done)
+
+    handled, returned = asyncio.run(run())
+    assert handled == []
+    assert not returned
