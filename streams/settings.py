@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     publish_interval: float = Field(
         default=0.05,
         gt=0,
-        description="seconds between publishing decisions whose state is durable",
+        description="longest wait between publish cycles: a cycle starts as soon as "
+        "decisions are queued and the previous one is done, else after this long (a "
+        "decision goes out once the state that records it is durable)",
     )
     max_dirty: int = Field(
         default=2000,

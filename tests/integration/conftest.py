@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,60 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from streams.admin import create_topics
+from streams.replay import produce_history
 from streams.settings import Settings, isolated_env, settings_from_env
+from streams.topics import INPUT_ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_KAFKA = ROOT / "tools" / "kafka" / "local_kafka.py"
+
+FEED_RATE = 2500.0
+"""Input records/s for tests that fail or move workers while records arrive: a worker
+decides about 6,000 records/s here, so a backlog of the tests' size produced up front
+(~21,000 records) was nearly all read before the first kill or the second worker landed;
+at this rate it arrives over ~8 s."""
+
+
+class Feed:
+    """A history produced in a background thread (at ``rate`` records/s), or at once
+    before the test goes on (``rate`` None). ``wait`` gives the records produced, or
+    raises what producing raised."""
+
+    def __init__(self, produce: Callable[[], int], rate: float | None) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed")
+        self._produced = self._pool.submit(produce)
+        self._pool.shutdown(wait=False)
+        if rate is None:
+            self.wait()
+
+    def wait(self, timeout: float = 300) -> int:
+        return self._produced.result(timeout)
+
+
+def feed_history(settings: Settings, path: Path, rate: float | None = FEED_RATE) -> Feed:
+    """Produce a history file into the input topics (kafka-python, murmur2 keys), paced."""
+
+    def produce() -> int:
+        p = KafkaProducer(linger_ms=20, batch_size=256 * 1024, **settings.kafka_producer_kwargs())
+        started = time.monotonic()
+
+        def pace(sent: int) -> None:
+            if rate is not None and sent % 250 == 0:
+                ahead = started + sent / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)  # pacing the input to a live rate, not waiting out a race
+
+        try:
+            n, bad = produce_history(
+                path, p, {r: settings.topics[r] for r in INPUT_ROLES}, progress=pace
+            )
+        finally:
+            p.close()
+        assert not bad, bad[:5]
+        return n
+
+    return Feed(produce, rate)
+
 
 pytestmark = pytest.mark.integration
 

@@ -18,30 +18,29 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 
 from streams.admin import create_topics
 from streams.generator import generate
 from streams.history import write_history
-from streams.replay import produce_history
 from streams.settings import isolated_env, settings_from_env
 from streams.snapshot import LocalSnapshot
-from streams.topics import INPUT_ROLES
 from streams.verify import Conservation, conserve, decision_key, read_topics
-from tests.integration.conftest import LOCAL_KAFKA, ROOT, Env, WorkerProc
+from tests.integration.conftest import (
+    FEED_RATE,
+    LOCAL_KAFKA,
+    ROOT,
+    Env,
+    Feed,
+    WorkerProc,
+    feed_history,
+)
 from tests.integration.test_field import _offline, produce_crc32
 
 CUSTOMERS = 1500
 PARTITIONS = 8
-FEED_RATE = 2500.0
-"""Input records/s while the crash tests run: ~21,000 records over ~8 s, below what one
-worker decides (about 6,000/s here), so kills land while records still arrive."""
-
 # the tests' own deadlines (below) fire first, with the worker's log in the failure
 pytestmark = pytest.mark.timeout(1200)
 
@@ -64,45 +63,8 @@ def _fresh(ts_env: Env, suffix: str) -> None:
     create_topics(ts_env.settings, log=False, configs={"retention.ms": "-1"})
 
 
-class Feed:
-    """The history produced in a background thread (at ``rate`` records/s), or at once
-    before the test goes on (``rate`` None). ``wait`` gives the records produced, or
-    raises what producing raised."""
-
-    def __init__(self, produce: Callable[[], int], rate: float | None) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed")
-        self._produced = self._pool.submit(produce)
-        self._pool.shutdown(wait=False)
-        if rate is None:
-            self.wait()
-
-    def wait(self, timeout: float = 300) -> int:
-        return self._produced.result(timeout)
-
-
 def _produce(ts_env: Env, path: Path, rate: float | None = FEED_RATE) -> Feed:
-    def produce() -> int:
-        p = KafkaProducer(
-            linger_ms=20, batch_size=256 * 1024, **ts_env.settings.kafka_producer_kwargs()
-        )  # type: ignore[arg-type]
-        started = time.monotonic()
-
-        def pace(sent: int) -> None:
-            if rate is not None and sent % 250 == 0:
-                ahead = started + sent / rate - time.monotonic()
-                if ahead > 0:
-                    time.sleep(ahead)  # pacing the input to a live rate, not waiting out a race
-
-        try:
-            n, bad = produce_history(
-                path, p, {r: ts_env.settings.topics[r] for r in INPUT_ROLES}, progress=pace
-            )
-        finally:
-            p.close()
-        assert not bad
-        return n
-
-    return Feed(produce, rate)
+    return feed_history(ts_env.settings, path, rate)
 
 
 def _undecided(ts_env: Env, owed: Counter[str]) -> int:

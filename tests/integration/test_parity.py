@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaProducer
 
 from streams.admin import create_topics
 from streams.generator import generate
 from streams.history import write_history
 from streams.policy import DEFAULT_POLICY, RULE_IDS
-from streams.replay import produce_history, replay_offline
+from streams.replay import replay_offline
 from streams.settings import isolated_env, settings_from_env
-from streams.topics import INPUT_ROLES
-from tests.integration.conftest import Env
+from tests.integration.conftest import FEED_RATE, Env, Feed, feed_history
 
 CUSTOMERS = 1000
 
@@ -56,9 +54,10 @@ def _from_suppressed(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prepare(
-    ts_env: Env, tmp_path: Path, customers: int, seed: int
-) -> tuple[list[dict[str, Any]], int]:
-    """Fresh 8-partition topics, a generated history produced all at once, its offline decisions."""
+    ts_env: Env, tmp_path: Path, customers: int, seed: int, rate: float | None = None
+) -> tuple[list[dict[str, Any]], Feed]:
+    """Fresh 8-partition topics, a generated history produced (all at once, or at ``rate``
+    records/s in the background), its offline decisions."""
     run = f"{ts_env.settings.app_id}x{seed}"
     ts_env.env.update(isolated_env(run, ts_env.settings.bootstrap_servers, partitions="8"))
     ts_env.settings = settings_from_env(ts_env.env)
@@ -74,14 +73,7 @@ def _prepare(
     assert summary.candidates == len(offline) > 5 * customers
     assert set(RULE_IDS) <= set(summary.rules), "the history must exercise every rule"
 
-    producer = KafkaProducer(
-        linger_ms=50, batch_size=256 * 1024, **settings.kafka_producer_kwargs()
-    )  # type: ignore[arg-type]
-    names = {r: settings.topics[r] for r in INPUT_ROLES}
-    produced, bad = produce_history(history, producer, names)
-    producer.close()
-    assert not bad
-    return offline, produced
+    return offline, feed_history(settings, history, rate)
 
 
 def _live(got: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -103,7 +95,8 @@ def _decided(g: dict[str, list[Any]]) -> int:
 
 
 def test_worker_equals_offline_replay(ts_env: Env, tmp_path: Path) -> None:
-    offline, produced = _prepare(ts_env, tmp_path, CUSTOMERS, seed=2026)
+    offline, feed = _prepare(ts_env, tmp_path, CUSTOMERS, seed=2026)
+    produced = feed.wait()
     started = time.monotonic()
     worker = ts_env.worker()
     try:
@@ -121,7 +114,8 @@ def test_worker_equals_offline_replay(ts_env: Env, tmp_path: Path) -> None:
 
 def test_rebalance_to_a_second_worker_keeps_parity(ts_env: Env, tmp_path: Path) -> None:
     """Partitions (with their held candidates) move to a second worker mid-stream."""
-    offline, _produced = _prepare(ts_env, tmp_path, 2000, seed=77)  # a backlog of ~30 s
+    # arriving over ~11 s while the workers run: the second joins mid-stream
+    offline, feed = _prepare(ts_env, tmp_path, 2000, seed=77, rate=FEED_RATE)
     first = ts_env.worker()
     second = None
     try:
@@ -131,6 +125,7 @@ def test_rebalance_to_a_second_worker_keeps_parity(ts_env: Env, tmp_path: Path) 
         ts_env.collect(("send_queue", "suppressed"), lambda g: _decided(g) >= len(offline),
                        timeout=600, worker=second)  # fmt: skip
         assert first.proc.poll() is None, first.tail()
+        feed.wait()
     finally:
         if second is not None:
             second.stop()

@@ -104,9 +104,7 @@ def test_an_empty_fetch_hands_nothing_over() -> None:
 
 
 def _worker(batch_size: int) -> tuple[Worker, list[list[int]]]:
-    settings = Settings(
-        bootstrap_servers="127.0.0.1:1", batch_size=batch_size, web_enabled=False
-    )  # type: ignore[call-arg]
+    settings = Settings(bootstrap_servers="127.0.0.1:1", batch_size=batch_size, web_enabled=False)  # type: ignore[call-arg]
     worker = Worker(settings, DEFAULT_POLICY)
     handled: list[list[int]] = []
 
