@@ -1065,6 +1065,10 @@ class Worker:
         self.engine.delivered = max(self.engine.delivered, gen)
         for p in sorted(self._owned):
             self.table[self._delivered_keys[p]] = str(gen).encode()
+        # Sent now, not with the next cycle's flush: until the marker is in the changelog
+        # a crash publishes these decisions again (byte-identical duplicates), and under a
+        # backlog a cycle is hundreds of decisions.
+        await self._flush()
 
     async def _publisher(self) -> None:
         """Publish cycles for as long as the app runs: one starts as soon as decisions

@@ -59,7 +59,14 @@ def _prepare(
     """Fresh 8-partition topics, a generated history produced (all at once, or at ``rate``
     records/s in the background), its offline decisions."""
     run = f"{ts_env.settings.app_id}x{seed}"
-    ts_env.env.update(isolated_env(run, ts_env.settings.bootstrap_servers, partitions="8"))
+    # Input fed while the worker runs: a partition is idle only after 2 s caught up (see
+    # test_delivery._fresh); a backlog produced up front is never caught up before its end.
+    idle_after = "0" if rate is None else "2"
+    ts_env.env.update(
+        isolated_env(
+            run, ts_env.settings.bootstrap_servers, partitions="8", idle_after=idle_after
+        )
+    )
     ts_env.settings = settings_from_env(ts_env.env)
     settings = ts_env.settings
     create_topics(settings, log=False, configs={"retention.ms": "-1"})
