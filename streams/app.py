@@ -756,6 +756,14 @@ class Worker:
                         else WriteFailed(f"a write failed: {type(exc).__name__}: {exc}")
                     )  # fmt: skip
                     return
+                except Exception as exc:
+                    # Not a record's fault (those are dead-lettered inside): a bug in the
+                    # batch's bookkeeping. The drain loop has moved past these offsets, so
+                    # going on would skip them: stop, and let the restart read them again.
+                    self._halted = True
+                    log.exception("handling a batch failed; stopping")
+                    await self.app.crash(exc)
+                    return
 
     async def _handle_batch(self, messages: list[Any]) -> None:
         """Records as they came, each its own unit of work; then, once per partition the
@@ -1064,11 +1072,9 @@ class Worker:
             return
         self.engine.delivered = max(self.engine.delivered, gen)
         for p in sorted(self._owned):
+            # faust sends this changelog write at once (its producer buffer), not with
+            # the next flush: until it is in, a crash publishes these decisions again
             self.table[self._delivered_keys[p]] = str(gen).encode()
-        # Sent now, not with the next cycle's flush: until the marker is in the changelog
-        # a crash publishes these decisions again (byte-identical duplicates), and under a
-        # backlog a cycle is hundreds of decisions.
-        await self._flush()
 
     async def _publisher(self) -> None:
         """Publish cycles for as long as the app runs: one starts as soon as decisions

@@ -18,9 +18,10 @@ What faust's per-record path guaranteed, and how this keeps it:
 
 - No record is handed on while the flow is stopped (a rebalance under way, tables
   recovering): faust's ``getmany`` yields nothing then, and the sink is given the
-  consumer generation its batch was fetched in, so it can drop a batch a rebalance
-  overtook (faust clears its agents' queues for the same reason; the seek to the
-  committed offsets that follows every rebalance reads those records again).
+  consumer generation faust stamped on the batch's records, so it can drop a batch a
+  rebalance overtook (faust clears its agents' queues for the same reason; the seek to
+  the committed offsets that every rebalance does before the flow resumes reads those
+  records again).
 - Records at or after the read offset only, as faust's own loop (a seek moves it).
 - Back-pressure: the loop awaits the sink, so nothing more is fetched into memory
   than one batch while the worker is busy (aiokafka's prefetch aside).
@@ -67,7 +68,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
         app = self.app
         try:
             while not (consumer_stopped() or fetcher_stopped()):
-                generation = app.consumer_generation_id
                 batch: list[Any] = []
                 async for tp, message in getmany(timeout=1.0):
                     last = read_offset.get(tp)
@@ -79,7 +79,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     else:
                         await dispatch(message)
                 if batch:
-                    await handle(batch, generation)
+                    # The generation faust stamped on the records when it yielded them (one
+                    # getmany never spans two), not the one before the call: a fetch waiting
+                    # while a rebalance ran (revoke, assign, recovery, seek) returns records
+                    # of the new generation that no later seek would read again if dropped.
+                    stamp = batch[0].generation_id
+                    await handle(batch, app.consumer_generation_id if stamp is None else stamp)
                 else:
                     # getmany returns at once while the flow is stopped: do not spin
                     await asyncio.sleep(0)

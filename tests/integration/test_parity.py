@@ -63,9 +63,7 @@ def _prepare(
     # test_delivery._fresh); a backlog produced up front is never caught up before its end.
     idle_after = "0" if rate is None else "2"
     ts_env.env.update(
-        isolated_env(
-            run, ts_env.settings.bootstrap_servers, partitions="8", idle_after=idle_after
-        )
+        isolated_env(run, ts_env.settings.bootstrap_servers, partitions="8", idle_after=idle_after)
     )
     ts_env.settings = settings_from_env(ts_env.env)
     settings = ts_env.settings

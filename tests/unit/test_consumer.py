@@ -36,8 +36,15 @@ def _msg(topic: str, partition: int, offset: int) -> Message:
     return Message(topic, partition, offset, 0.0, 0, None, b"k", b"v", None)
 
 
-async def _drain(fetches: list[list[Message]], read_offset: dict[TP, int]) -> dict[str, Any]:
-    """Runs the drain loop over ``fetches`` (one getmany result each) and stops it."""
+async def _drain(
+    fetches: list[list[Message]],
+    read_offset: dict[TP, int],
+    rebalanced_during: frozenset[int] = frozenset(),
+) -> dict[str, Any]:
+    """Runs the drain loop over ``fetches`` (one getmany result each) and stops it. Like
+    faust's ``getmany``, the fake stamps each record with the consumer generation when it
+    yields it; before the fetches in ``rebalanced_during`` it bumps the generation (a
+    rebalance ran while that fetch was waiting)."""
     app = _App("test-drain", broker="kafka://127.0.0.1:1", store="memory://")
     consumer = app.consumer
     assert isinstance(consumer, BatchConsumer)
@@ -51,13 +58,17 @@ async def _drain(fetches: list[list[Message]], read_offset: dict[TP, int]) -> di
     async def dispatch(message: Any) -> None:
         seen["dispatched"].append((message.topic, message.offset))
 
-    pending = list(fetches)
+    pending = list(enumerate(fetches))
 
     async def getmany(timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         if not pending:
             fetcher._stopped.set()
             return
-        for m in pending.pop(0):
+        i, fetch = pending.pop(0)
+        if i in rebalanced_during:
+            app.consumer_generation_id += 1
+        for m in fetch:
+            m.generation_id = app.consumer_generation_id
             yield m.tp, m
 
     app.batch_sink = BatchSink(frozenset({"purchases", "sessions"}), handle)
@@ -79,6 +90,14 @@ def test_each_fetch_is_handed_over_whole_with_the_generation_it_was_fetched_in()
         ([("sessions", 1)], 7),
     ]
     assert seen["dispatched"] == []
+
+
+def test_a_fetch_that_waited_through_a_rebalance_carries_the_new_generation() -> None:
+    # Handed over with the generation before the call, the worker would drop these
+    # records as overtaken, and the seek that rebalance did came before them: lost.
+    fetches = [[_msg("purchases", 0, 0)], [_msg("purchases", 0, 1)]]
+    seen = asyncio.run(_drain(fetches, {}, rebalanced_during=frozenset({1})))
+    assert seen["batches"] == [([("purchases", 0)], 7), ([("purchases", 1)], 8)]
 
 
 def test_records_before_a_seeks_position_are_not_handed_over_again() -> None:
