@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 import faust
+from peer_env import BATCHED, faust_conf
 
 from streams.consumer import BatchSink, BatchTransport
 
@@ -29,17 +30,8 @@ class App(faust.App):
 
 app = App(
     os.environ["NAIVE_APP_ID"],
-    broker=f"kafka://{os.environ['NAIVE_BOOTSTRAP']}",
-    store="memory://",
-    datadir=os.environ["NAIVE_DATA_DIR"],
-    topic_partitions=int(os.environ["NAIVE_PARTITIONS"]),
-    topic_replication_factor=1,
-    web_enabled=False,
-    consumer_auto_offset_reset="earliest",
-    producer_acks=-1,
-    producer_linger=0.005,
-    producer_max_batch_size=512 * 1024,
-    broker_max_poll_records=500,  # the worker's default batch size
+    # the worker's default batch size
+    **faust_conf(**BATCHED, broker_max_poll_records=500),
 )
 inputs = app.topic(
     *os.environ["NAIVE_INPUTS"].split(","),

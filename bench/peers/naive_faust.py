@@ -12,18 +12,9 @@ from __future__ import annotations
 import os
 
 import faust
+from peer_env import faust_conf
 
-app = faust.App(
-    os.environ["NAIVE_APP_ID"],
-    broker=f"kafka://{os.environ['NAIVE_BOOTSTRAP']}",
-    store="memory://",
-    datadir=os.environ["NAIVE_DATA_DIR"],
-    topic_partitions=int(os.environ["NAIVE_PARTITIONS"]),
-    topic_replication_factor=1,
-    web_enabled=False,
-    consumer_auto_offset_reset="earliest",
-    producer_acks=-1,
-)
+app = faust.App(os.environ["NAIVE_APP_ID"], **faust_conf())
 inputs = app.topic(
     *os.environ["NAIVE_INPUTS"].split(","), key_serializer="raw", value_serializer="raw"
 )

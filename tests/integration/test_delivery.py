@@ -173,9 +173,13 @@ def test_three_kill_9_with_the_rocksdb_local_copy_read_only_the_changelog_tail(
     print("changelog records read / taken from the local copy, per start:", loads)
     assert len(loads) >= 2, loads
     assert loads[0][1] == 0  # the first start has no copy yet
-    for tail, copied in loads[1:]:
-        assert copied > 0, loads  # the restart used the copy ...
-        assert tail < copied, loads  # ... and read less of the changelog than it held
+    for _tail, copied in loads[1:]:
+        assert copied > 0, loads  # every restart used the copy ...
+    # ... and one read less of the changelog than the copy held. Not every one: with input
+    # still arriving, a kill can land right after a large write-back whose records are
+    # acknowledged but not yet in the copy (seen: 1,331 read / 1,091 from the copy, and
+    # 8 / 1,508 on the next restart); the copy is then behind, never wrong (checked below).
+    assert any(tail < copied for tail, copied in loads[1:]), loads
     # after the clean stop the copy is the changelog, record for record
     topic = f"{ts_env.settings.app_id}-customers-changelog"
     log_view, ends = _changelog_view(ts_env, topic)
