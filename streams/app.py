@@ -859,7 +859,7 @@ class Worker:
                 hw = self.app.consumer.highwater(tp)
                 caught_up = hw is not None and hw >= 0 and offset + 1 >= hw
                 if tp.topic != self.reroute:
-                    self._set_idle(tp, caught_up, now)
+                    self._set_idle(tp, caught_up, now, received=True)
                 elif caught_up:
                     # read to an end offset fetched since recovery: whatever an earlier run
                     # forwarded there is read (the idle timer finds this too, later)
@@ -979,8 +979,8 @@ class Worker:
             out.extend(self.router.release(target, wall))
         return out
 
-    def _set_idle(self, tp: TP, caught_up: bool, now: float) -> None:
-        idle = self._idleness.update(tp, caught_up, now)
+    def _set_idle(self, tp: TP, caught_up: bool, now: float, received: bool = False) -> None:
+        idle = self._idleness.update(tp, caught_up, now, received)
         self.engine.clock(tp.partition).set_idle(self.role_of[tp.topic], idle)
 
     def _markers(

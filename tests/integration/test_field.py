@@ -66,8 +66,9 @@ def _offline(history: Path, partitions: int, sweep_every: int = 50_000) -> list[
     ]
 
 
-def conservation(offline: list[Key], live: list[Key]) -> dict[str, int]:
-    """By message_id: what the worker lost, decided differently, or wrote twice."""
+def conservation(offline: list[Key], live: list[Key]) -> dict[str, Any]:
+    """By message_id: what the worker lost, decided differently (with a few examples),
+    or wrote twice."""
     want: dict[str, Counter[Key]] = {}
     for k in offline:
         want.setdefault(k[0], Counter())[k] += 1
@@ -75,6 +76,7 @@ def conservation(offline: list[Key], live: list[Key]) -> dict[str, int]:
     for k in live:
         have.setdefault(k[0], Counter())[k] += 1
     missing = different = duplicated = 0
+    examples: list[str] = []
     for mid, w in want.items():
         h = have.get(mid, Counter())
         n_w, n_h = sum(w.values()), sum(h.values())
@@ -84,6 +86,8 @@ def conservation(offline: list[Key], live: list[Key]) -> dict[str, int]:
             duplicated += n_h - n_w
         if set(h) - set(w):
             different += 1
+            if len(examples) < 5:
+                examples.append(f"{mid}: offline {sorted(w)} live {sorted(h)}")
     unexpected = sum(sum(h.values()) for mid, h in have.items() if mid not in want)
     return {
         "records_decided_offline": len(offline),
@@ -92,6 +96,7 @@ def conservation(offline: list[Key], live: list[Key]) -> dict[str, int]:
         "different": different,
         "duplicated": duplicated,
         "unexpected": unexpected,
+        "different_examples": examples,
     }
 
 

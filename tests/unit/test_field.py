@@ -447,16 +447,31 @@ def test_history_file_keeps_value_bytes(tmp_path: Path) -> None:
             [(True, 0.0), (False, 1.0), (True, 1.5), (True, 3.0)],
             False,
         ),
+        (
+            # a consumer fast enough to end every batch at its fetch's end offset: caught
+            # up at every look, yet records keep coming
+            "records_every_half_second_each_batch_ending_caught_up",
+            2.0,
+            [(True, 0.0, True), (True, 0.5, True), (True, 1.0, True), (True, 2.4, True)],
+            False,
+        ),
+        (
+            "quiet_for_long_enough_after_the_last_record",
+            2.0,
+            [(True, 0.0, True), (True, 1.0, True), (True, 3.1)],
+            True,
+        ),
+        ("a_record_caught_up_at_once_by_default", 0.0, [(True, 0.0, True)], True),
     ],
 )
 def test_idle_after(
-    scenario: str, idle_after: float, observations: list[tuple[bool, float]], idle: bool
+    scenario: str, idle_after: float, observations: list[tuple[Any, ...]], idle: bool
 ) -> None:
     from streams.clock import Idleness
 
     tracker = Idleness(idle_after)
-    got = [tracker.update("tp", caught_up, now) for caught_up, now in observations]
-    assert got[-1] is idle
+    got = [tracker.update("tp", *obs[:2], received=len(obs) > 2 and obs[2]) for obs in observations]
+    assert got[-1] is idle, scenario
 
 
 # ---------------------------------------------------------------- found in review
