@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     idle_after: float = Field(
         default=0.0,
         ge=0,
-        description="seconds an input partition must stay caught up before it counts as idle",
+        description="seconds an input partition must stay caught up, with no new record, "
+        "before it counts as idle",
     )
     marker_interval: float = Field(
         default=0.1, gt=0, description="seconds between progress markers of a busy partition"
