@@ -122,11 +122,12 @@ Output = Decided | LateFinding | Failed
 
 
 class _Partition:
-    __slots__ = ("clock", "heap")
+    __slots__ = ("clock", "heap", "horizons")
 
     def __init__(self, clock: StreamClock) -> None:
         self.clock = clock
         self.heap: list[tuple[int, str, int, str]] = []  # (deadline, message_id, seq, customer)
+        self.horizons = NO_HORIZON  # the last computed, reused while its base stands
 
 
 class Engine:
@@ -157,6 +158,15 @@ class Engine:
         st = policy.state
         self._ttl = st.customer_ttl
         self._caps = Caps(st.max_events, st.max_sends, st.max_message_ids, st.max_orders)
+        # How far below the horizons' base each kind is kept (see _horizons): a fact added
+        # at ``t`` can be pruned once the base passes ``t`` plus its kind's window.
+        self._keep = Horizons(
+            events=st.retention,
+            sends=self._send_window,
+            ids=policy.rules.duplicate_message.retention,
+            orders=st.order_retention,
+            epochs=self._ttl,
+        )
         # Versions applied live (policy_history): each candidate is decided by the one in
         # force at its created_at. ``policy`` stays the base: what shapes state and timing.
         self.history = PolicyHistory(policy)
@@ -293,6 +303,7 @@ class Engine:
             fact.seq = state.nseq
             fact.arr = arr
             state.touch(fact.created_at, self._ttl)
+            self._kept(state, NEVER, False)
             state.held.append(fact)
             heapq.heappush(part.heap, (fact.deadline, fact.message_id, fact.seq, customer_id))
             self.counts["held"] += 1
@@ -301,8 +312,10 @@ class Engine:
             fact.rt = record_ms
             if not state.add(fact, self._ttl):
                 self.counts["duplicate_event"] += 1
-            elif state.sent or state.suppressed:
-                out.extend(self._late(state, customer_id, kind, fact))
+            else:
+                self._kept(state, fact.t, isinstance(fact, PurchaseFact | ReturnFact))
+                if state.sent or state.suppressed:
+                    out.extend(self._late(state, customer_id, kind, fact))
         self._outbox(state, out)
         self._prune(self._horizons(part), state)
         self.store.put(customer_id, state)
@@ -401,10 +414,13 @@ class Engine:
         state = self.store.get(cid)
         if state is None:
             return
-        idx = next((i for i, c in enumerate(state.held) if c.seq == seq), None)
-        if idx is None:
+        held = state.held
+        for idx in range(len(held)):
+            if held[idx].seq == seq:
+                break
+        else:
             return
-        cand = state.held.pop(idx)
+        cand = held.pop(idx)
         policy = self.history.at(cand.created_at)
         try:
             decision = rules.decide(
@@ -422,6 +438,7 @@ class Engine:
         if first is None or (cand.deadline, cand.seq) < (first[1], first[2]):
             # the copy first in deadline order is the one later copies are duplicates of
             state.decided[cand.message_id] = (cand.created_at, cand.deadline, cand.seq, cand.arr)
+            state.due = min(state.due, cand.deadline + self._keep.ids)
         fact = SentFact(
             cand.message_id,
             cand.created_at,
@@ -440,8 +457,10 @@ class Engine:
         )
         if decision.action != "suppress":
             state.sent.append(fact)
+            state.due = min(state.due, fact.created_at + self._keep.sends)
         elif decision.rule in rules.LIFTABLE:
             state.suppressed.append(fact)
+            state.due = min(state.due, fact.created_at + self._keep.sends)
         self.counts[decision.action] += 1
         if decision.rule:
             self.counts[f"rule:{decision.rule}"] += 1
@@ -536,14 +555,26 @@ class Engine:
         if part.heap:
             st = min(st, part.heap[0][0])
         h = st - self._max_settle
-        p = self.policy
-        return Horizons(
-            events=h - p.state.retention,
-            sends=h - self._send_window,
-            ids=h - p.rules.duplicate_message.retention,
-            orders=h - p.state.order_retention,
-            epochs=h - self._ttl,
+        if part.horizons.at == h:
+            return part.horizons  # stream time did not move: most records of a backlog
+        k = self._keep
+        part.horizons = Horizons(
+            h - k.events, h - k.sends, h - k.ids, h - k.orders, h - k.epochs, at=h
         )
+        return part.horizons
+
+    def _kept(self, state: CustomerState, t: int, order: bool) -> None:
+        """A fact at ``t`` (NEVER: none) was added, and epochs may have been merged or
+        started: lower the state's ``due`` so the next prune looks at them."""
+        k = self._keep
+        due = state.due
+        if t != NEVER:
+            due = min(due, t + k.events)
+            if order:
+                due = min(due, t + k.orders)
+        if len(state.epochs) > 1:
+            due = min(due, state.epochs[0].end + k.epochs)
+        state.due = due
 
     def _prune(self, h: Horizons, state: CustomerState) -> None:
         """Time-prune against the horizons; the size caps apply even before time is known."""

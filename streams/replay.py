@@ -132,8 +132,15 @@ def replay_offline(
         for topic in INPUT_TOPICS:
             clock.set_idle(topic, (topic, p) not in ends)
 
+    # Customers come back: their partition is looked up, not hashed again (twice a record).
+    # One entry per customer, as the engine holds one state per customer.
+    known: dict[str, int] = {}
+
     def partition_of(cid: str) -> int:
-        return partition_for(cid, partitions)
+        p = known.get(cid)
+        if p is None:
+            p = known[cid] = partition_for(cid, partitions)
+        return p
 
     for rec in read_history(path):
         if isinstance(rec, BadLine):

@@ -36,6 +36,7 @@ FORMAT_VERSION = 4
 READABLE_FORMATS = (2, 3, 4)
 NEVER = -(2**62)
 """An arrival frontier before anything was read: every fact is in time."""
+ALWAYS = 2**62
 
 Items = tuple[tuple[str, int], ...]  # (sku, quantity)
 
@@ -157,6 +158,11 @@ class CustomerState:
     # after a crash, a rebalance or a repeated re-route, and is skipped. A record below the
     # offset but newer is from a topic deleted and created again, and is applied.
     applied: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Time pruning can change nothing until the horizons' base (``Horizons.at``) passes
+    # this: the oldest kept fact's time plus its kind's window, as of the last full prune,
+    # lowered by whoever adds a fact since (``Engine``). Most prunes then stop after a
+    # comparison and the size caps. Never encoded: a decoded state starts at NEVER (prune).
+    due: int = field(default=NEVER, compare=False, repr=False)
 
     # ------------------------------------------------------------ updates
 
@@ -283,6 +289,45 @@ class CustomerState:
 
     def prune(self, h: Horizons, caps: Caps) -> None:
         """Drop what no pending or future decision can look at any more."""
+        if (
+            h.at <= self.due
+            and len(self.purchases) <= caps.events
+            and len(self.returns) <= caps.events
+            and len(self.sessions) <= caps.events
+            and len(self.orders) <= caps.orders
+            and len(self.sent) <= caps.sends
+            and len(self.suppressed) <= caps.sends
+            and len(self.decided) <= caps.ids
+        ):
+            return  # nothing past a horizon, nothing over a cap: what a full prune finds
+        self._prune(h, caps)
+        self.due = self._due(h)
+
+    def _due(self, h: Horizons) -> int:
+        """The lowest ``Horizons.at`` at which a time prune could drop something again."""
+        at = h.at
+        ev, due = at - h.events, ALWAYS
+        for facts in (self.purchases, self.returns, self.sessions):
+            if facts and facts[0].t + ev < due:
+                due = facts[0].t + ev
+        for c in self.consents:  # the ones before the horizon are the kept withdrawals
+            if c.t >= h.events:
+                due = min(due, c.t + ev)
+                break
+        if self.orders:
+            due = min(due, min(o.last for o in self.orders.values()) + at - h.orders)
+        sends = at - h.sends
+        for s in self.sent:
+            due = min(due, s.created_at + sends)
+        for s in self.suppressed:
+            due = min(due, s.created_at + sends)
+        if self.decided:
+            due = min(due, min(v[1] for v in self.decided.values()) + at - h.ids)
+        if len(self.epochs) > 1:
+            due = min(due, min(e.end for e in self.epochs[:-1]) + at - h.epochs)
+        return due
+
+    def _prune(self, h: Horizons, caps: Caps) -> None:
         self.purchases = _drop_before(self.purchases, h.events, caps.events)
         self.returns = _drop_before(self.returns, h.events, caps.events)
         kept = _drop_before(self.sessions, h.events, caps.events)
@@ -339,6 +384,9 @@ class Horizons:
     ids: int
     orders: int
     epochs: int
+    # the stream-time base they lie below (each by its kind's window): what ``due`` is
+    # compared with
+    at: int = -(2**62)
 
 
 @dataclass(slots=True, frozen=True)
