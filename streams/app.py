@@ -54,7 +54,7 @@ from streams.admin import admin_client
 from streams.changelog import BulkLoadedStore
 from streams.checkpoint import Checkpoints, WriteFailed, frontier_meta, parse_frontier
 from streams.clock import NEVER, Idleness, iso
-from streams.consumer import BatchConsumer, BatchSink, BatchTransport
+from streams.consumer import BatchConsumer, BatchSink, BatchTransport, FetchTuning
 from streams.dashboard import PAGE as DASHBOARD
 from streams.dashboard import data as dashboard_data_of
 from streams.engine import Decided, Engine
@@ -138,6 +138,8 @@ class _App(faust.App):
     early_tasks: tuple[Callable[[], Awaitable[None]], ...] = ()
     # where the drain loop hands fetched batches of the worker's topics (streams.consumer)
     batch_sink: BatchSink | None = None
+    # fetch.min.bytes / fetch.max.wait.ms of the worker's consumer (streams.consumer)
+    fetch_tuning: FetchTuning | None = None
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
@@ -420,6 +422,7 @@ class Worker:
         self.app = _App(settings.app_id, **app_config(settings))
         self.app.before_stop = self._final_publish
         self.app.stop_within = settings.session_timeout * 0.8
+        self.app.fetch_tuning = FetchTuning(settings.fetch_min_bytes, settings.fetch_max_wait_ms)
         self.app.early_tasks = (self._watch_loop,)
         self.checkpoints = Checkpoints()
         table = DurableTable(

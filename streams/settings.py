@@ -93,6 +93,20 @@ class Settings(BaseSettings):
         description="records fetched and handled as one batch: markers, idleness and "
         "releases once per batch and partition, not per record",
     )
+    fetch_min_bytes: int = Field(
+        default=16 * 1024,
+        ge=1,
+        le=16 * 1024 * 1024,
+        description="bytes the broker gathers before it answers a fetch (or the wait "
+        "runs out): more gives live-rate batches of more records, less CPU per record",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        le=60_000,
+        description="milliseconds the broker may hold a fetch waiting for "
+        "fetch_min_bytes; a caught-up partition's records wait at most this long",
+    )
     state_cache: int = Field(
         default=20_000,
         ge=0,

@@ -173,3 +173,47 @@ def test_a_stopping_worker_handles_nothing_more_and_waits_to_be_cancelled() -> N
     handled, returned = asyncio.run(run())
     assert handled == []
     assert not returned
+
+
+@pytest.mark.parametrize(
+    ("min_bytes", "max_wait_ms"),
+    [pytest.param(1, 1500, id="faust_defaults"), pytest.param(16384, 20, id="gather_16kb")],
+)
+def test_fetch_tuning_reaches_the_aiokafka_consumer_before_it_starts(
+    min_bytes: int, max_wait_ms: int
+) -> None:
+    """faust builds the aiokafka consumer with a fixed wait and aiokafka's 1-byte
+    minimum; the consumer thread sets the app's tuning on it before ``start`` builds the
+    fetcher from those two attributes (which the pinned aiokafka reads there)."""
+    import inspect
+
+    from aiokafka import AIOKafkaConsumer
+
+    from streams.consumer import FetchTuning
+
+    async def built() -> tuple[int, int]:
+        app = _App("test-fetch", broker="kafka://127.0.0.1:1", store="memory://")
+        app.fetch_tuning = FetchTuning(min_bytes, max_wait_ms)  # type: ignore[attr-defined]
+        thread = app.consumer._new_consumer_thread()  # type: ignore[attr-defined]
+        consumer = thread._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms
+        finally:
+            await consumer._client.close()
+
+    assert asyncio.run(built()) == (min_bytes, max_wait_ms)
+    start = inspect.getsource(AIOKafkaConsumer.start)
+    assert "fetch_min_bytes=self._fetch_min_bytes" in start
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in start
+
+
+def test_worker_settings_map_onto_the_fetch_tuning() -> None:
+    settings = Settings(
+        bootstrap_servers="127.0.0.1:1",  # type: ignore[call-arg]
+        fetch_min_bytes=4096,
+        fetch_max_wait_ms=7,
+        web_enabled=False,
+    )
+    worker = Worker(settings, DEFAULT_POLICY)
+    tuning = worker.app.fetch_tuning
+    assert tuning is not None and (tuning.min_bytes, tuning.max_wait_ms) == (4096, 7)
