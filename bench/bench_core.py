@@ -108,6 +108,9 @@ def main() -> int:
     ap.add_argument("--customers", type=int, default=3000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument(
+        "--jobs", type=int, default=2, help="also replay with N processes (replay --jobs N)"
+    )
     args = ap.parse_args()
 
     history = generate(args.customers, seed=99)
@@ -129,6 +132,11 @@ def main() -> int:
             summary = replay_offline(path, DEFAULT_POLICY, None, partitions=args.partitions)
             full.append(time.perf_counter() - start)
         best = min(full)
+        jobs = []
+        for _ in range(args.repeat if args.jobs > 1 else 0):
+            start = time.perf_counter()
+            replay_offline(path, DEFAULT_POLICY, None, partitions=args.partitions, jobs=args.jobs)
+            jobs.append(time.perf_counter() - start)
         print(f"orjson read of the file only:   {n / floor:>10,.0f} records/s")
         print(f"baseline (parse+validate only): {n / base:>10,.0f} records/s")
         print(
@@ -137,6 +145,12 @@ def main() -> int:
             f"{base / best:.2f}x parse+validate "
             f"({summary.candidates} candidates, {sum(summary.actions.values())} decisions)"
         )
+        if jobs:
+            print(
+                f"offline replay, {args.jobs} processes: {n / min(jobs):>10,.0f} records/s   "
+                f"{floor / min(jobs):.3f}x the orjson read, {best / min(jobs):.2f}x one process "
+                "(same output; the first pass and the merge run in one)"
+            )
         result: dict[str, object] = {
             "customers": args.customers,
             "records": n,
@@ -145,6 +159,9 @@ def main() -> int:
             "parse_validate_per_s": round(n / base),
             "replay_per_s": round(n / best),
             "ratio_to_orjson": round(floor / best, 4),
+            "jobs": args.jobs,
+            "replay_jobs_per_s": round(n / min(jobs)) if jobs else None,
+            "jobs_ratio_to_orjson": round(floor / min(jobs), 4) if jobs else None,
         }
 
     lat, engine = core_latency(records)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import sys
 import time
+from array import array
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -29,7 +30,14 @@ import orjson
 from streams import codec, rawjson
 from streams.clock import iso
 from streams.engine import Decided, Engine, LateFinding, MemoryStore, Output
-from streams.history import INPUT_TOPICS, BadLine, HistoryRecord, read_history
+from streams.history import (
+    INPUT_TOPICS,
+    BadLine,
+    HistoryRecord,
+    iter_lines,
+    parse_line,
+    read_history,
+)
 from streams.outputs import offline_line
 from streams.partitioning import partition_for
 from streams.policy import Policy
@@ -81,13 +89,35 @@ class ReplaySummary:
         return "\n".join(lines)
 
 
-def _stream_ends(path: str | Path, partitions: int) -> dict[tuple[str, int], int]:
-    """(topic, partition) -> line number of its last record."""
+UNKEYED = 254
+"""A line's mark in the per-line partitions of a first pass: a record with no customer."""
+NO_RECORD = 255
+"""A blank or unreadable line."""
+
+
+def first_pass(
+    path: str | Path, partitions: int, per_line: bool = False
+) -> tuple[dict[tuple[str, int], int], array[int] | None]:
+    """(topic, partition) -> line number of its last record; with ``per_line``, also each
+    line's partition (``UNKEYED``, ``NO_RECORD``), indexed by line number: what lets a
+    parallel replay skip the lines of partitions it does not decide without parsing
+    them. One byte per line up to 253 partitions, two beyond."""
     last: dict[tuple[str, int], int] = {}
-    for rec in read_history(path, full=False):
-        if isinstance(rec, HistoryRecord) and rec.customer_id is not None:
-            last[(rec.topic, partition_for(rec.customer_id, partitions))] = rec.line_no
-    return last
+    parts: array[int] | None = None
+    if per_line:
+        parts = array("B" if partitions < UNKEYED else "H", [NO_RECORD])
+    for i, line in iter_lines(path):
+        rec = parse_line(i, line, full=False)
+        mark = NO_RECORD
+        if isinstance(rec, HistoryRecord):
+            if rec.customer_id is None:
+                mark = UNKEYED
+            else:
+                mark = partition_for(rec.customer_id, partitions)
+                last[(rec.topic, mark)] = i
+        if parts is not None:
+            parts.append(mark)
+    return last, parts
 
 
 def replay_offline(
@@ -100,16 +130,22 @@ def replay_offline(
     sweep_every: int = 50_000,
     history: PolicyHistory | None = None,
     on_output: Callable[[Output], None] | None = None,
+    jobs: int = 1,
 ) -> ReplaySummary:
     """``history``: versions applied live (its base must be ``policy``). ``on_output``
-    sees every decision, late finding and failure (the report and compare tools)."""
+    sees every decision, late finding and failure (the report and compare tools).
+    ``jobs`` > 1: the partitions are decided by that many processes
+    (``streams.replay_jobs``), with the same output, byte for byte."""
+    if jobs > 1 and partitions > 1:
+        if on_output is not None:
+            raise ValueError("on_output needs the decisions in this process: jobs=1")
+        from streams.replay_jobs import replay_jobs
+
+        return replay_jobs(path, policy, out, progress, late_out, partitions, jobs, history)
     summary = ReplaySummary()
-    engine = Engine(policy, MemoryStore(), partitions)
-    if history is not None:
-        engine.history = history
     started = time.perf_counter()
 
-    def emit(outputs: list[Output]) -> None:
+    def emit(_line: int, outputs: list[Output]) -> None:
         for o in outputs:
             if on_output is not None:
                 on_output(o)
@@ -126,7 +162,37 @@ def replay_offline(
             else:  # dead-lettered by the worker too: over a state limit, or its decision raised
                 summary.failed.append((o.candidate.message_id, o.error))
 
-    ends = _stream_ends(path, partitions)
+    ends, _ = first_pass(path, partitions)
+    decide_file(path, policy, partitions, ends, summary, emit, progress, sweep_every, history)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+FLUSHED = 0
+"""The line number ``decide_file`` passes with the outputs of the final flush."""
+
+
+def decide_file(
+    path: str | Path,
+    policy: Policy,
+    partitions: int,
+    ends: dict[tuple[str, int], int],
+    summary: ReplaySummary,
+    emit: Callable[[int, list[Output]], None],
+    progress: Callable[[int], None] | None = None,
+    sweep_every: int = 50_000,
+    history: PolicyHistory | None = None,
+    marks: Container[int] | None = None,
+    parts: array[int] | None = None,
+) -> None:
+    """The offline replay's one pass: every record through the engine, outputs to
+    ``emit(line number, outputs)``. With ``parts`` (a first pass's per-line partitions),
+    only the lines whose mark is in ``marks`` are read: one process's share of a
+    parallel replay. Partitions share nothing, so a share decides its partitions
+    exactly as the whole file does."""
+    engine = Engine(policy, MemoryStore(), partitions)
+    if history is not None:
+        engine.history = history
     for p in range(partitions):
         clock = engine.clock(p)
         for topic in INPUT_TOPICS:
@@ -142,7 +208,12 @@ def replay_offline(
             p = known[cid] = partition_for(cid, partitions)
         return p
 
-    for rec in read_history(path):
+    for i, line in iter_lines(path):
+        if parts is not None and marks is not None and parts[i] not in marks:
+            continue
+        rec = parse_line(i, line)
+        if rec is None:
+            continue
         if isinstance(rec, BadLine):
             summary.bad_lines.append((rec.line_no, rec.error))
             continue
@@ -157,21 +228,20 @@ def replay_offline(
             if parsed.kind == "outbound":
                 summary.candidates += 1
             emit(
+                i,
                 engine.ingest(
                     part, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms
-                )
+                ),
             )
         if part is not None:
             if ends.get((rec.topic, part)) == rec.line_no:
                 engine.clock(part).set_idle(rec.topic, True)
-            emit(engine.release(part, record_ms))
+            emit(i, engine.release(part, record_ms))
         if sweep_every and summary.records % sweep_every == 0:
             engine.sweep(partition_of)
             if progress is not None:
                 progress(summary.records)
-    emit(engine.flush(0))
-    summary.seconds = time.perf_counter() - started
-    return summary
+    emit(FLUSHED, engine.flush(0))
 
 
 def late_line(o: LateFinding) -> dict[str, Any]:

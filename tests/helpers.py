@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +171,73 @@ def decisions_list(
     with open(out_path, "wb") as out:
         replay_offline(path, policy, out)
     return [orjson.loads(line) for line in out_path.read_bytes().splitlines()]
+
+
+def iso_s(t: datetime) -> str:
+    """RFC 3339 UTC, whole seconds."""
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hot_customers(n: int, days: int, seed: int, disorder: int = 0) -> list[dict[str, Any]]:
+    """Customers active most days for ``days``, with quiet spells longer than the TTL
+    (new epochs), late records, repeated message ids and consent flips. ``disorder``:
+    a fifth of the events happened up to that many days before they were read (a fact
+    older than everything kept, after the state was pruned)."""
+    rng = random.Random(seed)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    recs: list[tuple[datetime, int, dict[str, Any]]] = []
+    k = 0
+    for c in range(n):
+        cid = f"hot-{c}"
+        day = 0
+        while day < days:
+            if rng.random() < 0.03:
+                day += rng.randint(41, 60)  # longer than customer_ttl: a new epoch
+                continue
+            t = start + timedelta(days=day, hours=rng.randint(6, 20), minutes=rng.randint(0, 59))
+            order = f"o-{c}-{day}"
+            sku = f"SKU-{rng.randint(1, 6)}"
+            late = t - timedelta(hours=rng.choice((0, 0, 0, 2)))
+            read = t  # the record's place in the file
+            if disorder and rng.random() < 0.2:
+                t = late = t - timedelta(hours=rng.randint(1, 24 * disorder))
+            roll = rng.random()
+            v: dict[str, Any]
+            if roll < 0.3:
+                v = {"event_id": f"p{k}", "customer_id": cid, "occurred_at": iso_s(late),
+                     "order_id": order, "items": [{"sku": sku, "quantity": 1}]}  # fmt: skip
+                recs.append((read, k, {"topic": "purchases", "value": v, "timestamp": iso_s(read)}))
+            elif roll < 0.4:
+                v = {"event_id": f"r{k}", "customer_id": cid, "occurred_at": iso_s(t),
+                     "order_id": f"o-{c}-{max(0, day - rng.randint(0, 5))}",
+                     "items": [{"sku": sku, "quantity": 1}]}  # fmt: skip
+                recs.append((read, k, {"topic": "returns", "value": v, "timestamp": iso_s(read)}))
+            elif roll < 0.6:
+                v = {"event_id": f"s{k}", "customer_id": cid, "occurred_at": iso_s(t),
+                     "session_id": f"x{k}", "kind": "started"}  # fmt: skip
+                recs.append((read, k, {"topic": "sessions", "value": v, "timestamp": iso_s(read)}))
+            elif roll < 0.65:
+                v = {"event_id": f"k{k}", "customer_id": cid, "occurred_at": iso_s(t),
+                     "channel": rng.choice(("email", "sms")),
+                     "status": rng.choice(("granted", "withdrawn"))}  # fmt: skip
+                recs.append((read, k, {"topic": "consents", "value": v, "timestamp": iso_s(read)}))
+            else:
+                trigger = rng.choice(
+                    ("promotion", "welcome", "welcome_back", "win_back", "review_request",
+                     "product_recommendation")
+                )  # fmt: skip
+                ctx: dict[str, Any] = {}
+                if trigger == "review_request":
+                    ctx["order_id"] = f"o-{c}-{max(0, day - rng.randint(0, 40))}"
+                if trigger == "product_recommendation":
+                    ctx["skus"] = [f"SKU-{rng.randint(1, 6)}", f"SKU-{rng.randint(1, 6)}"]
+                mid = f"m{k}" if rng.random() < 0.9 else f"m{max(0, k - 7)}"
+                v = {"message_id": mid, "customer_id": cid, "created_at": iso_s(t),
+                     "trigger": trigger, "channel": rng.choice(("email", "sms")),
+                     "category": "marketing", "context": ctx,
+                     "payload": {"n": rng.randint(0, 3)}}  # fmt: skip
+                recs.append((read, k, {"topic": "outbound", "value": v, "timestamp": iso_s(read)}))
+            k += 1
+            day += rng.choice((0, 0, 1, 1, 2))
+    recs.sort(key=lambda r: (r[0], r[1]))
+    return [r for _t, _k, r in recs]

@@ -1,0 +1,171 @@
+"""``replay --offline --jobs N``: the partitions decided in N processes give the same
+files and the same summary as one process, byte for byte."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.cli import main
+from streams.engine import Output
+from streams.generator import generate
+from streams.history import write_history
+from streams.policy import DEFAULT_POLICY, Policy, policy_from_mapping
+from streams.replay import ReplaySummary, replay_offline
+from tests.helpers import hot_customers, msg, purchase
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+FEW_HELD = policy_from_mapping({"version": "few-held", "state": {"max_held": 1}})
+"""One held candidate per customer: the rest fail (dead-lettered), in order."""
+
+
+def _run(path: Path, policy: Policy, partitions: int, jobs: int) -> tuple[bytes, bytes, str]:
+    out, late = path.with_suffix(f".{jobs}.out"), path.with_suffix(f".{jobs}.late")
+    with open(out, "wb") as fo, open(late, "wb") as fl:
+        summary = replay_offline(path, policy, fo, None, fl, partitions=partitions, jobs=jobs)
+    # the first line carries the time taken; everything after it must be the same
+    return out.read_bytes(), late.read_bytes(), summary.render().split("\n", 1)[1]
+
+
+def _with_bad_lines(tmp_path: Path) -> Path:
+    """The contract history (a bad line, an unreadable value) plus records with no
+    customer, a blank line and a generated history around them."""
+    lines = (DATA / "contract_history.jsonl").read_bytes().splitlines()
+    lines += [orjson.dumps(r) for r in generate(80, seed=3)]
+    lines += [
+        b"",
+        b'{"topic": "purchases", "value": {"event_id": "x", "occurred_at": "2026-01-05T10:00Z"}}',
+        b'{"topic": "nowhere", "value": {}}',
+        b"not json at all",
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def read_late(customers: int) -> list[dict[str, Any]]:
+    """Per customer, a day apart: another customer's purchase moves the purchases
+    stream on, then this customer's earlier purchase is read, then its welcome is
+    decided: a welcome sent, with late evidence that it should not have been."""
+    out: list[dict[str, Any]] = []
+    for i in range(customers):
+        day = f"2026-02-{1 + i // 24:02d}T{i % 24:02d}"
+        out += [
+            purchase(f"{day}:50:00Z", ["SKU-Z"], cid=f"other-{i}"),
+            purchase(f"{day}:05:00Z", ["SKU-1"], cid=f"c-{i}"),
+            msg(f"w-{i}", "welcome", f"{day}:10:00Z", cid=f"c-{i}"),
+        ]
+    return out
+
+
+def _write(tmp_path: Path, name: str, records: list[dict[str, Any]]) -> Path:
+    path = tmp_path / name
+    write_history(path, records)
+    return path
+
+
+CASES = [
+    ("tidy_history", lambda t: _write(t, "tidy.jsonl", generate(400, seed=8)), DEFAULT_POLICY),
+    ("gzip_history", lambda t: _write(t, "tidy.jsonl.gz", generate(150, seed=9)), DEFAULT_POLICY),
+    (
+        "events_read_weeks_late",
+        lambda t: _write(t, "weeks.jsonl", hot_customers(12, 200, 7, disorder=20)),
+        DEFAULT_POLICY,
+    ),
+    (
+        "purchases_read_after_the_welcome",  # late findings, in the order one process finds them
+        lambda t: _write(t, "late.jsonl", read_late(60)),
+        DEFAULT_POLICY,
+    ),
+    ("bad_lines_and_no_customer", _with_bad_lines, DEFAULT_POLICY),
+    (
+        "candidates_over_the_held_limit",  # failures, in order
+        lambda t: _write(t, "held.jsonl", generate(200, seed=10)),
+        FEW_HELD,
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "policy"), [pytest.param(m, p, id=name) for name, m, p in CASES])
+@pytest.mark.parametrize(("partitions", "jobs"), [(8, 2), (8, 3), (3, 8)])
+def test_jobs_decide_exactly_as_one_process(
+    tmp_path: Path, make: Any, policy: Policy, partitions: int, jobs: int
+) -> None:
+    path = make(tmp_path)
+    one = _run(path, policy, partitions, 1)
+    assert one[0], "the history decided nothing"
+    assert _run(path, policy, partitions, jobs) == one
+
+
+def test_the_late_and_failure_cases_really_have_late_findings_and_failures(
+    tmp_path: Path,
+) -> None:
+    """So that the cases above compare something."""
+    late = _run(_write(tmp_path, "l.jsonl", read_late(60)), DEFAULT_POLICY, 8, 1)
+    assert late[1].count(b"\n") >= 10  # where "other" shares the partition
+    held = _run(_write(tmp_path, "h.jsonl", generate(200, seed=10)), FEW_HELD, 8, 1)
+    assert "not decided (dead-lettered)" in held[2]
+    bad = _run(_with_bad_lines(tmp_path), DEFAULT_POLICY, 8, 1)
+    assert "unreadable: " in bad[2]
+
+
+def test_progress_is_reported_from_the_processes(tmp_path: Path) -> None:
+    path = _write(tmp_path, "p.jsonl", generate(600, seed=4))
+    seen: list[int] = []
+    summary = replay_offline(path, DEFAULT_POLICY, None, seen.append, partitions=8, jobs=2)
+    assert seen and seen[-1] == summary.records
+
+
+def test_jobs_refuse_a_callback_that_needs_the_outputs_here(tmp_path: Path) -> None:
+    path = _write(tmp_path, "x.jsonl", generate(5, seed=1))
+    outputs: list[Output] = []
+    with pytest.raises(ValueError, match="jobs=1"):
+        replay_offline(path, DEFAULT_POLICY, None, partitions=4, jobs=2, on_output=outputs.append)
+
+
+def test_cli_jobs_writes_the_same_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "c.jsonl.gz", generate(120, seed=2))
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl.gz"
+    assert main(["replay", str(path), "--offline", "--out", str(a)]) == 0
+    assert main(["replay", str(path), "--offline", "--out", str(b), "--jobs", "2"]) == 0
+    assert a.read_bytes() == gzip.decompress(b.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--jobs", "2"], "--jobs is for --offline", id="into_kafka"),
+        pytest.param(
+            ["--offline", "--jobs", "2", "--report", "r.html"], "drop --jobs", id="with_report"
+        ),
+    ],
+)
+def test_cli_jobs_refused_where_it_cannot_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    path = _write(tmp_path, "y.jsonl", generate(5, seed=1))
+    assert main(["replay", str(path), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_jobs_must_be_a_positive_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "h.jsonl", "--offline", "--jobs", "0"])
+    assert exc.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_summary_counts_add_up_across_processes(tmp_path: Path) -> None:
+    path = _with_bad_lines(tmp_path)
+    one = replay_offline(path, DEFAULT_POLICY, None, partitions=8)
+    two = replay_offline(path, DEFAULT_POLICY, None, partitions=8, jobs=2)
+    fields = ("records", "candidates", "actions", "rules", "late", "bad_lines", "unreadable")
+    assert {f: getattr(two, f) for f in fields} == {f: getattr(one, f) for f in fields}
+    assert isinstance(two, ReplaySummary) and two.failed == one.failed
