@@ -15,6 +15,7 @@ loaded from the copy and the changelog is read only after the copy's offset.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Iterable, MutableMapping
@@ -81,6 +82,10 @@ class BulkLoadedStore(MemoryStore):
             stale = [k for k in data if partition_for(k.decode("utf-8"), parts) in numbers]
             for k in stale:
                 del data[k]
+        # Out of the collector's full passes, for good: the dict filled here (its million
+        # entries were walked by every full pass of the load, about 50 ms each, every
+        # second or so) and everything alive so far (see ``Worker._frozen``).
+        gc.freeze()
         t0 = time.perf_counter()
         snapshot = self.snapshot
         from_copy = 0

@@ -166,6 +166,7 @@ class Engine:
             ids=policy.rules.duplicate_message.retention,
             orders=st.order_retention,
             epochs=self._ttl,
+            at=0,
         )
         # Versions applied live (policy_history): each candidate is decided by the one in
         # force at its created_at. ``policy`` stays the base: what shapes state and timing.
@@ -531,6 +532,10 @@ class Engine:
         if msg.action == "suppress" and msg.rule not in rules.LIFTABLE:
             return
         d = msg.deadline
+        # Below the message's own floor (``view``) a fact may or may not have been pruned
+        # yet, depending on when sweeps ran: leave it out, so the findings do not depend on
+        # that either (it could not have changed the decision: the view never saw it).
+        floor = max(msg.arr, d) - self._max_settle - self.policy.state.retention
         for kind, facts in (
             ("purchases", state.purchases),
             ("returns", state.returns),
@@ -538,7 +543,7 @@ class Engine:
             ("consents", state.consents),
         ):
             for f in facts:
-                if f.t <= d < f.arr:
+                if floor <= f.t <= d < f.arr:
                     found = self._finding(state, customer_id, msg, f, kind)
                     if found is not None:
                         self.counts["late_evidence"] += 1

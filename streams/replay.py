@@ -89,29 +89,37 @@ class ReplaySummary:
         return "\n".join(lines)
 
 
-UNKEYED = 254
-"""A line's mark in the per-line partitions of a first pass: a record with no customer."""
-NO_RECORD = 255
-"""A blank or unreadable line."""
+def unkeyed(partitions: int) -> int:
+    """A line's mark in a first pass's per-line partitions: a record with no customer."""
+    return partitions
+
+
+def no_record(partitions: int) -> int:
+    """The mark of a blank or unreadable line."""
+    return partitions + 1
 
 
 def first_pass(
     path: str | Path, partitions: int, per_line: bool = False
 ) -> tuple[dict[tuple[str, int], int], array[int] | None]:
     """(topic, partition) -> line number of its last record; with ``per_line``, also each
-    line's partition (``UNKEYED``, ``NO_RECORD``), indexed by line number: what lets a
-    parallel replay skip the lines of partitions it does not decide without parsing
-    them. One byte per line up to 253 partitions, two beyond."""
+    line's partition (or the marks ``unkeyed``, ``no_record``: above every partition),
+    indexed by line number: what lets a parallel replay skip the lines of partitions it
+    does not decide without parsing them. One byte per line up to 254 partitions, two
+    beyond (65,534 at most)."""
     last: dict[tuple[str, int], int] = {}
     parts: array[int] | None = None
+    nothing = no_record(partitions)
     if per_line:
-        parts = array("B" if partitions < UNKEYED else "H", [NO_RECORD])
+        if nothing > 0xFFFF:
+            raise ValueError(f"a parallel replay takes at most 65,534 partitions, not {partitions}")
+        parts = array("B" if nothing <= 0xFF else "H", [nothing])
     for i, line in iter_lines(path):
         rec = parse_line(i, line, full=False)
-        mark = NO_RECORD
+        mark = nothing
         if isinstance(rec, HistoryRecord):
             if rec.customer_id is None:
-                mark = UNKEYED
+                mark = unkeyed(partitions)
             else:
                 mark = partition_for(rec.customer_id, partitions)
                 last[(rec.topic, mark)] = i
@@ -141,7 +149,9 @@ def replay_offline(
             raise ValueError("on_output needs the decisions in this process: jobs=1")
         from streams.replay_jobs import replay_jobs
 
-        return replay_jobs(path, policy, out, progress, late_out, partitions, jobs, history)
+        return replay_jobs(
+            path, policy, out, progress, late_out, partitions, jobs, history, sweep_every
+        )
     summary = ReplaySummary()
     started = time.perf_counter()
 
@@ -208,9 +218,27 @@ def decide_file(
             p = known[cid] = partition_for(cid, partitions)
         return p
 
+    def sweep() -> None:
+        # Late findings depend on what a sweep dropped: a parallel share sweeps at the
+        # same records of the file as one process does (see ``seen``).
+        engine.sweep(partition_of)
+        known.clear()  # customers the sweep forgot: the lookup must not outgrow the state
+        if progress is not None:
+            progress(summary.records)
+
+    nothing = no_record(partitions)
+    seen = 0  # records of the whole file so far: sweeps at the same records as one process
+    share = parts is not None and marks is not None
     for i, line in iter_lines(path):
-        if parts is not None and marks is not None and parts[i] not in marks:
-            continue
+        if share:
+            assert parts is not None and marks is not None
+            mark = parts[i]
+            if mark != nothing:
+                seen += 1
+            if mark not in marks:
+                if sweep_every and mark != nothing and seen % sweep_every == 0:
+                    sweep()
+                continue
         rec = parse_line(i, line)
         if rec is None:
             continue
@@ -237,10 +265,8 @@ def decide_file(
             if ends.get((rec.topic, part)) == rec.line_no:
                 engine.clock(part).set_idle(rec.topic, True)
             emit(i, engine.release(part, record_ms))
-        if sweep_every and summary.records % sweep_every == 0:
-            engine.sweep(partition_of)
-            if progress is not None:
-                progress(summary.records)
+        if sweep_every and (seen if share else summary.records) % sweep_every == 0:
+            sweep()
     emit(FLUSHED, engine.flush(0))
 
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import heapq
 import multiprocessing
+import multiprocessing.connection
 import tempfile
 import time
+import traceback
 from array import array
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,12 +38,12 @@ from streams.policy import Policy
 from streams.policy_history import PolicyHistory
 from streams.replay import (
     FLUSHED,
-    NO_RECORD,
-    UNKEYED,
     ReplaySummary,
     decide_file,
     first_pass,
     late_line,
+    no_record,
+    unkeyed,
 )
 
 _DECIDED, _LATE, _FAILED = 0, 1, 2
@@ -55,18 +56,19 @@ def _share(
     policy: Policy,
     partitions: int,
     history: PolicyHistory | None,
+    sweep_every: int,
     ends: dict[tuple[str, int], int],
     parts: array[int],
     tags: str,
     done: Any,
-) -> dict[str, Any]:
+) -> None:
     """Process ``k``'s partitions: outputs to ``tags`` as ``[line, seq, kind, value]``
-    lines in the order they came; returns its counts and unreadable lines. ``done[k]``:
-    its records so far (a list shared through a multiprocessing manager, for the
+    lines in the order they came, then its counts and unreadable lines to
+    ``tags + ".summary"``; ``done[k]``: its records so far (shared memory, for the
     parent's progress line)."""
     marks = {p for p in range(partitions) if p % jobs == k}
     if k == 0:
-        marks |= {UNKEYED, NO_RECORD}
+        marks |= {unkeyed(partitions), no_record(partitions)}
     summary = ReplaySummary()
     flush_base = len(parts)  # after every line: the final flush, ordered by partition
     seq = 0
@@ -93,21 +95,76 @@ def _share(
                 seq += 1
 
         decide_file(
-            path, policy, partitions, ends, summary, emit, progress, 10_000, history, marks, parts
-        )
+            path, policy, partitions, ends, summary, emit, progress, sweep_every, history,
+            marks, parts,
+        )  # fmt: skip
     progress(summary.records)
-    return {
-        "records": summary.records,
-        "candidates": summary.candidates,
-        "bad_lines": summary.bad_lines,
-        "unreadable": summary.unreadable,
-    }
+    Path(tags + ".summary").write_bytes(
+        orjson.dumps(
+            {
+                "records": summary.records,
+                "candidates": summary.candidates,
+                "bad_lines": summary.bad_lines,
+                "unreadable": summary.unreadable,
+            }
+        )
+    )
+
+
+def _main(k: int, *args: Any) -> None:
+    """A process's body: its share, or its error written where the parent reads it
+    (``args`` as ``_share`` takes them after ``k``; the tags file is the next to last)."""
+    try:
+        _share(k, *args)
+    except BaseException:
+        Path(args[-2] + ".error").write_text(traceback.format_exc())
+        raise
 
 
 def _rows(tags: Path) -> Iterator[list[Any]]:
     with open(tags, "rb") as fh:
         for line in fh:
             yield orjson.loads(line)
+
+
+class ShareFailed(RuntimeError):
+    """A process of a parallel replay failed; the message carries its traceback."""
+
+
+def _run_shares(
+    ctx: Any, jobs: int, args: tuple[Any, ...], files: list[Path],
+    progress: Callable[[int], None] | None,
+) -> None:  # fmt: skip
+    """Start the processes (with fork they inherit ``args``: nothing is pickled), report
+    progress while they run, and stop them all at the first failure."""
+    done = ctx.Array("q", jobs)
+    procs = [
+        ctx.Process(target=_main, args=(k, *args, str(files[k]), done), daemon=True)
+        for k in range(jobs)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        running = {proc.sentinel: proc for proc in procs}
+        reported = -1
+        while running:
+            for sentinel in multiprocessing.connection.wait(list(running), timeout=2.0):
+                proc = running.pop(sentinel)
+                proc.join()
+                if proc.exitcode != 0:
+                    k = procs.index(proc)
+                    err = Path(str(files[k]) + ".error")
+                    why = err.read_text() if err.exists() else f"exit code {proc.exitcode}"
+                    raise ShareFailed(f"replay process {k} of {jobs} failed:\n{why}")
+            total = sum(done)
+            if progress is not None and total != reported:
+                progress(total)
+                reported = total
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
 
 
 def replay_jobs(
@@ -119,44 +176,21 @@ def replay_jobs(
     partitions: int,
     jobs: int,
     history: PolicyHistory | None,
+    sweep_every: int = 50_000,
 ) -> ReplaySummary:
     jobs = max(1, min(jobs, partitions))
     summary = ReplaySummary()
     started = time.perf_counter()
     ends, parts = first_pass(path, partitions, per_line=True)
     assert parts is not None
-    # fork: the processes inherit the first pass instead of receiving a pickled copy
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with tempfile.TemporaryDirectory(prefix="replay-jobs-") as tmp:
         files = [Path(tmp) / f"{k}.tags" for k in range(jobs)]
-        with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-            done = manager.list([0] * jobs)
-            futures = [
-                pool.submit(
-                    _share,
-                    k,
-                    jobs,
-                    str(path),
-                    policy,
-                    partitions,
-                    history,
-                    ends,
-                    parts,
-                    str(files[k]),
-                    done,
-                )
-                for k in range(jobs)
-            ]
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=2.0, return_when=FIRST_EXCEPTION)
-                if progress is not None:
-                    progress(sum(done))
-                for f in finished:
-                    f.result()  # a process's error is raised here, with its traceback
-            shares = [f.result() for f in futures]
-        for share in shares:
+        args = (jobs, str(path), policy, partitions, history, sweep_every, ends, parts)
+        _run_shares(ctx, jobs, args, files, progress)
+        for f in files:
+            share = orjson.loads(Path(str(f) + ".summary").read_bytes())
             summary.records += share["records"]
             summary.candidates += share["candidates"]
             summary.bad_lines += [(ln, err) for ln, err in share["bad_lines"]]

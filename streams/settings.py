@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     )
     fetch_max_wait_ms: int = Field(
         default=20,
-        ge=0,
+        ge=1,
         le=60_000,
         description="milliseconds the broker may hold a fetch waiting for "
         "fetch_min_bytes; a caught-up partition's records wait at most this long",

@@ -385,8 +385,8 @@ class Horizons:
     orders: int
     epochs: int
     # the stream-time base they lie below (each by its kind's window): what ``due`` is
-    # compared with
-    at: int = -(2**62)
+    # compared with. Required: a default here would let a forgotten one skip time pruning.
+    at: int
 
 
 @dataclass(slots=True, frozen=True)
@@ -397,7 +397,7 @@ class Caps:
     orders: int
 
 
-NO_HORIZON = Horizons(NEVER, NEVER, NEVER, NEVER, NEVER)
+NO_HORIZON = Horizons(NEVER, NEVER, NEVER, NEVER, NEVER, NEVER)
 
 
 def _merge(a: Epoch, b: Epoch) -> Epoch:

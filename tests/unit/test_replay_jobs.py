@@ -169,3 +169,56 @@ def test_summary_counts_add_up_across_processes(tmp_path: Path) -> None:
     fields = ("records", "candidates", "actions", "rules", "late", "bad_lines", "unreadable")
     assert {f: getattr(two, f) for f in fields} == {f: getattr(one, f) for f in fields}
     assert isinstance(two, ReplaySummary) and two.failed == one.failed
+
+
+@pytest.mark.parametrize(("partitions", "jobs"), [(255, 2), (256, 2), (300, 3)])
+def test_jobs_with_more_partitions_than_a_byte_holds(
+    tmp_path: Path, partitions: int, jobs: int
+) -> None:
+    """The marks for "no customer" and "no record" lie above every partition: with 254
+    and 255 as fixed marks, partitions 254 and 255 were decided twice."""
+    path = _with_bad_lines(tmp_path)
+    assert _run(path, DEFAULT_POLICY, partitions, jobs) == _run(path, DEFAULT_POLICY, partitions, 1)
+
+
+@pytest.mark.parametrize("sweep_every", [0, 1, 7, 50_000])
+def test_late_findings_do_not_depend_on_when_sweeps_run(tmp_path: Path, sweep_every: int) -> None:
+    """A sweep may drop a fact below a held message's floor before it is decided; such a
+    fact is never late evidence for it (its decision could not see it), swept or not.
+    And a parallel share sweeps at the same records of the file as one process."""
+    path = _write(tmp_path, "sw.jsonl", hot_customers(10, 300, 3, disorder=60))
+    runs = []
+    for jobs in (1, 2):
+        out, late = tmp_path / f"{jobs}.out", tmp_path / f"{jobs}.late"
+        with open(out, "wb") as fo, open(late, "wb") as fl:
+            replay_offline(path, DEFAULT_POLICY, fo, None, fl, partitions=4,
+                           sweep_every=sweep_every, jobs=jobs)  # fmt: skip
+        runs.append((out.read_bytes(), late.read_bytes()))
+    never = tmp_path / "never.late"
+    with open(never, "wb") as fl:
+        replay_offline(path, DEFAULT_POLICY, None, None, fl, partitions=4, sweep_every=0)
+    assert runs[0] == runs[1]
+    assert runs[0][1] == never.read_bytes()
+
+
+def test_a_failing_process_stops_the_others_and_names_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from streams import replay_jobs
+
+    real = replay_jobs._share
+
+    def share(k: int, *args: Any) -> None:
+        if k == 1:
+            raise RuntimeError("boom in share 1")
+        time.sleep(60)  # stopped by the parent, not waited for
+        real(k, *args)
+
+    monkeypatch.setattr(replay_jobs, "_share", share)  # the processes are forked: they see it
+    path = _write(tmp_path, "f.jsonl", generate(20, seed=1))
+    started = time.monotonic()
+    with pytest.raises(replay_jobs.ShareFailed, match="boom in share 1"):
+        replay_offline(path, DEFAULT_POLICY, None, partitions=4, jobs=2)
+    assert time.monotonic() - started < 30
