@@ -141,6 +141,9 @@ def test_three_kill_9_mid_stream(ts_env: Env, history: tuple[Path, list, int]) -
 
 
 _LOADED = re.compile(r"loaded (\d+) changelog records and (\d+) from the local copy")
+_CUSTOMERS = re.compile(
+    r"loaded \d+ changelog records and \d+ from the local copy.*\((\d+) customers in memory\)"
+)
 
 
 def test_three_kill_9_with_the_rocksdb_local_copy_read_only_the_changelog_tail(
@@ -163,18 +166,27 @@ def test_three_kill_9_with_the_rocksdb_local_copy_read_only_the_changelog_tail(
     _finish(ts_env, last, offline)
     _check(ts_env, offline, "3x kill -9, rocksdb:// local copy", produced)
     loads = []
+    customers = []
     for w in workers:
         # A worker can be killed before it loaded anything: commits may already be past
         # its share when it starts. The first and the last always load.
-        found = _LOADED.findall(w.log.read_text(errors="replace"))
+        text = w.log.read_text(errors="replace")
+        found = _LOADED.findall(text)
         assert found or w not in (workers[0], last), w.tail()
         if found:
             loads.append(tuple(map(int, found[0])))
+            customers.append(int(_CUSTOMERS.findall(text)[0]))
     print("changelog records read / taken from the local copy, per start:", loads)
     assert len(loads) >= 2, loads
     assert loads[0][1] == 0  # the first start has no copy yet
-    for _tail, copied in loads[1:]:
-        assert copied > 0, loads  # every restart used the copy ...
+    for i in range(1, len(loads)):
+        # Every restart used the copy: it holds at least every customer the start before
+        # loaded (a start writes what it loads into the copy before it is ready). Not
+        # necessarily more: a worker can be killed before any write-back of its own was
+        # copied (seen: a first worker killed 3.5 s after it was ready, and the restart
+        # read 775 records and 0 from the copy, which held the empty first start) ...
+        assert loads[i][1] >= customers[i - 1], (loads, customers)
+    assert loads[-1][1] > 0, loads
     # ... and one read less of the changelog than the copy held. Not every one: with input
     # still arriving, a kill can land right after a large write-back whose records are
     # acknowledged but not yet in the copy (seen: 1,331 read / 1,091 from the copy, and
