@@ -189,11 +189,6 @@ class StreamClock:
     def latest(self) -> int | None:
         return self._latest
 
-    def _busy(self) -> list[int | None]:
-        vals: list[int | None] = [self._frontier[t] for t in self._topics if not self._idle[t]]
-        vals += [r[0] for r in self._remote.values() if not r[1]]
-        return vals
-
     def _now(self) -> tuple[int | None, bool]:
         """(stream time, all idle): asked after nearly every record that moved a frontier
         (one loop, no intermediate lists)."""

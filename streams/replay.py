@@ -159,23 +159,46 @@ def replay_offline(
         for o in outputs:
             if on_output is not None:
                 on_output(o)
-            if isinstance(o, Decided):
-                summary.actions[o.decision.action] += 1
-                if o.decision.rule:
-                    summary.rules[o.decision.rule] += 1
-                if out is not None:
-                    out.write(orjson.dumps(offline_line(o)) + b"\n")
-            elif isinstance(o, LateFinding):
-                summary.late += 1
-                if late_out is not None:
-                    late_out.write(orjson.dumps(late_line(o)) + b"\n")
-            else:  # dead-lettered by the worker too: over a state limit, or its decision raised
-                summary.failed.append((o.candidate.message_id, o.error))
+            kind, value = output_row(o)
+            tally(summary, out, late_out, kind, value)
 
     ends, _ = first_pass(path, partitions)
     decide_file(path, policy, partitions, ends, summary, emit, progress, sweep_every, history)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+DECIDED, LATE, FAILED = 0, 1, 2
+"""What an output row is: a decision line, a late-evidence line, a failure."""
+
+
+def output_row(o: Output) -> tuple[int, Any]:
+    """An output as the replay writes it (a parallel share passes the row on as is)."""
+    if isinstance(o, Decided):
+        return DECIDED, offline_line(o)
+    if isinstance(o, LateFinding):
+        return LATE, late_line(o)
+    # dead-lettered by the worker too: over a state limit, or its decision raised
+    return FAILED, [o.candidate.message_id, o.error]
+
+
+def tally(
+    summary: ReplaySummary, out: IO[bytes] | None, late_out: IO[bytes] | None, kind: int,
+    value: Any,
+) -> None:  # fmt: skip
+    """Count an output row in the summary and write it where it goes."""
+    if kind == DECIDED:
+        summary.actions[value["action"]] += 1
+        if value["rule"]:
+            summary.rules[value["rule"]] += 1
+        if out is not None:
+            out.write(orjson.dumps(value) + b"\n")
+    elif kind == LATE:
+        summary.late += 1
+        if late_out is not None:
+            late_out.write(orjson.dumps(value) + b"\n")
+    else:
+        summary.failed.append((value[0], value[1]))
 
 
 FLUSHED = 0

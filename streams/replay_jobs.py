@@ -10,7 +10,7 @@ The output files and the summary are the same, byte for byte, as with ``--jobs 1
 (``tests/unit/test_replay_jobs.py``).
 
 A first pass in the parent notes each line's partition (one byte per line, two beyond
-253 partitions) and where each stream ends; the processes inherit it. They write
+254 partitions) and where each stream ends; the processes inherit it. They write
 their outputs to temporary files, tagged with (line, sequence), so memory does not
 grow with the file. Process 0 also takes the lines that belong to no partition (bad
 lines, records without a customer), so each is reported once.
@@ -31,8 +31,7 @@ from typing import IO, Any
 
 import orjson
 
-from streams.engine import Decided, LateFinding, Output
-from streams.outputs import offline_line
+from streams.engine import LateFinding, Output
 from streams.partitioning import partition_for
 from streams.policy import Policy
 from streams.policy_history import PolicyHistory
@@ -41,12 +40,11 @@ from streams.replay import (
     ReplaySummary,
     decide_file,
     first_pass,
-    late_line,
     no_record,
+    output_row,
+    tally,
     unkeyed,
 )
-
-_DECIDED, _LATE, _FAILED = 0, 1, 2
 
 
 def _share(
@@ -85,13 +83,7 @@ def _share(
                 if line == FLUSHED:
                     cid = o.customer_id if isinstance(o, LateFinding) else o.candidate.customer_id
                     at = flush_base + partition_for(cid, partitions)
-                if isinstance(o, Decided):
-                    row: list[Any] = [at, seq, _DECIDED, offline_line(o)]
-                elif isinstance(o, LateFinding):
-                    row = [at, seq, _LATE, late_line(o)]
-                else:
-                    row = [at, seq, _FAILED, [o.candidate.message_id, o.error]]
-                fh.write(orjson.dumps(row) + b"\n")
+                fh.write(orjson.dumps([at, seq, *output_row(o)]) + b"\n")
                 seq += 1
 
         decide_file(
@@ -199,17 +191,6 @@ def replay_jobs(
         for _at, _seq, kind, value in heapq.merge(
             *(_rows(f) for f in files), key=lambda r: (r[0], r[1])
         ):
-            if kind == _DECIDED:
-                summary.actions[value["action"]] += 1
-                if value["rule"]:
-                    summary.rules[value["rule"]] += 1
-                if out is not None:
-                    out.write(orjson.dumps(value) + b"\n")
-            elif kind == _LATE:
-                summary.late += 1
-                if late_out is not None:
-                    late_out.write(orjson.dumps(value) + b"\n")
-            else:
-                summary.failed.append((value[0], value[1]))
+            tally(summary, out, late_out, kind, value)
     summary.seconds = time.perf_counter() - started
     return summary
