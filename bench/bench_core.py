@@ -27,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson
 from common import RESULTS, pct, write_result
 
-from streams import codec
-from streams.engine import INPUT_KINDS, Engine, MemoryStore
-from streams.generator import generate
-from streams.history import HistoryRecord, read_history, write_history
-from streams.policy import DEFAULT_POLICY
-from streams.replay import replay_offline
-from streams.state import encode
+from streams.contract import decode as codec
+from streams.contract.history import HistoryRecord, read_history, write_history
+from streams.core.engine import INPUT_KINDS, Engine, MemoryStore
+from streams.core.policy import DEFAULT_POLICY
+from streams.core.state import encode
+from streams.offline.generator import generate
+from streams.offline.replay import replay_offline
 
 
 def baseline_parse(records: list[HistoryRecord]) -> float:

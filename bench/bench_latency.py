@@ -61,9 +61,9 @@ from common import (
 )
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.clock import iso
-from streams.generator import CHANNELS, SKUS
-from streams.history import EVENT_TIME_FIELD
+from streams.contract.history import EVENT_TIME_FIELD
+from streams.core.clock import iso
+from streams.offline.generator import CHANNELS, SKUS
 from streams.settings import Settings
 
 # Every trigger decided at once: the contract's only non-zero default is the cart's.

@@ -54,8 +54,8 @@ from common import (
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from streams.contract.topics import INPUT_ROLES
 from streams.settings import Settings
-from streams.topics import INPUT_ROLES
 
 
 async def _ceiling(bootstrap_servers: str, topics: list[str], want: int) -> float:

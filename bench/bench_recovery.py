@@ -40,15 +40,15 @@ from aiokafka import AIOKafkaProducer
 from common import arguments, deployment, pct, start_worker, stop_worker, wait_until_ready
 from kafka.admin import NewTopic
 
-from streams import codec
-from streams.admin import admin_client
-from streams.engine import INPUT_KINDS, Engine, MemoryStore
-from streams.generator import generate
-from streams.history import HistoryRecord, read_history, write_history
-from streams.partitioning import partition_for
-from streams.policy import DEFAULT_POLICY
+from streams.contract import decode as codec
+from streams.contract.history import HistoryRecord, read_history, write_history
+from streams.contract.partitioning import partition_for
+from streams.core.engine import INPUT_KINDS, Engine, MemoryStore
+from streams.core.policy import DEFAULT_POLICY
+from streams.core.state import encode
+from streams.kafka.admin import admin_client
+from streams.offline.generator import generate
 from streams.settings import Settings
-from streams.state import encode
 
 
 def template_states(customers: int) -> list[bytes]:

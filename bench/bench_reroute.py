@@ -39,8 +39,8 @@ from common import (
     wait_until_ready,
 )
 
-from streams.generator import generate
-from streams.history import HistoryRecord, read_history, write_history
+from streams.contract.history import HistoryRecord, read_history, write_history
+from streams.offline.generator import generate
 from streams.settings import Settings
 
 

@@ -34,7 +34,7 @@ from common import (
     stop_worker,
 )
 
-from streams.topics import INPUT_ROLES
+from streams.contract.topics import INPUT_ROLES
 
 
 def main() -> int:

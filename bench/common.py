@@ -30,12 +30,12 @@ from typing import IO, Any, TypeVar
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from streams.admin import create_topics
-from streams.generator import generate
-from streams.history import write_history
-from streams.replay import produce_history
+from streams.contract.history import write_history
+from streams.contract.topics import INPUT_ROLES
+from streams.kafka.admin import create_topics
+from streams.offline.generator import generate
+from streams.offline.replay import produce_history
 from streams.settings import Settings, isolated_env, settings_from_env
-from streams.topics import INPUT_ROLES
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

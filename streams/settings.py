@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from streams.topics import TopicNames
+from streams.contract.topics import TopicNames
 
 ENV_PREFIX = "TRIGGER_SANITY_"
 
@@ -235,7 +235,7 @@ def isolated_env(run: str, bootstrap: str, **overrides: str) -> dict[str, str]:
     """``TRIGGER_SANITY_*`` variables for a deployment of its own: app id and topic names
     prefixed by ``run``. The demo, the integration tests and the benchmarks use it so
     that runs never see each other's records, offsets or state."""
-    from streams.topics import REGISTRY
+    from streams.contract.topics import REGISTRY
 
     env = {
         f"{ENV_PREFIX}BOOTSTRAP_SERVERS": bootstrap,

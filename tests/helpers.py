@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from streams.history import write_history
-from streams.policy import DEFAULT_POLICY, Policy
-from streams.replay import ReplaySummary, replay_offline
+from streams.contract.history import write_history
+from streams.core.policy import DEFAULT_POLICY, Policy
+from streams.offline.replay import ReplaySummary, replay_offline
 
 DAY = "2026-11-20"
 

@@ -18,7 +18,7 @@ from typing import Any
 import faust
 from peer_env import BATCHED, faust_conf
 
-from streams.consumer import BatchSink, BatchTransport
+from streams.kafka.batch_consumer import BatchSink, BatchTransport
 
 
 class App(faust.App):

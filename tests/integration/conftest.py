@@ -28,10 +28,10 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from streams.admin import create_topics
-from streams.replay import produce_history
+from streams.contract.topics import INPUT_ROLES
+from streams.kafka.admin import create_topics
+from streams.offline.replay import produce_history
 from streams.settings import Settings, isolated_env, settings_from_env
-from streams.topics import INPUT_ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_KAFKA = ROOT / "tools" / "kafka" / "local_kafka.py"
@@ -147,7 +147,7 @@ class Env:
 
     def produce(self, records: list[dict[str, Any]]) -> None:
         """Produce history-style records; ``raw`` bytes are sent exactly as given."""
-        from streams.history import parse_line
+        from streams.contract.history import parse_line
 
         p = self.producer()
         for rec in records:

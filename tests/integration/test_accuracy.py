@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
-from streams.replay import produce_history
-from streams.report import read_truth
-from streams.scenarios import write_realistic
-from streams.topics import INPUT_ROLES
+from streams.contract.topics import INPUT_ROLES
+from streams.offline.replay import produce_history
+from streams.offline.report import read_truth
+from streams.offline.scenarios import write_realistic
 from tests.integration.conftest import Env
 
 

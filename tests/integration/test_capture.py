@@ -15,11 +15,11 @@ from typing import Any
 
 import orjson
 
-from streams.generator import generate
-from streams.history import write_history
-from streams.policy import DEFAULT_POLICY
-from streams.replay import produce_history, replay_offline
-from streams.topics import INPUT_ROLES
+from streams.contract.history import write_history
+from streams.contract.topics import INPUT_ROLES
+from streams.core.policy import DEFAULT_POLICY
+from streams.offline.generator import generate
+from streams.offline.replay import produce_history, replay_offline
 from tests.integration.conftest import ROOT, Env
 from tests.integration.test_parity import _assert_same, _decided, _live
 

@@ -12,10 +12,10 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from streams.admin import create_topics, partition_counts
+from streams.contract.topics import REGISTRY
 from streams.errors import BrokerError
+from streams.kafka.admin import create_topics, partition_counts
 from streams.settings import Settings
-from streams.topics import REGISTRY
 from tests.integration.conftest import ROOT
 
 

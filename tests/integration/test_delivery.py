@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from streams.admin import create_topics
-from streams.generator import generate
-from streams.history import write_history
+from streams.contract.history import write_history
+from streams.kafka.admin import create_topics
+from streams.offline.generator import generate
+from streams.ops.verify import Conservation, conserve, decision_key, read_topics
 from streams.settings import isolated_env, settings_from_env
-from streams.snapshot import LocalSnapshot
-from streams.verify import Conservation, conserve, decision_key, read_topics
+from streams.worker.snapshot import LocalSnapshot
 from tests.integration.conftest import (
     FEED_RATE,
     LOCAL_KAFKA,

@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.admin import create_topics
-from streams.generator import generate
-from streams.history import BadLine, read_history, write_history
-from streams.policy import DEFAULT_POLICY
-from streams.replay import replay_offline
+from streams.contract.history import BadLine, read_history, write_history
+from streams.core.policy import DEFAULT_POLICY
+from streams.kafka.admin import create_topics
+from streams.offline.generator import generate
+from streams.offline.replay import replay_offline
 from streams.settings import isolated_env, settings_from_env
 from tests.helpers import cart, msg, purchase, session
 from tests.integration.conftest import Env, WorkerProc

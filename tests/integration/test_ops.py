@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from streams.partitioning import partition_for
+from streams.contract.partitioning import partition_for
 from tests.integration.conftest import ROOT, Env
 
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 
-from streams.admin import create_topics
-from streams.generator import generate
-from streams.history import write_history
-from streams.policy import DEFAULT_POLICY, RULE_IDS
-from streams.replay import replay_offline
+from streams.contract.history import write_history
+from streams.core.policy import DEFAULT_POLICY, RULE_IDS
+from streams.kafka.admin import create_topics
+from streams.offline.generator import generate
+from streams.offline.replay import replay_offline
 from streams.settings import isolated_env, settings_from_env
 from tests.integration.conftest import FEED_RATE, Env, Feed, feed_history
 

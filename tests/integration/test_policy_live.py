@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 
-from streams.history import write_history
-from streams.policy import DEFAULT_POLICY
-from streams.policy_history import history_from_file
-from streams.replay import replay_offline
+from streams.contract.history import write_history
+from streams.core.policy import DEFAULT_POLICY
+from streams.core.policy_history import history_from_file
+from streams.offline.replay import replay_offline
 from tests.helpers import msg
 from tests.integration.conftest import ROOT, Env, WorkerProc
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import orjson
 
-from streams.generator import generate
-from streams.history import write_history
-from streams.policy import DEFAULT_POLICY
-from streams.report import collect
+from streams.contract.history import write_history
+from streams.core.policy import DEFAULT_POLICY
+from streams.offline.generator import generate
+from streams.offline.report import collect
 from tests.browser import load_page
 from tests.integration.conftest import ROOT
 

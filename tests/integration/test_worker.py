@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from streams.partitioning import partition_for
+from streams.contract.partitioning import partition_for
 from tests.helpers import cart, msg, purchase, session
 from tests.integration.conftest import Env
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from streams.checkpoint import Checkpoints, WriteFailed, frontier_meta, parse_frontier
-from streams.clock import StreamClock
+from streams.core.clock import StreamClock
+from streams.worker.checkpoint import Checkpoints, WriteFailed, frontier_meta, parse_frontier
 
 P0 = ("purchases", 0)
 O0 = ("outbound", 0)

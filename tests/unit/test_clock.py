@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from streams.clock import human, iso, to_ms
+from streams.core.clock import human, iso, to_ms
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

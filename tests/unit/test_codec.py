@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from streams import codec
-from streams.candidate import Candidate
-from streams.clock import to_ms
-from streams.policy import DEFAULT_POLICY
+from streams.contract import decode as codec
+from streams.core.candidate import Candidate
+from streams.core.clock import to_ms
+from streams.core.policy import DEFAULT_POLICY
 from tests.helpers import cart, msg, purchase
 
 GOOD_PURCHASE = orjson.dumps(purchase("10:00")["value"])

@@ -14,10 +14,10 @@ import faust
 import pytest
 from faust.types import TP, Message
 
-from streams.app import Worker
-from streams.consumer import BatchConsumer, BatchSink, BatchTransport
-from streams.policy import DEFAULT_POLICY
+from streams.core.policy import DEFAULT_POLICY
+from streams.kafka.batch_consumer import BatchConsumer, BatchSink, BatchTransport
 from streams.settings import Settings
+from streams.worker.worker import Worker
 
 
 class _App(faust.App):
@@ -189,7 +189,7 @@ def test_fetch_tuning_reaches_the_aiokafka_consumer_before_it_starts(
 
     from aiokafka import AIOKafkaConsumer
 
-    from streams.consumer import FetchTuning
+    from streams.kafka.batch_consumer import FetchTuning
 
     async def built() -> tuple[int, int]:
         app = _App("test-fetch", broker="kafka://127.0.0.1:1", store="memory://")

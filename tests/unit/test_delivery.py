@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from streams import rules
-from streams.engine import INPUT_KINDS, Decided, Engine, Failed, MemoryStore, Output
-from streams.policy import DEFAULT_POLICY
-from streams.router import Router
+from streams.core import rules
+from streams.core.engine import INPUT_KINDS, Decided, Engine, Failed, MemoryStore, Output
+from streams.core.policy import DEFAULT_POLICY
+from streams.processing.processor import Router
 from tests.helpers import msg, session
 from tests.unit.test_engine import _feed
 
@@ -82,9 +82,9 @@ def test_table_store_writes_only_committed_work() -> None:
     import asyncio
     from types import SimpleNamespace
 
-    from streams.app import TableStore
-    from streams.checkpoint import Checkpoints
-    from streams.state import CustomerState
+    from streams.core.state import CustomerState
+    from streams.worker.checkpoint import Checkpoints
+    from streams.worker.worker import TableStore
 
     async def scenario() -> None:
         table = SimpleNamespace(data={})
@@ -115,9 +115,9 @@ def test_an_offset_waits_for_the_write_back_of_its_state() -> None:
     import asyncio
     from types import SimpleNamespace
 
-    from streams.app import TableStore
-    from streams.checkpoint import Checkpoints
-    from streams.state import CustomerState
+    from streams.core.state import CustomerState
+    from streams.worker.checkpoint import Checkpoints
+    from streams.worker.worker import TableStore
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
@@ -145,9 +145,9 @@ def test_a_rejected_write_back_fails_every_record_waiting_for_it() -> None:
     import asyncio
     from types import SimpleNamespace
 
-    from streams.app import TableStore
-    from streams.checkpoint import Checkpoints, WriteFailed
-    from streams.state import CustomerState
+    from streams.core.state import CustomerState
+    from streams.worker.checkpoint import Checkpoints, WriteFailed
+    from streams.worker.worker import TableStore
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
@@ -203,7 +203,7 @@ def _in(mid: str) -> bytes:
 def test_conservation_counts_by_message_id(
     scenario: str, sent: list[bytes], suppressed: list[bytes], expect: dict[str, object]
 ) -> None:
-    from streams.verify import conserve
+    from streams.ops.verify import conserve
 
     got = conserve([_in("a"), _in("b")], sent, suppressed, [], "x.outbound").as_dict()
     assert {k: got[k] for k in expect} == expect, got
@@ -212,7 +212,7 @@ def test_conservation_counts_by_message_id(
 def test_conservation_against_the_offline_replay_and_dead_letters() -> None:
     import orjson
 
-    from streams.verify import conserve
+    from streams.ops.verify import conserve
 
     dead = orjson.dumps({"topic": "x.outbound", "partition": 0, "offset": 2,
                          "value": '{"message_id": "c", "trigger": "nope"}',
@@ -236,10 +236,10 @@ def test_held_candidates_are_capped_and_the_overflow_dead_lettered(
 ) -> None:
     import orjson
 
-    from streams import codec
-    from streams.candidate import Candidate
-    from streams.policy import policy_from_mapping
-    from streams.state import encode
+    from streams.contract import decode as codec
+    from streams.core.candidate import Candidate
+    from streams.core.policy import policy_from_mapping
+    from streams.core.state import encode
 
     policy = policy_from_mapping({"state": limits, "settle": {"promotion": "1h"}})
     engine = Engine(policy, MemoryStore())
@@ -266,10 +266,10 @@ def test_held_candidates_are_capped_and_the_overflow_dead_lettered(
 def test_hundreds_of_200kb_messages_never_make_a_state_the_broker_refuses() -> None:
     import orjson
 
-    from streams import codec
-    from streams.candidate import Candidate
-    from streams.policy import policy_from_mapping
-    from streams.state import encode
+    from streams.contract import decode as codec
+    from streams.core.candidate import Candidate
+    from streams.core.policy import policy_from_mapping
+    from streams.core.state import encode
 
     policy = policy_from_mapping({"settle": {"promotion": "1d"}})
     engine = Engine(policy, MemoryStore())
@@ -299,7 +299,7 @@ def test_hundreds_of_200kb_messages_never_make_a_state_the_broker_refuses() -> N
 def test_redelivery_is_recognised_per_source_stream(
     scenario: str, second: tuple[str, int, int], applied: bool
 ) -> None:
-    from streams.state import SessionFact
+    from streams.core.state import SessionFact
 
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     engine.ingest(0, "sessions", "c-42", 10, SessionFact("s-1", 10), 1_000,
@@ -314,8 +314,8 @@ def test_redelivery_is_recognised_per_source_stream(
 
 
 def test_the_web_server_binds_where_the_settings_say() -> None:
-    from streams.app import app_config
     from streams.settings import Settings
+    from streams.worker.worker import app_config
 
     assert app_config(Settings())["web_bind"] == "127.0.0.1"
     assert app_config(Settings(web_host="0.0.0.0"))["web_bind"] == "0.0.0.0"
@@ -327,9 +327,9 @@ def test_a_flush_starting_mid_record_still_holds_back_its_offset() -> None:
     import asyncio
     from types import SimpleNamespace
 
-    from streams.app import TableStore
-    from streams.checkpoint import Checkpoints
-    from streams.state import CustomerState
+    from streams.core.state import CustomerState
+    from streams.worker.checkpoint import Checkpoints
+    from streams.worker.worker import TableStore
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
@@ -357,9 +357,9 @@ def test_durable_waits_for_a_flush_of_a_timer_change() -> None:
     import asyncio
     from types import SimpleNamespace
 
-    from streams.app import TableStore
-    from streams.checkpoint import Checkpoints
-    from streams.state import CustomerState
+    from streams.core.state import CustomerState
+    from streams.worker.checkpoint import Checkpoints
+    from streams.worker.worker import TableStore
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
@@ -382,8 +382,8 @@ def test_durable_waits_for_a_flush_of_a_timer_change() -> None:
 def _table_store(data: dict[bytes, bytes] | None = None) -> Any:
     from types import SimpleNamespace
 
-    from streams.app import TableStore
-    from streams.checkpoint import Checkpoints
+    from streams.worker.checkpoint import Checkpoints
+    from streams.worker.worker import TableStore
 
     return TableStore(SimpleNamespace(data={} if data is None else data), lambda _c: True,
                       Checkpoints(), cache_size=2)  # fmt: skip
@@ -392,7 +392,7 @@ def _table_store(data: dict[bytes, bytes] | None = None) -> Any:
 def test_the_state_cache_holds_only_what_the_table_bytes_say() -> None:
     import asyncio
 
-    from streams.state import CustomerState, decode
+    from streams.core.state import CustomerState, decode
 
     async def scenario() -> None:
         store = _table_store()
@@ -435,7 +435,7 @@ def test_the_state_cache_holds_only_what_the_table_bytes_say() -> None:
 def test_restore_reads_held_candidates_and_outboxes_without_decoding_whole_states() -> None:
     import asyncio
 
-    from streams.state import encode, pending_of
+    from streams.core.state import encode, pending_of
 
     engine, _router = _engine_with_outbox()
     _feed(engine, msg("m-1", "promotion", "10:00", cid="c-1"))
@@ -469,7 +469,7 @@ def test_restore_reads_held_candidates_and_outboxes_without_decoding_whole_state
 def test_a_sweep_in_steps_ends_where_a_sweep_at_once_ends() -> None:
     from dataclasses import replace
 
-    from streams.state import encode
+    from streams.core.state import encode
 
     def run(stepwise: bool) -> dict[str, bytes]:
         engine, _router = _engine_with_outbox()

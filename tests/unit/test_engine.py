@@ -9,18 +9,18 @@ from typing import Any
 import orjson
 import pytest
 
-from streams import codec
-from streams.engine import Decided, Engine, LateFinding, MemoryStore, Output
-from streams.generator import generate
-from streams.history import INPUT_TOPICS
-from streams.policy import DEFAULT_POLICY, Policy, policy_from_mapping
-from streams.state import decode, encode
+from streams.contract import decode as codec
+from streams.contract.history import INPUT_TOPICS
+from streams.core.engine import Decided, Engine, LateFinding, MemoryStore, Output
+from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
+from streams.core.state import decode, encode
+from streams.offline.generator import generate
 from tests.helpers import cart, consent, decisions_list, msg, purchase, rec_msg, session
 
 
 def _feed(engine: Engine, rec: dict[str, Any], wall: int = 0, partition: int = 0) -> list[Output]:
     raw = orjson.dumps(rec["value"])
-    from streams.history import parse_line
+    from streams.contract.history import parse_line
 
     hr = parse_line(1, orjson.dumps(rec))
     assert hr is not None and not hasattr(hr, "error")
@@ -360,7 +360,7 @@ def test_every_state_of_a_generated_history_round_trips_in_the_compact_format(
 ) -> None:
     """Held candidates, outboxes, consents, orders, suppressions: decode(encode(s)) == s,
     at every step of a replay, not only at its end."""
-    from streams.history import HistoryRecord, read_history, write_history
+    from streams.contract.history import HistoryRecord, read_history, write_history
 
     path = tmp_path / "h.jsonl"
     write_history(path, generate(150, seed=11))

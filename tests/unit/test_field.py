@@ -22,15 +22,15 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.candidate import Candidate
-from streams.engine import INPUT_KINDS, Decided, Engine, LateFinding, MemoryStore
-from streams.generator import generate
-from streams.history import HistoryRecord, parse_line, write_history
-from streams.outputs import send_value, suppressed_value
-from streams.partitioning import partition_for
-from streams.policy import DEFAULT_POLICY, Policy, policy_from_mapping
-from streams.replay import replay_offline
-from streams.router import OutRecord, Router
+from streams.contract.history import HistoryRecord, parse_line, write_history
+from streams.contract.partitioning import partition_for
+from streams.contract.render import send_value, suppressed_value
+from streams.core.candidate import Candidate
+from streams.core.engine import INPUT_KINDS, Decided, Engine, LateFinding, MemoryStore
+from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
+from streams.offline.generator import generate
+from streams.offline.replay import replay_offline
+from streams.processing.processor import OutRecord, Router
 from tests.helpers import cart, msg, purchase, rec_msg, ret, session
 from tests.unit.test_engine import _feed
 
@@ -390,7 +390,7 @@ RAW = (
 
 
 def _decided_on(raw: bytes, history: list[dict[str, Any]]) -> Decided:
-    from streams import codec
+    from streams.contract import decode as codec
 
     engine = _engine()
     for t in INPUT_KINDS:
@@ -467,7 +467,7 @@ def test_history_file_keeps_value_bytes(tmp_path: Path) -> None:
 def test_idle_after(
     scenario: str, idle_after: float, observations: list[tuple[Any, ...]], idle: bool
 ) -> None:
-    from streams.clock import Idleness
+    from streams.core.clock import Idleness
 
     tracker = Idleness(idle_after)
     got = [tracker.update("tp", *obs[:2], received=len(obs) > 2 and obs[2]) for obs in observations]

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from streams.errors import UsageError
-from streams.inspection import Filters, Row, parse_when, row_of, table_header, table_line
+from streams.ops.inspect import Filters, Row, parse_when, row_of, table_header, table_line
 
 NOW = int(datetime(2026, 11, 22, 12, 0, tzinfo=UTC).timestamp() * 1000)
 

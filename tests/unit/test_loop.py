@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from streams.loop import give_way
+from streams.worker.loop import give_way
 
 
 async def _order(pause: Callable[[], Awaitable[None]]) -> list[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.misfire import MINUTE, MisfireDetector
-from streams.policy import Misfire
+from streams.core.misfire import MINUTE, MisfireDetector
+from streams.core.policy import Misfire
 
 CONFIG = Misfire(window="10m", baseline="1h", factor=3.0, min_jump=0.1, min_count=12)  # type: ignore[arg-type]
 T0 = 1_790_000_000_000 // MINUTE * MINUTE

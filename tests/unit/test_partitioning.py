@@ -8,7 +8,7 @@ import random
 import pytest
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from streams.partitioning import murmur2, partition_for
+from streams.contract.partitioning import murmur2, partition_for
 
 # Java client values (org.apache.kafka.clients.producer.internals.DefaultPartitioner,
 # 1000 partitions), as kafka-python's own partitioner test lists them

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import main
-from streams.errors import PolicyError
-from streams.policy import (
+from streams.cli.main import main
+from streams.core.policy import (
     DEFAULT_POLICY,
     RULE_IDS,
     load_policy,
     policy_as_toml,
     policy_from_mapping,
 )
+from streams.errors import PolicyError
 
 
 def test_defaults_are_the_contract() -> None:
@@ -94,7 +94,7 @@ def test_shipped_example_policy_is_valid() -> None:
 
 def test_rule_order_is_one_list() -> None:
     """The policy's rule ids and the rules module check the same ids in the same order."""
-    from streams.rules import RULES
+    from streams.core.rules import RULES
 
     assert tuple(rule_id for rule_id, *_ in RULES) == RULE_IDS
     assert all(fn.__name__ == rule_id for rule_id, fn, *_ in RULES)

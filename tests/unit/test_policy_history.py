@@ -8,13 +8,12 @@ from typing import Any
 import orjson
 import pytest
 
-from streams import codec
-from streams.clock import iso, to_ms
-from streams.engine import Decided, Engine, MemoryStore, Output
-from streams.errors import PolicyError
-from streams.history import write_history
-from streams.policy import DEFAULT_POLICY, Policy, policy_from_mapping
-from streams.policy_history import (
+from streams.contract import decode as codec
+from streams.contract.history import write_history
+from streams.core.clock import iso, to_ms
+from streams.core.engine import Decided, Engine, MemoryStore, Output
+from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
+from streams.core.policy_history import (
     PolicyHistory,
     PolicyRecord,
     as_mapping,
@@ -22,7 +21,8 @@ from streams.policy_history import (
     fixed_changes,
     history_from_file,
 )
-from streams.replay import replay_offline
+from streams.errors import PolicyError
+from streams.offline.replay import replay_offline
 from tests.helpers import at, msg
 
 LOOSE = policy_from_mapping({"version": "loose-2", "rules": {"frequency_cap": {"limit": 10}}})

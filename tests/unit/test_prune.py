@@ -19,14 +19,14 @@ from typing import Any
 import orjson
 import pytest
 
-from streams import codec
-from streams.engine import Decided, Engine, LateFinding, MemoryStore, Output
-from streams.generator import generate
-from streams.history import INPUT_TOPICS, HistoryRecord, parse_line
-from streams.partitioning import partition_for
-from streams.policy import DEFAULT_POLICY, Policy, policy_from_mapping
-from streams.scenarios import realistic
-from streams.state import NEVER, CustomerState, Horizons, encode
+from streams.contract import decode as codec
+from streams.contract.history import INPUT_TOPICS, HistoryRecord, parse_line
+from streams.contract.partitioning import partition_for
+from streams.core.engine import Decided, Engine, LateFinding, MemoryStore, Output
+from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
+from streams.core.state import NEVER, CustomerState, Horizons, encode
+from streams.offline.generator import generate
+from streams.offline.scenarios import realistic
 from tests.helpers import hot_customers, iso_s
 
 TIGHT = policy_from_mapping(

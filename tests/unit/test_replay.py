@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.cli import main
-from streams.generator import generate
-from streams.history import write_history
+from streams.cli.main import main
+from streams.contract.history import write_history
+from streams.offline.generator import generate
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -93,7 +93,7 @@ def test_generated_history_is_deterministic_and_covers_every_rule(tmp_path: Path
     out = tmp_path / "d.jsonl"
     assert main(["replay", str(path), "--offline", "--out", str(out)]) == 0
     rules = {d[2] for d in _read(out)}
-    from streams.policy import RULE_IDS
+    from streams.core.policy import RULE_IDS
 
     assert set(RULE_IDS) <= rules, set(RULE_IDS) - rules
     assert {d[1] for d in _read(out)} == {"send", "rewrite", "suppress"}

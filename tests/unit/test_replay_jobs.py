@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.cli import main
-from streams.engine import Output
-from streams.generator import generate
-from streams.history import write_history
-from streams.policy import DEFAULT_POLICY, Policy, policy_from_mapping
-from streams.replay import ReplaySummary, replay_offline
+from streams.cli.main import main
+from streams.contract.history import write_history
+from streams.core.engine import Output
+from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
+from streams.offline.generator import generate
+from streams.offline.replay import ReplaySummary, replay_offline
 from tests.helpers import hot_customers, msg, purchase
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -206,7 +206,7 @@ def test_a_failing_process_stops_the_others_and_names_its_error(
 ) -> None:
     import time
 
-    from streams import replay_jobs
+    from streams.offline import jobs as replay_jobs
 
     real = replay_jobs._share
 

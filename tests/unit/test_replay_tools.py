@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.history import write_history
-from streams.progress import Progress, count_lines
-from streams.replay import rebase_delta, rebased
+from streams.cli.progress import Progress, count_lines
+from streams.contract.history import write_history
+from streams.offline.replay import rebase_delta, rebased
 from tests.helpers import cart, purchase
 
 

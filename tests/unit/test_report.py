@@ -8,10 +8,18 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.generator import generate
-from streams.history import write_history
-from streams.policy import DEFAULT_POLICY, policy_from_mapping
-from streams.report import accuracy, collect, compare, diff_summary, read_truth, render, verdicts
+from streams.contract.history import write_history
+from streams.core.policy import DEFAULT_POLICY, policy_from_mapping
+from streams.offline.generator import generate
+from streams.offline.report import (
+    accuracy,
+    collect,
+    compare,
+    diff_summary,
+    read_truth,
+    render,
+    verdicts,
+)
 
 
 def V(**kw: list[tuple[str, str | None]]) -> dict[str, Counter[tuple[str, str | None]]]:

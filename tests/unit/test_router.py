@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import orjson
 
-from streams.clock import NEVER
-from streams.engine import INPUT_KINDS, Engine, MemoryStore
-from streams.partitioning import partition_for
-from streams.policy import DEFAULT_POLICY
-from streams.router import OutRecord, Router
+from streams.contract.partitioning import partition_for
+from streams.core.clock import NEVER
+from streams.core.engine import INPUT_KINDS, Engine, MemoryStore
+from streams.core.policy import DEFAULT_POLICY
+from streams.processing.processor import OutRecord, Router
 from tests.helpers import cart, msg, purchase, rec_msg, session
 
 N = 4

@@ -553,9 +553,9 @@ def test_duplicate_message_transactional(tmp_path: Path) -> None:
 def test_both_recommendation_rules_emptying_it_name_the_first_and_every_sku(
     tmp_path: Path,
 ) -> None:
-    from streams.engine import Decided, Engine, MemoryStore
-    from streams.history import INPUT_TOPICS
-    from streams.policy import DEFAULT_POLICY
+    from streams.contract.history import INPUT_TOPICS
+    from streams.core.engine import Decided, Engine, MemoryStore
+    from streams.core.policy import DEFAULT_POLICY
     from tests.unit.test_engine import _feed
 
     engine = Engine(DEFAULT_POLICY, MemoryStore())

@@ -11,9 +11,9 @@ import itertools
 from collections import Counter
 from pathlib import Path
 
-from streams.policy import DEFAULT_POLICY, RULE_IDS
-from streams.report import accuracy, collect, read_truth, verdicts
-from streams.scenarios import CASES, realistic, write_realistic
+from streams.core.policy import DEFAULT_POLICY, RULE_IDS
+from streams.offline.report import accuracy, collect, read_truth, verdicts
+from streams.offline.scenarios import CASES, realistic, write_realistic
 
 
 def test_offline_replay_of_10000_realistic_customers_matches_the_ground_truth(
@@ -37,7 +37,7 @@ def test_purchases_out_of_order_by_seconds_change_no_decision_and_nothing_is_lat
     tmp_path: Path,
 ) -> None:
     """The jitter really reorders the purchases topic, and the truth still holds."""
-    from streams.history import HistoryRecord, read_history
+    from streams.contract.history import HistoryRecord, read_history
 
     history, truth = tmp_path / "j.jsonl", tmp_path / "j.truth.jsonl"
     # 3,000 customers in one day: purchases of different customers seconds apart

@@ -65,9 +65,9 @@ def _strictly(model: type[BaseModel], raw: bytes) -> dict[str, Any]:
 
 def _worker_outputs() -> dict[str, list[bytes]]:
     """Feed the router a history that yields every kind of output record."""
-    from streams.engine import INPUT_KINDS, Engine, MemoryStore
-    from streams.policy import policy_from_mapping
-    from streams.router import Router
+    from streams.core.engine import INPUT_KINDS, Engine, MemoryStore
+    from streams.core.policy import policy_from_mapping
+    from streams.processing.processor import Router
     from tests.helpers import consent, msg, rec_msg, ret, session
 
     policy = policy_from_mapping({"rules": {"frequency_cap": {"mode": "monitor", "limit": 0}}})

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.snapshot import LocalSnapshot, SnapshotUnavailable
+from streams.worker.snapshot import LocalSnapshot, SnapshotUnavailable
 
 TOPIC = "app-customers-changelog"
 DAY_S = 86_400.0
@@ -290,7 +290,7 @@ def test_a_killed_process_leaves_the_copy_it_had_acknowledged(tmp_path: Path) ->
         import asyncio, os, signal
         from pathlib import Path
         from types import SimpleNamespace
-        from streams.snapshot import LocalSnapshot
+        from streams.worker.snapshot import LocalSnapshot
         snap = LocalSnapshot(Path({str(tmp_path)!r}) / "copy.rocksdb", {TOPIC!r}, 4, 86400.0)
         snap.replace(0, [(b"c%d" % i, b"v") for i in range(1000)], offset=999)
         snap.keep_current(0)

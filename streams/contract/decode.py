@@ -1,0 +1,198 @@
+"""Bytes from a topic -> a validated record, or the reason it is unreadable.
+
+Bad input is data, not an exception: ``decode`` returns ``Unreadable`` for a
+record that cannot be used (not JSON, wrong types, missing or unknown enum
+values, oversized, no value) and the caller routes it to the dead-letter
+topic. Each record is parsed exactly once, by the pydantic model.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from schemas import ConsentChange, OutboundMessage, Purchase, Return, SessionEvent
+from streams.core.candidate import Candidate, payload_hash
+from streams.core.clock import NEVER, human_span, iso, to_ms
+from streams.core.policy import Policy
+from streams.core.state import ConsentFact, PurchaseFact, ReturnFact, SessionFact
+
+MODELS: dict[str, type[BaseModel]] = {
+    "purchases": Purchase,
+    "returns": Return,
+    "sessions": SessionEvent,
+    "consents": ConsentChange,
+    "outbound": OutboundMessage,
+}
+
+DEFAULT_MAX_RECORD_BYTES = 256 * 1024
+MAX_DEAD_LETTER_VALUE = 64 * 1024
+
+_REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
+    "abandoned_cart": ("cart_updated_at",),
+    "product_recommendation": ("skus",),
+    "replenishment": ("skus",),
+    "review_request": ("order_id",),
+}
+
+
+@dataclass(slots=True)
+class Parsed:
+    kind: str
+    customer_id: str
+    event_ms: int
+    fact: PurchaseFact | ReturnFact | SessionFact | ConsentFact | Candidate | None
+
+
+@dataclass(slots=True)
+class Unreadable:
+    error: str
+
+
+def describe(exc: ValidationError, limit: int = 5) -> str:
+    """``items.0.sku: Field required; channel: Input should be 'email', ...``."""
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"(+{more} more errors)")
+    return "; ".join(parts)
+
+
+def decode(
+    kind: str,
+    raw: bytes | None,
+    record_ms: int,
+    received_wall: int,
+    policy: Policy,
+    max_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Parsed | Unreadable:
+    if raw is None:
+        return Unreadable("record has no value (null)")
+    if len(raw) > max_bytes:
+        return Unreadable(f"record is {len(raw)} bytes, over the limit of {max_bytes}")
+    try:
+        rec = MODELS[kind].model_validate_json(raw)
+    except ValidationError as exc:
+        return Unreadable(describe(exc))
+    parsed = (
+        _candidate(rec, raw, record_ms, received_wall, policy)
+        if isinstance(rec, OutboundMessage)
+        else _fact(kind, rec)
+    )
+    if isinstance(parsed, Parsed):
+        skew = parsed.event_ms - record_ms
+        if skew > policy.time.max_clock_skew:
+            # One broken clock must not move a partition's stream time years ahead.
+            field = "created_at" if kind == "outbound" else "occurred_at"
+            return Unreadable(
+                f"{field} {iso(parsed.event_ms)} is {human_span(skew)} after the record's "
+                f"timestamp {iso(record_ms)} (max_clock_skew "
+                f"{human_span(policy.time.max_clock_skew)}): the producer's clock is wrong"
+            )
+    return parsed
+
+
+def _fact(kind: str, rec: Any) -> Parsed:
+    t = to_ms(rec.occurred_at)
+    fact: PurchaseFact | ReturnFact | SessionFact | ConsentFact | None
+    if isinstance(rec, Purchase):
+        fact = PurchaseFact(
+            rec.event_id, t, rec.order_id, tuple((i.sku, i.quantity) for i in rec.items)
+        )
+    elif isinstance(rec, Return):
+        fact = ReturnFact(
+            rec.event_id, t, rec.order_id, tuple((i.sku, i.quantity) for i in rec.items)
+        )
+    elif isinstance(rec, SessionEvent):
+        fact = SessionFact(rec.event_id, t) if rec.kind == "started" else None
+    else:
+        fact = ConsentFact(rec.event_id, t, rec.channel.value, rec.status == "withdrawn")
+    return Parsed(kind, rec.customer_id, t, fact)
+
+
+def _candidate(
+    rec: OutboundMessage, raw: bytes, record_ms: int, received_wall: int, policy: Policy
+) -> Parsed | Unreadable:
+    ctx = rec.context
+    missing = [f for f in _REQUIRED_CONTEXT.get(rec.trigger.value, ()) if getattr(ctx, f) is None]
+    if missing:
+        return Unreadable(
+            "; ".join(f"context.{f}: required for trigger {rec.trigger.value}" for f in missing)
+        )
+    created = to_ms(rec.created_at)
+    trigger = rec.trigger.value
+    cand = Candidate(
+        message_id=rec.message_id,
+        customer_id=rec.customer_id,
+        created_at=created,
+        trigger=trigger,
+        channel=rec.channel.value,
+        category=rec.category.value,
+        cart_updated_at=None if ctx.cart_updated_at is None else to_ms(ctx.cart_updated_at),
+        order_id=ctx.order_id,
+        skus=None if ctx.skus is None else tuple(ctx.skus),
+        payload_hash=payload_hash(rec.payload),
+        record_time=record_ms,
+        deadline=created + policy.settle.for_trigger(trigger),
+        received_wall=received_wall,
+        seq=0,
+        raw=raw.decode("utf-8"),
+        arr=NEVER,
+    )
+    return Parsed("outbound", rec.customer_id, created, cand)
+
+
+def text_or_base64(data: bytes | None, limit: int = MAX_DEAD_LETTER_VALUE) -> dict[str, Any]:
+    """Fields describing raw bytes for a dead-letter record (truncated past ``limit``)."""
+    if data is None:
+        return {"value": "", "value_encoding": "utf-8", "value_null": True}
+    out: dict[str, Any] = {}
+    if len(data) > limit:
+        out["value_truncated"] = True
+        out["value_size"] = len(data)
+        data = data[:limit]
+    try:
+        out["value"] = data.decode("utf-8")
+        out["value_encoding"] = "utf-8"
+    except UnicodeDecodeError:
+        out["value"] = base64.b64encode(data).decode("ascii")
+        out["value_encoding"] = "base64"
+    return out
+
+
+def key_text(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(key).decode("ascii")
+
+
+def dead_letter(
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    key: bytes | None,
+    value: bytes | None,
+    error: str,
+    received_wall: int,
+) -> bytes:
+    record: dict[str, Any] = {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": key_text(key),
+        **text_or_base64(value),
+        "error": error,
+        "received_at": iso(received_wall),
+    }
+    return orjson.dumps(record)

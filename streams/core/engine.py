@@ -1,0 +1,673 @@
+"""The decision engine: holds candidates, decides them in deadline order.
+
+Pure: no Kafka, no asyncio, no wall clock of its own. The worker and the
+offline replay feed it the same way (``ingest`` a record, ``release`` what
+stream time allows) and get the same decisions; only *when* a decision is
+made differs, never *what* it is:
+
+- a candidate is decided only once every stream of its partition has moved
+  past its deadline, so every event that arrived in time is in state;
+- what a decision may see is fixed by the streams alone (``rules.View``):
+  events read after their stream passed the deadline are late, messages read
+  after it are not its history, and nothing older than what pruning may have
+  removed counts. Pruning, sweeps and the order the consumer interleaves
+  topics in therefore never change a decision.
+
+Held candidates live inside the customer's state (so they are as durable as
+the store: a changelogged table in the worker); the per-partition heap that
+orders them is an index rebuilt by ``restore`` after a restart.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from streams.contract.topics import INPUT_ROLES
+from streams.core import rules
+from streams.core.candidate import Candidate, content_key
+from streams.core.clock import NEVER, Source, StreamClock, human
+from streams.core.policy import Policy
+from streams.core.policy_history import PolicyHistory
+from streams.core.state import (
+    NO_HORIZON,
+    Caps,
+    ConsentFact,
+    CustomerState,
+    Horizons,
+    PurchaseFact,
+    ReturnFact,
+    SentFact,
+    SessionFact,
+)
+
+INPUT_KINDS: tuple[str, ...] = INPUT_ROLES
+"""The contract's input topics by role (their configured names may differ)."""
+
+StateFact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
+Fact = StateFact | Candidate | None
+
+
+class StateStore(Protocol):
+    """Where customer state lives: a dict offline, a changelogged faust table live."""
+
+    def get(self, customer_id: str) -> CustomerState | None: ...
+    def put(self, customer_id: str, state: CustomerState) -> None: ...
+    def delete(self, customer_id: str) -> None: ...
+    def keys(self) -> Iterable[str]: ...
+
+
+class MemoryStore:
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: dict[str, CustomerState] = {}
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        return self.data.get(customer_id)
+
+    def put(self, customer_id: str, state: CustomerState) -> None:
+        self.data[customer_id] = state
+
+    def delete(self, customer_id: str) -> None:
+        self.data.pop(customer_id, None)
+
+    def keys(self) -> Iterable[str]:
+        return list(self.data)
+
+
+Rendered = tuple[tuple[str, bytes, bytes], ...]  # (output role, key, value)
+
+
+@dataclass(slots=True)
+class Decided:
+    candidate: Candidate
+    decision: rules.Decision
+    decided_wall: int
+    policy: str  # the version that decided it
+    rendered: Rendered = ()  # the records, as kept in the outbox (worker only)
+
+
+@dataclass(slots=True)
+class LateFinding:
+    """An event that would have changed a decision already made, had it been read in time."""
+
+    sent: SentFact  # the decided message (sent, or suppressed)
+    customer_id: str
+    rule: str
+    reason: str
+    event: rules.Evidence
+    late_by_ms: int  # record time of the event minus the message's deadline
+    behind_ms: int  # its topic's frontier minus its event time, when it was read
+    would: str  # what the decision would have been: suppress | rewrite | send
+    policy: str  # the version the message was decided by
+    rendered: Rendered = ()
+
+
+@dataclass(slots=True)
+class Failed:
+    """A held candidate whose decision raised: it leaves the heap and the state and goes
+    to dead-letter with the error, so one broken message cannot block its partition."""
+
+    candidate: Candidate
+    error: str
+    rendered: Rendered = ()
+    source: tuple[str, int] | None = None  # ("topic:partition", offset) when rejected on input
+
+
+Output = Decided | LateFinding | Failed
+
+
+class _Partition:
+    __slots__ = ("clock", "heap", "horizons")
+
+    def __init__(self, clock: StreamClock) -> None:
+        self.clock = clock
+        self.heap: list[tuple[int, str, int, str]] = []  # (deadline, message_id, seq, customer)
+        self.horizons = NO_HORIZON  # the last computed, reused while its base stands
+
+
+class Engine:
+    def __init__(self, policy: Policy, store: StateStore, partitions: int = 1,
+                 rerouted: bool = False) -> None:  # fmt: skip
+        """``rerouted``: records may reach a partition through the re-route topic, so each
+        partition's stream time also waits for every other partition's progress markers."""
+        self.policy = policy
+        self.store = store
+        self.partitions = partitions
+        self.rerouted = rerouted and partitions > 1
+        self.counts: Counter[str] = Counter()
+        self._parts: dict[int, _Partition] = {}
+        # heap entries popped since begin(): pushed back by rollback() (worker transactions)
+        self._popped: list[tuple[int, tuple[int, str, int, str]]] | None = None
+        self._lateness = {k: policy.time.allowed_lateness.for_topic(k) for k in INPUT_KINDS}
+        self._max_settle = policy.max_settle
+        # Sends are looked at by duplicate_content and frequency_cap (and by late-evidence
+        # checks, which therefore reach back as far as these windows and no further).
+        self._send_window = max(
+            policy.rules.duplicate_content.window, policy.rules.frequency_cap.window
+        )
+        # Outbox (worker): outputs are rendered here and kept in the customer's state, so
+        # the state that records a decision also carries its output until delivered.
+        self.render: Callable[[Output], Rendered] | None = None
+        self.generation = 0  # publish cycle new outbox entries belong to
+        self.delivered = -1  # every entry of this generation or older is delivered
+        st = policy.state
+        self._ttl = st.customer_ttl
+        self._caps = Caps(st.max_events, st.max_sends, st.max_message_ids, st.max_orders)
+        # How far below the horizons' base each kind is kept (see _horizons): a fact added
+        # at ``t`` can be pruned once the base passes ``t`` plus its kind's window.
+        self._keep = Horizons(
+            events=st.retention,
+            sends=self._send_window,
+            ids=policy.rules.duplicate_message.retention,
+            orders=st.order_retention,
+            epochs=self._ttl,
+            at=0,
+        )
+        # Versions applied live (policy_history): each candidate is decided by the one in
+        # force at its created_at. ``policy`` stays the base: what shapes state and timing.
+        self.history = PolicyHistory(policy)
+        self._plans: dict[tuple[int, str, bool], rules.Plan] = {}
+
+    def _plan(self, policy: Policy, cand: Candidate) -> rules.Plan:
+        key = (id(policy), cand.trigger, cand.is_marketing)  # policies live in the history
+        found = self._plans.get(key)
+        if found is None:
+            found = self._plans[key] = rules.plan(policy, cand.trigger, cand.is_marketing)
+        return found
+
+    # ------------------------------------------------------------ partitions
+
+    def _partition_index(self, part: _Partition) -> int:
+        return next(p for p, v in self._parts.items() if v is part)
+
+    def part(self, partition: int) -> _Partition:
+        p = self._parts.get(partition)
+        if p is None:
+            remote: tuple[Source, ...] = ()
+            if self.rerouted:
+                remote = tuple(
+                    (k, s) for s in range(self.partitions) if s != partition for k in INPUT_KINDS
+                )
+            p = self._parts[partition] = _Partition(
+                StreamClock(INPUT_KINDS, self._lateness, remote)
+            )
+        return p
+
+    def begin(self) -> None:
+        """Start a unit of work whose heap changes ``rollback`` can undo (the store's
+        own transaction undoes the state)."""
+        self._popped = []
+
+    def commit(self) -> None:
+        self._popped = None
+
+    def rollback(self) -> None:
+        for partition, entry in self._popped or ():
+            heapq.heappush(self.part(partition).heap, entry)
+        self._popped = None
+
+    def clock(self, partition: int) -> StreamClock:
+        return self.part(partition).clock
+
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        """Forget the in-memory index of partitions this worker no longer owns."""
+        for p in partitions:
+            self._parts.pop(p, None)
+
+    def held_count(self, partition: int | None = None) -> int:
+        if partition is not None:
+            return len(self.part(partition).heap)
+        return sum(len(p.heap) for p in self._parts.values())
+
+    def restore(
+        self, partition_of: Callable[[str], int], delivered: Callable[[int], int] | None = None
+    ) -> tuple[int, list[tuple[str, bytes, bytes]]]:
+        """Start over after a recovery: deadline heaps rebuilt from the held candidates in
+        the store. Returns the number of held candidates and the outbox entries not known
+        delivered (``delivered(partition)``: newest generation known delivered there), to
+        publish again: a crash between recording a decision and delivering it loses
+        nothing. ``restoring`` does the same in steps, for a caller with a time budget."""
+        steps = self.restoring(partition_of, delivered)
+        for _ in steps.walk:
+            pass
+        return steps.held, steps.again
+
+    def restoring(
+        self, partition_of: Callable[[str], int], delivered: Callable[[int], int] | None = None
+    ) -> Restoring:
+        self._parts.clear()
+        return Restoring(self, partition_of, delivered)
+
+    def _restore_one(self, cid: str, held: Iterable[tuple[int, str, int]], p: int) -> int:
+        heap = self.part(p).heap
+        n = 0
+        for deadline, message_id, seq in held:
+            heapq.heappush(heap, (deadline, message_id, seq, cid))
+            n += 1
+        return n
+
+    # ------------------------------------------------------------ input
+
+    def ingest(
+        self,
+        partition: int,
+        kind: str,
+        customer_id: str,
+        event_ms: int,
+        fact: Fact,
+        record_ms: int,
+        source: tuple[str, int] | None = None,
+        arrival: int | None = None,
+    ) -> list[Output]:
+        """Apply one valid input record; return late findings it reveals (if any).
+
+        ``source`` is (the stream it was read from, its offset there), None offline.
+        A record at or below the highest offset already applied for this customer
+        from that stream was read again after a crash, a rebalance or a repeated
+        re-route: it is skipped and counted, so a redelivery never becomes a second
+        decision or a bogus ``duplicate_message``.
+
+        ``arrival`` is the frontier of the record's own stream when it was read; the
+        worker passes it for re-routed records (their stream is another partition's).
+        """
+        part = self.part(partition)
+        clock = part.clock
+        if arrival is None:
+            arr = clock.frontier(kind)
+            clock.observe(kind, event_ms)
+        else:
+            arr = arrival
+            clock.observe_forwarded(event_ms)
+        if fact is None:  # e.g. a session "ended": moves time, changes no fact
+            return []
+        state = self.store.get(customer_id) or CustomerState()
+        if source is not None:
+            stream, offset = source
+            last_offset, newest = state.applied.get(stream, (-1, NEVER))
+            if offset <= last_offset and record_ms <= newest:
+                self.counts["redelivered"] += 1
+                return []
+            state.applied[stream] = (max(offset, last_offset), max(record_ms, newest))
+        out: list[Output] = []
+        full = self._full(state, fact) if isinstance(fact, Candidate) else None
+        if full is not None:
+            assert isinstance(fact, Candidate)
+            self.counts["held_full"] += 1
+            out.append(Failed(fact, full, source=source))
+        elif isinstance(fact, Candidate):
+            state.nseq += 1
+            fact.seq = state.nseq
+            fact.arr = arr
+            state.touch(fact.created_at, self._ttl)
+            self._kept(state, NEVER, False)
+            state.held.append(fact)
+            heapq.heappush(part.heap, (fact.deadline, fact.message_id, fact.seq, customer_id))
+            self.counts["held"] += 1
+        else:
+            fact.arr = arr
+            fact.rt = record_ms
+            if not state.add(fact, self._ttl):
+                self.counts["duplicate_event"] += 1
+            else:
+                self._kept(state, fact.t, isinstance(fact, PurchaseFact | ReturnFact))
+                if state.sent or state.suppressed:
+                    out.extend(self._late(state, customer_id, kind, fact))
+        self._outbox(state, out)
+        self._prune(self._horizons(part), state)
+        self.store.put(customer_id, state)
+        return out
+
+    def _full(self, state: CustomerState, cand: Candidate) -> str | None:
+        """Why ``cand`` cannot be held for this customer, if it cannot."""
+        lim = self.policy.state
+        if len(state.held) >= lim.max_held:
+            return (
+                f"customer {cand.customer_id} already has {len(state.held)} held candidates "
+                f"(state.max_held {lim.max_held}); {cand.message_id} was not held"
+            )
+        size = len(cand.raw) + sum(len(c.raw) for c in state.held)
+        size += sum(len(e[3]) for e in state.outbox)
+        if size > lim.max_held_bytes:
+            return (
+                f"customer {cand.customer_id}'s held and unpublished messages would take "
+                f"{size} bytes (state.max_held_bytes {lim.max_held_bytes}); "
+                f"{cand.message_id} was not held"
+            )
+        return None
+
+    # ------------------------------------------------------------ release
+
+    def release(self, partition: int, wall_ms: int) -> list[Output]:
+        """Decide every held candidate that stream time allows, in deadline order."""
+        part = self.part(partition)
+        out: list[Output] = []
+        heap, clock = part.heap, part.clock
+        if not heap or not clock.releasable(heap[0][0]):
+            return out
+        # Popping only raises the heap minimum, so these horizons stay safe for the whole loop.
+        horizons = self._horizons(part)
+        while heap and clock.releasable(heap[0][0]):
+            out.extend(self._decide_top(part, wall_ms, horizons))
+        return out
+
+    def release_idle(self, partition: int, wall_ms: int) -> list[Output]:
+        """All streams caught up and quiet: release by wall clock (receipt + settle).
+
+        Stops at the first candidate not yet due, so deadline order is kept.
+        """
+        part = self.part(partition)
+        out: list[Output] = []
+        if not part.clock.all_idle:
+            return out
+        out.extend(self.release(partition, wall_ms))
+        while part.heap:
+            _d, _mid, seq, cid = part.heap[0]
+            cand = self._held(cid, seq)
+            if (
+                cand is not None
+                and cand.received_wall + self.policy.settle.for_trigger(cand.trigger) > wall_ms
+            ):
+                break
+            out.extend(self._decide_top(part, wall_ms, NO_HORIZON))
+        return out
+
+    def flush(self, wall_ms: int) -> list[Output]:
+        """End of input (offline): decide everything still held, in deadline order."""
+        out: list[Output] = []
+        for part in self._parts.values():
+            while part.heap:
+                out.extend(self._decide_top(part, wall_ms, NO_HORIZON))
+        return out
+
+    def _held(self, customer_id: str, seq: int) -> Candidate | None:
+        state = self.store.get(customer_id)
+        if state is None:
+            return None
+        return next((c for c in state.held if c.seq == seq), None)
+
+    def view(self, cand: Candidate) -> rules.View:
+        """What ``cand`` may see (see ``rules.View``): floors from the frontier it was read
+        at, which pruning can never have passed while it was still to be read."""
+        # Before it was read, pruning never passed the frontier it was read at; while it is
+        # held, never its deadline: nothing above the later of the two was pruned.
+        base = max(cand.arr, cand.deadline) - self._max_settle
+        p = self.policy
+        return rules.View(
+            deadline=cand.deadline,
+            arrived_by=cand.deadline,
+            events_from=base - p.state.retention,
+            sends_from=base - self._send_window,
+            ids_from=base - p.rules.duplicate_message.retention,
+            orders_from=base - p.state.order_retention,
+            key=(cand.deadline, cand.message_id, cand.seq),
+        )
+
+    def _decide_top(self, part: _Partition, wall_ms: int, h: Horizons) -> Iterator[Output]:
+        entry = heapq.heappop(part.heap)
+        if self._popped is not None:
+            self._popped.append((self._partition_index(part), entry))
+        _deadline, _mid, seq, cid = entry
+        state = self.store.get(cid)
+        if state is None:
+            return
+        held = state.held
+        for idx in range(len(held)):
+            if held[idx].seq == seq:
+                break
+        else:
+            return
+        cand = held.pop(idx)
+        policy = self.history.at(cand.created_at)
+        try:
+            decision = rules.decide(
+                state, cand, policy, self.view(cand), rules=self._plan(policy, cand)
+            )
+        except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
+            failed = Failed(cand, f"internal error deciding {cand.message_id}: "
+                                  f"{type(exc).__name__}: {exc}")  # fmt: skip
+            self.counts["failed"] += 1
+            self._outbox(state, [failed])
+            self.store.put(cid, state)
+            yield failed
+            return
+        first = state.decided.get(cand.message_id)
+        if first is None or (cand.deadline, cand.seq) < (first[1], first[2]):
+            # the copy first in deadline order is the one later copies are duplicates of
+            state.decided[cand.message_id] = (cand.created_at, cand.deadline, cand.seq, cand.arr)
+            state.due = min(state.due, cand.deadline + self._keep.ids)
+        fact = SentFact(
+            cand.message_id,
+            cand.created_at,
+            cand.deadline,
+            cand.seq,
+            cand.trigger,
+            cand.channel,
+            cand.category,
+            content_key(cand.trigger, cand.channel, decision.skus, cand.payload_hash),
+            decision.skus,
+            cand.cart_updated_at,
+            cand.order_id,
+            decision.action,
+            decision.rule,
+            cand.arr,
+        )
+        if decision.action != "suppress":
+            state.sent.append(fact)
+            state.due = min(state.due, fact.created_at + self._keep.sends)
+        elif decision.rule in rules.LIFTABLE:
+            state.suppressed.append(fact)
+            state.due = min(state.due, fact.created_at + self._keep.sends)
+        self.counts[decision.action] += 1
+        if decision.rule:
+            self.counts[f"rule:{decision.rule}"] += 1
+        outputs: list[Output] = [Decided(cand, decision, wall_ms, policy.version)]
+        outputs.extend(self._late_on_arrival(state, cid, fact))
+        self._outbox(state, outputs)
+        self._prune(h, state)
+        self.store.put(cid, state)
+        yield from outputs
+
+    def _outbox(self, state: CustomerState, outputs: list[Output]) -> None:
+        """Render ``outputs`` into the state's outbox (worker), dropping delivered entries."""
+        if self.render is None:
+            return
+        if state.outbox and state.outbox[0][0] <= self.delivered:
+            state.outbox = [e for e in state.outbox if e[0] > self.delivered]
+        for o in outputs:
+            o.rendered = self.render(o)
+            for role, key, value in o.rendered:
+                state.outbox.append((self.generation, role, key.decode(), value.decode()))
+
+    # ------------------------------------------------------------ late evidence
+
+    def _finding(
+        self, state: CustomerState, customer_id: str, msg: SentFact, fact: StateFact, kind: str
+    ) -> LateFinding | None:
+        """Would ``fact``, seen in time, have changed the decision on ``msg``?"""
+        policy = self.history.at(msg.created_at)
+        again = rules.decide(state, msg, policy, rules.View.hindsight(msg),
+                             only=rules.EVENT_RULES)  # fmt: skip
+        cited = any(e[0] == kind and e[1] == fact.event_id for e in again.evidence)
+        behind = max(0, fact.arr + self._lateness.get(kind, 0) - fact.t) if fact.arr > NEVER else 0
+        event = (kind, fact.event_id, fact.t)
+        if msg.action != "suppress":
+            if again.action == "send" or again.rule is None or not cited:
+                return None
+            return LateFinding(msg, customer_id, again.rule, again.reason or "", event,
+                               fact.rt - msg.deadline, behind, again.action,
+                               policy.version)  # fmt: skip
+        if again.action == "suppress" and again.rule == msg.rule:
+            return None
+        return LateFinding(
+            msg, customer_id, msg.rule or "",
+            f"{kind} {fact.event_id} at {human(fact.t)} would have lifted {msg.rule}: the "
+            f"message would have been {'sent' if again.action == 'send' else again.action}",
+            event, fact.rt - msg.deadline, behind, again.action, policy.version,
+        )  # fmt: skip
+
+    def _late(
+        self, state: CustomerState, customer_id: str, kind: str, fact: StateFact
+    ) -> Iterator[LateFinding]:
+        """An event read after messages it concerns were decided."""
+        # Messages older than this may already be pruned, depending on when sweeps ran:
+        # leave them out, so that what is reported does not depend on it either.
+        oldest = fact.arr - self._max_settle - self._send_window if fact.arr > NEVER else NEVER
+        for msg in (*state.sent, *state.suppressed):
+            if msg.deadline < fact.t or msg.created_at < oldest:
+                continue
+            found = self._finding(state, customer_id, msg, fact, kind)
+            if found is not None:
+                self.counts["late_evidence"] += 1
+                yield found
+
+    def _late_on_arrival(
+        self, state: CustomerState, customer_id: str, msg: SentFact
+    ) -> Iterator[LateFinding]:
+        """Events already in state but read after their stream passed this deadline."""
+        if msg.action == "suppress" and msg.rule not in rules.LIFTABLE:
+            return
+        d = msg.deadline
+        # Below the message's own floor (``view``) a fact may or may not have been pruned
+        # yet, depending on when sweeps ran: leave it out, so the findings do not depend on
+        # that either (it could not have changed the decision: the view never saw it).
+        floor = max(msg.arr, d) - self._max_settle - self.policy.state.retention
+        for kind, facts in (
+            ("purchases", state.purchases),
+            ("returns", state.returns),
+            ("sessions", state.sessions),
+            ("consents", state.consents),
+        ):
+            for f in facts:
+                if floor <= f.t <= d < f.arr:
+                    found = self._finding(state, customer_id, msg, f, kind)
+                    if found is not None:
+                        self.counts["late_evidence"] += 1
+                        yield found
+                        return
+
+    # ------------------------------------------------------------ bounded state
+
+    def _horizons(self, part: _Partition) -> Horizons:
+        """Oldest event time a pending or future decision can still look at, per kind."""
+        st = part.clock.stream_time()
+        if st is None:
+            return NO_HORIZON
+        if part.heap:
+            st = min(st, part.heap[0][0])
+        h = st - self._max_settle
+        if part.horizons.at == h:
+            return part.horizons  # stream time did not move: most records of a backlog
+        k = self._keep
+        part.horizons = Horizons(
+            h - k.events, h - k.sends, h - k.ids, h - k.orders, h - k.epochs, at=h
+        )
+        return part.horizons
+
+    def _kept(self, state: CustomerState, t: int, order: bool) -> None:
+        """A fact at ``t`` (NEVER: none) was added, and epochs may have been merged or
+        started: lower the state's ``due`` so the next prune looks at them."""
+        k = self._keep
+        due = state.due
+        if t != NEVER:
+            due = min(due, t + k.events)
+            if order:
+                due = min(due, t + k.orders)
+        if len(state.epochs) > 1:
+            due = min(due, state.epochs[0].end + k.epochs)
+        state.due = due
+
+    def _prune(self, h: Horizons, state: CustomerState) -> None:
+        """Time-prune against the horizons; the size caps apply even before time is known."""
+        state.prune(h, self._caps)
+
+    def sweep(self, partition_of: Callable[[str], int]) -> int:
+        """Prune every customer and forget the inactive ones; returns how many were dropped.
+
+        Safe at any time: it removes only what no decision may see any more (see
+        ``view``), so a sweep never changes a decision, offline or live, nor does
+        sweeping one customer now and the next one later."""
+        dropped = 0
+        for gone in self.sweeping(self.store.keys(), partition_of):
+            dropped += gone
+        return dropped
+
+    def sweeping(self, keys: Iterable[str], partition_of: Callable[[str], int]) -> Iterator[int]:
+        """The sweep one customer at a time (yields 1 per customer dropped, else 0), for a
+        caller that must give the event loop back every few milliseconds."""
+        for cid in keys:
+            yield self._sweep_one(cid, partition_of)
+        self.counts["sweeps"] += 1
+
+    def _sweep_one(self, cid: str, partition_of: Callable[[str], int]) -> int:
+        state = self.store.get(cid)
+        if state is None:
+            return 0
+        h = self._horizons(self.part(partition_of(cid)))
+        if h is NO_HORIZON:
+            return 0
+        before = state.size()
+        self._prune(h, state)
+        if state.outbox and self.render is not None:
+            state.outbox = [e for e in state.outbox if e[0] > self.delivered]
+        if not state.held and state.last_activity < h.epochs:
+            kept = state.forget()
+            if kept is None:
+                self.store.delete(cid)
+            else:
+                self.store.put(cid, kept)
+            self.counts["expired"] += 1
+            return 1
+        if state.size() != before:
+            self.store.put(cid, state)
+        return 0
+
+
+class Restoring:
+    """A restore in steps: ``walk`` yields after each customer; ``held`` and ``again``
+    hold the totals once it is exhausted."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        partition_of: Callable[[str], int],
+        delivered: Callable[[int], int] | None,
+    ) -> None:
+        self.held = 0
+        self.again: list[tuple[str, bytes, bytes]] = []
+        self.walk = self._walk(engine, partition_of, delivered)
+
+    def _walk(
+        self,
+        engine: Engine,
+        partition_of: Callable[[str], int],
+        delivered: Callable[[int], int] | None,
+    ) -> Iterator[None]:
+        top = engine.generation
+        store = engine.store
+        pending = getattr(store, "pending", None)
+        # A store that can list what restore needs without decoding whole states
+        # (TableStore) is asked for just that; any other is read state by state.
+        rows = pending() if pending is not None else _pending_of(store)
+        for cid, held, outbox in rows:
+            p = partition_of(cid)
+            self.held += engine._restore_one(cid, held, p)
+            if outbox and delivered is not None:
+                done = delivered(p)
+                for gen, role, key, value in outbox:
+                    top = max(top, gen + 1)
+                    if gen > done:
+                        self.again.append((role, key.encode(), value.encode()))
+            yield None
+        engine.generation = top
+
+
+def _pending_of(store: StateStore) -> Iterator[tuple[str, list[tuple[int, str, int]], list[Any]]]:
+    for cid in store.keys():
+        state = store.get(cid)
+        if state is not None:
+            yield cid, [(c.deadline, c.message_id, c.seq) for c in state.held], state.outbox

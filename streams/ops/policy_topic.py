@@ -1,0 +1,138 @@
+"""The policy topic: publish a version, read the whole history (CLI side, kafka-python).
+
+The topic is compacted with one partition, keyed by a zero-padded sequence
+number, so it keeps every version ever applied, in order, for good: the
+history a replay needs to reproduce past decisions. The worker reads it
+with its own asyncio consumer (``streams.app``); this module is what the
+``policy apply / history / rollback`` commands use.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from datetime import datetime
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.core.clock import iso, to_ms
+from streams.core.policy import Policy, parse_duration_ms
+from streams.core.policy_history import PolicyHistory, PolicyRecord, as_mapping, check_live
+from streams.errors import PolicyError
+from streams.hints import command
+from streams.settings import Settings
+
+DEFAULT_LEAD = "60s"
+"""How far ahead of now a version takes effect by default: time for every worker to read
+it (they poll every ``policy_poll_interval``) before any candidate created after it."""
+
+
+def read_records(settings: Settings, timeout_s: float = 10.0) -> list[PolicyRecord]:
+    """Every record on the policy topic, in sequence order (compaction keeps them all)."""
+    name = settings.topics["policy"]
+    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_consumer_kwargs())
+    try:
+        parts = consumer.partitions_for_topic(name)
+        if not parts:
+            raise PolicyError(
+                f"policy topic {name} does not exist: create it with "
+                f"`{command('topics', 'create')}` (or `make topics`)"
+            )
+        tps = [TopicPartition(name, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: dict[int, PolicyRecord] = {}
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise PolicyError(f"reading policy topic {name} timed out after {timeout_s}s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                for rec in batch:
+                    if rec.value is None:
+                        continue
+                    pr = PolicyRecord.model_validate(orjson.loads(rec.value))
+                    out[pr.seq] = pr
+        return [out[k] for k in sorted(out)]
+    finally:
+        consumer.close()
+
+
+def effective_time(at: str | None, lead: str | None, now_ms: int) -> int:
+    """``--at`` (RFC 3339, must be in the future) or now + ``--in`` (default 60s)."""
+    if at is not None:
+        try:
+            dt = datetime.fromisoformat(at)
+        except ValueError as exc:
+            raise PolicyError(f"--at {at!r}: expected an RFC 3339 time like "
+                              "2026-11-22T15:00:00Z") from exc  # fmt: skip
+        if dt.tzinfo is None:
+            raise PolicyError(f"--at {at!r}: give a UTC offset, e.g. {at}Z")
+        ms = to_ms(dt)
+        if ms < now_ms:
+            raise PolicyError(
+                f"--at {at} is in the past: workers have already decided messages created "
+                "since then, and a replay must decide them the same way; pick a future time"
+            )
+        return ms
+    try:
+        return now_ms + parse_duration_ms(lead or DEFAULT_LEAD)
+    except ValueError as exc:
+        raise PolicyError(f"--in: {exc}") from exc
+
+
+def publish(
+    settings: Settings,
+    policy: Policy,
+    effective_ms: int,
+    by: str | None = None,
+    note: str | None = None,
+    rollback_of: str | None = None,
+    records: list[PolicyRecord] | None = None,
+) -> PolicyRecord:
+    """Validate ``policy`` against the base (the configured policy file) and the history,
+    and append it as the next version."""
+    from streams.core.policy import load_policy
+
+    base = load_policy(settings.policy_file)
+    check_live(base, policy)
+    history = records if records is not None else read_records(settings)
+    for old in history:
+        if old.version == policy.version and old.policy != as_mapping(policy):
+            raise PolicyError(
+                f"version {policy.version} was applied before (seq {old.seq}, "
+                f"{old.applied_at}) with different contents: give the new policy its own "
+                "version string"
+            )
+    rec = PolicyRecord(
+        seq=(history[-1].seq + 1) if history else 1,
+        version=policy.version,
+        effective_at=iso(effective_ms),
+        effective_ms=effective_ms,
+        applied_by=by or getpass.getuser(),
+        applied_at=iso(int(time.time() * 1000)),
+        note=note,
+        rollback_of=rollback_of,
+        policy=as_mapping(policy),
+    )
+    producer = KafkaProducer(**settings.kafka_producer_kwargs())  # acks=all, idempotent
+    try:
+        producer.send(
+            settings.topics["policy"],
+            key=f"{rec.seq:012d}".encode(),
+            value=orjson.dumps(rec.model_dump(mode="json")),
+            partition=0,
+        ).get(timeout=30)
+    finally:
+        producer.close()
+    return rec
+
+
+def current_history(settings: Settings, records: list[PolicyRecord]) -> PolicyHistory:
+    from streams.core.policy import load_policy
+
+    hist = PolicyHistory(load_policy(settings.policy_file))
+    for rec in records:
+        hist.add(rec)
+    return hist

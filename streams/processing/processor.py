@@ -1,0 +1,312 @@
+"""One input record in, the records to write out: the worker's logic without Kafka.
+
+The faust shell (``app``) only moves bytes: it hands each consumed record to
+``Router.on_record`` and writes the ``OutRecord``s it gets back, in order.
+Everything between (decode once, dead-letter what cannot be read, re-route
+what sits on the wrong partition, ingest, release by stream time, render
+decisions) is here, so it is unit-tested without a broker and the offline
+replay and the worker cannot drift apart.
+
+Re-routing. A producer that does not partition by ``murmur2(customer_id)``
+(every librdkafka client by default) puts records where another worker's
+state is. Such a record is forwarded to its right partition through the
+app's own re-route topic (co-partitioned with the inputs, never the input
+topic itself: other consumers of ``purchases`` must not see a purchase
+twice), with headers naming its role, its source coordinates and the
+frontier of its source stream when it was read. Each partition also writes
+*progress markers* into every other partition of the re-route topic: "my
+stream of topic T has reached frontier F, and everything of it I had to
+forward to you is before this marker". A partition's stream time waits for
+those markers, so it never passes an event still on its way to it, and a
+forwarded record is decided exactly as if it had been produced right.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from streams.contract import decode as codec
+from streams.contract.partitioning import partition_for
+from streams.contract.render import late_value, send_value, suppressed_value
+from streams.core.engine import Decided, Engine, Failed, LateFinding, Output
+
+log = logging.getLogger("trigger_sanity.worker")
+
+H_ROLE = "ts-role"
+H_SOURCE = "ts-src"  # "<topic>:<partition>:<offset>" the record was first read at
+H_ARRIVAL = "ts-arr"  # frontier of its source stream when it was read there
+H_MARKER = "ts-marker"
+H_INCARNATION = "ts-inc"  # which run of the forwarding worker sent it (in-process markers)
+MISROUTE_WARN_EVERY_MS = 60_000
+
+
+@dataclass(slots=True, frozen=True)
+class OutRecord:
+    """A record to produce. ``role`` is an output topic role (``send_queue``...) or
+    ``reroute`` (the internal re-route topic, with ``partition`` and ``headers``)."""
+
+    role: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None
+    timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+class Router:
+    def __init__(
+        self,
+        engine: Engine,
+        role_of: dict[str, str],
+        partitions_of: Callable[[str], int],
+        max_record_bytes: int = codec.DEFAULT_MAX_RECORD_BYTES,
+        reroute_topic: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.policy = engine.policy
+        self.role_of = role_of
+        self.partitions_of = partitions_of
+        self.max_record_bytes = max_record_bytes
+        self.reroute_topic = reroute_topic
+        self.counts: Counter[str] = Counter()
+        self.misrouted: Counter[str] = Counter()  # per input topic
+        self._warned: dict[str, int] = {}
+        # This process's run: records it forwarded carry it, so that once it has read back
+        # all it forwarded from S to P, P may take S's frontier from memory (see app).
+        self.incarnation = b""
+        self.forwarded: Counter[tuple[int, int]] = Counter()  # (source, target) partition
+        self.on_decided: Callable[[Decided], None] | None = None  # metrics: latency
+        self.read_back: Counter[tuple[int, int]] = Counter()
+
+    # ------------------------------------------------------------ records
+
+    def on_record(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        record_ms: int,
+        key: bytes | None,
+        value: bytes | None,
+        wall_ms: int,
+        headers: Mapping[str, bytes] | None = None,
+    ) -> list[OutRecord]:
+        if topic == self.reroute_topic:
+            return self._on_rerouted(
+                partition, offset, record_ms, key, value, wall_ms, headers or {}
+            )
+        role = self.role_of[topic]
+        parsed = codec.decode(role, value, record_ms, wall_ms, self.policy, self.max_record_bytes)
+        if isinstance(parsed, codec.Unreadable):
+            return [self.dead_letter(topic, partition, offset, key, value, parsed.error, wall_ms)]
+        cid = parsed.customer_id.encode("utf-8")
+        expected = partition_for(parsed.customer_id, self.partitions_of(topic))
+        if partition != expected and self.reroute_topic is not None:
+            return [self._forward(topic, partition, offset, record_ms, role, parsed, value,
+                                  expected, wall_ms)]  # fmt: skip
+        if key != cid:
+            # Right partition, other key (or none): its customer's state is here already.
+            self.counts["rekeyed"] += 1
+        source = (f"{topic}:{partition}", offset)
+        return self._apply(partition, role, parsed, record_ms, source)
+
+    def _apply(
+        self,
+        partition: int,
+        role: str,
+        parsed: codec.Parsed,
+        record_ms: int,
+        source: tuple[str, int],
+        arrival: int | None = None,
+    ) -> list[OutRecord]:
+        """A readable record on its customer's partition, read directly or re-routed."""
+        self.counts[role] += 1
+        cid, t, fact = parsed.customer_id, parsed.event_ms, parsed.fact
+        out = self.engine.ingest(partition, role, cid, t, fact, record_ms, source, arrival)
+        return self.render(out)
+
+    def _forward(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        record_ms: int,
+        role: str,
+        parsed: codec.Parsed,
+        value: bytes | None,
+        expected: int,
+        wall_ms: int,
+    ) -> OutRecord:
+        """Send a misrouted record to its partition; it still moves this stream's frontier."""
+        clock = self.engine.clock(partition)
+        arr = clock.frontier(role)
+        clock.observe(role, parsed.event_ms)
+        self.counts["rerouted"] += 1
+        self.misrouted[topic] += 1
+        self.forwarded[(partition, expected)] += 1
+        last = self._warned.get(topic)
+        if last is None or wall_ms - last >= MISROUTE_WARN_EVERY_MS:
+            self._warned[topic] = wall_ms
+            log.warning(
+                "%s: %d record(s) so far on the wrong partition (e.g. %s[%d]@%d for customer "
+                "%s belongs to partition %d); re-routing them costs a round trip: set the "
+                "producer's partitioner to murmur2 (librdkafka: partitioner=murmur2_random)",
+                topic, self.misrouted[topic], topic, partition, offset, parsed.customer_id,
+                expected,
+            )  # fmt: skip
+        return OutRecord(
+            "reroute",
+            parsed.customer_id.encode("utf-8"),
+            value,
+            expected,
+            record_ms,
+            (
+                (H_ROLE, role.encode()),
+                (H_SOURCE, f"{topic}:{partition}:{offset}".encode()),
+                (H_ARRIVAL, str(arr).encode()),
+                (H_INCARNATION, self.incarnation),
+            ),
+        )
+
+    def _on_rerouted(
+        self,
+        partition: int,
+        offset: int,
+        record_ms: int,
+        key: bytes | None,
+        value: bytes | None,
+        wall_ms: int,
+        headers: Mapping[str, bytes],
+    ) -> list[OutRecord]:
+        topic = self.reroute_topic or ""
+        if H_MARKER in headers:
+            self._on_marker(partition, value)
+            return []
+        try:
+            role = headers[H_ROLE].decode()
+            src_topic, src_part, src_off = headers[H_SOURCE].decode().rsplit(":", 2)
+            arrival = int(headers[H_ARRIVAL])
+            source = (f"{src_topic}:{int(src_part)}", int(src_off))
+            if self.incarnation and headers.get(H_INCARNATION) == self.incarnation:
+                self.read_back[(int(src_part), partition)] += 1
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            err = f"re-route record without valid {H_ROLE}/{H_SOURCE}/{H_ARRIVAL} headers: {exc!r}"
+            return [self.dead_letter(topic, partition, offset, key, value, err, wall_ms)]
+        if role not in codec.MODELS:
+            err = f"re-route record of unknown role {role!r}"
+            return [self.dead_letter(topic, partition, offset, key, value, err, wall_ms)]
+        self.engine.clock(partition).busy((role, int(src_part)))
+        parsed = codec.decode(role, value, record_ms, wall_ms, self.policy, self.max_record_bytes)
+        if isinstance(parsed, codec.Unreadable):
+            src_t, src_p = source[0].rsplit(":", 1)
+            return [self.dead_letter(src_t, int(src_p), source[1], key, value, parsed.error,
+                                     wall_ms)]  # fmt: skip
+        return self._apply(partition, role, parsed, record_ms, source, arrival)
+
+    def _on_marker(self, partition: int, value: bytes | None) -> None:
+        try:
+            m = orjson.loads(value or b"")
+            src = int(m["src"])
+            streams = m["f"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("ignoring a malformed progress marker on partition %d: %r", partition, exc)
+            self.counts["bad_marker"] += 1
+            return
+        clock = self.engine.clock(partition)
+        stamp = int(m.get("at", 0))
+        for role, (frontier, idle) in streams.items():
+            clock.set_remote((role, src), frontier, bool(idle), stamp)
+        self.counts["markers"] += 1
+
+    def new_incarnation(self, tag: bytes) -> None:
+        self.incarnation = tag
+        self.forwarded.clear()
+        self.read_back.clear()
+
+    def settled(self, source: int, target: int) -> bool:
+        """Has everything this run forwarded from ``source`` to ``target`` been read back?"""
+        return self.forwarded[(source, target)] == self.read_back[(source, target)]
+
+    def markers(self, source: int, partitions: int, stamp: int) -> list[OutRecord]:
+        """Progress markers of partition ``source`` for every other partition; ``stamp``
+        orders them (and the in-memory hand-overs) by when they were taken."""
+        if self.reroute_topic is None or partitions < 2:
+            return []
+        local = self.engine.clock(source).local()
+        f = {r: [fr, i] for r, (fr, i) in local.items()}
+        value = orjson.dumps({"src": source, "at": stamp, "f": f})
+        hdr = ((H_MARKER, b"1"),)
+        return [
+            OutRecord("reroute", None, value, p, None, hdr)
+            for p in range(partitions)
+            if p != source
+        ]
+
+    # ------------------------------------------------------------ outputs
+
+    def dead_letter(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        error: str,
+        wall_ms: int,
+    ) -> OutRecord:
+        self.counts["dead_letter"] += 1
+        log.warning("dead-letter %s[%d]@%d: %s", topic, partition, offset, error)
+        return OutRecord(
+            "dead_letter",
+            key,
+            codec.dead_letter(topic, partition, offset, key, value, error, wall_ms),
+        )
+
+    def release(self, partition: int, wall_ms: int) -> list[OutRecord]:
+        return self.render(self.engine.release(partition, wall_ms))
+
+    def release_idle(self, partition: int, wall_ms: int) -> list[OutRecord]:
+        return self.render(self.engine.release_idle(partition, wall_ms))
+
+    def render_one(self, o: Output) -> tuple[tuple[str, bytes, bytes], ...]:
+        """One decision or finding as the records to write: (role, key, value)."""
+        if isinstance(o, Failed):
+            c = o.candidate
+            log.error("%s", o.error)
+            key = c.customer_id.encode("utf-8")
+            topic = next((t for t, r in self.role_of.items() if r == "outbound"), "outbound")
+            partition: int | None = None
+            offset: int | None = None
+            if o.source is not None:
+                stream, offset = o.source
+                topic, _, part = stream.rpartition(":")
+                partition = int(part)
+            value = codec.dead_letter(topic, partition, offset, key, c.raw.encode(), o.error,
+                                      c.received_wall)  # fmt: skip
+            return (("dead_letter", key, value),)
+        if isinstance(o, Decided):
+            key = o.candidate.customer_id.encode("utf-8")
+            if o.decision.action == "suppress":
+                return (("suppressed", key, suppressed_value(o, o.policy)),)
+            return (("send_queue", key, send_value(o, o.policy)),)
+        return (("late_evidence", o.customer_id.encode("utf-8"), late_value(o, o.policy)),)
+
+    def render(self, outputs: list[Output]) -> list[OutRecord]:
+        out: list[OutRecord] = []
+        for o in outputs:
+            if isinstance(o, Decided):
+                self.counts[o.decision.action] += 1
+                if self.on_decided is not None:
+                    self.on_decided(o)
+            elif isinstance(o, LateFinding):
+                self.counts["late_evidence"] += 1
+            else:
+                self.counts["dead_letter"] += 1
+            for role, key, value in o.rendered or self.render_one(o):
+                out.append(OutRecord(role, key, value))
+        return out
