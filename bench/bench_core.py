@@ -29,9 +29,11 @@ from common import RESULTS, pct, write_result
 
 from streams.contract import decode as codec
 from streams.contract.history import HistoryRecord, read_history, write_history
-from streams.core.engine import INPUT_KINDS, Engine, MemoryStore
+from streams.core.engine import Engine
 from streams.core.policy import DEFAULT_POLICY
-from streams.core.state import encode
+from streams.core.encoding import encode
+from streams.core.store import MemoryStore
+from streams.core.vocabulary import INPUT_KINDS
 from streams.offline.generator import generate
 from streams.offline.replay import replay_offline
 

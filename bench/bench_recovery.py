@@ -43,9 +43,11 @@ from kafka.admin import NewTopic
 from streams.contract import decode as codec
 from streams.contract.history import HistoryRecord, read_history, write_history
 from streams.contract.partitioning import partition_for
-from streams.core.engine import INPUT_KINDS, Engine, MemoryStore
+from streams.core.engine import Engine
 from streams.core.policy import DEFAULT_POLICY
-from streams.core.state import encode
+from streams.core.encoding import encode
+from streams.core.store import MemoryStore
+from streams.core.vocabulary import INPUT_KINDS
 from streams.kafka.admin import admin_client
 from streams.offline.generator import generate
 from streams.settings import Settings

@@ -34,7 +34,7 @@ from streams.contract.history import write_history
 from streams.contract.topics import INPUT_ROLES
 from streams.kafka.admin import create_topics
 from streams.offline.generator import generate
-from streams.offline.replay import produce_history
+from streams.ops.produce import produce_history
 from streams.settings import Settings, isolated_env, settings_from_env
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -113,7 +113,8 @@ def _positive(text: str) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from streams.offline.replay import print_progress, produce_history, replay_offline
+    from streams.offline.replay import replay_offline
+    from streams.ops.produce import print_progress, produce_history
 
     if args.jobs > 1 and not args.offline:
         print("trigger-sanity: --jobs is for --offline replays", file=sys.stderr)
@@ -153,7 +154,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     from streams.cli.progress import Progress, count_lines
     from streams.kafka.admin import check_inputs
-    from streams.offline.replay import rebase_delta
+    from streams.ops.produce import rebase_delta
 
     settings = _settings()
     check_inputs(settings)  # the broker answers and every topic exists, or exit 2 saying so
@@ -580,8 +581,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from streams.contract.history import write_history
     from streams.kafka.admin import create_topics
     from streams.offline.demo import demo_history, expected_outputs
-    from streams.offline.replay import produce_history
     from streams.ops.inspect import consume, describe
+    from streams.ops.produce import produce_history
 
     run = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
     base = _settings()

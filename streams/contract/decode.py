@@ -1,4 +1,4 @@
-"""Bytes from a topic -> a validated record, or the reason it is unreadable.
+"""Bytes from an input topic -> the core's record, or the reason it is unreadable.
 
 Bad input is data, not an exception: ``decode`` returns ``Unreadable`` for a
 record that cannot be used (not JSON, wrong types, missing or unknown enum
@@ -8,11 +8,9 @@ topic. Each record is parsed exactly once, by the pydantic model.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
 from schemas import ConsentChange, OutboundMessage, Purchase, Return, SessionEvent
@@ -20,6 +18,7 @@ from streams.core.candidate import Candidate, payload_hash
 from streams.core.clock import NEVER, human_span, iso, to_ms
 from streams.core.policy import Policy
 from streams.core.state import ConsentFact, PurchaseFact, ReturnFact, SessionFact
+from streams.core.vocabulary import REQUIRED_CONTEXT
 
 MODELS: dict[str, type[BaseModel]] = {
     "purchases": Purchase,
@@ -30,14 +29,6 @@ MODELS: dict[str, type[BaseModel]] = {
 }
 
 DEFAULT_MAX_RECORD_BYTES = 256 * 1024
-MAX_DEAD_LETTER_VALUE = 64 * 1024
-
-_REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
-    "abandoned_cart": ("cart_updated_at",),
-    "product_recommendation": ("skus",),
-    "replenishment": ("skus",),
-    "review_request": ("order_id",),
-}
 
 
 @dataclass(slots=True)
@@ -122,7 +113,7 @@ def _candidate(
     rec: OutboundMessage, raw: bytes, record_ms: int, received_wall: int, policy: Policy
 ) -> Parsed | Unreadable:
     ctx = rec.context
-    missing = [f for f in _REQUIRED_CONTEXT.get(rec.trigger.value, ()) if getattr(ctx, f) is None]
+    missing = [f for f in REQUIRED_CONTEXT.get(rec.trigger.value, ()) if getattr(ctx, f) is None]
     if missing:
         return Unreadable(
             "; ".join(f"context.{f}: required for trigger {rec.trigger.value}" for f in missing)
@@ -148,51 +139,3 @@ def _candidate(
         arr=NEVER,
     )
     return Parsed("outbound", rec.customer_id, created, cand)
-
-
-def text_or_base64(data: bytes | None, limit: int = MAX_DEAD_LETTER_VALUE) -> dict[str, Any]:
-    """Fields describing raw bytes for a dead-letter record (truncated past ``limit``)."""
-    if data is None:
-        return {"value": "", "value_encoding": "utf-8", "value_null": True}
-    out: dict[str, Any] = {}
-    if len(data) > limit:
-        out["value_truncated"] = True
-        out["value_size"] = len(data)
-        data = data[:limit]
-    try:
-        out["value"] = data.decode("utf-8")
-        out["value_encoding"] = "utf-8"
-    except UnicodeDecodeError:
-        out["value"] = base64.b64encode(data).decode("ascii")
-        out["value_encoding"] = "base64"
-    return out
-
-
-def key_text(key: bytes | None) -> str | None:
-    if key is None:
-        return None
-    try:
-        return key.decode("utf-8")
-    except UnicodeDecodeError:
-        return "base64:" + base64.b64encode(key).decode("ascii")
-
-
-def dead_letter(
-    topic: str,
-    partition: int | None,
-    offset: int | None,
-    key: bytes | None,
-    value: bytes | None,
-    error: str,
-    received_wall: int,
-) -> bytes:
-    record: dict[str, Any] = {
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "key": key_text(key),
-        **text_or_base64(value),
-        "error": error,
-        "received_at": iso(received_wall),
-    }
-    return orjson.dumps(record)

@@ -63,7 +63,7 @@ def open_text(path: str | Path) -> IO[bytes]:
     return fh
 
 
-def _parse_time(value: Any) -> int | None:
+def parse_time(value: Any) -> int | None:
     if not isinstance(value, str):
         return None
     try:
@@ -103,14 +103,14 @@ def parse_line(line_no: int, line: bytes, full: bool = True) -> HistoryRecord | 
         return BadLine(line_no, "'key' must be a string")
     record_ms = None
     if obj.get("timestamp") is not None:
-        record_ms = _parse_time(obj["timestamp"])
+        record_ms = parse_time(obj["timestamp"])
         if record_ms is None:
             return BadLine(line_no, "'timestamp' must be an RFC 3339 time with an offset")
     event_ms = None
     cid = None
     if isinstance(value, dict):
         if full:
-            event_ms = _parse_time(value.get(EVENT_TIME_FIELD[topic]))
+            event_ms = parse_time(value.get(EVENT_TIME_FIELD[topic]))
         if isinstance(value.get("customer_id"), str):
             cid = value["customer_id"]
     # The value's own bytes, not a re-encoding: a 30-digit integer or "1.10" must reach

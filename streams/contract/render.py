@@ -1,4 +1,6 @@
-"""Decisions -> the records the contract promises (send-queue, suppressed, ...).
+"""Every output record the contract promises, rendered in one place: send-queue,
+suppressed, late-evidence, dead-letter, a hand release, and the offline replay's
+decision and late-evidence lines.
 
 The message is passed through as received, byte for byte (unknown fields,
 key order, numbers of any size): only the ``sanity`` block is spliced in
@@ -8,14 +10,45 @@ key order, numbers of any size): only the ``sanity`` block is spliced in
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
 
 from streams.contract import rawjson
 from streams.core.clock import iso
-from streams.core.engine import Decided, LateFinding
+from streams.core.outcomes import Decided, LateFinding, Output, Rendered
 from streams.core.rules import evidence_json
+
+MAX_DEAD_LETTER_VALUE = 64 * 1024
+"""Bytes of an unreadable value kept in its dead letter (the rest is cut, and says so)."""
+
+
+def records(o: Output, outbound_topic: str) -> Rendered:
+    """One engine output as the records to write: (output role, key, value).
+    ``outbound_topic``: the name a failed candidate's dead letter gives as its topic
+    when it has no source coordinates."""
+    if isinstance(o, Decided):
+        key = o.candidate.customer_id.encode("utf-8")
+        if o.decision.action == "suppress":
+            return (("suppressed", key, suppressed_value(o, o.policy)),)
+        return (("send_queue", key, send_value(o, o.policy)),)
+    if isinstance(o, LateFinding):
+        return (("late_evidence", o.customer_id.encode("utf-8"), late_value(o, o.policy)),)
+    c = o.candidate
+    key = c.customer_id.encode("utf-8")
+    topic, partition, offset = outbound_topic, None, None
+    if o.source is not None:
+        stream, offset = o.source
+        topic, _, part = stream.rpartition(":")
+        partition = int(part)
+    value = dead_letter(topic, partition, offset, key, c.raw.encode(), o.error, c.received_wall)
+    return (("dead_letter", key, value),)
+
+
+def with_sanity(message: bytes, sanity: dict[str, Any]) -> bytes:
+    """A send-queue record: the message as received plus its ``sanity`` block."""
+    return rawjson.with_member(message, "sanity", orjson.dumps(sanity))
 
 
 def send_value(d: Decided, policy_version: str) -> bytes:
@@ -36,7 +69,7 @@ def send_value(d: Decided, policy_version: str) -> bytes:
         sanity["evidence"] = evidence_json(dec.evidence)
     if dec.monitored:
         sanity["monitored"] = list(dec.monitored)
-    return rawjson.with_member(msg, "sanity", orjson.dumps(sanity))
+    return with_sanity(msg, sanity)
 
 
 def suppressed_value(d: Decided, policy_version: str) -> bytes:
@@ -84,3 +117,82 @@ def offline_line(d: Decided) -> dict[str, Any]:
         "rule": dec.rule,
         "removed_skus": list(dec.removed_skus),
     }
+
+
+def late_line(o: LateFinding) -> dict[str, Any]:
+    """One line of ``replay --offline --late-out``."""
+    return {
+        "message_id": o.sent.message_id,
+        "customer_id": o.customer_id,
+        "rule": o.rule,
+        "event_id": o.event[1],
+        "topic": o.event[0],
+        "decided": o.sent.action,
+        "would_have": o.would,
+        "late_by_ms": o.late_by_ms,
+        "behind_ms": o.behind_ms,
+    }
+
+
+def released_value(
+    message: bytes, policy: str | None, rule: str | None, by: str, reason: str, now_ms: int
+) -> bytes:
+    """A hand release: the message exactly as automation wrote it, plus a ``sanity`` block
+    that says it was sent because a person released it, overriding which rule."""
+    sanity: dict[str, Any] = {
+        "action": "send",
+        "decided_at": iso(now_ms),
+        "policy": policy,
+        "removed_skus": [],
+        "held_ms": 0,
+        "released": {"by": by, "at": iso(now_ms), "reason": reason, "rule": rule},
+    }
+    return with_sanity(message, sanity)
+
+
+def text_or_base64(data: bytes | None, limit: int = MAX_DEAD_LETTER_VALUE) -> dict[str, Any]:
+    """Fields describing raw bytes for a dead-letter record (truncated past ``limit``)."""
+    if data is None:
+        return {"value": "", "value_encoding": "utf-8", "value_null": True}
+    out: dict[str, Any] = {}
+    if len(data) > limit:
+        out["value_truncated"] = True
+        out["value_size"] = len(data)
+        data = data[:limit]
+    try:
+        out["value"] = data.decode("utf-8")
+        out["value_encoding"] = "utf-8"
+    except UnicodeDecodeError:
+        out["value"] = base64.b64encode(data).decode("ascii")
+        out["value_encoding"] = "base64"
+    return out
+
+
+def key_text(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(key).decode("ascii")
+
+
+def dead_letter(
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    key: bytes | None,
+    value: bytes | None,
+    error: str,
+    received_wall: int,
+) -> bytes:
+    record: dict[str, Any] = {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": key_text(key),
+        **text_or_base64(value),
+        "error": error,
+        "received_at": iso(received_wall),
+    }
+    return orjson.dumps(record)

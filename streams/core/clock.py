@@ -242,34 +242,3 @@ class StreamClock:
         out = [t for t in self._topics if not self._idle[t]]
         out += [f"{t}@{p}" for (t, p), r in self._remote.items() if not r[1]]
         return out
-
-
-class Idleness:
-    """When a caught-up input partition counts as idle: after ``idle_after`` seconds caught
-    up without a break (Kafka Streams' ``max.task.idle.ms``, Flink's ``withIdleness``). A
-    producer that writes in bursts is not done just because its partition was caught up
-    for a moment. Times are monotonic seconds, passed in."""
-
-    __slots__ = ("_since", "idle_after")
-
-    def __init__(self, idle_after: float) -> None:
-        self.idle_after = idle_after
-        self._since: dict[object, float] = {}
-
-    def update(self, key: object, caught_up: bool, now: float, received: bool = False) -> bool:
-        """``received``: the partition just delivered records, so its quiet time starts
-        now. Without it, a consumer fast enough to end every batch at the end offset its
-        fetch reported counted a partition receiving a record every few milliseconds as
-        caught up without a break, and idle after ``idle_after``: stream time then passed
-        records still arriving (seen as late evidence at 1,200 records/s)."""
-        if not caught_up:
-            self._since.pop(key, None)
-            return False
-        if received:
-            self._since[key] = now
-            return self.idle_after <= 0
-        since = self._since.setdefault(key, now)
-        return now - since >= self.idle_after
-
-    def clear(self) -> None:
-        self._since.clear()

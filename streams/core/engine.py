@@ -23,13 +23,14 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from streams.contract.topics import INPUT_ROLES
 from streams.core import rules
 from streams.core.candidate import Candidate, content_key
-from streams.core.clock import NEVER, Source, StreamClock, human
+from streams.core.clock import NEVER, Source, StreamClock
+from streams.core.late import LateChecks
+from streams.core.outbox import Outbox
+from streams.core.outcomes import Decided, Failed, Output
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
 from streams.core.state import (
@@ -43,82 +44,11 @@ from streams.core.state import (
     SentFact,
     SessionFact,
 )
-
-INPUT_KINDS: tuple[str, ...] = INPUT_ROLES
-"""The contract's input topics by role (their configured names may differ)."""
+from streams.core.store import StateStore
+from streams.core.vocabulary import INPUT_KINDS, LIFTABLE
 
 StateFact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
 Fact = StateFact | Candidate | None
-
-
-class StateStore(Protocol):
-    """Where customer state lives: a dict offline, a changelogged faust table live."""
-
-    def get(self, customer_id: str) -> CustomerState | None: ...
-    def put(self, customer_id: str, state: CustomerState) -> None: ...
-    def delete(self, customer_id: str) -> None: ...
-    def keys(self) -> Iterable[str]: ...
-
-
-class MemoryStore:
-    __slots__ = ("data",)
-
-    def __init__(self) -> None:
-        self.data: dict[str, CustomerState] = {}
-
-    def get(self, customer_id: str) -> CustomerState | None:
-        return self.data.get(customer_id)
-
-    def put(self, customer_id: str, state: CustomerState) -> None:
-        self.data[customer_id] = state
-
-    def delete(self, customer_id: str) -> None:
-        self.data.pop(customer_id, None)
-
-    def keys(self) -> Iterable[str]:
-        return list(self.data)
-
-
-Rendered = tuple[tuple[str, bytes, bytes], ...]  # (output role, key, value)
-
-
-@dataclass(slots=True)
-class Decided:
-    candidate: Candidate
-    decision: rules.Decision
-    decided_wall: int
-    policy: str  # the version that decided it
-    rendered: Rendered = ()  # the records, as kept in the outbox (worker only)
-
-
-@dataclass(slots=True)
-class LateFinding:
-    """An event that would have changed a decision already made, had it been read in time."""
-
-    sent: SentFact  # the decided message (sent, or suppressed)
-    customer_id: str
-    rule: str
-    reason: str
-    event: rules.Evidence
-    late_by_ms: int  # record time of the event minus the message's deadline
-    behind_ms: int  # its topic's frontier minus its event time, when it was read
-    would: str  # what the decision would have been: suppress | rewrite | send
-    policy: str  # the version the message was decided by
-    rendered: Rendered = ()
-
-
-@dataclass(slots=True)
-class Failed:
-    """A held candidate whose decision raised: it leaves the heap and the state and goes
-    to dead-letter with the error, so one broken message cannot block its partition."""
-
-    candidate: Candidate
-    error: str
-    rendered: Rendered = ()
-    source: tuple[str, int] | None = None  # ("topic:partition", offset) when rejected on input
-
-
-Output = Decided | LateFinding | Failed
 
 
 class _Partition:
@@ -131,10 +61,19 @@ class _Partition:
 
 
 class Engine:
-    def __init__(self, policy: Policy, store: StateStore, partitions: int = 1,
-                 rerouted: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        policy: Policy,
+        store: StateStore,
+        partitions: int = 1,
+        rerouted: bool = False,
+        history: PolicyHistory | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:
         """``rerouted``: records may reach a partition through the re-route topic, so each
-        partition's stream time also waits for every other partition's progress markers."""
+        partition's stream time also waits for every other partition's progress markers.
+        ``history``: versions applied live (its base must be ``policy``). ``outbox``
+        (worker): outputs are rendered and kept in the customer's state until delivered."""
         self.policy = policy
         self.store = store
         self.partitions = partitions
@@ -150,11 +89,7 @@ class Engine:
         self._send_window = max(
             policy.rules.duplicate_content.window, policy.rules.frequency_cap.window
         )
-        # Outbox (worker): outputs are rendered here and kept in the customer's state, so
-        # the state that records a decision also carries its output until delivered.
-        self.render: Callable[[Output], Rendered] | None = None
-        self.generation = 0  # publish cycle new outbox entries belong to
-        self.delivered = -1  # every entry of this generation or older is delivered
+        self.outbox = outbox
         st = policy.state
         self._ttl = st.customer_ttl
         self._caps = Caps(st.max_events, st.max_sends, st.max_message_ids, st.max_orders)
@@ -170,7 +105,8 @@ class Engine:
         )
         # Versions applied live (policy_history): each candidate is decided by the one in
         # force at its created_at. ``policy`` stays the base: what shapes state and timing.
-        self.history = PolicyHistory(policy)
+        self.history = history if history is not None else PolicyHistory(policy)
+        self._late = LateChecks(policy, self.history, self._send_window)
         self._plans: dict[tuple[int, str, bool], rules.Plan] = {}
 
     def _plan(self, policy: Policy, cand: Candidate) -> rules.Plan:
@@ -316,7 +252,9 @@ class Engine:
             else:
                 self._kept(state, fact.t, isinstance(fact, PurchaseFact | ReturnFact))
                 if state.sent or state.suppressed:
-                    out.extend(self._late(state, customer_id, kind, fact))
+                    late = list(self._late.after_event(state, customer_id, kind, fact))
+                    self.counts["late_evidence"] += len(late)
+                    out.extend(late)
         self._outbox(state, out)
         self._prune(self._horizons(part), state)
         self.store.put(customer_id, state)
@@ -459,96 +397,24 @@ class Engine:
         if decision.action != "suppress":
             state.sent.append(fact)
             state.due = min(state.due, fact.created_at + self._keep.sends)
-        elif decision.rule in rules.LIFTABLE:
+        elif decision.rule in LIFTABLE:
             state.suppressed.append(fact)
             state.due = min(state.due, fact.created_at + self._keep.sends)
         self.counts[decision.action] += 1
         if decision.rule:
             self.counts[f"rule:{decision.rule}"] += 1
         outputs: list[Output] = [Decided(cand, decision, wall_ms, policy.version)]
-        outputs.extend(self._late_on_arrival(state, cid, fact))
+        late = list(self._late.on_decision(state, cid, fact))
+        self.counts["late_evidence"] += len(late)
+        outputs.extend(late)
         self._outbox(state, outputs)
         self._prune(h, state)
         self.store.put(cid, state)
         yield from outputs
 
     def _outbox(self, state: CustomerState, outputs: list[Output]) -> None:
-        """Render ``outputs`` into the state's outbox (worker), dropping delivered entries."""
-        if self.render is None:
-            return
-        if state.outbox and state.outbox[0][0] <= self.delivered:
-            state.outbox = [e for e in state.outbox if e[0] > self.delivered]
-        for o in outputs:
-            o.rendered = self.render(o)
-            for role, key, value in o.rendered:
-                state.outbox.append((self.generation, role, key.decode(), value.decode()))
-
-    # ------------------------------------------------------------ late evidence
-
-    def _finding(
-        self, state: CustomerState, customer_id: str, msg: SentFact, fact: StateFact, kind: str
-    ) -> LateFinding | None:
-        """Would ``fact``, seen in time, have changed the decision on ``msg``?"""
-        policy = self.history.at(msg.created_at)
-        again = rules.decide(state, msg, policy, rules.View.hindsight(msg),
-                             only=rules.EVENT_RULES)  # fmt: skip
-        cited = any(e[0] == kind and e[1] == fact.event_id for e in again.evidence)
-        behind = max(0, fact.arr + self._lateness.get(kind, 0) - fact.t) if fact.arr > NEVER else 0
-        event = (kind, fact.event_id, fact.t)
-        if msg.action != "suppress":
-            if again.action == "send" or again.rule is None or not cited:
-                return None
-            return LateFinding(msg, customer_id, again.rule, again.reason or "", event,
-                               fact.rt - msg.deadline, behind, again.action,
-                               policy.version)  # fmt: skip
-        if again.action == "suppress" and again.rule == msg.rule:
-            return None
-        return LateFinding(
-            msg, customer_id, msg.rule or "",
-            f"{kind} {fact.event_id} at {human(fact.t)} would have lifted {msg.rule}: the "
-            f"message would have been {'sent' if again.action == 'send' else again.action}",
-            event, fact.rt - msg.deadline, behind, again.action, policy.version,
-        )  # fmt: skip
-
-    def _late(
-        self, state: CustomerState, customer_id: str, kind: str, fact: StateFact
-    ) -> Iterator[LateFinding]:
-        """An event read after messages it concerns were decided."""
-        # Messages older than this may already be pruned, depending on when sweeps ran:
-        # leave them out, so that what is reported does not depend on it either.
-        oldest = fact.arr - self._max_settle - self._send_window if fact.arr > NEVER else NEVER
-        for msg in (*state.sent, *state.suppressed):
-            if msg.deadline < fact.t or msg.created_at < oldest:
-                continue
-            found = self._finding(state, customer_id, msg, fact, kind)
-            if found is not None:
-                self.counts["late_evidence"] += 1
-                yield found
-
-    def _late_on_arrival(
-        self, state: CustomerState, customer_id: str, msg: SentFact
-    ) -> Iterator[LateFinding]:
-        """Events already in state but read after their stream passed this deadline."""
-        if msg.action == "suppress" and msg.rule not in rules.LIFTABLE:
-            return
-        d = msg.deadline
-        # Below the message's own floor (``view``) a fact may or may not have been pruned
-        # yet, depending on when sweeps ran: leave it out, so the findings do not depend on
-        # that either (it could not have changed the decision: the view never saw it).
-        floor = max(msg.arr, d) - self._max_settle - self.policy.state.retention
-        for kind, facts in (
-            ("purchases", state.purchases),
-            ("returns", state.returns),
-            ("sessions", state.sessions),
-            ("consents", state.consents),
-        ):
-            for f in facts:
-                if floor <= f.t <= d < f.arr:
-                    found = self._finding(state, customer_id, msg, f, kind)
-                    if found is not None:
-                        self.counts["late_evidence"] += 1
-                        yield found
-                        return
+        if self.outbox is not None:
+            self.outbox.add(state, outputs)
 
     # ------------------------------------------------------------ bounded state
 
@@ -612,8 +478,8 @@ class Engine:
             return 0
         before = state.size()
         self._prune(h, state)
-        if state.outbox and self.render is not None:
-            state.outbox = [e for e in state.outbox if e[0] > self.delivered]
+        if self.outbox is not None:
+            self.outbox.drop_delivered(state)
         if not state.held and state.last_activity < h.epochs:
             kept = state.forget()
             if kept is None:
@@ -647,7 +513,8 @@ class Restoring:
         partition_of: Callable[[str], int],
         delivered: Callable[[int], int] | None,
     ) -> Iterator[None]:
-        top = engine.generation
+        box = engine.outbox
+        top = -1 if box is None else box.generation
         store = engine.store
         pending = getattr(store, "pending", None)
         # A store that can list what restore needs without decoding whole states
@@ -663,7 +530,8 @@ class Restoring:
                     if gen > done:
                         self.again.append((role, key.encode(), value.encode()))
             yield None
-        engine.generation = top
+        if box is not None:
+            box.generation = top
 
 
 def _pending_of(store: StateStore) -> Iterator[tuple[str, list[tuple[int, str, int]], list[Any]]]:

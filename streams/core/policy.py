@@ -17,34 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from streams.core.vocabulary import RULE_IDS, TRIGGERS
 from streams.errors import PolicyError
-
-RULE_IDS: tuple[str, ...] = (
-    "duplicate_message",
-    "consent_withdrawn",
-    "stale_trigger",
-    "cart_already_purchased",
-    "welcome_back_to_new_customer",
-    "welcome_to_existing_customer",
-    "review_request_for_returned_order",
-    "win_back_active_customer",
-    "recommends_returned_product",
-    "recommends_recent_purchase",
-    "duplicate_content",
-    "frequency_cap",
-)
-"""Stable rule ids in the order they are checked (the first that suppresses wins)."""
-
-TRIGGERS: tuple[str, ...] = (
-    "abandoned_cart",
-    "welcome",
-    "welcome_back",
-    "product_recommendation",
-    "review_request",
-    "win_back",
-    "replenishment",
-    "promotion",
-)
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")

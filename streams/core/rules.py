@@ -29,6 +29,7 @@ from streams.core.policy import (
     WinBackPolicy,
 )
 from streams.core.state import CustomerState, PurchaseFact, ReturnFact, SentFact
+from streams.core.vocabulary import RULES
 
 Evidence = tuple[str, str, int]  # (topic, event_id, event time ms)
 
@@ -434,69 +435,21 @@ def frequency_cap(
 
 RuleFn = Callable[[CustomerState, MessageView, tuple[str, ...], Policy, View], Outcome | None]
 
-_ALL = "all"
-_MARKETING = "marketing"
-
-RULES: tuple[tuple[str, RuleFn, str, frozenset[str] | None], ...] = (
-    # (rule id, function, categories it applies to, triggers it applies to or None for all)
-    ("duplicate_message", duplicate_message, _ALL, None),
-    ("consent_withdrawn", consent_withdrawn, _MARKETING, None),
-    ("stale_trigger", stale_trigger, _ALL, None),
-    ("cart_already_purchased", cart_already_purchased, _MARKETING, frozenset({"abandoned_cart"})),
-    (
-        "welcome_back_to_new_customer",
-        welcome_back_to_new_customer,
-        _MARKETING,
-        frozenset({"welcome_back"}),
-    ),
-    (
-        "welcome_to_existing_customer",
-        welcome_to_existing_customer,
-        _MARKETING,
-        frozenset({"welcome"}),
-    ),
-    (
-        "review_request_for_returned_order",
-        review_request_for_returned_order,
-        _MARKETING,
-        frozenset({"review_request"}),
-    ),
-    ("win_back_active_customer", win_back_active_customer, _MARKETING, frozenset({"win_back"})),
-    (
-        "recommends_returned_product",
-        recommends_returned_product,
-        _MARKETING,
-        frozenset({"product_recommendation"}),
-    ),
-    (
-        "recommends_recent_purchase",
-        recommends_recent_purchase,
-        _MARKETING,
-        frozenset({"product_recommendation"}),
-    ),
-    ("duplicate_content", duplicate_content, _MARKETING, None),
-    ("frequency_cap", frequency_cap, _MARKETING, None),
-)
-
-EVENT_RULES = frozenset(
-    {
-        "consent_withdrawn",
-        "cart_already_purchased",
-        "welcome_back_to_new_customer",
-        "welcome_to_existing_customer",
-        "review_request_for_returned_order",
-        "win_back_active_customer",
-        "recommends_returned_product",
-        "recommends_recent_purchase",
-    }
-)
-"""Rules whose answer a late purchase, return, session or consent can change."""
-
-
-LIFTABLE = frozenset(
-    {"consent_withdrawn", "welcome_back_to_new_customer", "review_request_for_returned_order"}
-)
-"""Suppressions that a late event (a grant, a session, the order's purchase) can lift."""
+FUNCTIONS: dict[str, RuleFn] = {
+    "duplicate_message": duplicate_message,
+    "consent_withdrawn": consent_withdrawn,
+    "stale_trigger": stale_trigger,
+    "cart_already_purchased": cart_already_purchased,
+    "welcome_back_to_new_customer": welcome_back_to_new_customer,
+    "welcome_to_existing_customer": welcome_to_existing_customer,
+    "review_request_for_returned_order": review_request_for_returned_order,
+    "win_back_active_customer": win_back_active_customer,
+    "recommends_returned_product": recommends_returned_product,
+    "recommends_recent_purchase": recommends_recent_purchase,
+    "duplicate_content": duplicate_content,
+    "frequency_cap": frequency_cap,
+}
+"""Rule id -> its function; the order and what each applies to are ``vocabulary.RULES``."""
 
 
 Plan = tuple[tuple[str, RuleFn, str], ...]
@@ -507,15 +460,15 @@ def plan(policy: Policy, trigger: str, is_marketing: bool) -> Plan:
     """Which rules apply to a trigger under a policy: computed once per (policy, trigger,
     category) by the caller, not once per rule per message."""
     out = []
-    for rule_id, fn, category, triggers in RULES:
-        rp = policy.rule(rule_id)
+    for spec in RULES:
+        rp = policy.rule(spec.id)
         if not rp.enabled:
             continue
-        if category == _MARKETING and not is_marketing:
+        if spec.marketing_only and not is_marketing:
             continue
-        if triggers is not None and trigger not in triggers:
+        if spec.triggers is not None and trigger not in spec.triggers:
             continue
-        out.append((rule_id, fn, rp.mode))
+        out.append((spec.id, FUNCTIONS[spec.id], rp.mode))
     return tuple(out)
 
 

@@ -33,7 +33,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams.kafka import faust_internals as internals
 
 BatchHandler = Callable[[list[Any], int], Awaitable[None]]
 """Called with one fetched batch (faust ``Message`` objects, in fetch order, which keeps
@@ -66,17 +69,46 @@ class FetchTuning:
         self.max_wait_ms = max_wait_ms
 
 
+class ShellHooks:
+    """What the batch shell takes from the app that uses it: where batches go, and the
+    fetch tuning. An app without them (``NO_HOOKS``) gets faust's own behaviour."""
+
+    __slots__ = ("batch_sink", "fetch_tuning")
+
+    def __init__(
+        self, batch_sink: BatchSink | None = None, fetch_tuning: FetchTuning | None = None
+    ) -> None:
+        self.batch_sink = batch_sink
+        self.fetch_tuning = fetch_tuning
+
+
+NO_HOOKS = ShellHooks()
+
+
+class ShellApp(faust.App):
+    """A faust App whose consumer is the batch shell, configured by ``shell``."""
+
+    def __init__(self, id: str, *, shell: ShellHooks, **options: Any) -> None:
+        self.shell = shell
+        super().__init__(id, **options)
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+
+def hooks_of(app: Any) -> ShellHooks:
+    return app.shell if isinstance(app, ShellApp) else NO_HOOKS
+
+
 class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """faust's consumer thread, with the app's ``fetch_tuning`` applied to the aiokafka
     consumer it creates (before it starts: aiokafka's fetcher takes both at start)."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        tuning: FetchTuning | None = getattr(self.app, "fetch_tuning", None)
+        tuning = hooks_of(self.app).fetch_tuning
         if tuning is not None:
-            # aiokafka 0.14.0 (pinned) keeps them as these attributes until start()
-            consumer._fetch_min_bytes = tuning.min_bytes
-            consumer._fetch_max_wait_ms = tuning.max_wait_ms
+            internals.tune_fetches(consumer, tuning.min_bytes, tuning.max_wait_ms)
         return consumer
 
 
@@ -88,16 +120,16 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:
-        sink: BatchSink | None = getattr(self.app, "batch_sink", None)
+        sink = hooks_of(self.app).batch_sink
         if sink is None:
             await super()._drain_messages(fetcher)
             return
         topics, handle = sink.topics, sink.handle
         dispatch = self.callback
         getmany = self.getmany
-        read_offset = self._read_offset
-        consumer_stopped = self._stopped.is_set
-        fetcher_stopped = fetcher._stopped.is_set
+        read_offset = internals.read_offsets(self)
+        consumer_stopped = internals.is_stopped(self)
+        fetcher_stopped = internals.is_stopped(fetcher)
         app = self.app
         try:
             while not (consumer_stopped() or fetcher_stopped()):

@@ -32,10 +32,10 @@ from typing import IO, Any
 import orjson
 
 from streams.contract.partitioning import partition_for
-from streams.core.engine import LateFinding, Output
+from streams.core.outcomes import LateFinding, Output
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
-from streams.offline.replay import (
+from streams.offline.decide import (
     FLUSHED,
     ReplaySummary,
     decide_file,

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from streams.core.clock import human_span, iso
-from streams.core.engine import Decided, Failed, LateFinding, Output
+from streams.core.outcomes import Decided, Failed, LateFinding, Output
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
 from streams.core.rules import evidence_json

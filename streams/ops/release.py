@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.contract import rawjson
+from streams.contract import rawjson, render
 from streams.contract.partitioning import partition_for
 from streams.core.clock import iso
 from streams.errors import BrokerError
@@ -129,21 +129,14 @@ def search(
 
 
 def released_value(suppressed: Found, by: str, reason: str, now_ms: int) -> bytes:
-    """The message exactly as automation wrote it, plus a ``sanity`` block that says it
-    was sent because a person released it, overriding which rule."""
+    """The send-queue record of a hand release of ``suppressed``."""
     at = rawjson.span(suppressed.value, "message")
-    assert at is not None  # found by its message's id
-    msg = suppressed.value[at[0] : at[1]]
+    if at is None:  # found by its message's id, so it has one
+        raise Refused(f"suppressed record {suppressed.topic}[{suppressed.partition}]@"
+                      f"{suppressed.offset} has no message")  # fmt: skip
     rec = suppressed.record
-    sanity: dict[str, Any] = {
-        "action": "send",
-        "decided_at": iso(now_ms),
-        "policy": rec.get("policy"),
-        "removed_skus": [],
-        "held_ms": 0,
-        "released": {"by": by, "at": iso(now_ms), "reason": reason, "rule": rec.get("rule")},
-    }
-    return rawjson.with_member(msg, "sanity", orjson.dumps(sanity))
+    return render.released_value(suppressed.value[at[0] : at[1]], rec.get("policy"),
+                                 rec.get("rule"), by, reason, now_ms)  # fmt: skip
 
 
 def release(

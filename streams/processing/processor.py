@@ -1,24 +1,32 @@
-"""One input record in, the records to write out: the worker's logic without Kafka.
+"""One processor for the worker and the offline replay: decode, route, ingest, release,
+render. No Kafka, no asyncio, no wall clock of its own (times are passed in).
 
-The faust shell (``app``) only moves bytes: it hands each consumed record to
-``Router.on_record`` and writes the ``OutRecord``s it gets back, in order.
-Everything between (decode once, dead-letter what cannot be read, re-route
-what sits on the wrong partition, ingest, release by stream time, render
-decisions) is here, so it is unit-tested without a broker and the offline
-replay and the worker cannot drift apart.
+Both drivers go through the same steps, so they decide alike by construction:
 
-Re-routing. A producer that does not partition by ``murmur2(customer_id)``
-(every librdkafka client by default) puts records where another worker's
-state is. Such a record is forwarded to its right partition through the
-app's own re-route topic (co-partitioned with the inputs, never the input
-topic itself: other consumers of ``purchases`` must not see a purchase
-twice), with headers naming its role, its source coordinates and the
-frontier of its source stream when it was read. Each partition also writes
-*progress markers* into every other partition of the re-route topic: "my
-stream of topic T has reached frontier F, and everything of it I had to
-forward to you is before this marker". A partition's stream time waits for
-those markers, so it never passes an event still on its way to it, and a
-forwarded record is decided exactly as if it had been produced right.
+- ``read``: bytes of an input record -> the core's record, or why it is unreadable
+  (``streams.contract.decode``), with the policy's clock-skew check;
+- ``apply``: a readable record on its customer's partition -> the engine;
+- ``release`` / ``release_idle`` / ``flush``: what stream time (or, live, the wall
+  clock on a quiet partition) allows.
+
+The worker enters through ``on_record``: the raw consumer record, which adds the
+routing the offline replay never needs (its records are placed on their customer's
+partition by construction): a record found on the wrong partition is forwarded, and
+records of the internal re-route topic (forwarded records and progress markers) are
+taken apart. It gets ``OutRecord``s back, rendered (``render``) and counted.
+
+Re-routing. A producer that does not partition by ``murmur2(customer_id)`` (every
+librdkafka client by default) puts records where another worker's state is. Such a
+record is forwarded to its right partition through the app's own re-route topic
+(co-partitioned with the inputs, never the input topic itself: other consumers of
+``purchases`` must not see a purchase twice), with headers naming its role, its
+source coordinates and the frontier of its source stream when it was read. Each
+partition also writes *progress markers* into every other partition of the re-route
+topic (``streams.processing.watermarks``): "my stream of topic T has reached frontier
+F, and everything of it I had to forward to you is before this marker". A
+partition's stream time waits for those markers, so it never passes an event still
+on its way to it, and a forwarded record is decided exactly as if it had been
+produced right.
 """
 
 from __future__ import annotations
@@ -26,45 +34,34 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import orjson
 
-from streams.contract import decode as codec
+from streams.contract import decode, render
 from streams.contract.partitioning import partition_for
-from streams.contract.render import late_value, send_value, suppressed_value
-from streams.core.engine import Decided, Engine, Failed, LateFinding, Output
+from streams.core.engine import Engine
+from streams.core.outcomes import Decided, Failed, LateFinding, Output
+from streams.processing.records import (
+    H_ARRIVAL,
+    H_INCARNATION,
+    H_MARKER,
+    H_ROLE,
+    H_SOURCE,
+    OutRecord,
+)
 
 log = logging.getLogger("trigger_sanity.worker")
 
-H_ROLE = "ts-role"
-H_SOURCE = "ts-src"  # "<topic>:<partition>:<offset>" the record was first read at
-H_ARRIVAL = "ts-arr"  # frontier of its source stream when it was read there
-H_MARKER = "ts-marker"
-H_INCARNATION = "ts-inc"  # which run of the forwarding worker sent it (in-process markers)
 MISROUTE_WARN_EVERY_MS = 60_000
 
 
-@dataclass(slots=True, frozen=True)
-class OutRecord:
-    """A record to produce. ``role`` is an output topic role (``send_queue``...) or
-    ``reroute`` (the internal re-route topic, with ``partition`` and ``headers``)."""
-
-    role: str
-    key: bytes | None
-    value: bytes | None
-    partition: int | None = None
-    timestamp_ms: int | None = None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-class Router:
+class Processor:
     def __init__(
         self,
         engine: Engine,
         role_of: dict[str, str],
         partitions_of: Callable[[str], int],
-        max_record_bytes: int = codec.DEFAULT_MAX_RECORD_BYTES,
+        max_record_bytes: int = decode.DEFAULT_MAX_RECORD_BYTES,
         reroute_topic: str | None = None,
     ) -> None:
         self.engine = engine
@@ -73,17 +70,53 @@ class Router:
         self.partitions_of = partitions_of
         self.max_record_bytes = max_record_bytes
         self.reroute_topic = reroute_topic
+        self.outbound_topic = next((t for t, r in role_of.items() if r == "outbound"), "outbound")
         self.counts: Counter[str] = Counter()
         self.misrouted: Counter[str] = Counter()  # per input topic
         self._warned: dict[str, int] = {}
         # This process's run: records it forwarded carry it, so that once it has read back
-        # all it forwarded from S to P, P may take S's frontier from memory (see app).
+        # all it forwarded from S to P, P may take S's frontier from memory (watermarks).
         self.incarnation = b""
         self.forwarded: Counter[tuple[int, int]] = Counter()  # (source, target) partition
-        self.on_decided: Callable[[Decided], None] | None = None  # metrics: latency
         self.read_back: Counter[tuple[int, int]] = Counter()
+        self.on_decided: Callable[[Decided], None] | None = None  # metrics: latency
 
-    # ------------------------------------------------------------ records
+    # ------------------------------------------------------------ the shared steps
+
+    def read(
+        self, role: str, value: bytes | None, record_ms: int, wall_ms: int
+    ) -> decode.Parsed | decode.Unreadable:
+        """Decode one input value (of topic role ``role``) once."""
+        return decode.decode(role, value, record_ms, wall_ms, self.policy, self.max_record_bytes)
+
+    def apply(
+        self,
+        partition: int,
+        parsed: decode.Parsed,
+        record_ms: int,
+        source: tuple[str, int] | None = None,
+        arrival: int | None = None,
+    ) -> list[Output]:
+        """A readable record on its customer's partition, read directly or re-routed.
+        ``source`` (stream, offset) lets the engine skip a record read again after a
+        crash; ``arrival``: a forwarded record's frontier where it was first read."""
+        self.counts[parsed.kind] += 1
+        return self.engine.ingest(
+            partition, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact,
+            record_ms, source, arrival,
+        )  # fmt: skip
+
+    def release(self, partition: int, wall_ms: int) -> list[Output]:
+        return self.engine.release(partition, wall_ms)
+
+    def release_idle(self, partition: int, wall_ms: int) -> list[Output]:
+        return self.engine.release_idle(partition, wall_ms)
+
+    def flush(self, wall_ms: int) -> list[Output]:
+        """End of input (offline): decide everything still held."""
+        return self.engine.flush(wall_ms)
+
+    # ------------------------------------------------------------ the worker's entry
 
     def on_record(
         self,
@@ -96,39 +129,24 @@ class Router:
         wall_ms: int,
         headers: Mapping[str, bytes] | None = None,
     ) -> list[OutRecord]:
+        """One consumed record -> the records to write, rendered."""
         if topic == self.reroute_topic:
             return self._on_rerouted(
                 partition, offset, record_ms, key, value, wall_ms, headers or {}
             )
         role = self.role_of[topic]
-        parsed = codec.decode(role, value, record_ms, wall_ms, self.policy, self.max_record_bytes)
-        if isinstance(parsed, codec.Unreadable):
+        parsed = self.read(role, value, record_ms, wall_ms)
+        if isinstance(parsed, decode.Unreadable):
             return [self.dead_letter(topic, partition, offset, key, value, parsed.error, wall_ms)]
-        cid = parsed.customer_id.encode("utf-8")
         expected = partition_for(parsed.customer_id, self.partitions_of(topic))
         if partition != expected and self.reroute_topic is not None:
             return [self._forward(topic, partition, offset, record_ms, role, parsed, value,
                                   expected, wall_ms)]  # fmt: skip
-        if key != cid:
+        if key != parsed.customer_id.encode("utf-8"):
             # Right partition, other key (or none): its customer's state is here already.
             self.counts["rekeyed"] += 1
         source = (f"{topic}:{partition}", offset)
-        return self._apply(partition, role, parsed, record_ms, source)
-
-    def _apply(
-        self,
-        partition: int,
-        role: str,
-        parsed: codec.Parsed,
-        record_ms: int,
-        source: tuple[str, int],
-        arrival: int | None = None,
-    ) -> list[OutRecord]:
-        """A readable record on its customer's partition, read directly or re-routed."""
-        self.counts[role] += 1
-        cid, t, fact = parsed.customer_id, parsed.event_ms, parsed.fact
-        out = self.engine.ingest(partition, role, cid, t, fact, record_ms, source, arrival)
-        return self.render(out)
+        return self.render(self.apply(partition, parsed, record_ms, source))
 
     def _forward(
         self,
@@ -137,7 +155,7 @@ class Router:
         offset: int,
         record_ms: int,
         role: str,
-        parsed: codec.Parsed,
+        parsed: decode.Parsed,
         value: bytes | None,
         expected: int,
         wall_ms: int,
@@ -197,31 +215,34 @@ class Router:
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             err = f"re-route record without valid {H_ROLE}/{H_SOURCE}/{H_ARRIVAL} headers: {exc!r}"
             return [self.dead_letter(topic, partition, offset, key, value, err, wall_ms)]
-        if role not in codec.MODELS:
+        if role not in decode.MODELS:
             err = f"re-route record of unknown role {role!r}"
             return [self.dead_letter(topic, partition, offset, key, value, err, wall_ms)]
         self.engine.clock(partition).busy((role, int(src_part)))
-        parsed = codec.decode(role, value, record_ms, wall_ms, self.policy, self.max_record_bytes)
-        if isinstance(parsed, codec.Unreadable):
+        parsed = self.read(role, value, record_ms, wall_ms)
+        if isinstance(parsed, decode.Unreadable):
             src_t, src_p = source[0].rsplit(":", 1)
             return [self.dead_letter(src_t, int(src_p), source[1], key, value, parsed.error,
                                      wall_ms)]  # fmt: skip
-        return self._apply(partition, role, parsed, record_ms, source, arrival)
+        return self.render(self.apply(partition, parsed, record_ms, source, arrival))
 
     def _on_marker(self, partition: int, value: bytes | None) -> None:
         try:
             m = orjson.loads(value or b"")
             src = int(m["src"])
             streams = m["f"]
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            stamp = int(m.get("at", 0))
+            remote = [(role, fr, bool(idle)) for role, (fr, idle) in streams.items()]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("ignoring a malformed progress marker on partition %d: %r", partition, exc)
             self.counts["bad_marker"] += 1
             return
         clock = self.engine.clock(partition)
-        stamp = int(m.get("at", 0))
-        for role, (frontier, idle) in streams.items():
-            clock.set_remote((role, src), frontier, bool(idle), stamp)
+        for role, frontier, idle in remote:
+            clock.set_remote((role, src), frontier, idle, stamp)
         self.counts["markers"] += 1
+
+    # ------------------------------------------------------------ forwarding bookkeeping
 
     def new_incarnation(self, tag: bytes) -> None:
         self.incarnation = tag
@@ -264,39 +285,16 @@ class Router:
         return OutRecord(
             "dead_letter",
             key,
-            codec.dead_letter(topic, partition, offset, key, value, error, wall_ms),
+            render.dead_letter(topic, partition, offset, key, value, error, wall_ms),
         )
-
-    def release(self, partition: int, wall_ms: int) -> list[OutRecord]:
-        return self.render(self.engine.release(partition, wall_ms))
-
-    def release_idle(self, partition: int, wall_ms: int) -> list[OutRecord]:
-        return self.render(self.engine.release_idle(partition, wall_ms))
 
     def render_one(self, o: Output) -> tuple[tuple[str, bytes, bytes], ...]:
         """One decision or finding as the records to write: (role, key, value)."""
-        if isinstance(o, Failed):
-            c = o.candidate
-            log.error("%s", o.error)
-            key = c.customer_id.encode("utf-8")
-            topic = next((t for t, r in self.role_of.items() if r == "outbound"), "outbound")
-            partition: int | None = None
-            offset: int | None = None
-            if o.source is not None:
-                stream, offset = o.source
-                topic, _, part = stream.rpartition(":")
-                partition = int(part)
-            value = codec.dead_letter(topic, partition, offset, key, c.raw.encode(), o.error,
-                                      c.received_wall)  # fmt: skip
-            return (("dead_letter", key, value),)
-        if isinstance(o, Decided):
-            key = o.candidate.customer_id.encode("utf-8")
-            if o.decision.action == "suppress":
-                return (("suppressed", key, suppressed_value(o, o.policy)),)
-            return (("send_queue", key, send_value(o, o.policy)),)
-        return (("late_evidence", o.customer_id.encode("utf-8"), late_value(o, o.policy)),)
+        return render.records(o, self.outbound_topic)
 
     def render(self, outputs: list[Output]) -> list[OutRecord]:
+        """Outputs as records to write, counted; those the engine rendered into the
+        outbox already are taken as they are (a re-publish is byte-identical)."""
         out: list[OutRecord] = []
         for o in outputs:
             if isinstance(o, Decided):
@@ -306,7 +304,11 @@ class Router:
             elif isinstance(o, LateFinding):
                 self.counts["late_evidence"] += 1
             else:
-                self.counts["dead_letter"] += 1
+                self._failed(o)
             for role, key, value in o.rendered or self.render_one(o):
                 out.append(OutRecord(role, key, value))
         return out
+
+    def _failed(self, o: Failed) -> None:
+        self.counts["dead_letter"] += 1
+        log.error("%s", o.error)

@@ -9,8 +9,12 @@ reached as "persisted": faust's recovery reads only what was written after that
 (usually nothing). The dict it fills is the one faust's memory store uses, so
 everything else (reads, writes, the worker's write-back) is unchanged.
 
-With a local copy (``streams.snapshot``, the ``rocksdb://`` store) a partition is
+With a local copy (``streams.worker.snapshot``, the ``rocksdb://`` store) a partition is
 loaded from the copy and the changelog is read only after the copy's offset.
+
+The dict is split by partition (``PartitionedData``): a million customers in one
+dict meant one resize of it copying every entry while the event loop waited, and a
+partition that moves to another worker is dropped in one step, not key by key.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
+from itertools import chain
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -39,16 +44,86 @@ LOAD_STEP_RECORDS = 5_000
 """Records applied to memory between giving the event loop back while loading."""
 
 
+class PartitionedData(MutableMapping[bytes, bytes]):
+    """The memory store's mapping of key -> value bytes, one dict per partition (where
+    murmur2 of the key puts it, as for the customers' input records)."""
+
+    __slots__ = ("_parts", "partitions")
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self._parts: dict[int, dict[bytes, bytes]] = {}
+
+    def partition_of(self, key: bytes) -> int:
+        return partition_for(key.decode("utf-8", "surrogateescape"), self.partitions)
+
+    def part(self, partition: int) -> dict[bytes, bytes]:
+        """The dict of one partition (made when first asked for)."""
+        found = self._parts.get(partition)
+        if found is None:
+            found = self._parts[partition] = {}
+        return found
+
+    def drop(self, partition: int) -> int:
+        """Forget a partition's keys at once; returns how many there were."""
+        gone = self._parts.pop(partition, None)
+        return 0 if gone is None else len(gone)
+
+    def __getitem__(self, key: bytes) -> bytes:
+        found = self._parts.get(self.partition_of(key))
+        if found is None:
+            raise KeyError(key)
+        return found[key]
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        found = self._parts.get(self.partition_of(key))
+        return default if found is None else found.get(key, default)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.part(self.partition_of(key))[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        found = self._parts.get(self.partition_of(key))
+        if found is None:
+            raise KeyError(key)
+        del found[key]
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, bytes):
+            return False
+        found = self._parts.get(self.partition_of(key))
+        return found is not None and key in found
+
+    def __iter__(self) -> Iterator[bytes]:
+        return chain.from_iterable(list(self._parts.values()))
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self._parts.values())
+
+    def clear(self) -> None:
+        self._parts.clear()
+
+
 class BulkLoadedStore(MemoryStore):
     """faust's memory store, filled from the changelog in bulk at assignment."""
 
+    def __init__(
+        self,
+        *args: Any,
+        client_kwargs: dict[str, Any],
+        partitions: int,
+        snapshot: LocalSnapshot | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.client_kwargs = client_kwargs  # how to reach the broker
+        self.partitions = partitions  # the table's partition count: where a key belongs
+        self.snapshot = snapshot  # the rocksdb:// local copy, if configured
+        super().__init__(*args, **kwargs)
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.data: PartitionedData = PartitionedData(self.partitions)
         self._loaded: dict[TP, int] = {}
-        # set by the table that creates it (faust builds stores from a URL alone):
-        self.client_kwargs: dict[str, Any] = {}  # how to reach the broker
-        self.partitions = 1  # the table's partition count: where a key belongs
-        self.snapshot: LocalSnapshot | None = None  # the local copy, if configured
 
     def persisted_offset(self, tp: TP) -> int | None:
         """The last changelog offset loaded in bulk: faust recovers only what follows."""
@@ -65,8 +140,12 @@ class BulkLoadedStore(MemoryStore):
         changelog = self.table.changelog_topic.get_topic_name()
         for tp in revoked:
             self._loaded.pop(tp, None)
-            if self.snapshot is not None and tp.topic == changelog:
-                self.snapshot.stop_keeping(tp.partition)
+            if tp.topic == changelog:
+                # moved to another worker (faust passes only those no longer assigned):
+                # the new owner loads it from the changelog; so would we, if it came back
+                self.data.drop(tp.partition)
+                if self.snapshot is not None:
+                    self.snapshot.stop_keeping(tp.partition)
         todo = sorted(tp for tp in newly_assigned if tp.topic == changelog)
         if todo:
             await self._load(todo)
@@ -76,12 +155,8 @@ class BulkLoadedStore(MemoryStore):
         previous assignment of the same partitions left behind are dropped first: a
         customer deleted meanwhile may have no tombstone left after compaction."""
         data = self.data
-        numbers = {tp.partition for tp in tps}
-        if data:
-            parts = self.partitions
-            stale = [k for k in data if partition_for(k.decode("utf-8"), parts) in numbers]
-            for k in stale:
-                del data[k]
+        for tp in tps:
+            data.drop(tp.partition)
         # Out of the collector's full passes, for good: the dict filled here (its million
         # entries were walked by every full pass of the load, about 50 ms each, every
         # second or so) and everything alive so far (see ``Worker._frozen``).
@@ -133,7 +208,7 @@ class BulkLoadedStore(MemoryStore):
                     *todo, timeout_ms=500, max_records=LOAD_STEP_RECORDS
                 )
                 for tp, records in batches.items():
-                    n += _apply(data, records)
+                    n += _apply(data.part(tp.partition), records)
                     if snapshot is None:
                         continue
                     seen = whole.get(tp)
@@ -156,7 +231,8 @@ class BulkLoadedStore(MemoryStore):
                 self._loaded[TP(ctp.topic, ctp.partition)] = ends[ctp] - 1
             if snapshot is not None:
                 for ctp, keys in whole.items():
-                    present = ((k, data[k]) for k in keys if k in data)
+                    part = data.part(ctp.partition)
+                    present = ((k, part[k]) for k in keys if k in part)
                     for _ in snapshot.replacing(ctp.partition, present, ends[ctp] - 1):
                         await give_way()  # a million customers: not in one piece
                 for ctp in ctps:  # the worker's writes to them are taken from now on
@@ -178,7 +254,7 @@ class BulkLoadedStore(MemoryStore):
     async def _take_copy(self, snapshot: LocalSnapshot, tp: ClientTP) -> int | None:
         """Fill memory with the local copy of ``tp``: how many customers, or None (and
         nothing left behind) when the copy cannot be read back."""
-        data = self.data
+        data = self.data.part(tp.partition)
         taken: list[bytes] = []
         try:
             for key, value in snapshot.items(tp.partition):

@@ -12,7 +12,7 @@ from collections import Counter, deque
 from typing import Any
 
 from streams.core.clock import iso
-from streams.core.engine import Decided
+from streams.core.outcomes import Decided
 from streams.core.rules import evidence_json
 
 MINUTE = 60_000

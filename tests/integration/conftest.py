@@ -30,7 +30,7 @@ from kafka.errors import KafkaError
 
 from streams.contract.topics import INPUT_ROLES
 from streams.kafka.admin import create_topics
-from streams.offline.replay import produce_history
+from streams.ops.produce import produce_history
 from streams.settings import Settings, isolated_env, settings_from_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 
 from streams.contract.topics import INPUT_ROLES
-from streams.offline.replay import produce_history
 from streams.offline.report import read_truth
 from streams.offline.scenarios import write_realistic
+from streams.ops.produce import produce_history
 from tests.integration.conftest import Env
 
 

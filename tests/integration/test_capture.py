@@ -19,7 +19,8 @@ from streams.contract.history import write_history
 from streams.contract.topics import INPUT_ROLES
 from streams.core.policy import DEFAULT_POLICY
 from streams.offline.generator import generate
-from streams.offline.replay import produce_history, replay_offline
+from streams.offline.replay import replay_offline
+from streams.ops.produce import produce_history
 from tests.integration.conftest import ROOT, Env
 from tests.integration.test_parity import _assert_same, _decided, _live
 

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from streams.contract import decode as codec
+from streams.contract import render
 from streams.core.candidate import Candidate
 from streams.core.clock import to_ms
 from streams.core.policy import DEFAULT_POLICY
@@ -186,7 +187,7 @@ def test_payload_with_an_integer_beyond_64_bits_is_readable() -> None:
 
 
 def test_dead_letter_record_text_and_binary() -> None:
-    rec = orjson.loads(codec.dead_letter("purchases", 3, 1234, b"c-42", b"{bad", "boom", 0))
+    rec = orjson.loads(render.dead_letter("purchases", 3, 1234, b"c-42", b"{bad", "boom", 0))
     assert rec == {
         "topic": "purchases",
         "partition": 3,
@@ -197,12 +198,12 @@ def test_dead_letter_record_text_and_binary() -> None:
         "error": "boom",
         "received_at": "1970-01-01T00:00:00Z",
     }
-    rec = orjson.loads(codec.dead_letter("purchases", 0, 1, None, b"\xff\xfe", "binary", 0))
+    rec = orjson.loads(render.dead_letter("purchases", 0, 1, None, b"\xff\xfe", "binary", 0))
     assert rec["value_encoding"] == "base64" and base64.b64decode(rec["value"]) == b"\xff\xfe"
     assert rec["key"] is None
 
 
 def test_dead_letter_truncates_huge_values() -> None:
-    rec = orjson.loads(codec.dead_letter("purchases", 0, 1, b"k", b"a" * 200_000, "too big", 0))
+    rec = orjson.loads(render.dead_letter("purchases", 0, 1, b"k", b"a" * 200_000, "too big", 0))
     assert rec["value_truncated"] is True and rec["value_size"] == 200_000
-    assert len(rec["value"]) == codec.MAX_DEAD_LETTER_VALUE
+    assert len(rec["value"]) == render.MAX_DEAD_LETTER_VALUE

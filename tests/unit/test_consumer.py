@@ -10,21 +10,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import faust
 import pytest
 from faust.types import TP, Message
 
 from streams.core.policy import DEFAULT_POLICY
-from streams.kafka.batch_consumer import BatchConsumer, BatchSink, BatchTransport
+from streams.kafka.batch_consumer import BatchConsumer, BatchSink, ShellApp, ShellHooks
+from streams.kafka.faust_internals import fetch_tuning_of
 from streams.settings import Settings
 from streams.worker.worker import Worker
 
 
-class _App(faust.App):
-    batch_sink: BatchSink | None = None
-
-    def _new_transport(self) -> Any:
-        return BatchTransport(self.conf.broker_consumer, self)
+def _app(name: str, hooks: ShellHooks) -> ShellApp:
+    return ShellApp(name, shell=hooks, broker="kafka://127.0.0.1:1", store="memory://")
 
 
 class _Fetcher:
@@ -45,7 +42,8 @@ async def _drain(
     faust's ``getmany``, the fake stamps each record with the consumer generation when it
     yields it; before the fetches in ``rebalanced_during`` it bumps the generation (a
     rebalance ran while that fetch was waiting)."""
-    app = _App("test-drain", broker="kafka://127.0.0.1:1", store="memory://")
+    hooks = ShellHooks()
+    app = _app("test-drain", hooks)
     consumer = app.consumer
     assert isinstance(consumer, BatchConsumer)
     fetcher = _Fetcher()
@@ -71,7 +69,7 @@ async def _drain(
             m.generation_id = app.consumer_generation_id
             yield m.tp, m
 
-    app.batch_sink = BatchSink(frozenset({"purchases", "sessions"}), handle)
+    hooks.batch_sink = BatchSink(frozenset({"purchases", "sessions"}), handle)
     consumer.callback = dispatch  # type: ignore[assignment]
     consumer.getmany = getmany  # type: ignore[method-assign]
     consumer._read_offset.update(read_offset)
@@ -130,7 +128,7 @@ def _worker(batch_size: int) -> tuple[Worker, list[list[int]]]:
     async def handle_batch(messages: list[Any]) -> None:
         handled.append([m.offset for m in messages])
 
-    worker._handle_batch = handle_batch  # type: ignore[method-assign]
+    worker.batches.handle_batch = handle_batch  # type: ignore[method-assign]
     return worker, handled
 
 
@@ -154,7 +152,7 @@ def test_the_worker_handles_a_batch_only_in_the_generation_it_was_fetched_in(
         worker, handled = _worker(batch_size=3)
         worker.app.consumer_generation_id = 4
         worker.app.consumer.flow_active = flow_active
-        await worker._on_batch(_batch(7), 4 + fetched_in)
+        await worker.batches.on_batch(_batch(7), 4 + fetched_in)
         return handled
 
     assert asyncio.run(run()) == want, scenario
@@ -164,8 +162,8 @@ def test_a_stopping_worker_handles_nothing_more_and_waits_to_be_cancelled() -> N
     async def run() -> tuple[list[list[int]], bool]:
         worker, handled = _worker(batch_size=3)
         worker.app.consumer_generation_id = 1
-        worker._stopping.set()
-        task = asyncio.ensure_future(worker._on_batch(_batch(4), 1))
+        worker.batches.stopping.set()
+        task = asyncio.ensure_future(worker.batches.on_batch(_batch(4), 1))
         done, _ = await asyncio.wait([task], timeout=0.2)
         task.cancel()
         return handled, bool(done)
@@ -192,12 +190,11 @@ def test_fetch_tuning_reaches_the_aiokafka_consumer_before_it_starts(
     from streams.kafka.batch_consumer import FetchTuning
 
     async def built() -> tuple[int, int]:
-        app = _App("test-fetch", broker="kafka://127.0.0.1:1", store="memory://")
-        app.fetch_tuning = FetchTuning(min_bytes, max_wait_ms)  # type: ignore[attr-defined]
+        app = _app("test-fetch", ShellHooks(fetch_tuning=FetchTuning(min_bytes, max_wait_ms)))
         thread = app.consumer._new_consumer_thread()  # type: ignore[attr-defined]
         consumer = thread._create_worker_consumer(app.transport)
         try:
-            return consumer._fetch_min_bytes, consumer._fetch_max_wait_ms
+            return fetch_tuning_of(consumer)
         finally:
             await consumer._client.close()
 
@@ -215,5 +212,5 @@ def test_worker_settings_map_onto_the_fetch_tuning() -> None:
         web_enabled=False,
     )
     worker = Worker(settings, DEFAULT_POLICY)
-    tuning = worker.app.fetch_tuning
+    tuning = worker.app.shell.fetch_tuning
     assert tuning is not None and (tuning.min_bytes, tuning.max_wait_ms) == (4096, 7)

@@ -6,18 +6,26 @@ from typing import Any
 
 import pytest
 
+from streams.contract import render
 from streams.core import rules
-from streams.core.engine import INPUT_KINDS, Decided, Engine, Failed, MemoryStore, Output
+from streams.core.engine import Engine
+from streams.core.outbox import Outbox
+from streams.core.outcomes import Decided, Failed, Output
 from streams.core.policy import DEFAULT_POLICY
-from streams.processing.processor import Router
+from streams.core.store import MemoryStore
+from streams.core.vocabulary import INPUT_KINDS
+from streams.processing.processor import Processor
 from tests.helpers import msg, session
 from tests.unit.test_engine import _feed
 
 
-def _engine_with_outbox() -> tuple[Engine, Router]:
-    engine = Engine(DEFAULT_POLICY, MemoryStore())
-    router = Router(engine, {k: k for k in INPUT_KINDS}, lambda _t: 1)
-    engine.render = router.render_one
+def _outbox() -> Outbox:
+    return Outbox(lambda o: render.records(o, "outbound"))
+
+
+def _engine_with_outbox() -> tuple[Engine, Processor]:
+    engine = Engine(DEFAULT_POLICY, MemoryStore(), outbox=_outbox())
+    router = Processor(engine, {k: k for k in INPUT_KINDS}, lambda _t: 1)
     for k in INPUT_KINDS:
         engine.clock(0).set_idle(k, True)
     return engine, router
@@ -36,8 +44,9 @@ def test_decision_is_kept_in_the_outbox_until_a_later_publish_is_delivered() -> 
         ("send_queue", b"c-42", out.rendered[0][2])
     ]
     assert engine.restore(lambda _c: 0, lambda _p: 0)[1] == []  # generation 0 delivered
-    assert engine.generation == 1  # new entries are newer than any restored one
-    engine.delivered = 0
+    assert engine.outbox is not None
+    assert engine.outbox.generation == 1  # new entries are newer than any restored one
+    engine.outbox.delivered_up_to(0)
     _feed(engine, session("11:00"))  # the next touch drops delivered entries
     state = engine.store.get("c-42")
     assert state is not None and state.outbox == []
@@ -50,11 +59,7 @@ def test_a_candidate_whose_decision_raises_is_dead_lettered_alone(
         if m.message_id == "m-poison":
             raise ZeroDivisionError("a bug in a rule")
 
-    monkeypatch.setattr(
-        rules,
-        "RULES",
-        tuple((i, broken if i == "frequency_cap" else f, c, t) for i, f, c, t in rules.RULES),
-    )
+    monkeypatch.setitem(rules.FUNCTIONS, "frequency_cap", broken)
     engine, router = _engine_with_outbox()
     _feed(engine, msg("m-poison", "promotion", "10:00", cid="c-1"))
     _feed(engine, msg("m-fine", "promotion", "10:01", cid="c-2"))
@@ -84,11 +89,11 @@ def test_table_store_writes_only_committed_work() -> None:
 
     from streams.core.state import CustomerState
     from streams.worker.checkpoint import Checkpoints
-    from streams.worker.worker import TableStore
+    from streams.worker.table_store import TableStore
 
     async def scenario() -> None:
         table = SimpleNamespace(data={})
-        store = TableStore(table, lambda _c: True, Checkpoints())
+        store = TableStore(table.data, lambda _c: True, Checkpoints())
         store.begin()
         store.put("c-1", CustomerState(nseq=1))
         assert (
@@ -113,16 +118,15 @@ def test_table_store_writes_only_committed_work() -> None:
 
 def test_an_offset_waits_for_the_write_back_of_its_state() -> None:
     import asyncio
-    from types import SimpleNamespace
 
     from streams.core.state import CustomerState
     from streams.worker.checkpoint import Checkpoints
-    from streams.worker.worker import TableStore
+    from streams.worker.table_store import TableStore
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         cp = Checkpoints()
-        store = TableStore(SimpleNamespace(data={}), lambda _c: True, cp)
+        store = TableStore({}, lambda _c: True, cp)
         store.begin()
         store.put("c-1", CustomerState(nseq=1))
         store.commit()
@@ -143,16 +147,15 @@ def test_an_offset_waits_for_the_write_back_of_its_state() -> None:
 
 def test_a_rejected_write_back_fails_every_record_waiting_for_it() -> None:
     import asyncio
-    from types import SimpleNamespace
 
     from streams.core.state import CustomerState
     from streams.worker.checkpoint import Checkpoints, WriteFailed
-    from streams.worker.worker import TableStore
+    from streams.worker.table_store import TableStore
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         cp = Checkpoints()
-        store = TableStore(SimpleNamespace(data={}), lambda _c: True, cp)
+        store = TableStore({}, lambda _c: True, cp)
         store.put("c-1", CustomerState(nseq=1))  # a timer's write, outside a record
         cp.close(("sessions", 3), 8)
         store.take_dirty()
@@ -238,13 +241,12 @@ def test_held_candidates_are_capped_and_the_overflow_dead_lettered(
 
     from streams.contract import decode as codec
     from streams.core.candidate import Candidate
+    from streams.core.encoding import encode
     from streams.core.policy import policy_from_mapping
-    from streams.core.state import encode
 
     policy = policy_from_mapping({"state": limits, "settle": {"promotion": "1h"}})
-    engine = Engine(policy, MemoryStore())
-    router = Router(engine, {k: k for k in INPUT_KINDS}, lambda _t: 1)
-    engine.render = router.render_one
+    engine = Engine(policy, MemoryStore(), outbox=_outbox())
+    router = Processor(engine, {k: k for k in INPUT_KINDS}, lambda _t: 1)
     failed = []
     for i in range(4):
         rec = msg(f"m-{i}", "promotion", f"10:0{i}", payload={"blob": "x" * size})
@@ -268,8 +270,8 @@ def test_hundreds_of_200kb_messages_never_make_a_state_the_broker_refuses() -> N
 
     from streams.contract import decode as codec
     from streams.core.candidate import Candidate
+    from streams.core.encoding import encode
     from streams.core.policy import policy_from_mapping
-    from streams.core.state import encode
 
     policy = policy_from_mapping({"settle": {"promotion": "1d"}})
     engine = Engine(policy, MemoryStore())
@@ -315,7 +317,7 @@ def test_redelivery_is_recognised_per_source_stream(
 
 def test_the_web_server_binds_where_the_settings_say() -> None:
     from streams.settings import Settings
-    from streams.worker.worker import app_config
+    from streams.worker.app import app_config
 
     assert app_config(Settings())["web_bind"] == "127.0.0.1"
     assert app_config(Settings(web_host="0.0.0.0"))["web_bind"] == "0.0.0.0"
@@ -325,16 +327,15 @@ def test_a_flush_starting_mid_record_still_holds_back_its_offset() -> None:
     """The record changed state, then awaited its other writes; a flush began meanwhile.
     Its offset must wait for that flush, though the record closes after it began."""
     import asyncio
-    from types import SimpleNamespace
 
     from streams.core.state import CustomerState
     from streams.worker.checkpoint import Checkpoints
-    from streams.worker.worker import TableStore
+    from streams.worker.table_store import TableStore
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         cp = Checkpoints()
-        store = TableStore(SimpleNamespace(data={}), lambda _c: True, cp)
+        store = TableStore({}, lambda _c: True, cp)
         store.begin()
         store.put("c-1", CustomerState(nseq=1))
         store.commit()
@@ -355,16 +356,15 @@ def test_durable_waits_for_a_flush_of_a_timer_change() -> None:
     """A timer released a candidate (state changed, no record yet); publishing its
     decision must wait until that state is acknowledged."""
     import asyncio
-    from types import SimpleNamespace
 
     from streams.core.state import CustomerState
     from streams.worker.checkpoint import Checkpoints
-    from streams.worker.worker import TableStore
+    from streams.worker.table_store import TableStore
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
         cp = Checkpoints()
-        store = TableStore(SimpleNamespace(data={}), lambda _c: True, cp)
+        store = TableStore({}, lambda _c: True, cp)
         store.put("c-1", CustomerState(nseq=1))  # outside any record
         store.take_dirty()
         epoch = cp.flush_begins()
@@ -380,19 +380,19 @@ def test_durable_waits_for_a_flush_of_a_timer_change() -> None:
 
 
 def _table_store(data: dict[bytes, bytes] | None = None) -> Any:
-    from types import SimpleNamespace
 
     from streams.worker.checkpoint import Checkpoints
-    from streams.worker.worker import TableStore
+    from streams.worker.table_store import TableStore
 
-    return TableStore(SimpleNamespace(data={} if data is None else data), lambda _c: True,
+    return TableStore({} if data is None else data, lambda _c: True,
                       Checkpoints(), cache_size=2)  # fmt: skip
 
 
 def test_the_state_cache_holds_only_what_the_table_bytes_say() -> None:
     import asyncio
 
-    from streams.core.state import CustomerState, decode
+    from streams.core.encoding import decode
+    from streams.core.state import CustomerState
 
     async def scenario() -> None:
         store = _table_store()
@@ -415,7 +415,7 @@ def test_the_state_cache_holds_only_what_the_table_bytes_say() -> None:
         third.nseq = 3
         store.put("c-1", third)
         store.commit()
-        assert decode(store.table.data[b"c-1"]).nseq == 3
+        assert decode(store.data[b"c-1"]).nseq == 3
         store.begin()
         fourth = store.get("c-1")
         assert fourth is third, "a committed state is served from the cache"
@@ -435,7 +435,7 @@ def test_the_state_cache_holds_only_what_the_table_bytes_say() -> None:
 def test_restore_reads_held_candidates_and_outboxes_without_decoding_whole_states() -> None:
     import asyncio
 
-    from streams.core.state import encode, pending_of
+    from streams.core.encoding import encode, pending_of
 
     engine, _router = _engine_with_outbox()
     _feed(engine, msg("m-1", "promotion", "10:00", cid="c-1"))
@@ -469,7 +469,7 @@ def test_restore_reads_held_candidates_and_outboxes_without_decoding_whole_state
 def test_a_sweep_in_steps_ends_where_a_sweep_at_once_ends() -> None:
     from dataclasses import replace
 
-    from streams.core.state import encode
+    from streams.core.encoding import encode
 
     def run(stepwise: bool) -> dict[str, bytes]:
         engine, _router = _engine_with_outbox()

@@ -11,9 +11,11 @@ import pytest
 
 from streams.contract import decode as codec
 from streams.contract.history import INPUT_TOPICS
-from streams.core.engine import Decided, Engine, LateFinding, MemoryStore, Output
+from streams.core.encoding import decode, encode
+from streams.core.engine import Engine
+from streams.core.outcomes import Decided, LateFinding, Output
 from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
-from streams.core.state import decode, encode
+from streams.core.store import MemoryStore
 from streams.offline.generator import generate
 from tests.helpers import cart, consent, decisions_list, msg, purchase, rec_msg, session
 
@@ -365,8 +367,10 @@ def test_every_state_of_a_generated_history_round_trips_in_the_compact_format(
     path = tmp_path / "h.jsonl"
     write_history(path, generate(150, seed=11))
     store = MemoryStore()
-    engine = Engine(DEFAULT_POLICY, store, 2)
-    engine.render = lambda o: (("send_queue", b"k", b'{"v":1}'),)
+    from streams.core.outbox import Outbox
+
+    outbox = Outbox(lambda o: (("send_queue", b"k", b'{"v":1}'),))
+    engine = Engine(DEFAULT_POLICY, store, 2, outbox=outbox)
     seen_held = seen_outbox = 0
     for i, rec in enumerate(read_history(path)):
         assert isinstance(rec, HistoryRecord)

@@ -4,7 +4,7 @@ Each scenario is decided the way the contract says, and the same way whatever
 partitioner the producer used, whatever order the worker interleaves its
 streams in, and whenever sweeps run. ``simulate_worker`` plays the worker
 without a broker: input topics of N partitions filled by a producer's
-partitioner, the Router per record (re-routing through per-partition FIFO
+partitioner, the Processor per record (re-routing through per-partition FIFO
 queues that stand for the re-route topic, with progress markers), streams
 read in random bursts, idle once exhausted, sweeps at random moments.
 """
@@ -26,11 +26,15 @@ from streams.contract.history import HistoryRecord, parse_line, write_history
 from streams.contract.partitioning import partition_for
 from streams.contract.render import send_value, suppressed_value
 from streams.core.candidate import Candidate
-from streams.core.engine import INPUT_KINDS, Decided, Engine, LateFinding, MemoryStore
+from streams.core.engine import Engine
+from streams.core.outcomes import Decided, LateFinding
 from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
+from streams.core.store import MemoryStore
+from streams.core.vocabulary import INPUT_KINDS
 from streams.offline.generator import generate
 from streams.offline.replay import replay_offline
-from streams.processing.processor import OutRecord, Router
+from streams.processing.processor import Processor
+from streams.processing.records import OutRecord
 from tests.helpers import cart, msg, purchase, rec_msg, ret, session
 from tests.unit.test_engine import _feed
 
@@ -71,11 +75,11 @@ def simulate_worker(
     seed: int,
     partitioner: Callable[[bytes, int], int] = murmur2,
     policy: Policy = DEFAULT_POLICY,
-) -> tuple[list[Key], Router]:
+) -> tuple[list[Key], Processor]:
     rng = random.Random(seed)
     engine = Engine(policy, MemoryStore(), partitions=n, rerouted=True)
     role_of = {k: k for k in INPUT_KINDS}
-    router = Router(engine, role_of, lambda _t: n, reroute_topic="reroute")
+    router = Processor(engine, role_of, lambda _t: n, reroute_topic="reroute")
     streams: dict[tuple[str, int], list[HistoryRecord]] = {}
     for i, r in enumerate(records):
         hr = parse_line(i + 1, orjson.dumps(r))
@@ -137,7 +141,7 @@ def simulate_worker(
                     )
                 )
                 offsets[f"r{p}"] += 1
-                out(router.release(p, 0))
+                out(router.render(router.release(p, 0)))
             continue
         topic, p = rng.choice(live)
         for _ in range(rng.randint(1, 50)):  # consumers read a batch of one partition
@@ -150,7 +154,7 @@ def simulate_worker(
             out(router.on_record(topic, p, i, ts, hr.key, hr.value, ts))
             mark_idle()
             out(router.markers(p, n, next(STAMPS)))
-            out(router.release(p, ts))
+            out(router.render(router.release(p, ts)))
         if rng.random() < 0.05:
             engine.sweep(lambda cid: partition_for(cid, n))
     mark_idle()
@@ -164,8 +168,8 @@ def simulate_worker(
                     "reroute", p, 0, o.timestamp_ms or 0, o.key, o.value, 0, dict(o.headers)
                 )
             )
-        out(router.release(p, 0))
-        out(router.release_idle(p, 2**62))
+        out(router.render(router.release(p, 0)))
+        out(router.render(router.release_idle(p, 2**62)))
     return sorted(decided), router
 
 
@@ -467,7 +471,7 @@ def test_history_file_keeps_value_bytes(tmp_path: Path) -> None:
 def test_idle_after(
     scenario: str, idle_after: float, observations: list[tuple[Any, ...]], idle: bool
 ) -> None:
-    from streams.core.clock import Idleness
+    from streams.processing.watermarks import Idleness
 
     tracker = Idleness(idle_after)
     got = [tracker.update("tp", *obs[:2], received=len(obs) > 2 and obs[2]) for obs in observations]

@@ -11,7 +11,8 @@ import pytest
 from streams.contract import decode as codec
 from streams.contract.history import write_history
 from streams.core.clock import iso, to_ms
-from streams.core.engine import Decided, Engine, MemoryStore, Output
+from streams.core.engine import Engine
+from streams.core.outcomes import Decided, Output
 from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
 from streams.core.policy_history import (
     PolicyHistory,
@@ -21,6 +22,7 @@ from streams.core.policy_history import (
     fixed_changes,
     history_from_file,
 )
+from streams.core.store import MemoryStore
 from streams.errors import PolicyError
 from streams.offline.replay import replay_offline
 from tests.helpers import at, msg
@@ -116,8 +118,7 @@ def _promotions() -> list[dict[str, Any]]:
 
 
 def _decide(records: list[dict[str, Any]], hist: PolicyHistory) -> dict[str, tuple[str, str]]:
-    engine = Engine(DEFAULT_POLICY, MemoryStore())
-    engine.history = hist
+    engine = Engine(DEFAULT_POLICY, MemoryStore(), history=hist)
     outs: list[Output] = []
     for rec in records:
         raw = orjson.dumps(rec["value"])

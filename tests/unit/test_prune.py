@@ -22,9 +22,12 @@ import pytest
 from streams.contract import decode as codec
 from streams.contract.history import INPUT_TOPICS, HistoryRecord, parse_line
 from streams.contract.partitioning import partition_for
-from streams.core.engine import Decided, Engine, LateFinding, MemoryStore, Output
+from streams.core.encoding import encode
+from streams.core.engine import Engine
+from streams.core.outcomes import Decided, LateFinding, Output
 from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
-from streams.core.state import NEVER, CustomerState, Horizons, encode
+from streams.core.state import NEVER, CustomerState, Horizons
+from streams.core.store import MemoryStore
 from streams.offline.generator import generate
 from streams.offline.scenarios import realistic
 from tests.helpers import hot_customers, iso_s

@@ -12,7 +12,7 @@ import pytest
 
 from streams.cli.main import main
 from streams.contract.history import write_history
-from streams.core.engine import Output
+from streams.core.outcomes import Output
 from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
 from streams.offline.generator import generate
 from streams.offline.replay import ReplaySummary, replay_offline

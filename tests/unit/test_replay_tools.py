@@ -10,7 +10,7 @@ import pytest
 
 from streams.cli.progress import Progress, count_lines
 from streams.contract.history import write_history
-from streams.offline.replay import rebase_delta, rebased
+from streams.ops.produce import rebase_delta, rebased
 from tests.helpers import cart, purchase
 
 

@@ -6,9 +6,12 @@ import orjson
 
 from streams.contract.partitioning import partition_for
 from streams.core.clock import NEVER
-from streams.core.engine import INPUT_KINDS, Engine, MemoryStore
+from streams.core.engine import Engine
 from streams.core.policy import DEFAULT_POLICY
-from streams.processing.processor import OutRecord, Router
+from streams.core.store import MemoryStore
+from streams.core.vocabulary import INPUT_KINDS
+from streams.processing.processor import Processor
+from streams.processing.records import OutRecord
 from tests.helpers import cart, msg, purchase, rec_msg, session
 
 N = 4
@@ -16,12 +19,12 @@ RIGHT = partition_for("c-42", N)
 ROLE_OF = {f"x.{k}": k for k in INPUT_KINDS}
 
 
-def router() -> Router:
-    return Router(Engine(DEFAULT_POLICY, MemoryStore()), ROLE_OF, lambda _t: N)
+def router() -> Processor:
+    return Processor(Engine(DEFAULT_POLICY, MemoryStore()), ROLE_OF, lambda _t: N)
 
 
 def feed(
-    r: Router,
+    r: Processor,
     rec: dict,
     offset: int = 0,
     key: bytes | None = b"c-42",
@@ -33,7 +36,7 @@ def feed(
     return r.on_record(f"x.{rec['topic']}", partition, offset, t, key, value, 42)
 
 
-def idle_all(r: Router) -> None:
+def idle_all(r: Processor) -> None:
     for k in INPUT_KINDS:
         r.engine.clock(RIGHT).set_idle(k, True)
 
@@ -54,9 +57,9 @@ def test_unreadable_record_becomes_a_dead_letter_with_its_coordinates() -> None:
     assert r.counts["dead_letter"] == 1
 
 
-def rerouting_router() -> Router:
+def rerouting_router() -> Processor:
     engine = Engine(DEFAULT_POLICY, MemoryStore(), partitions=N, rerouted=True)
-    return Router(engine, ROLE_OF, lambda _t: N, reroute_topic="x-reroute")
+    return Processor(engine, ROLE_OF, lambda _t: N, reroute_topic="x-reroute")
 
 
 T_09_00 = 1795165200000  # 2026-11-20T09:00:00Z
@@ -95,7 +98,7 @@ def test_wrong_or_missing_key_on_the_right_partition_is_decided_in_place() -> No
     assert r.engine.held_count(RIGHT) == 2 and r.counts["rekeyed"] == 2
 
 
-def _forwarded(r: Router, rec: dict, src: str, arr: int = NEVER) -> list[OutRecord]:
+def _forwarded(r: Processor, rec: dict, src: str, arr: int = NEVER) -> list[OutRecord]:
     headers = {"ts-role": rec["topic"].encode(), "ts-src": src.encode(),
                "ts-arr": str(arr).encode()}  # fmt: skip
     return r.on_record(
@@ -119,7 +122,7 @@ def test_partition_waits_for_progress_markers_of_every_other_partition() -> None
     for k in INPUT_KINDS:
         r.engine.clock(RIGHT).set_idle(k, True)
     assert feed(r, msg("m-1", "promotion", "10:00")) == []
-    assert r.release(RIGHT, 0) == []  # other partitions may still forward an older event
+    assert r.render(r.release(RIGHT, 0)) == []  # other partitions may still forward an older event
     later = 1795172400000  # 11:00
     for src in range(N):
         if src == RIGHT:
@@ -133,8 +136,8 @@ def test_partition_waits_for_progress_markers_of_every_other_partition() -> None
         assert r.on_record("x-reroute", RIGHT, 0, later, None, marker.value, 42,
                            dict(marker.headers)) == []  # fmt: skip
         if src != max(p for p in range(N) if p != RIGHT):
-            assert r.release(RIGHT, 0) == []
-    assert [o.role for o in r.release(RIGHT, 0)] == ["send_queue"]
+            assert r.render(r.release(RIGHT, 0)) == []
+    assert [o.role for o in r.render(r.release(RIGHT, 0))] == ["send_queue"]
 
 
 def test_suppression_record_is_the_contracts() -> None:
@@ -144,7 +147,7 @@ def test_suppression_record_is_the_contracts() -> None:
     assert feed(r, raw_cart, record_ms=1795168800000) == []
     feed(r, purchase("10:02", eid="p-1", order="o-9"))
     feed(r, session("10:30"))
-    out = r.release(RIGHT, 1795168800000 + 60_000)
+    out = r.render(r.release(RIGHT, 1795168800000 + 60_000))
     assert [o.role for o in out] == ["suppressed"]
     s = orjson.loads(out[0].value or b"")
     assert s == {
@@ -168,7 +171,7 @@ def test_rewrite_strips_skus_and_keeps_unknown_fields() -> None:
     m["value"]["campaign"] = {"id": 7}
     feed(r, m)
     feed(r, session("10:30"))
-    out = r.release(RIGHT, 1795168800000)
+    out = r.render(r.release(RIGHT, 1795168800000))
     assert [o.role for o in out] == ["send_queue"]
     sent = orjson.loads(out[0].value or b"")
     assert sent["context"]["skus"] == ["B"] and sent["campaign"] == {"id": 7}
@@ -187,10 +190,10 @@ def test_redelivered_candidate_after_a_crash_is_not_a_duplicate() -> None:
     feed(r, m, offset=7)
     feed(r, m, offset=7)  # held copy survived in the table; the offset was not committed
     feed(r, session("10:30"))
-    out = r.release(RIGHT, 0)
+    out = r.render(r.release(RIGHT, 0))
     assert [o.role for o in out] == ["send_queue"]
     feed(r, m, offset=7)  # and once more after it was decided
-    assert r.release(RIGHT, 0) == []
+    assert r.render(r.release(RIGHT, 0)) == []
     assert r.engine.counts["redelivered"] == 2
 
 
@@ -202,11 +205,11 @@ def test_redelivered_events_after_a_rebalance_are_skipped() -> None:
     feed(r, first, offset=3)
     feed(r, second, offset=4)
     feed(r, session("10:30"), offset=0)
-    assert [o.role for o in r.release(RIGHT, 0)] == ["send_queue", "suppressed"]
+    assert [o.role for o in r.render(r.release(RIGHT, 0))] == ["send_queue", "suppressed"]
     # the new owner restores this state and re-reads from the last committed offset (2)
     for off, rec in ((3, first), (4, second)):
         assert feed(r, rec, offset=off) == []
-    assert r.release(RIGHT, 0) == []
+    assert r.render(r.release(RIGHT, 0)) == []
     assert r.engine.counts["redelivered"] == 2
 
 
@@ -217,7 +220,7 @@ def test_same_message_at_another_offset_is_a_real_duplicate() -> None:
     feed(r, m, offset=7)
     feed(r, m, offset=8)  # automation fired it twice
     feed(r, session("10:30"))
-    out = r.release(RIGHT, 0)
+    out = r.render(r.release(RIGHT, 0))
     assert [o.role for o in out] == ["send_queue", "suppressed"]
     assert orjson.loads(out[1].value or b"")["rule"] == "duplicate_message"
 

@@ -554,8 +554,10 @@ def test_both_recommendation_rules_emptying_it_name_the_first_and_every_sku(
     tmp_path: Path,
 ) -> None:
     from streams.contract.history import INPUT_TOPICS
-    from streams.core.engine import Decided, Engine, MemoryStore
+    from streams.core.engine import Engine
+    from streams.core.outcomes import Decided
     from streams.core.policy import DEFAULT_POLICY
+    from streams.core.store import MemoryStore
     from tests.unit.test_engine import _feed
 
     engine = Engine(DEFAULT_POLICY, MemoryStore())

@@ -65,13 +65,15 @@ def _strictly(model: type[BaseModel], raw: bytes) -> dict[str, Any]:
 
 def _worker_outputs() -> dict[str, list[bytes]]:
     """Feed the router a history that yields every kind of output record."""
-    from streams.core.engine import INPUT_KINDS, Engine, MemoryStore
+    from streams.core.engine import Engine
     from streams.core.policy import policy_from_mapping
-    from streams.processing.processor import Router
+    from streams.core.store import MemoryStore
+    from streams.core.vocabulary import INPUT_KINDS
+    from streams.processing.processor import Processor
     from tests.helpers import consent, msg, rec_msg, ret, session
 
     policy = policy_from_mapping({"rules": {"frequency_cap": {"mode": "monitor", "limit": 0}}})
-    r = Router(Engine(policy, MemoryStore()), {k: k for k in INPUT_KINDS}, lambda _t: 1)
+    r = Processor(Engine(policy, MemoryStore()), {k: k for k in INPUT_KINDS}, lambda _t: 1)
     for k in INPUT_KINDS:
         r.engine.clock(0).set_idle(k, True)
     history = [
@@ -89,7 +91,7 @@ def _worker_outputs() -> dict[str, list[bytes]]:
         value = orjson.dumps(rec["value"])
         for o in r.on_record(rec["topic"], 0, i, t, b"c-42", value, t):
             out.setdefault(o.role, []).append(o.value or b"")
-        for o in r.release(0, t):
+        for o in r.render(r.release(0, t)):
             out.setdefault(o.role, []).append(o.value or b"")
     late = purchase("12:02", ["X"], order="o-9")  # after the cart mail went out: late evidence
     for o in r.on_record("purchases", 0, 99, t, b"c-42", orjson.dumps(late["value"]), t):

@@ -1,0 +1,38 @@
+"""Where the engine keeps customer state: a protocol, and the dict the offline replay
+and the unit tests use (the worker's store is a changelogged table,
+``streams.worker.table_store``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from streams.core.state import CustomerState
+
+
+class StateStore(Protocol):
+    """Where customer state lives: a dict offline, a changelogged faust table live."""
+
+    def get(self, customer_id: str) -> CustomerState | None: ...
+    def put(self, customer_id: str, state: CustomerState) -> None: ...
+    def delete(self, customer_id: str) -> None: ...
+    def keys(self) -> Iterable[str]: ...
+
+
+class MemoryStore:
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: dict[str, CustomerState] = {}
+
+    def get(self, customer_id: str) -> CustomerState | None:
+        return self.data.get(customer_id)
+
+    def put(self, customer_id: str, state: CustomerState) -> None:
+        self.data[customer_id] = state
+
+    def delete(self, customer_id: str) -> None:
+        self.data.pop(customer_id, None)
+
+    def keys(self) -> Iterable[str]:
+        return list(self.data)

@@ -1,0 +1,112 @@
+"""The contract's words, each listed once: triggers, channels, categories, actions,
+input kinds and rule ids with what each rule applies to.
+
+Everything else (the policy's per-rule settings, the rules table, the state
+encoding, the generators, the pydantic enums' consistency test) reads these
+tuples instead of spelling the words again, so adding a trigger or a rule is one
+edit here plus its function.
+
+Order matters twice. ``RULES`` is the order the contract checks rules in (the
+first that suppresses wins). ``TRIGGERS``, ``CHANNELS``, ``CATEGORIES`` and
+``ACTIONS`` are also the codes of the changelog's state format (a trigger is
+stored as its index): append, never reorder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TRIGGERS: tuple[str, ...] = (
+    "abandoned_cart",
+    "welcome",
+    "welcome_back",
+    "product_recommendation",
+    "review_request",
+    "win_back",
+    "replenishment",
+    "promotion",
+)
+CHANNELS: tuple[str, ...] = ("email", "sms", "push", "in_app")
+CATEGORIES: tuple[str, ...] = ("marketing", "transactional")
+MARKETING = "marketing"
+ACTIONS: tuple[str, ...] = ("send", "rewrite", "suppress")
+
+INPUT_KINDS: tuple[str, ...] = ("purchases", "returns", "sessions", "consents", "outbound")
+"""The input topics by role (their configured names may differ); also the event kinds
+a history file's ``topic`` names."""
+
+EVENT_KINDS: tuple[str, ...] = INPUT_KINDS[:4]
+"""Inputs that are facts about the customer (not candidate messages)."""
+
+REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
+    "abandoned_cart": ("cart_updated_at",),
+    "product_recommendation": ("skus",),
+    "replenishment": ("skus",),
+    "review_request": ("order_id",),
+}
+"""The ``context`` fields a trigger's rule reads: without them it cannot be checked."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One rule id and what it applies to.
+
+    ``marketing_only``: transactional messages skip it. ``triggers``: the triggers it
+    reads (None: all). ``event_driven``: a late purchase, return, session or consent
+    can change its answer (late evidence is checked for it). ``liftable``: a late event
+    can lift its suppression (a grant, a session, the order's purchase), so such
+    suppressions are remembered for late evidence the other way."""
+
+    id: str
+    marketing_only: bool
+    triggers: frozenset[str] | None = None
+    event_driven: bool = False
+    liftable: bool = False
+
+
+RULES: tuple[RuleSpec, ...] = (
+    RuleSpec("duplicate_message", False),
+    RuleSpec("consent_withdrawn", True, event_driven=True, liftable=True),
+    RuleSpec("stale_trigger", False),
+    RuleSpec("cart_already_purchased", True, frozenset({"abandoned_cart"}), event_driven=True),
+    RuleSpec(
+        "welcome_back_to_new_customer",
+        True,
+        frozenset({"welcome_back"}),
+        event_driven=True,
+        liftable=True,
+    ),
+    RuleSpec("welcome_to_existing_customer", True, frozenset({"welcome"}), event_driven=True),
+    RuleSpec(
+        "review_request_for_returned_order",
+        True,
+        frozenset({"review_request"}),
+        event_driven=True,
+        liftable=True,
+    ),
+    RuleSpec("win_back_active_customer", True, frozenset({"win_back"}), event_driven=True),
+    RuleSpec(
+        "recommends_returned_product",
+        True,
+        frozenset({"product_recommendation"}),
+        event_driven=True,
+    ),
+    RuleSpec(
+        "recommends_recent_purchase",
+        True,
+        frozenset({"product_recommendation"}),
+        event_driven=True,
+    ),
+    RuleSpec("duplicate_content", True),
+    RuleSpec("frequency_cap", True),
+)
+"""Every rule, in the order the contract checks them."""
+
+RULE_IDS: tuple[str, ...] = tuple(r.id for r in RULES)
+"""Stable rule ids in the order they are checked (the first that suppresses wins)."""
+
+EVENT_RULES: frozenset[str] = frozenset(r.id for r in RULES if r.event_driven)
+"""Rules whose answer a late purchase, return, session or consent can change."""
+
+LIFTABLE: frozenset[str] = frozenset(r.id for r in RULES if r.liftable)
+"""Suppressions that a late event (a grant, a session, the order's purchase) can lift."""

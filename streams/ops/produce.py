@@ -1,0 +1,117 @@
+"""Produce a history file into the input topics (``trigger-sanity replay FILE``): in file
+order, keyed by customer with the contract's murmur2 partitioner, as fast as possible
+or at a speed-up of the original event times, optionally rebased so that it ends now.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.contract import rawjson
+from streams.contract.history import (
+    EVENT_TIME_FIELD,
+    BadLine,
+    HistoryRecord,
+    parse_time,
+    read_history,
+)
+from streams.core.clock import iso
+
+
+def rebase_delta(path: str | Path, now_ms: int) -> int:
+    """How far to shift a history's times so that its last event is ``now_ms``."""
+    latest = max(
+        (r.event_ms for r in read_history(path) if isinstance(r, HistoryRecord) and r.event_ms),
+        default=None,
+    )
+    return 0 if latest is None else now_ms - latest
+
+
+_TIME_PATHS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "outbound": (("created_at",), ("context", "cart_updated_at")),
+}
+
+
+def rebased(topic: str, value: bytes, delta: int) -> bytes:
+    """The value with its time fields moved by ``delta`` ms; every other byte as written
+    (the fields are found by the scanner, not by parsing the whole value: a payload may
+    hold integers orjson refuses)."""
+    for path in _TIME_PATHS.get(topic, ((EVENT_TIME_FIELD[topic],),)):
+        start, at = 0, None
+        try:
+            for key in path:
+                at = rawjson.span(value, key, start)
+                if at is None:
+                    break
+                start = at[0]
+        except (ValueError, IndexError):  # not a JSON object: left as it is
+            return value
+        if at is None:
+            continue
+        try:
+            t = parse_time(orjson.loads(value[at[0] : at[1]]))
+        except orjson.JSONDecodeError:
+            continue
+        if t is not None:
+            value = rawjson.replace_in(value, path, orjson.dumps(iso(t + delta)))
+    return value
+
+
+def produce_history(
+    path: str | Path,
+    producer: Any,
+    topic_names: dict[str, str],
+    speedup: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    rebase_ms: int = 0,
+    counts: Counter[str] | None = None,
+) -> tuple[int, list[tuple[int, str]]]:
+    """Produce a history file into the input topics in file order (kafka-python producer:
+    murmur2 partitioner, keys as in the file or the customer id).
+
+    ``speedup``: None = as fast as possible; otherwise event-time gaps are
+    replayed ``speedup`` times faster than they happened. ``rebase_ms``: shift every
+    event and record time by this much (``rebase_delta``: the history ends now).
+    """
+    sent = 0
+    bad: list[tuple[int, str]] = []
+    first_event: int | None = None
+    wall_start = time.monotonic()
+    for rec in read_history(path):
+        if isinstance(rec, BadLine):
+            bad.append((rec.line_no, rec.error))
+            continue
+        if speedup and rec.event_ms is not None:
+            if first_event is None:
+                first_event = rec.event_ms
+            due = wall_start + (rec.event_ms - first_event) / 1000 / speedup
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # pacing the replay, not waiting out a race
+        ts = rec.record_ms if rec.record_ms is not None else rec.event_ms
+        value = rec.value
+        if rebase_ms:
+            value = rebased(rec.topic, value, rebase_ms)
+            ts = None if ts is None else ts + rebase_ms
+        producer.send(topic_names[rec.topic], key=rec.key, value=value, timestamp_ms=ts)
+        sent += 1
+        if counts is not None:
+            counts[rec.topic] += 1
+        if progress is not None:
+            progress(sent)
+    producer.flush()
+    return sent, bad
+
+
+def print_progress(prefix: str) -> Callable[[int], None]:
+    def report(n: int) -> None:
+        print(f"{prefix}: {n:,} records", file=sys.stderr, flush=True)
+
+    return report

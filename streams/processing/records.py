@@ -1,0 +1,36 @@
+"""What the processor asks the shell to write: plain records, and the headers of the
+internal re-route topic (forwarded records and progress markers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+H_ROLE = "ts-role"
+H_SOURCE = "ts-src"  # "<topic>:<partition>:<offset>" the record was first read at
+H_ARRIVAL = "ts-arr"  # frontier of its source stream when it was read there
+H_MARKER = "ts-marker"
+H_INCARNATION = "ts-inc"  # which run of the forwarding worker sent it (in-process markers)
+
+
+@dataclass(slots=True, frozen=True)
+class OutRecord:
+    """A record to produce. ``role`` is an output topic role (``send_queue``...) or
+    ``reroute`` (the internal re-route topic, with ``partition`` and ``headers``)."""
+
+    role: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None
+    timestamp_ms: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def source_partition(headers: dict[str, bytes] | None) -> int | None:
+    """The partition a forwarded record was first read from (its ``ts-src`` header)."""
+    src = None if headers is None else headers.get(H_SOURCE)
+    if src is None:
+        return None
+    try:
+        return int(src.rsplit(b":", 2)[1])
+    except (IndexError, ValueError):
+        return None

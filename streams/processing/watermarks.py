@@ -1,0 +1,241 @@
+"""Stream time for a partition's streams, in one place: idleness, progress markers, and
+the releases they allow (as quix-streams' ``WatermarkManager`` holds watermarks).
+
+Each partition's stream time (``streams.core.clock.StreamClock``) is the minimum of
+its streams' frontiers, skipping idle streams. What moves it, besides records:
+
+- **Idleness.** Live, an input partition is idle once it is caught up with its end
+  offset and has stayed so, with no new record, for ``idle_after`` seconds
+  (``Idleness``). Offline, a stream is idle once its last record is read.
+- **Progress markers.** When records may reach a partition through the re-route
+  topic, its stream time also waits for every other partition's streams. Each
+  partition tells the others how far it has read by markers written into their
+  re-route partitions (at most every ``marker_interval`` while busy, and on every
+  idle check as a heartbeat). Where the target partition is owned by this worker
+  too, and everything this run forwarded to it has been read back, the same
+  information is handed over in memory instead (no round trip through Kafka).
+
+Nothing here touches Kafka: the shell passes in what only Kafka knows (end offsets,
+where the worker has read to) and writes the ``OutRecord``s it gets back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import orjson
+
+from streams.core.engine import Engine
+from streams.processing.processor import Processor
+from streams.processing.records import OutRecord
+
+TP = tuple[str, int]  # (topic, partition): faust's TP is one too
+
+
+class Idleness:
+    """When a caught-up input partition counts as idle: after ``idle_after`` seconds caught
+    up without a break (Kafka Streams' ``max.task.idle.ms``, Flink's ``withIdleness``). A
+    producer that writes in bursts is not done just because its partition was caught up
+    for a moment. Times are monotonic seconds, passed in."""
+
+    __slots__ = ("_since", "idle_after")
+
+    def __init__(self, idle_after: float) -> None:
+        self.idle_after = idle_after
+        self._since: dict[object, float] = {}
+
+    def update(self, key: object, caught_up: bool, now: float, received: bool = False) -> bool:
+        """``received``: the partition just delivered records, so its quiet time starts
+        now. Without it, a consumer fast enough to end every batch at the end offset its
+        fetch reported counted a partition receiving a record every few milliseconds as
+        caught up without a break, and idle after ``idle_after``: stream time then passed
+        records still arriving."""
+        if not caught_up:
+            self._since.pop(key, None)
+            return False
+        if received:
+            self._since[key] = now
+            return self.idle_after <= 0
+        since = self._since.setdefault(key, now)
+        return now - since >= self.idle_after
+
+    def clear(self) -> None:
+        self._since.clear()
+
+
+class Watermarks:
+    """Idleness and progress markers of the partitions one worker owns, and the
+    releases of held candidates they allow."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        partitions: int,
+        idle_after: float,
+        marker_interval: float,
+        reroute_topic: str | None,
+    ) -> None:
+        self.processor = processor
+        self.engine: Engine = processor.engine
+        self.role_of = processor.role_of
+        self.partitions = partitions
+        self.marker_interval = marker_interval
+        self.reroute_topic = reroute_topic
+        self._idleness = Idleness(idle_after)
+        # re-route partitions seen caught up since the last recovery: whatever an earlier
+        # run forwarded to them has been read, so in-process markers may be trusted there
+        self.reroute_clear: set[int] = set()
+        self._local_sent: dict[int, bytes] = {}
+        self._marker_sent: dict[int, tuple[float, bytes]] = {}  # partition -> (when, what)
+
+    def reset(self) -> None:
+        """A recovery: nothing is known caught up or told to the others any more."""
+        self._idleness.clear()
+        self._marker_sent.clear()
+        self.reroute_clear.clear()
+        self._local_sent.clear()
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Partitions moved to another worker."""
+        self.reroute_clear.difference_update(partitions)
+
+    # ------------------------------------------------------------ offline
+
+    def ended(self, partition: int, role: str) -> None:
+        """Offline: the stream has no further records (idle for good)."""
+        self.engine.clock(partition).set_idle(role, True)
+
+    # ------------------------------------------------------------ live
+
+    def after_batch(
+        self,
+        last: dict[TP, int],
+        highwater: Callable[[TP], int | None],
+        sources: Iterable[int],
+        owned: set[int],
+        wall: int,
+    ) -> list[OutRecord]:
+        """After a batch: idleness of the partitions it touched (``last``: the last offset
+        read of each), their markers, what the forwarded records read back allow their
+        sources to hand over in memory, and the releases all of that allows."""
+        now = time.monotonic()
+        out: list[OutRecord] = []
+        touched: dict[int, None] = {}
+        for tp, offset in last.items():
+            touched[tp[1]] = None
+            hw = highwater(tp)
+            caught_up = hw is not None and hw >= 0 and offset + 1 >= hw
+            if tp[0] != self.reroute_topic:
+                self._set_idle(tp, caught_up, now, received=True)
+            elif caught_up:
+                # read to an end offset fetched since recovery: whatever an earlier run
+                # forwarded there is read (the idle check finds this too, later)
+                self.reroute_clear.add(tp[1])
+        for p in {tp[1]: None for tp in last if tp[0] != self.reroute_topic}:
+            out += self.markers(p, now, self.marker_interval)
+            out += self._local_markers(p, owned, wall)
+        for src in sorted(set(sources) & owned):
+            # forwarded records read back: their source's in-memory marker may apply now
+            out += self._local_markers(src, owned, wall, force=True)
+        for p in touched:
+            out += self.processor.render(self.processor.release(p, wall))
+        return out
+
+    def heartbeat(self, partitions: Iterable[int]) -> list[OutRecord]:
+        """Markers of every partition, changed or not: a restarted peer learns where its
+        sources stand without waiting for their next record."""
+        now = time.monotonic()
+        out: list[OutRecord] = []
+        for p in partitions:
+            out += self.markers(p, now, 0.0, heartbeat=True)
+        return out
+
+    def unread_reroute(self, assigned: Iterable[TP]) -> set[TP]:
+        """Re-route partitions not yet seen caught up since the last recovery."""
+        return {tp for tp in assigned if tp[1] not in self.reroute_clear}
+
+    def on_idle_check(
+        self,
+        ends: dict[TP, int],
+        done: Callable[[TP], int | None],
+        inputs: Iterable[TP],
+        reroute: Iterable[TP],
+        owned: set[int],
+        wall: int,
+    ) -> list[OutRecord]:
+        """The periodic check: each input partition is caught up when where it has been
+        read to (``done``) reaches its end offset; then markers, in-memory hand-overs, and
+        releases by wall clock where everything is quiet."""
+        now = time.monotonic()
+        inputs = list(inputs)
+        for tp in inputs:
+            end = ends.get(tp)
+            if end is None or tp[1] not in owned:
+                continue
+            at = done(tp)
+            self._set_idle(tp, at is not None and at >= end, now)
+        for tp in reroute:
+            end = ends.get(tp)
+            at = done(tp)
+            if end is not None and at is not None and at >= end:
+                self.reroute_clear.add(tp[1])
+        out: list[OutRecord] = []
+        partitions = sorted({tp[1] for tp in inputs} & owned)
+        for p in partitions:
+            out += self.markers(p, now, 0.0)  # idleness changed: tell the others now
+            out += self._local_markers(p, owned, wall, force=True)
+        for p in partitions:
+            out += self.processor.render(self.processor.release_idle(p, wall))
+        return out
+
+    # ------------------------------------------------------------ markers
+
+    def _set_idle(self, tp: TP, caught_up: bool, now: float, received: bool = False) -> None:
+        idle = self._idleness.update(tp, caught_up, now, received)
+        self.engine.clock(tp[1]).set_idle(self.role_of[tp[0]], idle)
+
+    def markers(
+        self, partition: int, now: float, min_interval: float, heartbeat: bool = False
+    ) -> list[OutRecord]:
+        """Progress markers of one partition: when its frontiers or idleness changed (at
+        most every ``min_interval``), and on every check as a heartbeat for restarted
+        peers."""
+        if self.partitions < 2:
+            return []
+        last = self._marker_sent.get(partition)
+        if not heartbeat and last is not None and now - last[0] < min_interval:
+            return []
+        state = orjson.dumps(self.engine.clock(partition).local())
+        if not heartbeat and last is not None and last[1] == state:
+            return []
+        self._marker_sent[partition] = (now, state)
+        return self.processor.markers(partition, self.partitions, time.time_ns())
+
+    def _local_markers(
+        self, source: int, owned: set[int], wall: int, force: bool = False
+    ) -> list[OutRecord]:
+        """The same progress markers, handed over in memory to the partitions this worker
+        owns too, and released there: no round trip through Kafka. Only where it is as
+        good as the marker in the topic: every record this run forwarded from ``source``
+        to the target has been read back, and the target's re-route partition was seen
+        caught up since recovery (nothing an earlier run forwarded is still unread)."""
+        if self.partitions < 2 or not self.reroute_clear:
+            return []
+        local = self.engine.clock(source).local()
+        snapshot = orjson.dumps(local)
+        if not force and self._local_sent.get(source) == snapshot:
+            return []
+        self._local_sent[source] = snapshot
+        out: list[OutRecord] = []
+        for target in self.reroute_clear:
+            if target == source or target not in owned:
+                continue
+            if not self.processor.settled(source, target):
+                continue
+            clock = self.engine.clock(target)
+            stamp = time.time_ns()
+            for role, (frontier, idle) in local.items():
+                clock.set_remote((role, source), frontier, idle, stamp)
+            out += self.processor.render(self.processor.release(target, wall))
+        return out

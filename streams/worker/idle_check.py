@@ -1,0 +1,119 @@
+"""The periodic idle check: which input partitions are caught up (compared with their
+end offsets, which only Kafka knows), markers as a heartbeat, and releases by wall
+clock where everything is quiet (``Watermarks.on_idle_check`` decides; this module
+asks Kafka and writes).
+
+A partition not read since the start is compared with its committed offset, never
+with what was fetched: fetched-but-unprocessed records must never look idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.errors import KafkaError as ClientError
+from faust.types import TP
+
+from streams.kafka.offsets import CommittedOffsets
+from streams.processing.records import OutRecord
+from streams.processing.watermarks import Watermarks
+from streams.worker.app import WorkerApp, now_ms
+from streams.worker.batches import Batches
+from streams.worker.delivery import Delivery
+from streams.worker.ownership import Ownership
+
+log = logging.getLogger("trigger_sanity.worker")
+
+
+class IdleCheck:
+    def __init__(
+        self,
+        app: WorkerApp,
+        inputs: frozenset[str],
+        reroute: str,
+        watermarks: Watermarks,
+        batches: Batches,
+        delivery: Delivery,
+        ownership: Ownership,
+        offsets: CommittedOffsets,
+    ) -> None:
+        self.app = app
+        self.inputs = inputs
+        self.reroute = reroute
+        self.watermarks = watermarks
+        self.batches = batches
+        self.delivery = delivery
+        self.ownership = ownership
+        self.offsets = offsets
+        # where partitions not read since the start begin: committed, else earliest
+        self.committed: dict[tuple[str, int], int] = {}
+
+    def reset(self) -> None:
+        self.committed.clear()
+
+    async def tick(self) -> None:
+        try:
+            await self._tick()
+        except ClientError as exc:
+            # The broker is unreachable: nothing is idle and nothing is released by wall
+            # clock until it answers again (a timer that raised would stop the worker).
+            log.warning("idle check skipped: %s: %s", type(exc).__name__, exc)
+
+    async def _tick(self) -> None:
+        """Every await (broker round trips) happens first; the decisions are then made
+        without yielding, and only if no rebalance started meanwhile, for partitions
+        this worker still owns: a check that straddles a rebalance must not decide
+        candidates that already belong to another worker."""
+        own = self.ownership
+        if not own.active:
+            return
+        epoch = own.epoch
+        assigned = self.app.consumer.assignment()
+        tps = {tp for tp in assigned if tp.topic in self.inputs}
+        if not tps:
+            return
+        # Heartbeat first: the end-offset look-ups below wait for the consumer thread.
+        beat = self.watermarks.heartbeat(sorted({tp.partition for tp in tps} & own.owned))
+        await self.delivery.write(beat)
+        reroute_tps = self.watermarks.unread_reroute(
+            tp for tp in assigned if tp.topic == self.reroute
+        )
+        ends: dict[tuple[str, int], int] = dict(
+            await self.app.consumer.highwaters(*tps, *reroute_tps)  # type: ignore[arg-type]
+        )
+        next_offset = self.batches.next_offset
+        unseen = [
+            TP(*tp)
+            for tp in tps | reroute_tps
+            if tp not in next_offset and tp not in self.committed
+        ]
+        starts = await self._start_offsets(unseen) if unseen else {}
+        if not own.still(epoch):
+            return
+        self.committed.update(starts)
+
+        def done(tp: tuple[str, int]) -> int | None:
+            return next_offset.get(tp, self.committed.get(tp))
+
+        out: list[OutRecord] = self.watermarks.on_idle_check(
+            ends, done, tps, reroute_tps, own.owned, now_ms()
+        )
+        await self.delivery.write(out)
+
+    async def _start_offsets(self, tps: list[TP]) -> dict[tuple[str, int], int]:
+        """Where processing of partitions not read since start begins: committed, else
+        earliest."""
+        committed = await asyncio.to_thread(self.offsets.read)
+        out: dict[tuple[str, int], int] = {}
+        missing = []
+        for tp in tps:
+            off = committed.get((tp.topic, tp.partition))
+            if off is None:
+                missing.append(tp)
+            else:
+                out[tp] = off
+        if missing:
+            earliest = await self.app.consumer.earliest_offsets(*missing)
+            out.update({tp: off for tp, off in earliest.items() if off is not None})
+        return out

@@ -1,0 +1,231 @@
+"""What the worker shows: its web pages (health, readiness, Prometheus metrics, stats,
+one customer's state, the dashboard) and the observers that feed them (decision
+latency, misfiring rules, the latest decisions).
+
+Read only: nothing here changes state or writes to Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from streams.core.clock import iso
+from streams.core.misfire import MisfireDetector
+from streams.core.outcomes import Decided
+from streams.core.policy import Policy
+from streams.processing.processor import Processor
+from streams.worker.app import DurableTable, WorkerApp
+from streams.worker.batches import Batches
+from streams.worker.dashboard import PAGE as DASHBOARD
+from streams.worker.dashboard import data as dashboard_data_of
+from streams.worker.maintenance import Maintenance
+from streams.worker.metrics import Snapshot, WorkerMetrics
+from streams.worker.ownership import Ownership
+from streams.worker.recent import RecentDecisions
+from streams.worker.state_report import report
+from streams.worker.table_store import TableStore
+
+log = logging.getLogger("trigger_sanity.worker")
+
+METRICS_TYPE = "text/plain; version=0.0.4"
+"""The Prometheus text format (charset utf-8, aiohttp's default for text)."""
+
+
+def _as_page(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """faust makes a page function the ``get`` of a View class and calls it as
+    ``(view, request, **match)``: a bound method stored there would not be bound to the
+    view, so each handler is wrapped in a plain function of its own name."""
+
+    async def page(web: Any, request: Any, **match: Any) -> Any:
+        return await handler(web, request, **match)
+
+    page.__name__ = page.__qualname__ = handler.__name__.lstrip("_")
+    return page
+
+
+class Observers:
+    """Decision latency, misfires and the latest decisions, fed by the processor."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.misfire = MisfireDetector(policy.misfire)
+        self.recent = RecentDecisions()
+        self.metrics: WorkerMetrics | None = None
+
+    def on_decided(self, d: Decided) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_decision((d.decided_wall - d.candidate.record_time) / 1000)
+        rule = d.decision.rule if d.decision.action == "suppress" else None
+        self.misfire.observe(d.candidate.created_at, rule)
+        self.recent.observe(d)
+
+    def check_misfires(self) -> None:
+        started, recovered = self.misfire.check()
+        for alarm in started:
+            log.warning("%s", alarm.describe(), extra={"rule": alarm.rule, "misfire": True})
+        for rule in recovered:
+            log.info("rule %s back to its usual suppression rate", rule, extra={"rule": rule})
+
+
+class Web:
+    """The worker's pages, registered on faust's web server."""
+
+    def __init__(
+        self,
+        app: WorkerApp,
+        policy: Policy,
+        processor: Processor,
+        table: DurableTable,
+        store: TableStore,
+        ownership: Ownership,
+        batches: Batches,
+        maintenance: Maintenance,
+        observers: Observers,
+    ) -> None:
+        self.app = app
+        self.policy = policy
+        self.processor = processor
+        self.engine = processor.engine
+        self.table = table
+        self.store = store
+        self.ownership = ownership
+        self.batches = batches
+        self.maintenance = maintenance
+        self.observers = observers
+        self.metrics = observers.metrics = WorkerMetrics(self.metrics_snapshot)
+
+    def register(self) -> None:
+        for path, handler in (
+            ("/stats/", self._stats),
+            ("/healthz", self._healthz),
+            ("/readyz", self._readyz),
+            ("/metrics", self._metrics),
+            ("/customers/{customer_id}/", self._customer),
+            ("/dashboard/", self._dashboard),
+            ("/dashboard/data", self._dashboard_data),
+        ):
+            self.app.page(path)(_as_page(handler))
+
+    # ------------------------------------------------------------ pages
+
+    async def _stats(self, web: Any, request: Any) -> Any:
+        return web.json(self.stats())
+
+    async def _healthz(self, web: Any, request: Any) -> Any:
+        # answering at all is the point: the event loop runs
+        return web.json({"status": "alive", "phase": self.maintenance.phase})
+
+    async def _readyz(self, web: Any, request: Any) -> Any:
+        why = self.not_ready()
+        if why is None:
+            return web.json({"ready": True, "partitions": sorted(self.ownership.owned)})
+        return web.json({"ready": False, "why": why}, status=503)
+
+    async def _metrics(self, web: Any, request: Any) -> Any:
+        # aiohttp wants the charset apart from the type
+        return web.text(self.metrics.render().decode(), content_type=METRICS_TYPE)
+
+    async def _customer(self, web: Any, request: Any, customer_id: str) -> Any:
+        partition = self.ownership.partition_of(customer_id)
+        owned = self.ownership.owned
+        if partition not in owned:
+            return web.json(
+                {"error": f"partition {partition} of customer {customer_id} is not owned "
+                          f"by this worker (it owns {sorted(owned)})",
+                 "partition": partition},
+                status=409,
+            )  # fmt: skip
+        st = self.store.get(customer_id)
+        if st is None:
+            return web.json(
+                {"error": f"no state for customer {customer_id}: never seen, or forgotten "
+                          "after customer_ttl without activity", "partition": partition},
+                status=404,
+            )  # fmt: skip
+        return web.json(report(customer_id, st, partition))
+
+    async def _dashboard(self, web: Any, request: Any) -> Any:
+        return web.html(DASHBOARD)
+
+    async def _dashboard_data(self, web: Any, request: Any) -> Any:
+        counts = self.processor.counts
+        recent = self.observers.recent
+        return web.json(
+            dashboard_data_of(
+                recent.chart(),
+                list(recent.latest),
+                self.engine.held_count(),
+                counts.get("dead_letter", 0),
+                counts.get("late_evidence", 0),
+                [a.describe() for a in self.observers.misfire.active.values()],
+                self.policy.version,
+                sorted(self.ownership.owned),
+                iso(int(time.time() * 1000)),
+            )
+        )
+
+    # ------------------------------------------------------------ what they show
+
+    def not_ready(self) -> str | None:
+        """Why this worker should not get traffic now (None: ready)."""
+        if self.app.should_stop:
+            return "stopping"
+        if not self.ownership.ready:
+            return "recovering state or handing over partitions (rebalance)"
+        if self.app.rebalancing:
+            return "rebalancing"
+        if not self.ownership.owned:
+            return "no input partitions assigned"
+        return None
+
+    def metrics_snapshot(self) -> Snapshot:
+        counts = self.processor.counts
+        rules = {
+            k.split(":", 1)[1]: v for k, v in self.engine.counts.items() if k.startswith("rule:")
+        }
+        lag: dict[tuple[str, int], int] = {}
+        consumer = self.app.consumer if self.ownership.ready else None
+        if consumer is not None:
+            roles = self.processor.role_of
+            for tp in consumer.assignment():
+                if tp.topic not in roles:
+                    continue
+                hw = consumer.highwater(tp)
+                nxt = self.batches.next_offset.get(tp)
+                if hw is not None and hw >= 0 and nxt is not None:
+                    lag[(tp.topic, tp.partition)] = max(0, hw - nxt)
+        misfire = self.observers.misfire
+        return Snapshot(
+            actions={a: counts.get(a, 0) for a in ("send", "rewrite", "suppress")},
+            rules=rules,
+            held=self.engine.held_count(),
+            dead_letters=counts.get("dead_letter", 0),
+            late_evidence=counts.get("late_evidence", 0),
+            misrouted=dict(self.processor.misrouted),
+            lag=lag,
+            ready=self.not_ready() is None,
+            misfiring={rule: a.recent_rate for rule, a in misfire.active.items()},
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """What the stats page shows: counts an operator checks first."""
+        history = self.engine.history
+        return {
+            "worker": dict(self.processor.counts),
+            "misrouted": dict(self.processor.misrouted),
+            "engine": dict(self.engine.counts),
+            "held": self.engine.held_count(),
+            "customers": len(self.table.memory.data),
+            "policy": self.policy.version,
+            "policy_versions": history.summary(),
+            "misfires": [a.describe() for a in self.observers.misfire.active.values()],
+            "policy_rejected": [{"seq": seq, "error": why} for seq, why in history.rejected],
+            "loop": dict(self.maintenance.loop_stats),
+            "waiting_for": {
+                p: self.engine.clock(p).waiting_for()
+                for p in sorted(self.ownership.owned)
+                if self.engine.held_count(p)
+            },
+        }
