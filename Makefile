@@ -3,10 +3,12 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-KAFKA_PORT ?= 9092
-export KAFKA_PORT
+# The local broker's port: the one name the Makefile, the test fixtures, the benchmarks and
+# tools/kafka/local_kafka.py all read.
+LOCAL_KAFKA_PORT ?= 9092
+export LOCAL_KAFKA_PORT
 
-.PHONY: help setup kafka-start kafka-stop kafka-status topics worker demo test test-unit lint schemas bench bench-worker bench-peers bench-recovery bench-latency bench-scale clean
+.PHONY: help setup chromium kafka-start kafka-stop kafka-status topics worker demo test test-unit test-integration lint schemas bench bench-worker bench-peers bench-recovery bench-latency bench-scale clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,33 +21,41 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed  ## create .venv and install the project with dev tools
 
-kafka-start:  ## start the local Kafka 3.9 broker (KRaft, 127.0.0.1:$(KAFKA_PORT)); idempotent
-	$(PYTHON) tools/kafka/local_kafka.py start --port $(KAFKA_PORT)
+kafka-start:  ## start the local Kafka 3.9 broker (KRaft, 127.0.0.1:$(LOCAL_KAFKA_PORT)); idempotent
+	$(PYTHON) tools/kafka/local_kafka.py start --port $(LOCAL_KAFKA_PORT)
 
 kafka-stop:  ## stop the local broker
-	$(PYTHON) tools/kafka/local_kafka.py stop --port $(KAFKA_PORT)
+	$(PYTHON) tools/kafka/local_kafka.py stop --port $(LOCAL_KAFKA_PORT)
 
 kafka-status:
-	$(PYTHON) tools/kafka/local_kafka.py status --port $(KAFKA_PORT)
+	$(PYTHON) tools/kafka/local_kafka.py status --port $(LOCAL_KAFKA_PORT)
 
 topics: setup kafka-start  ## create every topic of the contract
-	TRIGGER_SANITY_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) $(VENV)/bin/trigger-sanity topics create
+	TRIGGER_SANITY_BOOTSTRAP_SERVERS=127.0.0.1:$(LOCAL_KAFKA_PORT) $(VENV)/bin/trigger-sanity topics create
 
 worker: topics  ## run the worker against the local broker
-	TRIGGER_SANITY_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) $(VENV)/bin/trigger-sanity worker
+	TRIGGER_SANITY_BOOTSTRAP_SERVERS=127.0.0.1:$(LOCAL_KAFKA_PORT) $(VENV)/bin/trigger-sanity worker
 
 demo: setup kafka-start  ## the main job: broker, topics, worker, demo history; prints decisions
-	TRIGGER_SANITY_BOOTSTRAP_SERVERS=127.0.0.1:$(KAFKA_PORT) $(VENV)/bin/trigger-sanity demo
+	TRIGGER_SANITY_BOOTSTRAP_SERVERS=127.0.0.1:$(LOCAL_KAFKA_PORT) $(VENV)/bin/trigger-sanity demo
 
-test: setup  ## the whole suite: unit + integration (starts its own broker when none is given)
+chromium:  ## headless Chromium for the browser tests (Debian's package; a no-op when present)
+	bash tools/chromium.sh
+
+test: setup chromium  ## the whole suite: unit, slow and integration (starts its own broker when none is given)
 	$(VENV)/bin/pytest -q
 
-test-unit: setup
-	$(VENV)/bin/pytest -q tests/unit
+test-unit: setup  ## the fast tier: the core and everything else that needs no broker (seconds)
+	$(VENV)/bin/pytest -q tests/unit -m "not slow"
 
-lint: setup  ## ruff + mypy
+test-integration: setup chromium  ## against a real broker only (minutes)
+	$(VENV)/bin/pytest -q tests/integration
+
+lint: setup  ## ruff, mypy and the import contracts (pyproject.toml: [tool.importlinter])
 	$(VENV)/bin/ruff check streams schemas tests bench tools
+	$(VENV)/bin/ruff format --check streams schemas tests bench tools
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 schemas: setup  ## regenerate schemas/json after changing a model
 	$(PY) -m schemas.export
@@ -66,9 +76,6 @@ bench-latency: setup kafka-start  ## decision latency p50/p95/p99 at 1,000/3,000
 bench-scale: setup kafka-start  ## 1 vs 2 worker processes on the same 3,000-customer backlog: records/s and ratio
 	$(PY) bench/bench_scale.py $(ARGS)
 
-# The benchmarks start (or reuse) the local broker on LOCAL_KAFKA_PORT: the one kafka-start
-# just started, also when KAFKA_PORT is not the default.
-bench-worker bench-peers bench-recovery bench-latency bench-scale: export LOCAL_KAFKA_PORT = $(KAFKA_PORT)
 
 QUIX_VENV := .cache/quix-venv
 bench-peers: setup kafka-start  ## worker vs raw aiokafka, a naive faust counter and quix-streams

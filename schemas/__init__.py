@@ -1,4 +1,4 @@
-"""The contract of ../shared/DESIGN.md as pydantic v2 models.
+"""The contract (docs/contract.md) as pydantic v2 models.
 
 Inputs are strict on required fields, types and enums (a wrong type is a
 dead-letter, not a silent coercion) and keep unknown extra fields, because

@@ -1,4 +1,4 @@
-"""Pydantic models of every record in the contract (../shared/DESIGN.md).
+"""Pydantic models of every record in the contract (docs/contract.md).
 
 Bounds (string lengths, list sizes) exist so that a hostile or broken
 producer cannot blow up per-customer state: an oversized value is a

@@ -7,12 +7,11 @@ partitioner put elsewhere.
 
 The hash is the ``murmurhash2`` package's MurmurHash2 (a compiled Rust extension,
 abi3 wheels; a platform without a wheel needs a Rust toolchain to build it) with the
-Java client's seed: about 0.26 us a key against 2.7 us for kafka-python's pure-Python
-``murmur2`` (the same values: ``tests/unit/test_partitioning.py``). It is not
-cached. An ``lru_cache`` here used to hold a (key, partitions) tuple per entry;
-a sweep over a million customers churned it, and the tuples it kept while
-evicting old ones left the collector's youngest generation at ~67,000 objects:
-each such collection stalled the event loop ~40 ms.
+Java client's seed: an order of magnitude cheaper than kafka-python's pure-Python
+``murmur2``, with the same values (``tests/unit/contract/test_partitioning.py``). It
+is not cached: an ``lru_cache`` here held a (key, partitions) tuple per entry, and a
+sweep over a million customers churned it, leaving the collector's youngest
+generation so full that each collection stalled the event loop.
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ class MessageView(Protocol):
 
 
 # View, Outcome and Decision are built for every decision: plain slotted classes, as
-# a frozen dataclass's __init__ (object.__setattr__ per field) costs 4x as much. Nothing
-# changes one after it is built.
+# a frozen dataclass's __init__ (object.__setattr__ per field) costs several times as
+# much. Nothing changes one after it is built.
 @dataclass(slots=True)
 class View:
     """What one decision may look at, so that it is the same in every run.

@@ -4,9 +4,9 @@ faust dispatches every fetched record on its own: the fetch loop awaits the reco
 against the flow-control event (two tasks per record), the conductor awaits flow
 control and the producer buffer, builds an ``Event``, puts it on the agent's queue,
 and the stream takes it off again. On this machine that path alone tops out at about
-7,000 records/s, a third of the worker's budget; handing each fetched batch to one
-coroutine instead reads about 21,000 records/s with the same consumer (measured side
-by side by ``bench/bench_peers.py``).
+a fraction of the worker's budget; handing each fetched batch to one coroutine
+instead reads several times as many records with the same consumer (measured side by
+side by ``bench/bench_peers.py``; numbers in ``bench/README.md``).
 
 So the worker keeps everything faust does around the records (the consumer group,
 the assignment and its rebalances, the changelog recovery, the seek back to the
@@ -58,7 +58,7 @@ class FetchTuning:
     ``fetch.max.wait.ms``. faust hard-codes the wait (1.5 s) and leaves the minimum at
     aiokafka's 1 byte, so at a live rate every fetch returns the few records that came in
     since the last one, and each of them pays a fetch over every assigned partition, the
-    idleness and marker checks and a produce request: about twice the CPU per record of a
+    idleness and marker checks and a produce request: far more CPU per record than a
     backlog. A minimum of a few KB with a wait of a few ms lets the broker gather a batch
     first."""
 

@@ -13,12 +13,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
-from streams.contract.partitioning import partition_for
 from streams.core.clock import iso, to_ms
-from streams.errors import BrokerError, UsageError
-from streams.hints import command
+from streams.errors import UsageError
+from streams.kafka.reader import assign_all, open_reader
 from streams.settings import Settings
 
 
@@ -81,25 +80,10 @@ def consume(
     if given, gets the number of records fetched appended: what a seek saved."""
     topics = settings.topics
     names = {topics[r]: r for r in roles}
-    consumer = KafkaConsumer(
-        enable_auto_commit=False,
-        consumer_timeout_ms=timeout_ms,
-        **settings.kafka_consumer_kwargs(),
-    )
+    consumer = open_reader(settings, timeout_ms)
     fetched = 0
     try:
-        tps: list[TopicPartition] = []
-        for name in names:
-            parts = consumer.partitions_for_topic(name)
-            if parts is None:
-                raise BrokerError(
-                    f"topic {name} does not exist on {settings.bootstrap_servers}: create the "
-                    f"topics with `{command('topics', 'create')}`"
-                )
-            if customer is not None:
-                parts = {partition_for(customer, len(parts))}
-            tps.extend(TopicPartition(name, p) for p in sorted(parts))
-        consumer.assign(tps)
+        tps = assign_all(consumer, settings, names, customer)
         if since_ms is not None:
             at = consumer.offsets_for_times({tp: since_ms for tp in tps})
             ends = consumer.end_offsets(tps)

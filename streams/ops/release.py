@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from streams.contract import rawjson, render
-from streams.contract.partitioning import partition_for
 from streams.core.clock import iso
-from streams.errors import BrokerError
+from streams.kafka.reader import assign_all, open_reader
 from streams.settings import Settings
 
 DEFAULT_LOOKBACK_MS = 7 * 86_400_000
@@ -80,23 +79,10 @@ def search(
     """Every record of these output topics that names ``message_id``: one partition when
     the customer is known, else all; from ``since_ms`` (the broker's time index) to the
     end offsets as of the start."""
-    consumer = KafkaConsumer(
-        enable_auto_commit=False,
-        consumer_timeout_ms=1000,
-        isolation_level="read_committed" if committed_only else "read_uncommitted",
-        **settings.kafka_consumer_kwargs(),
-    )
+    consumer = open_reader(settings, committed=committed_only)
     try:
         names = {settings.topics[r]: r for r in roles}
-        tps: list[TopicPartition] = []
-        for name in names:
-            parts = consumer.partitions_for_topic(name)
-            if parts is None:
-                raise BrokerError(f"topic {name} does not exist on {settings.bootstrap_servers}")
-            if customer is not None:
-                parts = {partition_for(customer, len(parts))}
-            tps.extend(TopicPartition(name, p) for p in sorted(parts))
-        consumer.assign(tps)
+        tps = assign_all(consumer, settings, names, customer)
         ends = consumer.end_offsets(tps)
         if since_ms is not None:
             at = consumer.offsets_for_times({tp: since_ms for tp in tps})

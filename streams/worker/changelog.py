@@ -1,8 +1,8 @@
 """The customers table's memory store, loaded from its changelog in bulk.
 
 faust recovers a table by handing every changelog record through its per-event
-machinery (fetcher, conductor, a queue per record): about 6,000 records/s on our
-2-core machine, close to three minutes for a million customers. This store reads
+machinery (fetcher, conductor, a queue per record): minutes for a million customers
+(``bench/README.md``). This store reads
 the changelog partitions it is newly assigned itself, with one plain consumer and
 large fetches, before faust's recovery starts, and then reports the offset it
 reached as "persisted": faust's recovery reads only what was written after that
@@ -157,9 +157,9 @@ class BulkLoadedStore(MemoryStore):
         data = self.data
         for tp in tps:
             data.drop(tp.partition)
-        # Out of the collector's full passes, for good: the dict filled here (its million
-        # entries were walked by every full pass of the load, about 50 ms each, every
-        # second or so) and everything alive so far (see ``Worker._frozen``).
+        # Out of the collector's full passes, for good: the dicts filled here (their
+        # entries were walked by every full pass during the load, each a stall) and
+        # everything alive so far (see ``Maintenance.frozen``).
         gc.freeze()
         t0 = time.perf_counter()
         snapshot = self.snapshot

@@ -11,7 +11,7 @@ Why not faust's own acks: faust acks a record its stream skips while flow contro
 is suspended (stop, rebalance) and the record in hand when the agent is cancelled,
 so an offset the worker never processed can be committed; and its producer flush,
 which it trusts before a commit, returns while a buffered changelog record is still
-being handed to the client (it waits 0.1 s per record and does not count the one in
+being handed to the client (it polls per record and does not count the one in
 hand). Both were seen as lost decisions after ``kill -9`` and SIGTERM. The worker
 therefore subscribes with acks off and commits through this ledger.
 

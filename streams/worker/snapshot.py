@@ -40,7 +40,7 @@ log = logging.getLogger("trigger_sanity.snapshot")
 
 COPY_STEP = 5_000
 """Records moved between the local copy and memory or the producer's acknowledgements
-between giving the event loop back (about 20 ms of work here)."""
+between giving the event loop back (about one ``STEP_BUDGET`` of work)."""
 
 _META = b"m"  # identity of the copy: which changelog it mirrors
 _OFFSET = b"o"  # + partition: [offset of the last record held, wall ms of the update]

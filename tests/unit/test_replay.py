@@ -15,7 +15,7 @@ from streams.offline.generator import generate
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
-# Derived by hand from ../shared/DESIGN.md's rules table, not from the code's output.
+# Derived by hand from the rules table of docs/contract.md, not from the code's output.
 CONTRACT_DECISIONS = [
     ("m-1", "suppress", "cart_already_purchased", []),  # purchase at D = 10:05 counts
     ("m-2", "send", None, []),
