@@ -222,43 +222,75 @@ class Engine:
         if fact is None:  # e.g. a session "ended": moves time, changes no fact
             return []
         state = self.store.get(customer_id) or CustomerState()
-        if source is not None:
-            stream, offset = source
-            last_offset, newest = state.applied.get(stream, (-1, NEVER))
-            if offset <= last_offset and record_ms <= newest:
-                self.counts["redelivered"] += 1
-                return []
-            state.applied[stream] = (max(offset, last_offset), max(record_ms, newest))
-        out: list[Output] = []
-        full = self._full(state, fact) if isinstance(fact, Candidate) else None
-        if full is not None:
-            assert isinstance(fact, Candidate)
-            self.counts["held_full"] += 1
-            out.append(Failed(fact, full, source=source))
-        elif isinstance(fact, Candidate):
-            state.nseq += 1
-            fact.seq = state.nseq
-            fact.arr = arr
-            state.touch(fact.created_at, self._ttl)
-            self._kept(state, NEVER, False)
-            state.held.append(fact)
-            heapq.heappush(part.heap, (fact.deadline, fact.message_id, fact.seq, customer_id))
-            self.counts["held"] += 1
+        if source is not None and self._redelivered(state, source, record_ms):
+            return []
+        if isinstance(fact, Candidate):
+            out = self._hold(part, state, customer_id, fact, arr, source)
         else:
-            fact.arr = arr
-            fact.rt = record_ms
-            if not state.add(fact, self._ttl):
-                self.counts["duplicate_event"] += 1
-            else:
-                self._kept(state, fact.t, isinstance(fact, PurchaseFact | ReturnFact))
-                if state.sent or state.suppressed:
-                    late = list(self._late.after_event(state, customer_id, kind, fact))
-                    self.counts["late_evidence"] += len(late)
-                    out.extend(late)
+            out = self._add_fact(state, customer_id, kind, fact, arr, record_ms)
         self._outbox(state, out)
         self._prune(self._horizons(part), state)
         self.store.put(customer_id, state)
         return out
+
+    def _redelivered(self, state: CustomerState, source: tuple[str, int], record_ms: int) -> bool:
+        """Was this record of ``source`` applied to the customer already (and is it not a
+        newer one from a topic created again)? Otherwise note it as applied."""
+        stream, offset = source
+        last_offset, newest = state.applied.get(stream, (-1, NEVER))
+        if offset <= last_offset and record_ms <= newest:
+            self.counts["redelivered"] += 1
+            return True
+        state.applied[stream] = (max(offset, last_offset), max(record_ms, newest))
+        return False
+
+    def _hold(
+        self,
+        part: _Partition,
+        state: CustomerState,
+        customer_id: str,
+        cand: Candidate,
+        arr: int,
+        source: tuple[str, int] | None,
+    ) -> list[Output]:
+        """Hold a candidate until stream time passes its deadline, or fail it when the
+        customer's held messages are at their limit."""
+        full = self._full(state, cand)
+        if full is not None:
+            self.counts["held_full"] += 1
+            return [Failed(cand, full, source=source)]
+        state.nseq += 1
+        cand.seq = state.nseq
+        cand.arr = arr
+        state.touch(cand.created_at, self._ttl)
+        self._kept(state, NEVER, False)
+        state.held.append(cand)
+        heapq.heappush(part.heap, (cand.deadline, cand.message_id, cand.seq, customer_id))
+        self.counts["held"] += 1
+        return []
+
+    def _add_fact(
+        self,
+        state: CustomerState,
+        customer_id: str,
+        kind: str,
+        fact: StateFact,
+        arr: int,
+        record_ms: int,
+    ) -> list[Output]:
+        """Add an event to the customer's facts; what it reveals about messages already
+        decided is late evidence."""
+        fact.arr = arr
+        fact.rt = record_ms
+        if not state.add(fact, self._ttl):
+            self.counts["duplicate_event"] += 1
+            return []
+        self._kept(state, fact.t, isinstance(fact, PurchaseFact | ReturnFact))
+        if not (state.sent or state.suppressed):
+            return []
+        late = list(self._late.after_event(state, customer_id, kind, fact))
+        self.counts["late_evidence"] += len(late)
+        return list(late)
 
     def _full(self, state: CustomerState, cand: Candidate) -> str | None:
         """Why ``cand`` cannot be held for this customer, if it cannot."""
@@ -373,6 +405,24 @@ class Engine:
             self.store.put(cid, state)
             yield failed
             return
+        fact = self._remember(state, cand, decision)
+        self.counts[decision.action] += 1
+        if decision.rule:
+            self.counts[f"rule:{decision.rule}"] += 1
+        outputs: list[Output] = [Decided(cand, decision, wall_ms, policy.version)]
+        late = list(self._late.on_decision(state, cid, fact))
+        self.counts["late_evidence"] += len(late)
+        outputs.extend(late)
+        self._outbox(state, outputs)
+        self._prune(h, state)
+        self.store.put(cid, state)
+        yield from outputs
+
+    def _remember(
+        self, state: CustomerState, cand: Candidate, decision: rules.Decision
+    ) -> SentFact:
+        """Record a decision in the customer's state: its id (for duplicates), and the
+        message as sent, or as suppressed by a rule a late event could lift."""
         first = state.decided.get(cand.message_id)
         if first is None or (cand.deadline, cand.seq) < (first[1], first[2]):
             # the copy first in deadline order is the one later copies are duplicates of
@@ -400,17 +450,7 @@ class Engine:
         elif decision.rule in LIFTABLE:
             state.suppressed.append(fact)
             state.due = min(state.due, fact.created_at + self._keep.sends)
-        self.counts[decision.action] += 1
-        if decision.rule:
-            self.counts[f"rule:{decision.rule}"] += 1
-        outputs: list[Output] = [Decided(cand, decision, wall_ms, policy.version)]
-        late = list(self._late.on_decision(state, cid, fact))
-        self.counts["late_evidence"] += len(late)
-        outputs.extend(late)
-        self._outbox(state, outputs)
-        self._prune(h, state)
-        self.store.put(cid, state)
-        yield from outputs
+        return fact
 
     def _outbox(self, state: CustomerState, outputs: list[Output]) -> None:
         if self.outbox is not None:

@@ -504,25 +504,11 @@ def decide(
             if removed and out.removed and rewrite_rule is not None:
                 # Two strip rules emptied it between them: the contract names the first,
                 # and the reason says why each SKU went.
-                return Decision(
-                    "suppress",
-                    rewrite_rule,
-                    "every recommended product was removed: " + ", ".join(whys + list(out.why)),
-                    (*rewrite_evidence, *out.evidence),
-                    (),
-                    skus,
-                    tuple(monitored),
-                )
+                why = "every recommended product was removed: " + ", ".join(whys + list(out.why))
+                evidence = (*rewrite_evidence, *out.evidence)
+                return Decision("suppress", rewrite_rule, why, evidence, (), skus, (*monitored,))
             # A suppressed message is not sent, so nothing was "removed" from it.
-            return Decision(
-                "suppress",
-                rule_id,
-                out.reason,
-                out.evidence,
-                (),
-                skus,
-                tuple(monitored),
-            )
+            return Decision("suppress", rule_id, out.reason, out.evidence, (), skus, (*monitored,))
         skus = tuple(s for s in skus if s not in out.removed)
         removed.extend(out.removed)
         whys.extend(out.why)
@@ -531,15 +517,9 @@ def decide(
         rewrite_evidence.extend(out.evidence)
     sent_skus = skus if msg.skus is not None else None
     if removed:
-        return Decision(
-            "rewrite",
-            rewrite_rule,
-            "; ".join(rewrite_reasons),
-            tuple(rewrite_evidence),
-            tuple(removed),
-            sent_skus,
-            tuple(monitored),
-        )
+        reason = "; ".join(rewrite_reasons)
+        return Decision("rewrite", rewrite_rule, reason, tuple(rewrite_evidence), tuple(removed),
+                        sent_skus, tuple(monitored))  # fmt: skip
     return Decision("send", None, None, (), (), sent_skus, tuple(monitored))
 
 

@@ -177,36 +177,8 @@ def decide_file(
     read, apply and release steps), outputs to ``emit(line number, outputs)``. With
     ``parts`` (a first pass's per-line partitions), only the lines whose mark is in
     ``marks`` are read: one process's share of a parallel replay. Partitions share
-    nothing, so a share decides its partitions exactly as the whole file does.
-
-    A record's wall clock is its record time: what a worker reading the file as it
-    was produced would see, so ``held_ms`` and idle releases need no real clock."""
-    engine = Engine(policy, MemoryStore(), partitions, history=history)
-    processor = Processor(engine, {k: k for k in INPUT_KINDS}, lambda _t: partitions)
-    watermarks = Watermarks(processor, partitions, 0.0, 0.0, None)
-    for p in range(partitions):
-        for topic in INPUT_KINDS:
-            if (topic, p) not in ends:
-                watermarks.ended(p, topic)
-
-    # Customers come back: their partition is looked up, not hashed again (twice a record).
-    # One entry per customer, as the engine holds one state per customer.
-    known: dict[str, int] = {}
-
-    def partition_of(cid: str) -> int:
-        p = known.get(cid)
-        if p is None:
-            p = known[cid] = partition_for(cid, partitions)
-        return p
-
-    def sweep() -> None:
-        # Late findings depend on what a sweep dropped: a parallel share sweeps at the
-        # same records of the file as one process does (see ``seen``).
-        engine.sweep(partition_of)
-        known.clear()  # customers the sweep forgot: the lookup must not outgrow the state
-        if progress is not None:
-            progress(summary.records)
-
+    nothing, so a share decides its partitions exactly as the whole file does."""
+    run = _FilePass(policy, partitions, ends, summary, emit, progress, history)
     nothing = no_record(partitions)
     seen = 0  # records of the whole file so far: sweeps at the same records as one process
     share = parts is not None and marks is not None
@@ -218,29 +190,83 @@ def decide_file(
                 seen += 1
             if mark not in marks:
                 if sweep_every and mark != nothing and seen % sweep_every == 0:
-                    sweep()
+                    run.sweep()
                 continue
+        if run.line(i, line) and sweep_every:
+            if (seen if share else summary.records) % sweep_every == 0:
+                run.sweep()
+    emit(FLUSHED, run.processor.flush(0))
+
+
+class _FilePass:
+    """The state of one pass: the processor over a dict store, the watermarks, and the
+    customers' partitions.
+
+    A record's wall clock is its record time: what a worker reading the file as it was
+    produced would see, so ``held_ms`` and idle releases need no real clock."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        partitions: int,
+        ends: dict[tuple[str, int], int],
+        summary: ReplaySummary,
+        emit: Callable[[int, list[Output]], None],
+        progress: Callable[[int], None] | None,
+        history: PolicyHistory | None,
+    ) -> None:
+        self.engine = Engine(policy, MemoryStore(), partitions, history=history)
+        self.processor = Processor(self.engine, {k: k for k in INPUT_KINDS}, lambda _t: partitions)
+        self.watermarks = Watermarks(self.processor, partitions, 0.0, 0.0, None)
+        self.partitions = partitions
+        self.ends = ends
+        self.summary = summary
+        self.emit = emit
+        self.progress = progress
+        for p in range(partitions):
+            for topic in INPUT_KINDS:
+                if (topic, p) not in ends:
+                    self.watermarks.ended(p, topic)
+        # Customers come back: their partition is looked up, not hashed again (twice a
+        # record). One entry per customer, as the engine holds one state per customer.
+        self._known: dict[str, int] = {}
+
+    def partition_of(self, cid: str) -> int:
+        p = self._known.get(cid)
+        if p is None:
+            p = self._known[cid] = partition_for(cid, self.partitions)
+        return p
+
+    def line(self, i: int, line: bytes) -> bool:
+        """One line of the file; whether it held a record."""
+        summary, processor = self.summary, self.processor
         rec = parse_line(i, line)
         if rec is None:
-            continue
+            return False
         if isinstance(rec, BadLine):
             summary.bad_lines.append((rec.line_no, rec.error))
-            continue
+            return False
         summary.records += 1
         record_ms = rec.record_ms if rec.record_ms is not None else (rec.event_ms or 0)
-        part = None if rec.customer_id is None else partition_of(rec.customer_id)
+        part = None if rec.customer_id is None else self.partition_of(rec.customer_id)
         parsed = processor.read(rec.topic, rec.value, record_ms, record_ms)
         if isinstance(parsed, Unreadable):
             summary.unreadable.append((rec.line_no, rec.topic, parsed.error))
         else:
-            part = partition_of(parsed.customer_id)
+            part = self.partition_of(parsed.customer_id)
             if parsed.kind == "outbound":
                 summary.candidates += 1
-            emit(i, processor.apply(part, parsed, record_ms))
+            self.emit(i, processor.apply(part, parsed, record_ms))
         if part is not None:
-            if ends.get((rec.topic, part)) == rec.line_no:
-                watermarks.ended(part, rec.topic)
-            emit(i, processor.release(part, record_ms))
-        if sweep_every and (seen if share else summary.records) % sweep_every == 0:
-            sweep()
-    emit(FLUSHED, processor.flush(0))
+            if self.ends.get((rec.topic, part)) == rec.line_no:
+                self.watermarks.ended(part, rec.topic)
+            self.emit(i, processor.release(part, record_ms))
+        return True
+
+    def sweep(self) -> None:
+        # Late findings depend on what a sweep dropped: a parallel share sweeps at the
+        # same records of the file as one process does (see ``decide_file``).
+        self.engine.sweep(self.partition_of)
+        self._known.clear()  # customers the sweep forgot: the lookup must not outgrow them
+        if self.progress is not None:
+            self.progress(self.summary.records)

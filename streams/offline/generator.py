@@ -162,7 +162,19 @@ class _Life:
 
 
 def _life(rng: random.Random, cid: str, start: int) -> list[tuple[int, int, dict[str, Any]]]:
+    """One customer's history: each phase draws from ``rng`` in turn, so the history of
+    a seed never changes."""
     life = _Life(rng, cid, start)
+    orders = _greetings_and_orders(life)
+    _cart(life, orders)
+    _after_orders(life, orders)
+    _bursts(life)
+    _close(life)
+    return life.records
+
+
+def _greetings_and_orders(life: _Life) -> list[str]:
+    rng = life.rng
     r = rng.random
     # welcome: to a new or an existing customer
     if r() < 0.5:
@@ -178,26 +190,35 @@ def _life(rng: random.Random, cid: str, start: int) -> list[tuple[int, int, dict
         life.consent(rng.choice(CHANNELS), "withdrawn")
         if r() < 0.5:
             life.consent(rng.choice(CHANNELS), "granted")
-    # abandoned cart: sometimes bought within the settle delay, sometimes after it
-    if r() < 0.7:
-        updated = life.advance(HOUR, DAY)
-        created = updated + rng.randint(1, 10) * MIN
-        life.message(
-            "abandoned_cart",
-            {
-                "cart_id": life.eid("cart"),
-                "cart_updated_at": _ts(updated),
-                "skus": rng.sample(SKUS, 2),
-            },
-            at=created,
-        )
-        life.t = created
-        choice = r()
-        if choice < 0.4:
-            orders.append(life.purchase(at=created + rng.randint(0, 4) * MIN))  # within settle
-        elif choice < 0.6:
-            orders.append(life.purchase(at=created + 6 * MIN))  # after the deadline: late
-            life.t = created + 6 * MIN
+    return orders
+
+
+def _cart(life: _Life, orders: list[str]) -> None:
+    """An abandoned cart: sometimes bought within the settle delay, sometimes after it."""
+    rng = life.rng
+    r = rng.random
+    if r() >= 0.7:
+        return
+    updated = life.advance(HOUR, DAY)
+    created = updated + rng.randint(1, 10) * MIN
+    life.message(
+        "abandoned_cart",
+        {"cart_id": life.eid("cart"), "cart_updated_at": _ts(updated), "skus": rng.sample(SKUS, 2)},
+        at=created,
+    )
+    life.t = created
+    choice = r()
+    if choice < 0.4:
+        orders.append(life.purchase(at=created + rng.randint(0, 4) * MIN))  # within settle
+    elif choice < 0.6:
+        orders.append(life.purchase(at=created + 6 * MIN))  # after the deadline: late
+        life.t = created + 6 * MIN
+
+
+def _after_orders(life: _Life, orders: list[str]) -> None:
+    """Returns, review requests, recommendations, replenishment and a win-back."""
+    rng = life.rng
+    r = rng.random
     for oid in list(orders):
         if r() < 0.35:
             life.ret(oid, partial=r() < 0.4)
@@ -218,7 +239,12 @@ def _life(rng: random.Random, cid: str, start: int) -> list[tuple[int, int, dict
     if r() < 0.5:
         life.advance(0, 40 * DAY)
         life.message("win_back")
-    # bursts: frequency cap, duplicate content, duplicate message id, transactional
+
+
+def _bursts(life: _Life) -> None:
+    """Frequency cap, duplicate content, duplicate message id, transactional, stale."""
+    rng = life.rng
+    r = rng.random
     if r() < 0.5:
         ch = rng.choice(CHANNELS)
         base = life.advance(HOUR, DAY)
@@ -233,27 +259,29 @@ def _life(rng: random.Random, cid: str, start: int) -> list[tuple[int, int, dict
         life.t = base + 60 * MIN
     if r() < 0.2:
         t = life.message("promotion")
-        life.message("promotion", at=t, mid=f"dup-{cid}")
-        life.message("promotion", at=t + MIN, mid=f"dup-{cid}")
+        life.message("promotion", at=t, mid=f"dup-{life.cid}")
+        life.message("promotion", at=t + MIN, mid=f"dup-{life.cid}")
         life.t = t + MIN
     if r() < 0.2:
         life.message("promotion", category="transactional")
     if r() < 0.1:
         life.message("promotion", stale=True)
-    # closing event: moves stream time past every deadline of this customer
+
+
+def _close(life: _Life) -> None:
+    """A closing event moves stream time past every deadline of this customer."""
     end = life.advance(2 * HOUR, 3 * HOUR)
     life._add(
         end,
         "sessions",
         {
             "event_id": life.eid("s"),
-            "customer_id": cid,
+            "customer_id": life.cid,
             "occurred_at": _ts(end),
             "session_id": life.eid("close"),
             "kind": "ended",
         },
     )
-    return life.records
 
 
 def generate(customers: int, seed: int = 7, start: datetime | None = None) -> list[dict[str, Any]]:

@@ -82,6 +82,26 @@ def _write(fh: Any, rec: Any, role: str, got: Captured) -> None:
     got.counts[role] += 1
 
 
+def _range(
+    consumer: Any, tps: list[TopicPartition], from_ms: int, to_ms: int
+) -> tuple[dict[TopicPartition, int], set[TopicPartition]]:
+    """Each partition positioned at its first record at or after ``from_ms``; where it
+    stops (its first record after ``to_ms``, or its end); the partitions with anything
+    in the range."""
+    ends: dict[TopicPartition, int] = consumer.end_offsets(tps)
+    start = consumer.offsets_for_times({tp: from_ms for tp in tps})
+    stop = consumer.offsets_for_times({tp: to_ms + 1 for tp in tps})
+    todo = set()
+    for tp in tps:
+        first = start.get(tp)
+        consumer.seek(tp, first.offset if first is not None else ends[tp])
+        after = stop.get(tp)
+        ends[tp] = after.offset if after is not None else ends[tp]
+        if consumer.position(tp) < ends[tp]:
+            todo.add(tp)
+    return ends, todo
+
+
 def capture(
     settings: Settings,
     from_ms: int,
@@ -94,17 +114,7 @@ def capture(
     got = Captured()
     try:
         tps = assign_all(consumer, settings, names)
-        ends = consumer.end_offsets(tps)
-        start = consumer.offsets_for_times({tp: from_ms for tp in tps})
-        stop = consumer.offsets_for_times({tp: to_ms + 1 for tp in tps})
-        todo = set()
-        for tp in tps:
-            first = start.get(tp)
-            consumer.seek(tp, first.offset if first is not None else ends[tp])
-            after = stop.get(tp)
-            ends[tp] = after.offset if after is not None else ends[tp]
-            if consumer.position(tp) < ends[tp]:
-                todo.add(tp)
+        ends, todo = _range(consumer, tps, from_ms, to_ms)
         # A k-way merge by record time: each partition's records stay in their order, and
         # the partitions are interleaved the way time interleaved them. A topic written
         # by a producer with another partitioner (crc32) holds one customer-partition's

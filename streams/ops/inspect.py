@@ -84,24 +84,8 @@ def consume(
     fetched = 0
     try:
         tps = assign_all(consumer, settings, names, customer)
-        if since_ms is not None:
-            at = consumer.offsets_for_times({tp: since_ms for tp in tps})
-            ends = consumer.end_offsets(tps)
-            for tp in tps:
-                found = at.get(tp)
-                consumer.seek(tp, found.offset if found is not None else ends[tp])
-        elif from_beginning:
-            consumer.seek_to_beginning(*tps)
-        else:
-            consumer.seek_to_end(*tps)
-        stop_at: dict[TopicPartition, int] = {}
-        if until_ms is not None and not follow:
-            after = consumer.offsets_for_times({tp: until_ms + 1 for tp in tps})
-            ends = consumer.end_offsets(tps)
-            stop_at = {tp: (after[tp].offset if after.get(tp) else ends[tp]) for tp in tps}
-            done = [tp for tp in tps if consumer.position(tp) >= stop_at[tp]]
-            if done:
-                consumer.pause(*done)
+        _position(consumer, tps, since_ms, from_beginning)
+        stop_at = _stop_offsets(consumer, tps, None if follow else until_ms)
         while True:
             got = False
             for rec in consumer:
@@ -128,6 +112,39 @@ def consume(
         if read is not None:
             read.append(fetched)
         consumer.close()
+
+
+def _position(
+    consumer: Any, tps: list[TopicPartition], since_ms: int | None, from_beginning: bool
+) -> None:
+    """Each partition at its first record at or after ``since_ms`` (the broker's time
+    index; its end when there is none), else at its beginning or end."""
+    if since_ms is not None:
+        at = consumer.offsets_for_times({tp: since_ms for tp in tps})
+        ends = consumer.end_offsets(tps)
+        for tp in tps:
+            found = at.get(tp)
+            consumer.seek(tp, found.offset if found is not None else ends[tp])
+    elif from_beginning:
+        consumer.seek_to_beginning(*tps)
+    else:
+        consumer.seek_to_end(*tps)
+
+
+def _stop_offsets(
+    consumer: Any, tps: list[TopicPartition], until_ms: int | None
+) -> dict[TopicPartition, int]:
+    """Per partition, the first offset after ``until_ms`` (or its end); partitions with
+    nothing to read are paused at once."""
+    if until_ms is None:
+        return {}
+    after = consumer.offsets_for_times({tp: until_ms + 1 for tp in tps})
+    ends = consumer.end_offsets(tps)
+    stop_at = {tp: (after[tp].offset if after.get(tp) else ends[tp]) for tp in tps}
+    done = [tp for tp in tps if consumer.position(tp) >= stop_at[tp]]
+    if done:
+        consumer.pause(*done)
+    return stop_at
 
 
 # ---------------------------------------------------------------- rows for people

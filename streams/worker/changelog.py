@@ -151,105 +151,129 @@ class BulkLoadedStore(MemoryStore):
             await self._load(todo)
 
     async def _load(self, tps: list[TP]) -> None:
-        """Read ``tps`` from their beginning to their end offset at the start. Keys a
-        previous assignment of the same partitions left behind are dropped first: a
-        customer deleted meanwhile may have no tombstone left after compaction."""
-        data = self.data
+        """Read ``tps`` from their beginning (or the local copy's offset) to their end
+        offset at the start. Keys a previous assignment of the same partitions left
+        behind are dropped first: a customer deleted meanwhile may have no tombstone
+        left after compaction."""
         for tp in tps:
-            data.drop(tp.partition)
+            self.data.drop(tp.partition)
         # Out of the collector's full passes, for good: the dicts filled here (their
         # entries were walked by every full pass during the load, each a stall) and
         # everything alive so far (see ``Maintenance.frozen``).
         gc.freeze()
         t0 = time.perf_counter()
-        snapshot = self.snapshot
-        from_copy = 0
         consumer = AIOKafkaConsumer(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # Bounded responses: aiokafka reads and parses one on the event loop, in one
-            # piece; 64 MB of them stalled it 200-400 ms (4 MB: a few ms, same load time)
+            # piece; large ones stalled it (bench/README.md)
             fetch_max_bytes=LOAD_FETCH_BYTES,
             max_partition_fetch_bytes=LOAD_FETCH_BYTES // 4,
             **self.client_kwargs,
         )
         await consumer.start()
-        n = 0
         try:
             ctps = [ClientTP(tp.topic, tp.partition) for tp in tps]
             consumer.assign(ctps)
-            starts: dict[ClientTP, int] = await consumer.beginning_offsets(ctps)
             ends: dict[ClientTP, int] = await consumer.end_offsets(ctps)
             ends_read_ms = int(time.time() * 1000)
-            # Explicit positions: seek_to_beginning() raced with the consumer's own first
-            # offset reset once and started a partition at its end (nothing was loaded).
-            whole: dict[ClientTP, set[bytes]] = {}  # read from the beginning: keys seen
-            for tp in ctps:
-                copied = (
-                    None
-                    if snapshot is None
-                    else snapshot.usable_offset(tp.partition, starts[tp], ends[tp])
-                )
-                if copied is None:
-                    consumer.seek(tp, starts[tp])
-                    whole[tp] = set()
-                else:
-                    assert snapshot is not None
-                    taken = await self._take_copy(snapshot, tp)
-                    if taken is None:  # unreadable: read the partition whole instead
-                        consumer.seek(tp, starts[tp])
-                        whole[tp] = set()
-                        continue
-                    from_copy += taken
-                    consumer.seek(tp, copied + 1)
-            todo = {tp for tp in ctps if ends[tp] > await consumer.position(tp)}
-            while todo:
-                batches = await consumer.getmany(
-                    *todo, timeout_ms=500, max_records=LOAD_STEP_RECORDS
-                )
-                for tp, records in batches.items():
-                    n += _apply(data.part(tp.partition), records)
-                    if snapshot is None:
-                        continue
-                    seen = whole.get(tp)
-                    if seen is None:  # the tail after the copy: onto the copy
-                        for i in range(0, len(records), COPY_STEP):
-                            chunk = records[i : i + COPY_STEP]
-                            snapshot.apply(
-                                tp.partition,
-                                ((r.key, r.value, r.offset) for r in chunk),
-                                caught_up=False,  # its age restarts once all of it is in
-                            )
-                            await give_way()
-                    else:
-                        seen.update(r.key for r in records)
-                for tp in list(todo):
-                    if await consumer.position(tp) >= ends[tp]:
-                        todo.discard(tp)
-                await give_way()
+            whole, from_copy = await self._position(consumer, ctps, ends)
+            n = await self._read_to(consumer, ends, whole)
             for ctp in ctps:
                 self._loaded[TP(ctp.topic, ctp.partition)] = ends[ctp] - 1
-            if snapshot is not None:
-                for ctp, keys in whole.items():
-                    part = data.part(ctp.partition)
-                    present = ((k, part[k]) for k in keys if k in part)
-                    for _ in snapshot.replacing(ctp.partition, present, ends[ctp] - 1):
-                        await give_way()  # a million customers: not in one piece
-                for ctp in ctps:  # the worker's writes to them are taken from now on
-                    snapshot.caught_up(ctp.partition, ends[ctp], ends_read_ms)
-                    snapshot.keep_current(ctp.partition)
+            if self.snapshot is not None:
+                await self._copy_loaded(self.snapshot, ctps, ends, ends_read_ms, whole)
         finally:
             await consumer.stop()
-        took = time.perf_counter() - t0
         log.info(
             "loaded %d changelog records and %d from the local copy, of %d partition(s), in "
             "%.1f s (%d customers in memory)",
-            n,
-            from_copy,
-            len(tps),
-            took,
-            len(data),
-        )
+            n, from_copy, len(tps), time.perf_counter() - t0, len(self.data),
+        )  # fmt: skip
+
+    async def _position(
+        self, consumer: AIOKafkaConsumer, ctps: list[ClientTP], ends: dict[ClientTP, int]
+    ) -> tuple[dict[ClientTP, set[bytes]], int]:
+        """Where each partition is read from: after the local copy's offset when the copy
+        is usable (loaded into memory first), else from the beginning. Returns the
+        partitions read whole (with the keys their load will see) and how many customers
+        came from the copy."""
+        snapshot = self.snapshot
+        starts: dict[ClientTP, int] = await consumer.beginning_offsets(ctps)
+        # Explicit positions: seek_to_beginning() raced with the consumer's own first
+        # offset reset once and started a partition at its end (nothing was loaded).
+        whole: dict[ClientTP, set[bytes]] = {}  # read from the beginning: keys seen
+        from_copy = 0
+        for tp in ctps:
+            copied = (
+                None
+                if snapshot is None
+                else snapshot.usable_offset(tp.partition, starts[tp], ends[tp])
+            )
+            taken = None
+            if copied is not None and snapshot is not None:
+                taken = await self._take_copy(snapshot, tp)  # None: unreadable
+            if taken is None:
+                consumer.seek(tp, starts[tp])
+                whole[tp] = set()
+            else:
+                from_copy += taken
+                consumer.seek(tp, copied + 1)  # type: ignore[operator]
+        return whole, from_copy
+
+    async def _read_to(
+        self,
+        consumer: AIOKafkaConsumer,
+        ends: dict[ClientTP, int],
+        whole: dict[ClientTP, set[bytes]],
+    ) -> int:
+        """Apply every record up to ``ends`` to memory (and the tail after a copy onto the
+        copy), a step at a time; returns how many were read."""
+        data, snapshot = self.data, self.snapshot
+        n = 0
+        todo = {tp for tp in ends if ends[tp] > await consumer.position(tp)}
+        while todo:
+            batches = await consumer.getmany(*todo, timeout_ms=500, max_records=LOAD_STEP_RECORDS)
+            for tp, records in batches.items():
+                n += _apply(data.part(tp.partition), records)
+                if snapshot is None:
+                    continue
+                seen = whole.get(tp)
+                if seen is not None:
+                    seen.update(r.key for r in records)
+                    continue
+                for i in range(0, len(records), COPY_STEP):  # the tail after the copy
+                    chunk = records[i : i + COPY_STEP]
+                    snapshot.apply(
+                        tp.partition,
+                        ((r.key, r.value, r.offset) for r in chunk),
+                        caught_up=False,  # its age restarts once all of it is in
+                    )
+                    await give_way()
+            for tp in list(todo):
+                if await consumer.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+            await give_way()
+        return n
+
+    async def _copy_loaded(
+        self,
+        snapshot: LocalSnapshot,
+        ctps: list[ClientTP],
+        ends: dict[ClientTP, int],
+        ends_read_ms: int,
+        whole: dict[ClientTP, set[bytes]],
+    ) -> None:
+        """Partitions read whole replace their copy; from now on the worker's own
+        writes to every loaded partition go into the copy too."""
+        for ctp, keys in whole.items():
+            part = self.data.part(ctp.partition)
+            present = ((k, part[k]) for k in keys if k in part)
+            for _ in snapshot.replacing(ctp.partition, present, ends[ctp] - 1):
+                await give_way()  # a million customers: not in one piece
+        for ctp in ctps:
+            snapshot.caught_up(ctp.partition, ends[ctp], ends_read_ms)
+            snapshot.keep_current(ctp.partition)
 
     async def _take_copy(self, snapshot: LocalSnapshot, tp: ClientTP) -> int | None:
         """Fill memory with the local copy of ``tp``: how many customers, or None (and

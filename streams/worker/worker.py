@@ -71,7 +71,31 @@ class Worker:
             **app_config(settings),
         )
         self.checkpoints = Checkpoints()
-        self.table = DurableTable(
+        self.table = self._customers_table()
+        self.ownership = Ownership(settings.partitions, lambda: self.app.rebalancing)
+        self.store = TableStore(
+            self._memory, self.ownership.owns, self.checkpoints, settings.state_cache
+        )
+        self.outbox = Outbox(self._render)
+        self.engine = Engine(
+            policy, self.store, partitions=settings.partitions, rerouted=True, outbox=self.outbox
+        )
+        self.processor = Processor(
+            self.engine, self.role_of, self._partitions_of, settings.max_record_bytes,
+            reroute_topic=self.reroute,
+        )  # fmt: skip
+        self.watermarks = Watermarks(
+            self.processor, settings.partitions, settings.idle_after, settings.marker_interval,
+            self.reroute,
+        )  # fmt: skip
+        self._pieces()
+        self._wire()
+
+    def _customers_table(self) -> DurableTable:
+        """Customer state, held candidates and outboxes included: changelogged, so they
+        move with their partition and survive a crash."""
+        settings = self.settings
+        table = DurableTable(
             self.app,
             checkpoints=self.checkpoints,
             client_kwargs=settings.kafka_client_kwargs(),
@@ -85,59 +109,40 @@ class Worker:
             # key hash, the same murmur2 partition as the input records.
             use_partitioner=True,
         )
-        self.app.tables.add(self.table)
-        self.ownership = Ownership(settings.partitions, lambda: self.app.rebalancing)
-        self.store = TableStore(
-            self._memory, self.ownership.owns, self.checkpoints, settings.state_cache
-        )
-        self.outbox = Outbox(self._render)
-        self.engine = Engine(
-            policy, self.store, partitions=settings.partitions, rerouted=True, outbox=self.outbox
-        )
-        self.processor = Processor(
-            self.engine,
-            self.role_of,
-            self._partitions_of,
-            settings.max_record_bytes,
-            reroute_topic=self.reroute,
-        )
-        self.watermarks = Watermarks(
-            self.processor,
-            settings.partitions,
-            settings.idle_after,
-            settings.marker_interval,
-            self.reroute,
-        )
+        self.app.tables.add(table)
+        return table
+
+    def _pieces(self) -> None:
+        """The pieces that move records, each given only what it works on."""
+        settings, app = self.settings, self.app
         self.delivery = Delivery(
-            settings, self.app, self.table, self.store, self.checkpoints, self.outbox,
-            self.ownership,
-        )  # fmt: skip
+            settings, app, self.table, self.store, self.checkpoints, self.outbox, self.ownership
+        )
         self.batches = Batches(
-            settings, self.app, self.processor, self.watermarks, self.store, self.checkpoints,
+            settings, app, self.processor, self.watermarks, self.store, self.checkpoints,
             self.delivery, self.ownership,
         )  # fmt: skip
         self.offsets = CommittedOffsets(settings)
         self.idle_check = IdleCheck(
-            self.app, self.inputs, self.reroute, self.watermarks, self.batches, self.delivery,
+            app, self.inputs, self.reroute, self.watermarks, self.batches, self.delivery,
             self.ownership, self.offsets,
         )  # fmt: skip
         self.maintenance = Maintenance(
             settings, self.engine, self.store, self.ownership, self.batches.handling,
-            lambda: self.app.should_stop,
+            lambda: app.should_stop,
         )  # fmt: skip
-        self.observers = Observers(policy)
+        self.observers = Observers(self.policy)
         self.processor.on_decided = self.observers.on_decided
         self.web = Web(
-            self.app, policy, self.processor, self.table, self.store, self.ownership,
+            app, self.policy, self.processor, self.table, self.store, self.ownership,
             self.batches, self.maintenance, self.observers,
         )  # fmt: skip
         self.policy_feed = PolicyFeed(
-            topics["policy"],
+            settings.topics["policy"],
             self.engine.history,
             settings.kafka_client_kwargs(),
             settings.policy_poll_interval,
         )
-        self._wire()
 
     def _wire(self) -> None:
         app, settings = self.app, self.settings
