@@ -115,6 +115,16 @@ class TableStore:
         """Partitions moved or state was recovered: the table is the truth again."""
         self._cache.clear()
 
+    def forget(self, gone: set[int], partition_of: Callable[[str], int]) -> None:
+        """Partitions moved to another worker: changes of theirs not yet written back are
+        dropped, never written into a changelog partition someone else now owns (the new
+        owner reads the records again from the committed offsets)."""
+        if gone and self._dirty:
+            self._dirty = {
+                k: v for k, v in self._dirty.items()
+                if partition_of(k.decode("utf-8")) not in gone
+            }  # fmt: skip
+
     def _set(self, key: bytes, value: bytes | None) -> None:
         data = self.data
         if value is not None:

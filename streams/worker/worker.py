@@ -278,6 +278,7 @@ class Worker:
         self.ownership.revoked(gone)
         self.delivery.drop_partitions(gone)
         self.watermarks.drop(gone)
+        self.store.forget(gone, self.ownership.partition_of)
         self.store.clear_cache()
         self.engine.drop_partitions(gone)
 
