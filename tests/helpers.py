@@ -9,11 +9,19 @@ from typing import Any
 
 import orjson
 
-from streams.contract.history import write_history
+from streams.contract import decode
+from streams.contract.history import HistoryRecord, parse_line, write_history
+from streams.core.engine import Engine
+from streams.core.outcomes import Output
 from streams.core.policy import DEFAULT_POLICY, Policy
 from streams.offline.replay import ReplaySummary, replay_offline
 
 DAY = "2026-11-20"
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The project's root."""
+DATA = ROOT / "tests" / "data"
+"""Files the tests read: the contract history, a state in an old changelog format."""
 
 
 def at(hms: str, day: str = DAY) -> str:
@@ -241,3 +249,17 @@ def hot_customers(n: int, days: int, seed: int, disorder: int = 0) -> list[dict[
             day += rng.choice((0, 0, 1, 1, 2))
     recs.sort(key=lambda r: (r[0], r[1]))
     return [r for _t, _k, r in recs]
+
+
+def feed(engine: Engine, rec: dict[str, Any], wall: int = 0, partition: int = 0) -> list[Output]:
+    """One contract-shaped record straight into an engine (no processor): decoded as the
+    worker decodes it, its record time from the history line (default its event time)."""
+    hr = parse_line(1, orjson.dumps(rec))
+    assert isinstance(hr, HistoryRecord), hr
+    record_ms = hr.record_ms if hr.record_ms is not None else hr.event_ms
+    assert record_ms is not None
+    parsed = decode.decode(rec["topic"], orjson.dumps(rec["value"]), record_ms, wall, engine.policy)
+    assert isinstance(parsed, decode.Parsed), parsed
+    return engine.ingest(
+        partition, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms
+    )

@@ -12,8 +12,7 @@ import pytest
 from streams.cli.main import main
 from streams.contract.history import write_history
 from streams.offline.generator import generate
-
-DATA = Path(__file__).resolve().parents[1] / "data"
+from tests.helpers import DATA
 
 # Derived by hand from the rules table of docs/contract.md, not from the code's output.
 CONTRACT_DECISIONS = [

@@ -11,7 +11,7 @@ CONFIG = Misfire(window="10m", baseline="1h", factor=3.0, min_jump=0.1, min_coun
 T0 = 1_790_000_000_000 // MINUTE * MINUTE
 
 
-def _feed(d: MisfireDetector, minute: int, decisions: int, suppressed: int, rule: str) -> None:
+def feed(d: MisfireDetector, minute: int, decisions: int, suppressed: int, rule: str) -> None:
     for i in range(decisions):
         d.observe(T0 + minute * MINUTE + i, rule if i < suppressed else None)
 
@@ -31,10 +31,10 @@ def test_misfire_detection(
 ) -> None:
     d = MisfireDetector(CONFIG)
     for m in range(0, 50):  # an hour of baseline, minute by minute
-        _feed(d, m, baseline[0], baseline[1], "cart_already_purchased")
+        feed(d, m, baseline[0], baseline[1], "cart_already_purchased")
     assert d.check() == ([], [])
     for m in range(60, 70):  # the last ten minutes
-        _feed(d, m, recent[0] if m % 2 else 0, recent[1] if m % 2 else 0, "cart_already_purchased")
+        feed(d, m, recent[0] if m % 2 else 0, recent[1] if m % 2 else 0, "cart_already_purchased")
     started, _ = d.check()
     assert bool(started) is alarm, scenario
     if alarm:
@@ -46,13 +46,13 @@ def test_misfire_detection(
 def test_a_misfire_ends_when_the_rate_falls_back_and_old_minutes_are_forgotten() -> None:
     d = MisfireDetector(CONFIG)
     for m in range(0, 50):
-        _feed(d, m, 20, 2, "frequency_cap")
+        feed(d, m, 20, 2, "frequency_cap")
     for m in range(50, 60):
-        _feed(d, m, 20, 18, "frequency_cap")
+        feed(d, m, 20, 18, "frequency_cap")
     started, _ = d.check()
     assert [a.rule for a in started] == ["frequency_cap"]
     for m in range(60, 75):
-        _feed(d, m, 20, 2, "frequency_cap")
+        feed(d, m, 20, 2, "frequency_cap")
     assert d.check() == ([], ["frequency_cap"])
-    _feed(d, 500, 1, 0, "frequency_cap")  # hours later: the old minutes are dropped
+    feed(d, 500, 1, 0, "frequency_cap")  # hours later: the old minutes are dropped
     assert min(d._decisions) >= 500 - 70

@@ -558,7 +558,7 @@ def test_both_recommendation_rules_emptying_it_name_the_first_and_every_sku(
     from streams.core.outcomes import Decided
     from streams.core.policy import DEFAULT_POLICY
     from streams.core.store import MemoryStore
-    from tests.unit.test_engine import _feed
+    from tests.helpers import feed
 
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     for t in INPUT_TOPICS:
@@ -570,7 +570,7 @@ def test_both_recommendation_rules_emptying_it_name_the_first_and_every_sku(
         rec_msg("m", "10:00", ["A", "B"]),
         session("11:00"),
     ]:
-        _feed(engine, rec)
+        feed(engine, rec)
     (d,) = [o.decision for o in engine.release(0, 0) if isinstance(o, Decided)]
     assert (d.action, d.rule) == ("suppress", "recommends_returned_product")
     assert d.reason == (

@@ -1,8 +1,6 @@
-"""The batch shell (streams.consumer) and the worker's batch handler, without a broker:
-the drain loop's hand-over rules, and which batches the worker handles or drops.
-
-The broker-side behaviour (fetching, rebalances, seeks back to the committed offsets)
-is faust's and is exercised by the integration suite (test_delivery, test_worker)."""
+"""The batch shell (streams.kafka.batch_consumer) without a broker: the drain loop's
+hand-over rules and the fetch tuning. The broker-side behaviour (fetching, rebalances,
+seeks back to the committed offsets) is faust's and is exercised by the integration suite."""
 
 from __future__ import annotations
 
@@ -13,11 +11,8 @@ from typing import Any
 import pytest
 from faust.types import TP, Message
 
-from streams.core.policy import DEFAULT_POLICY
 from streams.kafka.batch_consumer import BatchConsumer, BatchSink, ShellApp, ShellHooks
 from streams.kafka.faust_internals import fetch_tuning_of
-from streams.settings import Settings
-from streams.worker.worker import Worker
 
 
 def _app(name: str, hooks: ShellHooks) -> ShellApp:
@@ -117,62 +112,6 @@ def test_an_empty_fetch_hands_nothing_over() -> None:
     assert seen["batches"] == [([("purchases", 0)], 7)]
 
 
-# ------------------------------------------------------------ the worker's handler
-
-
-def _worker(batch_size: int) -> tuple[Worker, list[list[int]]]:
-    settings = Settings(bootstrap_servers="127.0.0.1:1", batch_size=batch_size, web_enabled=False)  # type: ignore[call-arg]
-    worker = Worker(settings, DEFAULT_POLICY)
-    handled: list[list[int]] = []
-
-    async def handle_batch(messages: list[Any]) -> None:
-        handled.append([m.offset for m in messages])
-
-    worker.batches.handle_batch = handle_batch  # type: ignore[method-assign]
-    return worker, handled
-
-
-def _batch(n: int) -> list[Message]:
-    return [_msg("purchases", 0, o) for o in range(n)]
-
-
-@pytest.mark.parametrize(
-    ("scenario", "fetched_in", "flow_active", "want"),
-    [
-        ("same generation, flow on: handled in batch_size chunks", 0, True,
-         [[0, 1, 2], [3, 4, 5], [6]]),
-        ("a rebalance came between fetch and hand-over: dropped", -1, True, []),
-        ("a rebalance is under way (flow stopped): dropped", 0, False, []),
-    ],
-)  # fmt: skip
-def test_the_worker_handles_a_batch_only_in_the_generation_it_was_fetched_in(
-    scenario: str, fetched_in: int, flow_active: bool, want: list[list[int]]
-) -> None:
-    async def run() -> list[list[int]]:
-        worker, handled = _worker(batch_size=3)
-        worker.app.consumer_generation_id = 4
-        worker.app.consumer.flow_active = flow_active
-        await worker.batches.on_batch(_batch(7), 4 + fetched_in)
-        return handled
-
-    assert asyncio.run(run()) == want, scenario
-
-
-def test_a_stopping_worker_handles_nothing_more_and_waits_to_be_cancelled() -> None:
-    async def run() -> tuple[list[list[int]], bool]:
-        worker, handled = _worker(batch_size=3)
-        worker.app.consumer_generation_id = 1
-        worker.batches.stopping.set()
-        task = asyncio.ensure_future(worker.batches.on_batch(_batch(4), 1))
-        done, _ = await asyncio.wait([task], timeout=0.2)
-        task.cancel()
-        return handled, bool(done)
-
-    handled, returned = asyncio.run(run())
-    assert handled == []
-    assert not returned
-
-
 @pytest.mark.parametrize(
     ("min_bytes", "max_wait_ms"),
     [pytest.param(1, 1500, id="faust_defaults"), pytest.param(16384, 20, id="gather_16kb")],
@@ -182,11 +121,8 @@ def test_fetch_tuning_reaches_the_aiokafka_consumer_before_it_starts(
 ) -> None:
     """faust builds the aiokafka consumer with a fixed wait and aiokafka's 1-byte
     minimum; the consumer thread sets the app's tuning on it before ``start`` builds the
-    fetcher from those two attributes (which the pinned aiokafka reads there)."""
-    import inspect
-
-    from aiokafka import AIOKafkaConsumer
-
+    fetcher from those two attributes (``test_faust_internals`` checks that it still
+    reads them there)."""
     from streams.kafka.batch_consumer import FetchTuning
 
     async def built() -> tuple[int, int]:
@@ -199,18 +135,3 @@ def test_fetch_tuning_reaches_the_aiokafka_consumer_before_it_starts(
             await consumer._client.close()
 
     assert asyncio.run(built()) == (min_bytes, max_wait_ms)
-    start = inspect.getsource(AIOKafkaConsumer.start)
-    assert "fetch_min_bytes=self._fetch_min_bytes" in start
-    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in start
-
-
-def test_worker_settings_map_onto_the_fetch_tuning() -> None:
-    settings = Settings(
-        bootstrap_servers="127.0.0.1:1",  # type: ignore[call-arg]
-        fetch_min_bytes=4096,
-        fetch_max_wait_ms=7,
-        web_enabled=False,
-    )
-    worker = Worker(settings, DEFAULT_POLICY)
-    tuning = worker.app.shell.fetch_tuning
-    assert tuning is not None and (tuning.min_bytes, tuning.max_wait_ms) == (4096, 7)

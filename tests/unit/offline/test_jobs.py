@@ -16,9 +16,7 @@ from streams.core.outcomes import Output
 from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
 from streams.offline.generator import generate
 from streams.offline.replay import ReplaySummary, replay_offline
-from tests.helpers import hot_customers, msg, purchase
-
-DATA = Path(__file__).resolve().parents[1] / "data"
+from tests.helpers import DATA, hot_customers, msg, purchase
 
 FEW_HELD = policy_from_mapping({"version": "few-held", "state": {"max_held": 1}})
 """One held candidate per customer: the rest fail (dead-lettered), in order."""

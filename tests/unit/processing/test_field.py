@@ -35,8 +35,7 @@ from streams.offline.generator import generate
 from streams.offline.replay import replay_offline
 from streams.processing.processor import Processor
 from streams.processing.records import OutRecord
-from tests.helpers import cart, msg, purchase, rec_msg, ret, session
-from tests.unit.test_engine import _feed
+from tests.helpers import cart, feed, msg, purchase, rec_msg, ret, session
 
 Key = tuple[str, str, str | None, tuple[str, ...]]
 STAMPS = itertools.count()  # progress markers are ordered by when they were taken
@@ -342,7 +341,7 @@ def test_allowed_lateness_holds_the_frontier_back(
         msg("m-z", "promotion", "10:40"),
         purchase("10:45", ["Z"], cid="c-other"),
     ]:
-        out += _feed(engine, rec)
+        out += feed(engine, rec)
         out += engine.release(0, 0)
     decided = [o for o in out if isinstance(o, Decided)]
     first = decided[0]
@@ -371,7 +370,7 @@ def test_late_evidence_that_would_have_let_a_suppressed_message_through() -> Non
         session("10:30"),
         {**session("09:30"), "timestamp": "2026-11-20T10:31:00Z"},  # the second, read late
     ]:
-        out += _feed(engine, rec)
+        out += feed(engine, rec)
         out += engine.release(0, 0)
     (d,) = [o for o in out if isinstance(o, Decided)]
     assert (d.decision.action, d.decision.rule) == ("suppress", "welcome_back_to_new_customer")
@@ -400,11 +399,11 @@ def _decided_on(raw: bytes, history: list[dict[str, Any]]) -> Decided:
     for t in INPUT_KINDS:
         engine.clock(0).set_idle(t, True)
     for rec in history:
-        _feed(engine, rec)
+        feed(engine, rec)
     parsed = codec.decode("outbound", raw, 1795168800000, 0, DEFAULT_POLICY)
     assert isinstance(parsed, codec.Parsed) and isinstance(parsed.fact, Candidate)
     engine.ingest(0, "outbound", "c-42", parsed.event_ms, parsed.fact, 1795168800000)
-    _feed(engine, session("11:00"))
+    feed(engine, session("11:00"))
     (d,) = [o for o in engine.release(0, 0) if isinstance(o, Decided)]
     return d
 

@@ -11,11 +11,14 @@ import itertools
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from streams.core.policy import DEFAULT_POLICY, RULE_IDS
 from streams.offline.report import accuracy, collect, read_truth, verdicts
 from streams.offline.scenarios import CASES, realistic, write_realistic
 
 
+@pytest.mark.slow
 def test_offline_replay_of_10000_realistic_customers_matches_the_ground_truth(
     tmp_path: Path,
 ) -> None:
@@ -75,6 +78,7 @@ def _peak_traced_bytes(customers: int, days: int, keep: bool = False) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_the_generator_holds_a_fraction_of_the_history_it_streams() -> None:
     """Millions of records must stream in bounded memory: the generator holds only the
     records of customers that overlap in time (about an eighth of a 30-day history of

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from streams.worker.snapshot import LocalSnapshot, SnapshotUnavailable
+from tests.helpers import ROOT
 
 TOPIC = "app-customers-changelog"
 DAY_S = 86_400.0
@@ -303,7 +304,7 @@ def test_a_killed_process_leaves_the_copy_it_had_acknowledged(tmp_path: Path) ->
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2])
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT)
     assert proc.returncode == -9
     snap = _copy(tmp_path)
     assert snap.usable_offset(0, 0, 1001) == 1000

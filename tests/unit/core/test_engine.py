@@ -17,21 +17,7 @@ from streams.core.outcomes import Decided, LateFinding, Output
 from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
 from streams.core.store import MemoryStore
 from streams.offline.generator import generate
-from tests.helpers import cart, consent, decisions_list, msg, purchase, rec_msg, session
-
-
-def _feed(engine: Engine, rec: dict[str, Any], wall: int = 0, partition: int = 0) -> list[Output]:
-    raw = orjson.dumps(rec["value"])
-    from streams.contract.history import parse_line
-
-    hr = parse_line(1, orjson.dumps(rec))
-    assert hr is not None and not hasattr(hr, "error")
-    record_ms = hr.record_ms if hr.record_ms is not None else hr.event_ms  # type: ignore[union-attr]
-    parsed = codec.decode(rec["topic"], raw, record_ms, wall, engine.policy)
-    assert isinstance(parsed, codec.Parsed), parsed
-    return engine.ingest(
-        partition, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms
-    )
+from tests.helpers import DATA, cart, consent, decisions_list, feed, msg, purchase, rec_msg, session
 
 
 def _decided(outputs: list[Output]) -> list[tuple[str, str, str | None]]:
@@ -62,7 +48,7 @@ def live_run(
         for _ in range(burst):
             if pos[topic] >= len(streams[topic]):
                 break
-            out += _feed(engine, streams[topic][pos[topic]])
+            out += feed(engine, streams[topic][pos[topic]])
             pos[topic] += 1
             clock.set_idle(topic, pos[topic] >= len(streams[topic]))
             out += engine.release(0, 0)
@@ -96,17 +82,17 @@ def test_live_interleavings_equal_offline(tmp_path: Path) -> None:
 def test_candidate_held_until_every_topic_passes_deadline() -> None:
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     clock = engine.clock(0)
-    _feed(engine, cart("m", "10:00", "09:59"))
+    feed(engine, cart("m", "10:00", "09:59"))
     # Only outbound has been read: other topics may still hold a purchase before 10:05.
     assert engine.release(0, 0) == []
     for t in ("returns", "sessions", "consents"):
         clock.set_idle(t, True)
-    _feed(engine, purchase("10:04"))
+    feed(engine, purchase("10:04"))
     assert engine.release(0, 0) == []  # purchases at 10:04, outbound at 10:00: not past 10:05
-    _feed(engine, session("10:06"))
-    _feed(engine, msg("later", "promotion", "10:06"))
+    feed(engine, session("10:06"))
+    feed(engine, msg("later", "promotion", "10:06"))
     assert engine.release(0, 0) == []  # purchases frontier 10:04 still holds it
-    _feed(engine, purchase("10:05:01", cid="c-other"))
+    feed(engine, purchase("10:05:01", cid="c-other"))
     assert _decided(engine.release(0, 0)) == [("m", "suppress", "cart_already_purchased")]
 
 
@@ -115,14 +101,14 @@ def test_ties_at_the_deadline_wait_for_the_frontier_to_pass() -> None:
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     for t in ("returns", "sessions", "consents"):
         engine.clock(0).set_idle(t, True)
-    _feed(engine, cart("m", "10:00", "09:59"))
-    _feed(engine, purchase("10:05", cid="c-other"))
-    _feed(engine, msg("x", "promotion", "10:05", cid="c-other"))
+    feed(engine, cart("m", "10:00", "09:59"))
+    feed(engine, purchase("10:05", cid="c-other"))
+    feed(engine, msg("x", "promotion", "10:05", cid="c-other"))
     # Both frontiers sit at 10:05: another 10:05 record may follow, so D=10:05 must wait.
     assert _decided(engine.release(0, 0)) == []
-    _feed(engine, purchase("10:05"))  # same instant, later record: it still counts
-    _feed(engine, purchase("10:06", cid="c-other"))
-    _feed(engine, msg("y", "promotion", "10:06", cid="c-other"))
+    feed(engine, purchase("10:05"))  # same instant, later record: it still counts
+    feed(engine, purchase("10:06", cid="c-other"))
+    feed(engine, msg("y", "promotion", "10:06", cid="c-other"))
     assert _decided(engine.release(0, 0)) == [
         ("m", "suppress", "cart_already_purchased"),
         ("x", "send", None),
@@ -132,8 +118,8 @@ def test_ties_at_the_deadline_wait_for_the_frontier_to_pass() -> None:
 def test_all_idle_releases_at_stream_time_and_wall_clock_after() -> None:
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     clock = engine.clock(0)
-    _feed(engine, cart("m", "10:00", "09:59"), wall=1_000)
-    _feed(engine, msg("p", "promotion", "10:00"), wall=1_000)
+    feed(engine, cart("m", "10:00", "09:59"), wall=1_000)
+    feed(engine, msg("p", "promotion", "10:00"), wall=1_000)
     for t in INPUT_TOPICS:
         clock.set_idle(t, True)
     # Stream time is 10:00: the promotion (D=10:00) goes, the cart (D=10:05) waits.
@@ -145,7 +131,7 @@ def test_all_idle_releases_at_stream_time_and_wall_clock_after() -> None:
 def test_deadline_order_across_settle_delays() -> None:
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     for rec in [cart("c1", "10:00", "09:59"), msg("p1", "promotion", "10:03"), session("11:00")]:
-        _feed(engine, rec)
+        feed(engine, rec)
     for t in INPUT_TOPICS:
         engine.clock(0).set_idle(t, True)
     assert [m for m, _a, _r in _decided(engine.release(0, 0))] == ["p1", "c1"]
@@ -156,25 +142,25 @@ def test_late_event_reported_and_decision_kept() -> None:
     clock = engine.clock(0)
     for t in INPUT_TOPICS:
         clock.set_idle(t, True)
-    _feed(engine, cart("m", "10:00", "09:59"))
-    _feed(engine, session("10:30"))
+    feed(engine, cart("m", "10:00", "09:59"))
+    feed(engine, session("10:30"))
     assert _decided(engine.release(0, 0)) == [("m", "send", None)]
-    late = _feed(engine, {**purchase("10:03"), "timestamp": "2026-11-20T10:40:00Z"})
+    late = feed(engine, {**purchase("10:03"), "timestamp": "2026-11-20T10:40:00Z"})
     assert len(late) == 1 and isinstance(late[0], LateFinding)
     f = late[0]
     assert (f.sent.message_id, f.rule, f.event[0]) == ("m", "cart_already_purchased", "purchases")
     assert f.late_by_ms == 35 * 60_000  # record time 10:40, deadline 10:05
     # An event after the deadline contradicts nothing.
-    assert _feed(engine, purchase("10:06")) == []
+    assert feed(engine, purchase("10:06")) == []
 
 
 def test_late_consent_withdrawal_reported() -> None:
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     for t in INPUT_TOPICS:
         engine.clock(0).set_idle(t, True)
-    _feed(engine, msg("m", "promotion", "10:00"))
+    feed(engine, msg("m", "promotion", "10:00"))
     assert _decided(engine.release(0, 0)) == [("m", "send", None)]
-    late = _feed(engine, consent("09:00", "withdrawn"))
+    late = feed(engine, consent("09:00", "withdrawn"))
     assert [f.rule for f in late if isinstance(f, LateFinding)] == ["consent_withdrawn"]
 
 
@@ -182,22 +168,22 @@ def test_held_candidates_survive_encoding_and_restore() -> None:
     """What the changelog holds is enough to rebuild the heap after a crash."""
     store = MemoryStore()
     engine = Engine(DEFAULT_POLICY, store)
-    _feed(engine, cart("m", "10:00", "09:59"))
-    _feed(engine, msg("p", "promotion", "10:01", cid="c-7"))
+    feed(engine, cart("m", "10:00", "09:59"))
+    feed(engine, msg("p", "promotion", "10:01", cid="c-7"))
     # Crash: only the encoded state survives (as in the changelog).
     survived = MemoryStore()
     for cid, st in store.data.items():
         survived.put(cid, decode(encode(st)))
     fresh = Engine(DEFAULT_POLICY, survived)
     assert fresh.restore(lambda _cid: 0) == (2, [])
-    _feed(fresh, purchase("10:02"))
-    _feed(fresh, session("11:00"))
+    feed(fresh, purchase("10:02"))
+    feed(fresh, session("11:00"))
     for t in INPUT_TOPICS:
         fresh.clock(0).set_idle(t, True)
     got = _decided(fresh.release(0, 0))
     assert got == [("p", "send", None), ("m", "suppress", "cart_already_purchased")]
     # read order continues after the restored ones (per customer)
-    _feed(fresh, msg("p2", "promotion", "11:30", cid="c-7"))
+    feed(fresh, msg("p2", "promotion", "11:30", cid="c-7"))
     st = survived.get("c-7")
     assert st is not None and [c.seq for c in st.held] == [2]
 
@@ -206,9 +192,9 @@ def test_rewrite_keeps_remaining_skus_in_state_for_duplicate_content() -> None:
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     for t in INPUT_TOPICS:
         engine.clock(0).set_idle(t, True)
-    _feed(engine, purchase("2026-11-15T10:00:00Z", ["A"]))
-    _feed(engine, rec_msg("m1", "10:00", ["A", "B"]))
-    _feed(engine, rec_msg("m2", "10:30", ["B"]))
+    feed(engine, purchase("2026-11-15T10:00:00Z", ["A"]))
+    feed(engine, rec_msg("m1", "10:00", ["A", "B"]))
+    feed(engine, rec_msg("m2", "10:30", ["B"]))
     got = _decided(engine.release(0, 0))
     assert got == [
         ("m1", "rewrite", "recommends_recent_purchase"),
@@ -233,9 +219,9 @@ def test_state_is_pruned_to_the_longest_window() -> None:
     start = datetime(2026, 6, 1, tzinfo=UTC)
     for day in range(120):
         ts = (start + timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        _feed(engine, purchase(ts))
-        _feed(engine, session(ts))
-        _feed(engine, msg(f"m{day}", "promotion", ts, payload={"d": day}))
+        feed(engine, purchase(ts))
+        feed(engine, session(ts))
+        feed(engine, msg(f"m{day}", "promotion", ts, payload={"d": day}))
         engine.release(0, 0)
     st = engine.store.get("c-42")
     assert st is not None
@@ -251,7 +237,7 @@ def test_caps_bound_a_hot_customer() -> None:
     policy = policy_from_mapping({"state": {"max_events": 20}})
     engine = Engine(policy, MemoryStore())
     for i in range(200):
-        _feed(engine, purchase(f"10:{i // 60:02d}:{i % 60:02d}"))
+        feed(engine, purchase(f"10:{i // 60:02d}:{i % 60:02d}"))
     st = engine.store.get("c-42")
     assert st is not None and len(st.purchases) <= 20
 
@@ -261,16 +247,16 @@ def test_inactive_customers_expire_but_withdrawn_consent_is_kept() -> None:
     engine = Engine(policy, MemoryStore())
     for t in INPUT_TOPICS:
         engine.clock(0).set_idle(t, True)
-    _feed(engine, purchase("2026-01-01T10:00:00Z", cid="c-old"))
-    _feed(engine, consent("2026-01-01T10:00:00Z", "withdrawn", cid="c-quiet"))
-    _feed(engine, session("2026-11-20T10:00:00Z", cid="c-new"))
+    feed(engine, purchase("2026-01-01T10:00:00Z", cid="c-old"))
+    feed(engine, consent("2026-01-01T10:00:00Z", "withdrawn", cid="c-quiet"))
+    feed(engine, session("2026-11-20T10:00:00Z", cid="c-new"))
     assert engine.sweep(lambda _c: 0) == 2
     assert engine.store.get("c-old") is None
     quiet = engine.store.get("c-quiet")
     assert quiet is not None and [c.withdrawn for c in quiet.consents] == [True]
     assert engine.store.get("c-new") is not None
-    _feed(engine, msg("m", "promotion", "2026-11-20T11:00:00Z", cid="c-quiet"))
-    _feed(engine, session("2026-11-20T12:00:00Z"))
+    feed(engine, msg("m", "promotion", "2026-11-20T11:00:00Z", cid="c-quiet"))
+    feed(engine, session("2026-11-20T12:00:00Z"))
     assert _decided(engine.release(0, 0)) == [("m", "suppress", "consent_withdrawn")]
 
 
@@ -279,8 +265,8 @@ def test_monitor_mode_sends_but_names_the_rule() -> None:
     engine = Engine(policy, MemoryStore())
     for t in INPUT_TOPICS:
         engine.clock(0).set_idle(t, True)
-    _feed(engine, consent("09:00", "withdrawn"))
-    _feed(engine, msg("m", "promotion", "10:00"))
+    feed(engine, consent("09:00", "withdrawn"))
+    feed(engine, msg("m", "promotion", "10:00"))
     out = [o for o in engine.release(0, 0) if isinstance(o, Decided)]
     assert out[0].decision.action == "send" and out[0].decision.monitored == ("consent_withdrawn",)
 
@@ -320,12 +306,12 @@ def test_settle_delay_from_policy(tmp_path: Path) -> None:
 def test_restore_forgets_stream_clocks() -> None:
     """After a rebalance nothing is released on the strength of what was read before it."""
     engine = Engine(DEFAULT_POLICY, MemoryStore())
-    _feed(engine, msg("m", "promotion", "10:00"))
+    feed(engine, msg("m", "promotion", "10:00"))
     assert engine.restore(lambda _c: 0) == (1, [])
     assert engine.release(0, 0) == []  # no topic known to be caught up or past 10:00 yet
     for t in INPUT_TOPICS:
         engine.clock(0).set_idle(t, True)
-    _feed(engine, session("10:30"))
+    feed(engine, session("10:30"))
     assert _decided(engine.release(0, 0)) == [("m", "send", None)]
 
 
@@ -345,7 +331,7 @@ def test_state_of_the_previous_format_is_still_read() -> None:
 def test_states_written_in_format_3_read_the_same_after_a_rewrite_in_format_4() -> None:
     """Changelogs of the previous release (absolute times, strings) are read, and a state
     rewritten in the compact format decodes to exactly the same facts."""
-    lines = (Path(__file__).parents[1] / "data" / "state_v3.jsonl").read_bytes().splitlines()
+    lines = (DATA / "state_v3.jsonl").read_bytes().splitlines()
     assert len(lines) >= 5
     for line in lines:
         assert orjson.loads(line)[0] == 3
