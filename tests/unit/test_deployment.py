@@ -88,10 +88,38 @@ def test_readme_documents_every_setting_with_its_default() -> None:
             assert shown in row, f"README row for {name} should show default {shown}: {row}"
 
 
-def test_ci_runs_the_readme_test_command() -> None:
+def _readme_test_command() -> str:
+    """The command the README's quick start gives for the whole suite."""
     readme = (ROOT / "README.md").read_text()
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert "make test" in readme and "make test" in ci
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = quick.split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines()]
+    tests = [c for c in commands if c.startswith("make test")]
+    assert len(tests) == 1, f"the quick start should give one test command, not {tests}"
+    return tests[0]
+
+
+def test_ci_runs_the_readme_test_command_exactly() -> None:
+    """Not a substring: ``make test-unit`` in .ci/run would pass a substring check."""
+    want = _readme_test_command()
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert want == "make test"
+    assert want in ci, f".ci/run should run `{want}` as a command of its own: {ci}"
+
+
+def test_nothing_in_the_repository_points_outside_it() -> None:
+    """Users get the repository alone: no file may send them to a sibling directory."""
+    import subprocess
+
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    outside = "../" + "shared"  # spelled apart so that this file does not match itself
+    offenders = [
+        f for f in tracked
+        if (ROOT / f).is_file() and outside in (ROOT / f).read_text(errors="replace")
+    ]  # fmt: skip
+    assert offenders == []
 
 
 def test_a_store_the_worker_cannot_write_correctly_is_refused() -> None:
