@@ -9,12 +9,16 @@ from typing import Any
 
 import orjson
 
-from streams.contract import decode
+from streams.contract import decode, render
 from streams.contract.history import HistoryRecord, parse_line, write_history
 from streams.core.engine import Engine
+from streams.core.outbox import Outbox
 from streams.core.outcomes import Output
 from streams.core.policy import DEFAULT_POLICY, Policy
+from streams.core.store import MemoryStore
+from streams.core.vocabulary import INPUT_KINDS
 from streams.offline.replay import ReplaySummary, replay_offline
+from streams.processing.processor import Processor
 
 DAY = "2026-11-20"
 
@@ -263,3 +267,19 @@ def feed(engine: Engine, rec: dict[str, Any], wall: int = 0, partition: int = 0)
     return engine.ingest(
         partition, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact, record_ms
     )
+
+
+def worker_outbox() -> Outbox:
+    """An outbox rendering as the worker does."""
+    return Outbox(lambda o: render.records(o, "outbound"))
+
+
+def engine_with_outbox() -> tuple[Engine, Processor]:
+    """An engine keeping its outputs in outboxes, as the worker's does, on one partition
+    whose streams are all idle (candidates are decided at their deadline), and its
+    processor."""
+    engine = Engine(DEFAULT_POLICY, MemoryStore(), outbox=worker_outbox())
+    processor = Processor(engine, {k: k for k in INPUT_KINDS}, lambda _t: 1)
+    for k in INPUT_KINDS:
+        engine.clock(0).set_idle(k, True)
+    return engine, processor

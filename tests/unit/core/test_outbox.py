@@ -8,32 +8,18 @@ from typing import Any
 
 import pytest
 
-from streams.contract import render
 from streams.core import rules
 from streams.core.engine import Engine
-from streams.core.outbox import Outbox
 from streams.core.outcomes import Decided, Failed, Output
 from streams.core.policy import DEFAULT_POLICY
 from streams.core.store import MemoryStore
 from streams.core.vocabulary import INPUT_KINDS
 from streams.processing.processor import Processor
-from tests.helpers import feed, msg, session
-
-
-def _outbox() -> Outbox:
-    return Outbox(lambda o: render.records(o, "outbound"))
-
-
-def _engine_with_outbox() -> tuple[Engine, Processor]:
-    engine = Engine(DEFAULT_POLICY, MemoryStore(), outbox=_outbox())
-    router = Processor(engine, {k: k for k in INPUT_KINDS}, lambda _t: 1)
-    for k in INPUT_KINDS:
-        engine.clock(0).set_idle(k, True)
-    return engine, router
+from tests.helpers import feed, msg, session, worker_outbox
 
 
 def test_decision_is_kept_in_the_outbox_until_a_later_publish_is_delivered() -> None:
-    engine, router = _engine_with_outbox()
+    engine, router = engine_with_outbox()
     feed(engine, msg("m-1", "promotion", "10:00"))
     (out,) = engine.release(0, 0)
     assert isinstance(out, Decided) and out.rendered[0][0] == "send_queue"
@@ -61,7 +47,7 @@ def test_a_candidate_whose_decision_raises_is_dead_lettered_alone(
             raise ZeroDivisionError("a bug in a rule")
 
     monkeypatch.setitem(rules.FUNCTIONS, "frequency_cap", broken)
-    engine, router = _engine_with_outbox()
+    engine, router = engine_with_outbox()
     feed(engine, msg("m-poison", "promotion", "10:00", cid="c-1"))
     feed(engine, msg("m-fine", "promotion", "10:01", cid="c-2"))
     outs: list[Output] = engine.release(0, 0)
@@ -76,7 +62,7 @@ def test_a_candidate_whose_decision_raises_is_dead_lettered_alone(
 
 
 def test_rollback_puts_popped_candidates_back() -> None:
-    engine, _router = _engine_with_outbox()
+    engine, _router = engine_with_outbox()
     feed(engine, msg("m-1", "promotion", "10:00"))
     engine.begin()
     assert len(engine.release(0, 0)) == 1 and engine.held_count(0) == 0
@@ -102,7 +88,7 @@ def test_held_candidates_are_capped_and_the_overflow_dead_lettered(
     from streams.core.policy import policy_from_mapping
 
     policy = policy_from_mapping({"state": limits, "settle": {"promotion": "1h"}})
-    engine = Engine(policy, MemoryStore(), outbox=_outbox())
+    engine = Engine(policy, MemoryStore(), outbox=worker_outbox())
     router = Processor(engine, {k: k for k in INPUT_KINDS}, lambda _t: 1)
     failed = []
     for i in range(4):
@@ -178,7 +164,7 @@ def test_a_sweep_in_steps_ends_where_a_sweep_at_once_ends() -> None:
     from streams.core.encoding import encode
 
     def run(stepwise: bool) -> dict[str, bytes]:
-        engine, _router = _engine_with_outbox()
+        engine, _router = engine_with_outbox()
         for i in range(6):
             feed(engine, session(f"2024-01-0{i + 1}T10:00:00Z", cid=f"c-{i}"))
         feed(engine, session("2026-03-01T10:00:00Z", cid="c-late"))  # 400 d TTL passed

@@ -9,26 +9,11 @@ from typing import Any
 
 import pytest
 
-from streams.contract import render
 from streams.core.engine import Engine
-from streams.core.outbox import Outbox
 from streams.core.policy import DEFAULT_POLICY
 from streams.core.store import MemoryStore
 from streams.core.vocabulary import INPUT_KINDS
-from streams.processing.processor import Processor
 from tests.helpers import feed, msg
-
-
-def _outbox() -> Outbox:
-    return Outbox(lambda o: render.records(o, "outbound"))
-
-
-def _engine_with_outbox() -> tuple[Engine, Processor]:
-    engine = Engine(DEFAULT_POLICY, MemoryStore(), outbox=_outbox())
-    router = Processor(engine, {k: k for k in INPUT_KINDS}, lambda _t: 1)
-    for k in INPUT_KINDS:
-        engine.clock(0).set_idle(k, True)
-    return engine, router
 
 
 def test_table_store_writes_only_committed_work() -> None:
@@ -240,7 +225,7 @@ def test_restore_reads_held_candidates_and_outboxes_without_decoding_whole_state
 
     from streams.core.encoding import encode, pending_of
 
-    engine, _router = _engine_with_outbox()
+    engine, _router = engine_with_outbox()
     feed(engine, msg("m-1", "promotion", "10:00", cid="c-1"))
     feed(engine, msg("m-2", "promotion", "10:05", cid="c-2"))
     engine.begin()
