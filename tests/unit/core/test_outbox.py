@@ -15,7 +15,7 @@ from streams.core.policy import DEFAULT_POLICY
 from streams.core.store import MemoryStore
 from streams.core.vocabulary import INPUT_KINDS
 from streams.processing.processor import Processor
-from tests.helpers import feed, msg, session, worker_outbox
+from tests.helpers import engine_with_outbox, feed, msg, session, worker_outbox
 
 
 def test_decision_is_kept_in_the_outbox_until_a_later_publish_is_delivered() -> None:

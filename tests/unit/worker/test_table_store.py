@@ -13,7 +13,7 @@ from streams.core.engine import Engine
 from streams.core.policy import DEFAULT_POLICY
 from streams.core.store import MemoryStore
 from streams.core.vocabulary import INPUT_KINDS
-from tests.helpers import feed, msg
+from tests.helpers import engine_with_outbox, feed, msg
 
 
 def test_table_store_writes_only_committed_work() -> None:
