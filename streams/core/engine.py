@@ -23,7 +23,6 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from streams.core import rules
 from streams.core.candidate import Candidate, content_key
@@ -44,7 +43,7 @@ from streams.core.state import (
     SentFact,
     SessionFact,
 )
-from streams.core.store import StateStore
+from streams.core.store import ListsPending, Pending, StateStore
 from streams.core.vocabulary import INPUT_KINDS, LIFTABLE
 
 StateFact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
@@ -556,10 +555,9 @@ class Restoring:
         box = engine.outbox
         top = -1 if box is None else box.generation
         store = engine.store
-        pending = getattr(store, "pending", None)
-        # A store that can list what restore needs without decoding whole states
-        # (TableStore) is asked for just that; any other is read state by state.
-        rows = pending() if pending is not None else _pending_of(store)
+        # A store that can list what restore needs without decoding whole states is asked
+        # for just that; any other is read state by state.
+        rows = store.pending() if isinstance(store, ListsPending) else _pending_of(store)
         for cid, held, outbox in rows:
             p = partition_of(cid)
             self.held += engine._restore_one(cid, held, p)
@@ -574,7 +572,7 @@ class Restoring:
             box.generation = top
 
 
-def _pending_of(store: StateStore) -> Iterator[tuple[str, list[tuple[int, str, int]], list[Any]]]:
+def _pending_of(store: StateStore) -> Iterator[Pending]:
     for cid in store.keys():
         state = store.get(cid)
         if state is not None:

@@ -4,8 +4,8 @@ and the unit tests use (the worker's store is a changelogged table,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol, runtime_checkable
 
 from streams.core.state import CustomerState
 
@@ -17,6 +17,18 @@ class StateStore(Protocol):
     def put(self, customer_id: str, state: CustomerState) -> None: ...
     def delete(self, customer_id: str) -> None: ...
     def keys(self) -> Iterable[str]: ...
+
+
+Pending = tuple[str, list[tuple[int, str, int]], list[Any]]
+"""A customer's id, held candidates (deadline, message id, seq) and outbox entries."""
+
+
+@runtime_checkable
+class ListsPending(Protocol):
+    """A store that can list what a restore needs of every customer without decoding
+    whole states (the worker's table store reads it from the encoded bytes)."""
+
+    def pending(self) -> Iterator[Pending]: ...
 
 
 class MemoryStore:
