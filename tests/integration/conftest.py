@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -131,6 +132,15 @@ def kafka_bootstrap() -> Iterator[str]:
     finally:
         if not already:
             subprocess.run([sys.executable, str(LOCAL_KAFKA), "stop", "--port", port], check=False)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on when asked (the OS's choice), for
+    a worker's web server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -8,27 +8,16 @@ not covered: see the capture module's docstring.)
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from streams.contract.history import write_history
 from streams.contract.topics import INPUT_ROLES
-from streams.core.policy import DEFAULT_POLICY
 from streams.offline.generator import generate
-from streams.offline.replay import replay_offline
 from streams.ops.produce import produce_history
-from tests.integration.conftest import ROOT, Env
-from tests.integration.test_parity import _assert_same, _decided, _live
-
-
-def _offline(path: Path, out: Path, partitions: int) -> list[dict[str, Any]]:
-    with open(out, "wb") as fh:
-        replay_offline(path, DEFAULT_POLICY, fh, partitions=partitions)
-    return [orjson.loads(x) for x in out.read_bytes().splitlines()]
+from tests.integration.conftest import Env
+from tests.integration.live import assert_same, cli, decided, live_decisions, offline_decisions
 
 
 def test_a_capture_of_the_topics_replays_to_the_decisions_the_worker_made(
@@ -38,7 +27,7 @@ def test_a_capture_of_the_topics_replays_to_the_decisions_the_worker_made(
     history = tmp_path / "original.jsonl"
     write_history(history, records)
     parts = ts_env.settings.partitions
-    original = _offline(history, tmp_path / "original.out", parts)
+    original = offline_decisions(history, parts)
 
     producer = ts_env.producer()  # murmur2, the contract's partitioner
     names = {r: ts_env.settings.topics[r] for r in INPUT_ROLES}
@@ -50,34 +39,28 @@ def test_a_capture_of_the_topics_replays_to_the_decisions_the_worker_made(
 
     worker = ts_env.worker()
     got = ts_env.collect(
-        ("send_queue", "suppressed"), lambda g: _decided(g) >= len(original), worker=worker
+        ("send_queue", "suppressed"), lambda g: decided(g) >= len(original), worker=worker
     )
     worker.stop()
-    live = _live(got)
+    live = live_decisions(got)
 
     out = tmp_path / "incident.jsonl"
-    res = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "capture", "--from", "2020-01-01T00:00:00Z",
-         "--out", str(out)],
-        env=ts_env.env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    res = cli(ts_env, "capture", "--from", "2020-01-01T00:00:00Z", "--out", str(out), timeout=300)
     assert res.returncode == 0, res.stderr
     assert f"wrote {len(records):,} records" in res.stdout
     assert "left out 1 record(s) whose value is not JSON" in res.stdout
-    captured = _offline(out, tmp_path / "incident.out", parts)
+    captured = offline_decisions(out, parts)
 
-    _assert_same(original, captured)
-    _assert_same(captured, live)
+    assert_same(original, captured)
+    assert_same(captured, live)
 
     # a window of the topics: only records of that time range, positioned by time
     stamps = sorted(orjson.loads(line)["timestamp"] for line in out.read_bytes().splitlines())
     cut = stamps[len(stamps) // 2]
     first_half = tmp_path / "first-half.jsonl"
-    res = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "capture", "--from", stamps[0], "--to", cut,
-         "--out", str(first_half)],
-        env=ts_env.env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    res = cli(
+        ts_env, "capture", "--from", stamps[0], "--to", cut, "--out", str(first_half), timeout=300
+    )
     assert res.returncode == 0, res.stderr
     times = [orjson.loads(line)["timestamp"] for line in first_half.read_bytes().splitlines()]
     # each partition is cut where its records first pass --to (the broker's time index):

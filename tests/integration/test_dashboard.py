@@ -7,7 +7,6 @@ worker's page, runs its script and the test reads the numbers it shows.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,18 @@ import orjson
 from tests.browser import load_page
 from tests.helpers import cart, msg, purchase, session
 from tests.integration.conftest import Env
-from tests.integration.test_ops import _free_port, _get
+from tests.integration.live import get, wait_logged
 
 
 def test_a_spike_of_one_rule_is_a_misfire_and_the_dashboard_shows_what_was_decided(
-    ts_env: Env, tmp_path: Path
+    ts_env: Env, tmp_path: Path, free_port: int
 ) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text(
         'version = "watchful-1"\n\n[misfire]\nwindow = "10m"\nbaseline = "1h"\n'
         "factor = 3.0\nmin_jump = 0.1\nmin_count = 5\n"
     )
-    port = _free_port()
+    port = free_port
     ts_env.env.update({"TRIGGER_SANITY_WEB_ENABLED": "true", "TRIGGER_SANITY_WEB_PORT": str(port)})
     worker = ts_env.worker(policy)
     records: list[dict[str, Any]] = []
@@ -49,14 +48,11 @@ def test_a_spike_of_one_rule_is_a_misfire_and_the_dashboard_shows_what_was_decid
     )
     assert len(got["suppressed"]) == 10
 
-    deadline = time.monotonic() + 30
-    while "misfiring" not in worker.tail(400):  # the check runs on the idle timer
-        assert time.monotonic() < deadline, worker.tail()
-        time.sleep(0.2)  # polling the worker's log, bounded by the deadline
+    wait_logged(worker, "misfiring", timeout=30)  # the check runs on the idle timer
     assert "rule cart_already_purchased misfiring? it suppressed 100% of the last 10" in (
-        worker.tail(400)
+        worker.log.read_text(errors="replace")  # the whole log: a busy one scrolls a tail
     )
-    res = _get(port, "/metrics")
+    res = get(port, "/metrics")
     assert res is not None
     assert b'trigger_sanity_misfire{rule="cart_already_purchased"} 1.0' in res[1]
 

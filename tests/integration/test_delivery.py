@@ -23,10 +23,8 @@ from pathlib import Path
 import pytest
 
 from streams.contract.history import write_history
-from streams.kafka.admin import create_topics
 from streams.offline.generator import generate
 from streams.ops.verify import Conservation, conserve, decision_key, read_topics
-from streams.settings import isolated_env, settings_from_env
 from streams.worker.snapshot import LocalSnapshot
 from tests.integration.conftest import (
     FEED_RATE,
@@ -37,7 +35,7 @@ from tests.integration.conftest import (
     WorkerProc,
     feed_history,
 )
-from tests.integration.test_field import _offline, produce_crc32
+from tests.integration.live import fresh_topics, offline_keys, produce_crc32
 
 CUSTOMERS = 1500
 PARTITIONS = 8
@@ -51,22 +49,15 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list, int]:
     records = generate(CUSTOMERS, seed=404)
     write_history(path, records)
     candidates = sum(1 for r in records if r["topic"] == "outbound")
-    return path, _offline(path, PARTITIONS), candidates
+    return path, offline_keys(path, PARTITIONS), candidates
 
 
 def _fresh(ts_env: Env, suffix: str) -> None:
-    run = f"{ts_env.settings.app_id}{suffix}"
-    ts_env.env.update(
-        # The input arrives while the workers run (FEED_RATE): a partition counts as idle
-        # only after 2 s caught up, as a deployment with continuous producers is set up
-        # (the time semantics in the README); with 0, a partition caught up between two
-        # of the feed's bursts would let stream time pass evidence still on its way.
-        isolated_env(
-            run, ts_env.settings.bootstrap_servers, partitions=str(PARTITIONS), idle_after="2"
-        )
-    )
-    ts_env.settings = settings_from_env(ts_env.env)
-    create_topics(ts_env.settings, log=False, configs={"retention.ms": "-1"})
+    # The input arrives while the workers run (FEED_RATE): a partition counts as idle
+    # only after 2 s caught up, as a deployment with continuous producers is set up
+    # (the time semantics in the README); with 0, a partition caught up between two
+    # of the feed's bursts would let stream time pass evidence still on its way.
+    fresh_topics(ts_env, suffix, PARTITIONS, idle_after="2")
 
 
 def _produce(ts_env: Env, path: Path, rate: float | None = FEED_RATE) -> Feed:
@@ -280,7 +271,7 @@ def _changelog_view(ts_env: Env, topic: str) -> tuple[dict[int, dict[bytes, byte
 def test_kill_9_while_re_routing_crc32_input(ts_env: Env, history: tuple[Path, list, int]) -> None:
     path, offline, candidates = history
     _fresh(ts_env, "kr")
-    produced = Feed(lambda: produce_crc32(ts_env, path, FEED_RATE), FEED_RATE)
+    produced = Feed(lambda: produce_crc32(ts_env.settings, path, FEED_RATE), FEED_RATE)
     for share in (0.3, 0.6):
         worker = ts_env.worker()
         ts_env.wait_committed("outbound", int(candidates * share), worker)

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from typing import Any
 
 import orjson
 
 from streams.contract.partitioning import partition_for
-from tests.integration.conftest import ROOT, Env
-
-
-def _cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.integration.conftest import Env, WorkerProc
+from tests.integration.live import cli, get, logged_at
 
 
 def _suppressed(mid: str, cid: str, trigger: str, channel: str, rule: str) -> bytes:
@@ -64,7 +51,7 @@ def test_inspect_positions_by_time_and_filters_by_trigger_channel_and_customer(
     p.close()
 
     def shown(*args: str) -> tuple[list[dict[str, Any]], str]:
-        res = _cli(ts_env, "inspect", "suppressed", "--json", *args)
+        res = cli(ts_env, "inspect", "suppressed", "--json", *args)
         assert res.returncode == 0, res.stderr
         return [orjson.loads(line) for line in res.stdout.splitlines()], res.stderr
 
@@ -92,61 +79,56 @@ def test_inspect_positions_by_time_and_filters_by_trigger_channel_and_customer(
     got, _ = shown("--since", "1h", "--limit", "2")
     assert len(got) == 2
 
-    res = _cli(ts_env, "inspect", "suppressed", "--since", "yesterday")
+    res = cli(ts_env, "inspect", "suppressed", "--since", "yesterday")
     assert res.returncode == 2 and "neither a duration" in res.stderr
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+Answer = tuple[float, int | None]
+"""A /readyz answer: the wall time it came back (``time.time()``) and its status (None:
+nothing listened yet)."""
 
 
-def _get(port: int, path: str) -> tuple[int, bytes] | None:
-    """(status, body), or None while nothing listens."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return None
-
-
-def _readiness_until_ready(port: int, worker: Any, timeout: float = 120) -> list[int | None]:
-    """Every /readyz answer from now until the first 200 (None: nothing listened yet)."""
-    seen: list[int | None] = []
+def _readiness_until_ready(port: int, worker: WorkerProc, timeout: float = 120) -> list[Answer]:
+    """Every /readyz answer from now until the first 200, each with the time it came back."""
+    seen: list[Answer] = []
     deadline = time.monotonic() + timeout
-    while not seen or seen[-1] != 200:
+    while not seen or seen[-1][1] != 200:
         assert worker.proc.poll() is None, worker.tail()
         assert time.monotonic() < deadline, (seen[-20:], worker.tail())
-        got = _get(port, "/readyz")
-        seen.append(None if got is None else got[0])
+        got = get(port, "/readyz")
+        seen.append((time.time(), None if got is None else got[0]))
         time.sleep(0.02)  # polling the endpoint, bounded by the deadline
     return seen
 
 
+def _assert_ready_only_once_recovered(seen: list[Answer], worker: WorkerProc) -> None:
+    """Whenever the polls happened to land: no answer that came back before the worker
+    logged "state recovered" was a 200, and the first 200 came back after that line (the
+    worker marks itself recovered and logs the line with no await in between, so no
+    request is answered in between)."""
+    recovered = logged_at(worker, "state recovered")
+    early = [status for at, status in seen if at < recovered]
+    assert 200 not in early, (early[-20:], recovered, worker.tail())
+    first_ready = next(at for at, status in seen if status == 200)
+    assert first_ready >= recovered, (first_ready, recovered, seen[-20:])
+
+
 def test_health_readiness_through_a_restart_and_metrics_match_what_was_decided(
-    ts_env: Env,
+    ts_env: Env, free_port: int
 ) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     from tests.helpers import msg, purchase, session
 
-    port = _free_port()
+    port = free_port
     ts_env.env.update({"TRIGGER_SANITY_WEB_ENABLED": "true", "TRIGGER_SANITY_WEB_PORT": str(port),
                        "TRIGGER_SANITY_LOG_FORMAT": "json"})  # fmt: skip
     worker = ts_env.worker()
-    seen = _readiness_until_ready(port, worker)
-    assert 503 in seen, seen  # listening before recovery finished, and said so
-    health = _get(port, "/healthz")
+    # not ready before the state is recovered, whenever the polls landed
+    _assert_ready_only_once_recovered(_readiness_until_ready(port, worker), worker)
+    health = get(port, "/healthz")
     assert health is not None and health[0] == 200
-    ready = _get(port, "/readyz")
+    ready = get(port, "/readyz")
     assert ready is not None and orjson.loads(ready[1])["partitions"] == [0, 1, 2, 3]
 
     ts_env.produce(
@@ -168,7 +150,7 @@ def test_health_readiness_through_a_restart_and_metrics_match_what_was_decided(
     )
     deadline = time.monotonic() + 30
     while True:  # the counts are taken as outputs are rendered: scrape until they show
-        res = _get(port, "/metrics")
+        res = get(port, "/metrics")
         assert res is not None and res[0] == 200
         samples = {
             (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -196,17 +178,17 @@ def test_health_readiness_through_a_restart_and_metrics_match_what_was_decided(
     assert lags and all(v >= 0 for v in lags)
 
     url = f"http://127.0.0.1:{port}"
-    res = _cli(ts_env, "state", "c-9", "--url", url)
+    res = cli(ts_env, "state", "c-9", "--url", url)
     assert res.returncode == 0, res.stderr
     st = orjson.loads(res.stdout)
     assert st["customer_id"] == "c-9" and st["partition"] == partition_for("c-9", 4)
     assert [p["occurred_at"][:16] for p in st["purchases"]] == ["2026-11-20T09:00"]
     assert st["held"] == [] and len(st["sessions_started"]) == 1
-    res = _cli(ts_env, "state", "c-unknown", "--url", url)
+    res = cli(ts_env, "state", "c-unknown", "--url", url)
     assert res.returncode == 1 and "no state for customer c-unknown" in res.stderr
 
     worker.stop()
-    assert _get(port, "/healthz") is None  # gone with the process
+    assert get(port, "/healthz") is None  # gone with the process
     # structured logs: every log line one JSON object; payloads never in them
     text = worker.log.read_text()
     logged = [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
@@ -215,11 +197,10 @@ def test_health_readiness_through_a_restart_and_metrics_match_what_was_decided(
     )
     assert any(r["message"].startswith("state recovered") for r in logged)
     assert "template" not in text  # the payloads' content
-    res = _cli(ts_env, "state", "c-9", "--url", url)
+    res = cli(ts_env, "state", "c-9", "--url", url)
     assert res.returncode == 2 and "did not answer" in res.stderr
     again = ts_env.worker()
-    seen = _readiness_until_ready(port, again)
-    assert 503 in seen, seen
+    _assert_ready_only_once_recovered(_readiness_until_ready(port, again), again)
     again.stop()
 
 
@@ -244,24 +225,24 @@ def test_explain_then_release_with_the_worker_down_happens_once_and_on_record(
     )
     worker.stop()  # everything below works with no worker running
 
-    res = _cli(ts_env, "explain", "m-wb", "--customer", "c-42")
+    res = cli(ts_env, "explain", "m-wb", "--customer", "c-42")
     assert res.returncode == 0, res.stderr
     assert "m-wb: SUPPRESSED by welcome_back_to_new_customer (policy default-1)" in res.stdout
     assert "reason: the customer has started only 0 sessions" in res.stdout
-    res = _cli(ts_env, "explain", "m-p")
+    res = cli(ts_env, "explain", "m-p")
     assert res.returncode == 0 and "m-p: SEND to the send queue (policy default-1)" in res.stdout
-    res = _cli(ts_env, "explain", "m-none")
+    res = cli(ts_env, "explain", "m-none")
     assert res.returncode == 1 and "m-none is not on" in res.stderr
 
-    first = _cli(ts_env, "release", "m-wb", "--reason", "CRM says returning", "--by", "alice")
+    first = cli(ts_env, "release", "m-wb", "--reason", "CRM says returning", "--by", "alice")
     assert first.returncode == 0, first.stderr
     assert "released m-wb (customer c-42, suppressed by welcome_back_to_new_customer)" in (
         first.stdout
     )
-    second = _cli(ts_env, "release", "m-wb", "--reason", "again", "--by", "bob")
+    second = cli(ts_env, "release", "m-wb", "--reason", "again", "--by", "bob")
     assert second.returncode == 1
     assert "m-wb was already released at" in second.stderr and "by alice" in second.stderr
-    missing = _cli(ts_env, "release", "m-p", "--reason", "not suppressed")
+    missing = cli(ts_env, "release", "m-p", "--reason", "not suppressed")
     assert missing.returncode == 1 and "no suppressed record of m-p" in missing.stderr
 
     got = ts_env.collect(
@@ -279,10 +260,10 @@ def test_explain_then_release_with_the_worker_down_happens_once_and_on_record(
     assert [(a["message_id"], a["released_by"], a["note"]) for a in audits] == [
         ("m-wb", "alice", "CRM says returning")
     ]
-    res = _cli(ts_env, "explain", "m-wb")
+    res = cli(ts_env, "explain", "m-wb")
     assert "RELEASED by hand" in res.stdout and "release on record: by alice" in res.stdout
 
-    res = _cli(ts_env, "stats", "--since", "1h", "--interval", "5m", "--json")
+    res = cli(ts_env, "stats", "--since", "1h", "--interval", "5m", "--json")
     assert res.returncode == 0, res.stderr
     stats = orjson.loads(res.stdout)
     assert stats["decisions"] == 2 and stats["suppression_rate"] == 0.5
@@ -292,5 +273,5 @@ def test_explain_then_release_with_the_worker_down_happens_once_and_on_record(
     assert sum(stats["per_rule_per_interval"]["welcome_back_to_new_customer"]) == 1
     assert len(stats["per_rule_per_interval"]["welcome_back_to_new_customer"]) == 12
     assert stats["held_now"] is None  # no worker answers
-    res = _cli(ts_env, "stats", "--since", "1h")
+    res = cli(ts_env, "stats", "--since", "1h")
     assert "suppress 1 (50.0%)" in res.stdout and "not reachable" in res.stdout

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -18,39 +17,12 @@ import orjson
 
 from streams.contract.history import write_history
 from streams.core.policy import DEFAULT_POLICY, RULE_IDS
-from streams.kafka.admin import create_topics
 from streams.offline.generator import generate
 from streams.offline.replay import replay_offline
-from streams.settings import isolated_env, settings_from_env
 from tests.integration.conftest import FEED_RATE, Env, Feed, feed_history
+from tests.integration.live import assert_same, decided, fresh_topics, live_decisions
 
 CUSTOMERS = 1000
-
-
-def _key(d: dict[str, Any]) -> tuple[str, str, str, str | None, tuple[str, ...]]:
-    return (d["message_id"], d["customer_id"], d["action"], d["rule"], tuple(d["removed_skus"]))
-
-
-def _from_send_queue(v: dict[str, Any]) -> dict[str, Any]:
-    s = v["sanity"]
-    return {
-        "message_id": v["message_id"],
-        "customer_id": v["customer_id"],
-        "action": s["action"],
-        "rule": s.get("rule"),
-        "removed_skus": s["removed_skus"],
-    }
-
-
-def _from_suppressed(v: dict[str, Any]) -> dict[str, Any]:
-    m = v["message"]
-    return {
-        "message_id": m["message_id"],
-        "customer_id": m["customer_id"],
-        "action": "suppress",
-        "rule": v["rule"],
-        "removed_skus": [],
-    }
 
 
 def _prepare(
@@ -58,16 +30,11 @@ def _prepare(
 ) -> tuple[list[dict[str, Any]], Feed]:
     """Fresh 8-partition topics, a generated history produced (all at once, or at ``rate``
     records/s in the background), its offline decisions."""
-    run = f"{ts_env.settings.app_id}x{seed}"
     # Input fed while the worker runs: a partition is idle only after 2 s caught up (see
     # test_delivery._fresh); a backlog produced up front is never caught up before its end.
     idle_after = "0" if rate is None else "2"
-    ts_env.env.update(
-        isolated_env(run, ts_env.settings.bootstrap_servers, partitions="8", idle_after=idle_after)
-    )
-    ts_env.settings = settings_from_env(ts_env.env)
+    fresh_topics(ts_env, f"x{seed}", 8, idle_after=idle_after)
     settings = ts_env.settings
-    create_topics(settings, log=False, configs={"retention.ms": "-1"})
 
     history = tmp_path / f"history-{seed}.jsonl.gz"
     write_history(history, generate(customers, seed=seed))
@@ -81,40 +48,22 @@ def _prepare(
     return offline, feed_history(settings, history, rate)
 
 
-def _live(got: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    live = [_from_send_queue(orjson.loads(r.value)) for r in got["send_queue"]]
-    return live + [_from_suppressed(orjson.loads(r.value)) for r in got["suppressed"]]
-
-
-def _assert_same(offline: list[dict[str, Any]], live: list[dict[str, Any]]) -> None:
-    want, have = Counter(map(_key, offline)), Counter(map(_key, live))
-    missing, unexpected = want - have, have - want
-    assert not missing and not unexpected, (
-        f"{sum(missing.values())} offline decisions missing live, e.g. {list(missing)[:5]}; "
-        f"{sum(unexpected.values())} live decisions not offline, e.g. {list(unexpected)[:5]}"
-    )
-
-
-def _decided(g: dict[str, list[Any]]) -> int:
-    return len(g["send_queue"]) + len(g["suppressed"])
-
-
 def test_worker_equals_offline_replay(ts_env: Env, tmp_path: Path) -> None:
     offline, feed = _prepare(ts_env, tmp_path, CUSTOMERS, seed=2026)
     produced = feed.wait()
     started = time.monotonic()
     worker = ts_env.worker()
     try:
-        ts_env.collect(("send_queue", "suppressed"), lambda g: _decided(g) >= len(offline),
+        ts_env.collect(("send_queue", "suppressed"), lambda g: decided(g) >= len(offline),
                        timeout=600, worker=worker)  # fmt: skip
         took = time.monotonic() - started
     finally:
         worker.stop()
     # Re-read everything after a clean stop: a duplicate or late extra decision would show here.
-    live = _live(ts_env.collect(("send_queue", "suppressed"), lambda g: True))
+    live = live_decisions(ts_env.collect(("send_queue", "suppressed"), lambda g: True))
     print(f"\nparity: {produced} records, {len(live)} decisions by the worker in {took:.1f}s "
           f"({produced / took:,.0f} records/s end to end incl. startup)")  # fmt: skip
-    _assert_same(offline, live)
+    assert_same(offline, live)
 
 
 def test_rebalance_to_a_second_worker_keeps_parity(ts_env: Env, tmp_path: Path) -> None:
@@ -127,7 +76,7 @@ def test_rebalance_to_a_second_worker_keeps_parity(ts_env: Env, tmp_path: Path) 
         # A tenth of the candidates read and committed: most of the backlog is still ahead.
         ts_env.wait_committed("outbound", len(offline) // 10, first)
         second = ts_env.worker()
-        ts_env.collect(("send_queue", "suppressed"), lambda g: _decided(g) >= len(offline),
+        ts_env.collect(("send_queue", "suppressed"), lambda g: decided(g) >= len(offline),
                        timeout=600, worker=second)  # fmt: skip
         assert first.proc.poll() is None, first.tail()
         feed.wait()
@@ -137,4 +86,6 @@ def test_rebalance_to_a_second_worker_keeps_parity(ts_env: Env, tmp_path: Path) 
         first.stop()
     # the second worker really took partitions (and their held candidates) over mid-stream
     assert re.search(r"state recovered: partitions \[\d", second.log.read_text()), second.tail()
-    _assert_same(offline, _live(ts_env.collect(("send_queue", "suppressed"), lambda g: True)))
+    assert_same(
+        offline, live_decisions(ts_env.collect(("send_queue", "suppressed"), lambda g: True))
+    )

@@ -7,8 +7,6 @@ decides every message the same way.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,19 +19,8 @@ from streams.core.policy import DEFAULT_POLICY
 from streams.core.policy_history import history_from_file
 from streams.offline.replay import replay_offline
 from tests.helpers import msg
-from tests.integration.conftest import ROOT, Env, WorkerProc
-
-
-def _cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.integration.conftest import Env, WorkerProc
+from tests.integration.live import cli, wait_logged
 
 
 def _iso(ms: int) -> str:
@@ -42,14 +29,6 @@ def _iso(ms: int) -> str:
 
 def _promo(mid: str, created_ms: int) -> dict[str, Any]:
     return msg(mid, "promotion", _iso(created_ms), payload={"offer": mid})
-
-
-def _wait_log(worker: WorkerProc, text: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in worker.tail(400):
-        assert worker.proc.poll() is None, worker.tail()
-        assert time.monotonic() < deadline, f"worker never logged {text!r}:\n{worker.tail()}"
-        time.sleep(0.2)  # polling the worker's log for a line, bounded by the deadline
 
 
 def _decisions(env: Env, n: int, worker: WorkerProc) -> dict[str, tuple[str, str]]:
@@ -79,11 +58,11 @@ def test_a_policy_applied_and_rolled_back_live_decides_from_its_effective_time(
     ts_env.produce(first)
     assert _decisions(ts_env, 4, worker)["m3"] == ("suppress", "default-1")
 
-    applied = _cli(ts_env, "policy", "apply", str(loose), "--in", "5s", "--note", "campaign")
+    applied = cli(ts_env, "policy", "apply", str(loose), "--in", "5s", "--note", "campaign")
     assert applied.returncode == 0, applied.stderr
     assert "applied loose-2 as seq 1" in applied.stdout
-    _wait_log(worker, "policy loose-2 (seq 1")
-    t1 = orjson.loads(_cli(ts_env, "policy", "history", "--json").stdout)["effective_ms"]
+    wait_logged(worker, "policy loose-2 (seq 1")
+    t1 = orjson.loads(cli(ts_env, "policy", "history", "--json").stdout)["effective_ms"]
     # m4 just before the effective time: the old version; m5 from it on: the new one
     second = [_promo("m4", t1 - 2_000), _promo("m5", t1 + 1_000)]
     ts_env.produce(second)
@@ -91,13 +70,13 @@ def test_a_policy_applied_and_rolled_back_live_decides_from_its_effective_time(
     assert got["m4"] == ("suppress", "default-1")
     assert got["m5"] == ("send", "loose-2")
 
-    back = _cli(ts_env, "policy", "rollback", "--in", "5s", "--by", "oncall")
+    back = cli(ts_env, "policy", "rollback", "--in", "5s", "--by", "oncall")
     assert back.returncode == 0, back.stderr
     assert "rolled back loose-2 -> default-1 (seq 2)" in back.stdout
-    _wait_log(worker, "policy default-1 (seq 2")
-    history = _cli(ts_env, "policy", "history")
+    wait_logged(worker, "policy default-1 (seq 2")
+    history = cli(ts_env, "policy", "history")
     assert "rollback of loose-2" in history.stdout and "oncall" in history.stdout
-    lines = _cli(ts_env, "policy", "history", "--json").stdout.splitlines()
+    lines = cli(ts_env, "policy", "history", "--json").stdout.splitlines()
     t2 = orjson.loads(lines[1])["effective_ms"]
     third = [_promo("m6", t2 + 1_000)]
     ts_env.produce(third)
@@ -126,9 +105,9 @@ def test_a_policy_applied_and_rolled_back_live_decides_from_its_effective_time(
 def test_a_policy_that_would_change_state_is_refused_by_apply(ts_env: Env, tmp_path: Path) -> None:
     slow = tmp_path / "slow.toml"
     slow.write_text('version = "slow-2"\n\n[settle]\npromotion = "1h"\n')
-    res = _cli(ts_env, "policy", "apply", str(slow))
+    res = cli(ts_env, "policy", "apply", str(slow))
     assert res.returncode == 2
     assert "settle" in res.stderr and "restart" in res.stderr
-    res = _cli(ts_env, "policy", "apply", str(slow), "--at", "2020-01-01T00:00:00Z")
+    res = cli(ts_env, "policy", "apply", str(slow), "--at", "2020-01-01T00:00:00Z")
     assert res.returncode == 2 and "in the past" in res.stderr
-    assert _cli(ts_env, "policy", "history", "--json").stdout == ""
+    assert cli(ts_env, "policy", "history", "--json").stdout == ""

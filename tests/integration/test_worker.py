@@ -11,14 +11,11 @@ import orjson
 from streams.contract.partitioning import partition_for
 from tests.helpers import cart, msg, purchase, session
 from tests.integration.conftest import Env
+from tests.integration.live import decided, stats
 
 
 def _values(recs: list[Any]) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for r in recs]
-
-
-def _decided(got: dict[str, list[Any]]) -> int:
-    return len(got["send_queue"]) + len(got["suppressed"])
 
 
 def test_small_history_exact_outputs(ts_env: Env) -> None:
@@ -40,7 +37,7 @@ def test_small_history_exact_outputs(ts_env: Env) -> None:
     try:
         got = ts_env.collect(
             ("send_queue", "suppressed", "dead_letter"),
-            lambda g: _decided(g) >= 4 and len(g["dead_letter"]) >= 1,
+            lambda g: decided(g) >= 4 and len(g["dead_letter"]) >= 1,
             worker=worker,
         )
     finally:
@@ -103,7 +100,7 @@ def test_bad_input_never_stops_the_worker(ts_env: Env) -> None:
     try:
         got = ts_env.collect(
             ("send_queue", "suppressed", "dead_letter"),
-            lambda g: len(g["dead_letter"]) >= 5 and _decided(g) >= 1,
+            lambda g: len(g["dead_letter"]) >= 5 and decided(g) >= 1,
             worker=worker,
         )
     finally:
@@ -139,9 +136,7 @@ def test_misrouted_records_are_rerouted_and_decided_once(ts_env: Env) -> None:
     ts_env.produce(history)
     worker = ts_env.worker()
     try:
-        got = ts_env.collect(
-            ("send_queue", "suppressed"), lambda g: _decided(g) >= 2, worker=worker
-        )
+        got = ts_env.collect(("send_queue", "suppressed"), lambda g: decided(g) >= 2, worker=worker)
     finally:
         worker.stop()
     # both sessions reached the right state (welcome_back needs two), the key-less message
@@ -196,7 +191,7 @@ def test_held_message_survives_a_crash(ts_env: Env, tmp_path: Path) -> None:
                 session(iso(created + timedelta(minutes=31))),
             ]
         )
-        ts_env.collect(("send_queue", "suppressed"), lambda g: _decided(g) >= 1, worker=second)
+        ts_env.collect(("send_queue", "suppressed"), lambda g: decided(g) >= 1, worker=second)
         # Both new records committed = processed: a second decision of m-held would have been
         # written before the commit that covers the session past its deadline.
         ts_env.wait_committed("sessions", 1, second, timeout=120)
@@ -254,37 +249,28 @@ def test_late_evidence_reports_what_got_through(ts_env: Env) -> None:
     assert got["suppressed"] == []  # the decision already made stands
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_quiet_partition_releases_by_wall_clock_and_stats_page(ts_env: Env, tmp_path: Path) -> None:
+def test_quiet_partition_releases_by_wall_clock_and_stats_page(
+    ts_env: Env, tmp_path: Path, free_port: int
+) -> None:
     """Nothing else arrives: the held cart goes out once receipt + settle has passed."""
-    import urllib.request
-
     policy = tmp_path / "p.toml"
     policy.write_text('version = "wall"\n[settle]\nabandoned_cart = "4s"\n')
     now = datetime.now(UTC).replace(microsecond=0)
     iso = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     ts_env.produce([cart("m-quiet", iso(now), iso(now - timedelta(minutes=1)))])
-    port = _free_port()
+    port = free_port
     ts_env.env.update({"TRIGGER_SANITY_WEB_ENABLED": "true", "TRIGGER_SANITY_WEB_PORT": str(port)})
     worker = ts_env.worker(policy)
     try:
         got = ts_env.collect(("send_queue",), lambda g: len(g["send_queue"]) >= 1, worker=worker)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=10) as resp:
-            stats = orjson.loads(resp.read())
+        shown = stats(port)
     finally:
         worker.stop()
     sent = orjson.loads(got["send_queue"][0].value)
     assert sent["message_id"] == "m-quiet" and sent["sanity"]["policy"] == "wall"
     assert sent["sanity"]["held_ms"] >= 4000  # held for the settle delay, by the wall clock
-    assert stats["worker"]["send"] == 1 and stats["worker"]["outbound"] == 1
-    assert stats["held"] == 0 and stats["policy"] == "wall"
+    assert shown["worker"]["send"] == 1 and shown["worker"]["outbound"] == 1
+    assert shown["held"] == 0 and shown["policy"] == "wall"
 
 
 def test_inspect_filters_suppressions_by_rule(ts_env: Env) -> None:
