@@ -29,9 +29,9 @@ from common import RESULTS, pct, write_result
 
 from streams.contract import decode as codec
 from streams.contract.history import HistoryRecord, read_history, write_history
+from streams.core.encoding import encode
 from streams.core.engine import Engine
 from streams.core.policy import DEFAULT_POLICY
-from streams.core.encoding import encode
 from streams.core.store import MemoryStore
 from streams.core.vocabulary import INPUT_KINDS
 from streams.offline.generator import generate

@@ -43,9 +43,9 @@ from kafka.admin import NewTopic
 from streams.contract import decode as codec
 from streams.contract.history import HistoryRecord, read_history, write_history
 from streams.contract.partitioning import partition_for
+from streams.core.encoding import encode
 from streams.core.engine import Engine
 from streams.core.policy import DEFAULT_POLICY
-from streams.core.encoding import encode
 from streams.core.store import MemoryStore
 from streams.core.vocabulary import INPUT_KINDS
 from streams.kafka.admin import admin_client
@@ -156,6 +156,27 @@ LOADED = re.compile(
 )
 
 
+def longest_insert_ms(customers: int, partitions: int) -> float:
+    """The longest single insertion while filling the memory store's mapping with
+    ``customers`` keys, as one dict (``partitions`` 1) or split by partition
+    (``PartitionedData``): a dict that grows past a size copies every entry in one
+    piece, and the event loop waits meanwhile."""
+    from streams.worker.changelog import PartitionedData
+
+    data = PartitionedData(partitions)
+    parts = [data.part(p) for p in range(partitions)]
+    value = b"x" * 900
+    worst = 0.0
+    perf = time.perf_counter
+    for i in range(customers):
+        key = f"c-{i}".encode()
+        part = parts[i % partitions]  # the load fills each partition's dict in turn
+        t0 = perf()
+        part[key] = value
+        worst = max(worst, perf() - t0)
+    return worst * 1000
+
+
 def main() -> int:
     ap = arguments(__doc__, customers=1_000_000, timeout=900, json_name="recovery.json")
     ap.add_argument("--keep-logs", metavar="DIR", help="keep worker logs and stores in DIR")
@@ -172,6 +193,13 @@ def main() -> int:
         f"state bytes per customer ({len(states)} generated customers after their history): "
         f"mean {statistics.mean(sizes):.0f}  p50 {pct(sizes, 0.5)}  p99 {pct(sizes, 0.99)}  "
         f"max {max(sizes)}"
+    )
+
+    split = {n: longest_insert_ms(args.customers, n) for n in (1, args.partitions)}
+    print(
+        f"memory store, longest single insertion filling {args.customers:,} keys: one dict "
+        f"{split[1]:.1f} ms, split by partition ({args.partitions}) "
+        f"{split[args.partitions]:.1f} ms ({split[1] / max(split[args.partitions], 1e-3):.1f}x)"
     )
 
     port = 6300 + os.getpid() % 500
@@ -195,6 +223,7 @@ def main() -> int:
 
     results: dict[str, Any] = {
         "customers": args.customers,
+        "longest_insert_ms": {"one_dict": split[1], "per_partition": split[args.partitions]},
         "state_bytes": {
             "mean": statistics.mean(sizes),
             "p50": pct(sizes, 0.5),

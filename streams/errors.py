@@ -7,7 +7,7 @@
      +-- BrokerError            Kafka cannot be reached or refused an admin request
      +-- UsageError             a command-line value that cannot mean anything
 
-Bad *records* are not exceptions: ``codec.decode`` returns a dead-letter
+Bad *records* are not exceptions: ``contract.decode.decode`` returns a dead-letter
 value for them, so one bad record never stops the worker.
 """
 

@@ -141,7 +141,7 @@ class Settings(BaseSettings):
         # Not faust's rocksdb driver: it files a write under the partition of the event
         # being processed, and the worker writes state back in batches, outside any event,
         # so a customer could land in another partition's database. rocksdb:// here is the
-        # memory store plus a local copy of the changelog (streams.snapshot).
+        # memory store plus a local copy of the changelog (streams.worker.snapshot).
         if v.split(":", 1)[0] not in ("memory", "rocksdb"):
             raise ValueError(
                 f"{v!r} is not supported: use memory:// (state loaded from the changelog in "

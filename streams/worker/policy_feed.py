@@ -4,7 +4,7 @@ It reads the whole (compacted, one-partition) topic at start, before the
 worker decides anything, then polls for new versions every
 ``policy_poll_interval``. A version only adds to the history; which one
 decides a candidate is fixed by the candidate's ``created_at`` (see
-``streams.policy_history``), so reading a version a second later changes no
+``streams.core.policy_history``), so reading a version a second later changes no
 decision as long as it arrives before candidates created after its effective
 time are due: ``policy apply`` puts the effective time a minute ahead for that.
 """
