@@ -32,6 +32,13 @@ class Progress:
             )
         return f"{self.what}: {self.done:,} records {rate:,.0f}/s"
 
+    def restart(self, total: int | None) -> None:
+        """Start counting now: the bar can exist before the work's size is known (and
+        before checks that may end the command) without those counting against the rate."""
+        self.total = total
+        self.started = self._last = time.monotonic()
+        self.done = 0
+
     def update(self, done: int) -> None:
         self.done = done
         now = time.monotonic()

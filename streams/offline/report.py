@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -68,10 +68,17 @@ class Collected:
 
 
 def collect(
-    path: str | Path, policy: Policy, partitions: int, history: PolicyHistory | None = None
+    path: str | Path,
+    policy: Policy,
+    partitions: int,
+    history: PolicyHistory | None = None,
+    out: IO[bytes] | None = None,
+    late_out: IO[bytes] | None = None,
 ) -> tuple[Collected, ReplaySummary]:
+    """``out``/``late_out``: also write the decisions and late findings, as a replay
+    without a report does, so that one pass gives both the report and the files."""
     got = Collected()
-    summary = replay_offline(path, policy, None, None, None, partitions, history=history,
+    summary = replay_offline(path, policy, out, None, late_out, partitions, history=history,
                              on_output=got)  # fmt: skip
     return got, summary
 
@@ -210,10 +217,6 @@ def render(
     by_trigger: dict[str, Counter[str]] = defaultdict(Counter)
     for d in ds:
         by_trigger[d.trigger][d.action] += 1
-    examples: dict[str, list[Seen]] = defaultdict(list)
-    for d in sorted(ds, key=lambda d: d.created_at):
-        if d.rule and len(examples[d.rule]) < 3:
-            examples[d.rule].append(d)
     rule_rows = "".join(
         f"<tr data-rule='{_e(r)}'><td>{_e(r)}</td><td class=n>{n}</td></tr>"
         for r, n in rules.most_common()
@@ -223,38 +226,8 @@ def render(
         f"<td class=n>{c['rewrite']}</td><td class=n>{c['suppress']}</td></tr>"
         for t, c in sorted(by_trigger.items())
     )
-    ex_html = []
-    for r, items in sorted(examples.items()):
-        ex_html.append(f"<h3>{_e(r)}</h3><ul>")
-        for d in items:
-            ev = "; ".join(f"{e['topic']} {e['event_id']} at {e['occurred_at']}"
-                           for e in evidence_json(d.evidence))  # fmt: skip
-            ex_html.append(
-                f"<li><b>{_e(d.message_id)}</b> ({_e(d.trigger)} to {_e(d.customer_id)}, "
-                f"{_e(iso(d.created_at))}): {_e(d.reason)}"
-                + (f"<br><span class=muted>evidence: {_e(ev)}</span>" if ev else "")
-                + "</li>"
-            )
-        ex_html.append("</ul>")
-    acc_html = ""
-    if truth is not None:
-        acc = accuracy(verdicts(ds), truth)
-        rows = []
-        for a in acc:
-            miss = ", ".join(a.misses[:20]) + (" ..." if len(a.misses) > 20 else "")
-            fp = ", ".join(a.false_positives[:20])
-            rows.append(
-                f"<tr data-rule='{_e(a.rule)}'><td>{_e(a.rule)}</td><td class=n>{a.tp}</td>"
-                f"<td class=n>{a.fp}</td><td class=n>{a.fn}</td>"
-                f"<td class='n precision'>{a.precision:.3f}</td><td class='n recall'>{a.recall:.3f}</td>"
-                f"<td>{_e(miss)}</td><td>{_e(fp)}</td></tr>"
-            )
-        acc_html = (
-            "<h2>Against the ground truth</h2><table id=accuracy><thead><tr><th>rule</th>"
-            "<th>true pos.</th><th>false pos.</th><th>missed</th><th>precision</th>"
-            "<th>recall</th><th>missed messages</th><th>false positives</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>"
-        )
+    ex_html = _examples(ds)
+    acc_html = "" if truth is None else _accuracy_table(ds, truth)
     late_rows = _late_rows(got.late, policy)
     chart = orjson.dumps(_rate_chart(ds)).decode()
     total = len(ds)
@@ -276,6 +249,49 @@ def render(
         examples="".join(ex_html),
         accuracy=acc_html,
         chart=chart,
+    )
+
+
+def _examples(ds: list[Seen]) -> list[str]:
+    """Up to three messages per rule, the earliest first, with reason and evidence."""
+    examples: dict[str, list[Seen]] = defaultdict(list)
+    for d in sorted(ds, key=lambda d: d.created_at):
+        if d.rule and len(examples[d.rule]) < 3:
+            examples[d.rule].append(d)
+    ex_html = []
+    for r, items in sorted(examples.items()):
+        ex_html.append(f"<h3>{_e(r)}</h3><ul>")
+        for d in items:
+            ev = "; ".join(f"{e['topic']} {e['event_id']} at {e['occurred_at']}"
+                           for e in evidence_json(d.evidence))  # fmt: skip
+            ex_html.append(
+                f"<li><b>{_e(d.message_id)}</b> ({_e(d.trigger)} to {_e(d.customer_id)}, "
+                f"{_e(iso(d.created_at))}): {_e(d.reason)}"
+                + (f"<br><span class=muted>evidence: {_e(ev)}</span>" if ev else "")
+                + "</li>"
+            )
+        ex_html.append("</ul>")
+    return ex_html
+
+
+def _accuracy_table(ds: list[Seen], truth: Verdicts) -> str:
+    """Precision and recall per rule against a ground truth, with the messages missed
+    and wrongly stopped."""
+    rows = []
+    for a in accuracy(verdicts(ds), truth):
+        miss = ", ".join(a.misses[:20]) + (" ..." if len(a.misses) > 20 else "")
+        fp = ", ".join(a.false_positives[:20])
+        rows.append(
+            f"<tr data-rule='{_e(a.rule)}'><td>{_e(a.rule)}</td><td class=n>{a.tp}</td>"
+            f"<td class=n>{a.fp}</td><td class=n>{a.fn}</td>"
+            f"<td class='n precision'>{a.precision:.3f}</td><td class='n recall'>{a.recall:.3f}</td>"
+            f"<td>{_e(miss)}</td><td>{_e(fp)}</td></tr>"
+        )
+    return (
+        "<h2>Against the ground truth</h2><table id=accuracy><thead><tr><th>rule</th>"
+        "<th>true pos.</th><th>false pos.</th><th>missed</th><th>precision</th>"
+        "<th>recall</th><th>missed messages</th><th>false positives</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
 

@@ -2,15 +2,17 @@
 
 The topic is compacted with one partition, keyed by a zero-padded sequence
 number, so it keeps every version ever applied, in order, for good: the
-history a replay needs to reproduce past decisions. The worker reads it
-with its own asyncio consumer (``streams.app``); this module is what the
-``policy apply / history / rollback`` commands use.
+history a replay needs to reproduce past decisions. The worker reads it with
+its own asyncio consumer (``streams.worker.policy_feed``); this module is what the
+``policy apply / history / rollback`` commands use, the rollback rule included, so
+that the command line only prints.
 """
 
 from __future__ import annotations
 
 import getpass
 import time
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
@@ -136,3 +138,48 @@ def current_history(settings: Settings, records: list[PolicyRecord]) -> PolicyHi
     for rec in records:
         hist.add(rec)
     return hist
+
+
+class RollbackRefused(PolicyError):
+    """There is nothing a rollback could restore: not a mistake in the input, so the
+    command says so and exits 1 rather than 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class RolledBack:
+    undone: str  # the version rolled back from
+    restored: Policy  # in force again from ``record.effective_at``
+    record: PolicyRecord
+
+
+def rollback(
+    settings: Settings,
+    at: str | None = None,
+    lead: str | None = None,
+    by: str | None = None,
+    note: str | None = None,
+) -> RolledBack:
+    """Publish again what was in force just before the latest version took effect.
+
+    Going by effective time, not by sequence, restores what candidates were actually
+    decided by, even when versions were applied out of order or one was refused."""
+    records = read_records(settings)
+    if not records:
+        raise RollbackRefused("nothing to roll back: no version was applied live")
+    now = int(time.time() * 1000)
+    latest = records[-1]
+    before = current_history(settings, records).at(latest.effective_ms - 1)
+    if before.version == latest.version:
+        raise RollbackRefused(f"{latest.version} is already what was in force before")
+    effective = effective_time(at, lead, now)
+    rec = publish(
+        settings, before, effective, by=by, note=note, rollback_of=latest.version, records=records
+    )
+    if rec.policy != as_mapping(before):
+        # published already: say so, so nobody trusts seq N to be the old version
+        raise PolicyError(
+            f"rollback of {latest.version} published seq {rec.seq}, but its contents are not "
+            f"{before.version}'s: check `{command('policy', 'history')}` and apply the "
+            "intended policy file"
+        )
+    return RolledBack(latest.version, before, rec)

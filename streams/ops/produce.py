@@ -9,8 +9,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,7 +23,11 @@ from streams.contract.history import (
     parse_time,
     read_history,
 )
+from streams.contract.topics import INPUT_ROLES
 from streams.core.clock import iso
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 
 def rebase_delta(path: str | Path, now_ms: int) -> int:
@@ -108,6 +113,50 @@ def produce_history(
             progress(sent)
     producer.flush()
     return sent, bad
+
+
+@dataclass
+class Produced:
+    sent: int = 0
+    seconds: float = 0.0  # producing and flushing, not the checks before
+    counts: Counter[str] = field(default_factory=Counter)  # records per input role
+    bad: list[tuple[int, str]] = field(default_factory=list)  # (line, why) left out
+
+
+def produce_file(
+    settings: Settings,
+    path: str | Path,
+    speedup: float | None = None,
+    rebase: bool = False,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> Produced:
+    """Produce a history file into the configured input topics.
+
+    The broker and every topic are checked first, so that a missing one is a line
+    saying what to do before anything is sent. ``on_start`` gets the rebase shift in ms
+    (0 without ``rebase``) once the checks passed, before the first record: a caller
+    can say so and size a progress bar without paying for it when the broker is down."""
+    from kafka import KafkaProducer
+
+    from streams.kafka.admin import check_inputs
+
+    check_inputs(settings)
+    delta = rebase_delta(path, int(time.time() * 1000)) if rebase else 0
+    if on_start is not None:
+        on_start(delta)
+    got = Produced()
+    producer = KafkaProducer(linger_ms=20, **settings.kafka_producer_kwargs())
+    try:
+        names = {r: settings.topics[r] for r in INPUT_ROLES}
+        started = time.perf_counter()
+        got.sent, got.bad = produce_history(
+            path, producer, names, speedup, progress, delta, got.counts
+        )
+    finally:
+        producer.close()
+    got.seconds = time.perf_counter() - started
+    return got
 
 
 def print_progress(prefix: str) -> Callable[[int], None]:

@@ -6,7 +6,8 @@ offsets and reports what is missing, what was written twice (byte-identical
 copies, which downstream deduplication on ``message_id`` absorbs, or
 different ones, which it cannot), and, given the history file the topics
 were filled from, which decisions differ from the offline replay. The
-counting is pure (``conserve``); only ``read_topics`` touches Kafka.
+counting is pure (``conserve``); only ``read_topics`` touches Kafka, and
+``verify_topics`` puts the two together with the replay.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 DecisionKey = tuple[str, str, str | None, tuple[str, ...]]  # id, action, rule, removed SKUs
 
@@ -67,6 +73,20 @@ def _message_id(value: bytes | None) -> str | None:
     return mid if isinstance(mid, str) else None
 
 
+def _unreadable_candidates(dead_letters: Iterable[bytes], outbound_topic: str) -> Counter[str]:
+    """Message ids of candidates dead-lettered on input (not decision failures, which
+    carry no partition), each as often as it was."""
+    unreadable: Counter[str] = Counter()
+    for raw in dead_letters:
+        dl = orjson.loads(raw)
+        if dl.get("topic") != outbound_topic or dl.get("value_encoding") != "utf-8":
+            continue
+        mid = _message_id(dl.get("value", "").encode())
+        if mid is not None and dl.get("partition") is not None:
+            unreadable[mid] += 1
+    return unreadable
+
+
 def conserve(
     outbound: Iterable[bytes | None],
     send_queue: Iterable[bytes],
@@ -82,15 +102,8 @@ def conserve(
         mid = _message_id(value)
         if mid is not None:
             came_in[mid] += 1
-    unreadable: Counter[str] = Counter()
-    for raw in dead_letters:
-        dl = orjson.loads(raw)
-        if dl.get("topic") != outbound_topic or dl.get("value_encoding") != "utf-8":
-            continue
-        mid = _message_id(dl.get("value", "").encode())
-        if mid is not None and dl.get("partition") is not None:  # not a decision failure
-            unreadable[mid] += 1
-            r.dead_lettered += 1
+    unreadable = _unreadable_candidates(dead_letters, outbound_topic)
+    r.dead_lettered = sum(unreadable.values())
     owed = came_in - unreadable
     r.candidates = sum(owed.values())
     got: dict[str, list[tuple[DecisionKey, bytes]]] = {}
@@ -166,3 +179,45 @@ def read_topics(settings: object, roles: tuple[str, ...]) -> dict[str, list[byte
         return out
     finally:
         consumer.close()
+
+
+def offline_decisions(
+    history: str | Path, policy_file: str | Path | None, partitions: int
+) -> list[DecisionKey]:
+    """The decisions an offline replay of ``history`` makes, as ``conserve`` compares them."""
+    import io
+
+    from streams.core.policy import load_policy
+    from streams.offline.replay import replay_offline
+
+    buf = io.BytesIO()
+    replay_offline(history, load_policy(policy_file), buf, partitions=partitions)
+    return [
+        (d["message_id"], d["action"], d["rule"], tuple(d["removed_skus"]))
+        for d in map(orjson.loads, buf.getvalue().splitlines())
+    ]
+
+
+def verify_topics(
+    settings: Settings,
+    history: str | Path | None = None,
+    policy_file: str | Path | None = None,
+    partitions: int | None = None,
+) -> Conservation:
+    """Conservation over the topics as they are now; with ``history`` (the file they were
+    filled from) also against its offline replay under ``policy_file`` (default: the
+    workers' policy) over ``partitions`` (default: the configured count)."""
+    got = read_topics(settings, ("outbound", "send_queue", "suppressed", "dead_letter"))
+    offline = None
+    if history:
+        offline = offline_decisions(
+            history, policy_file or settings.policy_file, partitions or settings.partitions
+        )
+    return conserve(
+        got["outbound"],
+        [v for v in got["send_queue"] if v is not None],
+        [v for v in got["suppressed"] if v is not None],
+        [v for v in got["dead_letter"] if v is not None],
+        settings.topics["outbound"],
+        offline,
+    )

@@ -16,6 +16,7 @@ from streams.core.policy import (
     policy_from_mapping,
 )
 from streams.errors import PolicyError
+from tests.helpers import ROOT
 
 
 def test_defaults_are_the_contract() -> None:
@@ -87,7 +88,7 @@ def test_cli_policy_check_and_show(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_shipped_example_policy_is_valid() -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = ROOT
     p = load_policy(root / "policies" / "example.toml")
     assert p.version
 

@@ -85,3 +85,35 @@ def test_the_report_and_a_policy_diff_on_a_generated_history(tmp_path: Path) -> 
     assert diff_summary(changes, "default-1", "loose-2").startswith(
         f"{len(changes)} message(s) decided differently under loose-2"
     )
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "page"),
+    [
+        ("report", ["--report", "R.html"], "R.html"),
+        ("report_with_late_out", ["--report", "R.html", "--late-out", "L.jsonl"], "R.html"),
+        ("against_with_report", ["--against", "loose.toml", "--report", "D.html"], "D.html"),
+        ("against_alone", ["--against", "loose.toml"], None),
+    ],
+)
+def test_replay_out_is_written_beside_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, extra: list[str], page: str | None
+) -> None:
+    """--report and --against once dropped --out/--late-out without a word."""
+    from streams.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    write_history("h.jsonl", generate(60, seed=3))
+    Path("loose.toml").write_text('version = "loose-2"\n[rules.frequency_cap]\nlimit = 50\n')
+    assert main(["replay", "h.jsonl", "--offline", "--out", "plain.jsonl",
+                 "--late-out", "plain-late.jsonl"]) == 0  # fmt: skip
+    _got, summary = collect("h.jsonl", DEFAULT_POLICY, 8)
+
+    assert main(["replay", "h.jsonl", "--offline", "--out", "F.jsonl", *extra]) == 0, case
+    decisions = Path("F.jsonl").read_bytes()
+    assert len(decisions.splitlines()) == summary.candidates, case
+    assert decisions == Path("plain.jsonl").read_bytes(), case
+    if "--late-out" in extra:
+        assert Path("L.jsonl").read_bytes() == Path("plain-late.jsonl").read_bytes(), case
+    if page is not None:
+        assert Path(page).read_text().startswith("<!doctype html"), case

@@ -1,0 +1,48 @@
+"""What every command adapter shares: the settings, argparse types, output files, and
+the one-line error format, so that each command reads and fails the same way."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import sys
+import time
+from typing import IO, TypeAlias
+
+from streams.settings import Settings
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def settings() -> Settings:
+    """Read at the command's run, not at import: ``--help`` works with a broken config."""
+    return Settings()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def fail(message: str) -> None:
+    """One line on stderr, prefixed like argparse's own errors; the caller picks the exit."""
+    print(f"trigger-sanity: {message}", file=sys.stderr)
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def open_out(path: str) -> IO[bytes]:
+    """``-`` is stdout, so decisions can be piped; ``.gz`` is compressed."""
+    if path == "-":
+        return sys.stdout.buffer
+    if path.endswith(".gz"):
+        return gzip.open(path, "wb")  # type: ignore[return-value]
+    return open(path, "wb")

@@ -1,0 +1,67 @@
+"""``trigger-sanity worker``: the stream processor.
+
+The only command that imports faust and the worker, inside the command, so that
+every other command starts without paying for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from streams import __version__
+from streams.cli.common import Subparsers, settings
+from streams.core.policy import load_policy
+
+
+def add_worker(sub: Subparsers) -> None:
+    w = sub.add_parser(
+        "worker",
+        help="run the stream processor (faust worker)",
+        description="Consume the input topics, decide every candidate, write "
+        "send-queue / suppressed / dead-letter / late-evidence. Stops on SIGTERM/SIGINT.",
+    )
+    w.add_argument(
+        "--policy",
+        help="policy file (default: TRIGGER_SANITY_POLICY_FILE or the contract defaults)",
+    )
+    w.set_defaults(fn=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.kafka.admin import check_inputs
+    from streams.logs import logging_config
+    from streams.worker.worker import Worker
+
+    conf = settings()
+    policy = load_policy(args.policy or conf.policy_file)
+    partitions = check_inputs(conf)
+    if partitions != conf.partitions:
+        print(
+            f"input topics have {partitions} partitions (TRIGGER_SANITY_PARTITIONS says "
+            f"{conf.partitions}): using {partitions}",
+            flush=True,
+        )
+        conf = conf.model_copy(update={"partitions": partitions})
+    worker = Worker(conf, policy)
+    print(
+        f"trigger-sanity {__version__} worker: app {conf.app_id} "
+        f"on {conf.bootstrap_servers}, "
+        f"policy {policy.version}, inputs {', '.join(conf.topics.inputs)}",
+        flush=True,
+    )
+    fw = faust.Worker(
+        worker.app,
+        loglevel=conf.log_level.lower(),
+        quiet=True,
+        logging_config=logging_config(conf.log_format, conf.log_level),
+    )
+    # faust's terminal spinner sets the root logger to DEBUG (at WARNING and above) so that
+    # every library debug line spins it: thousands of log records a second for nothing.
+    fw.spinner = None
+    # kafka-python (admin lookups) logs every connection at INFO: not news for an operator.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    fw.execute_from_commandline()
+    return 0
