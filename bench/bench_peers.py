@@ -13,7 +13,7 @@ contender reads the whole backlog from the beginning with its own consumer group
 - faust pass-through: a faust agent with ``take_events`` batches, no state, one output
   per input (bench/peers/faust_passthrough.py): the floor of a worker built on faust's
   agents and streams;
-- faust batch shell: faust's consumer with the worker's batch shell (streams.consumer),
+- faust batch shell: faust's consumer with the worker's batch shell (streams.kafka.batch_consumer),
   no state, one output per input (bench/peers/faust_batch_shell.py): the floor of the
   worker's own shell;
 - quix-streams: the same counter (bench/peers/quix_counter.py), run by ``--quix-python``

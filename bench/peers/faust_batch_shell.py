@@ -1,5 +1,5 @@
 """The floor of the worker's own shell: faust's consumer with the worker's batch shell
-(streams.consumer: each fetched batch handed to one coroutine, no faust agent and no
+(streams.kafka.batch_consumer: each fetched batch handed to one coroutine, no faust agent and no
 per-record event), no state, one output record per input record sent straight to the
 producer. Next to faust_passthrough.py it shows what faust's per-record path costs;
 what is left between this and the worker is the worker. Started by
@@ -15,21 +15,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import faust
 from peer_env import BATCHED, faust_conf
 
-from streams.kafka.batch_consumer import BatchSink, BatchTransport
+from streams.kafka.batch_consumer import BatchSink, ShellApp, ShellHooks
 
-
-class App(faust.App):
-    batch_sink: BatchSink | None = None
-
-    def _new_transport(self) -> Any:
-        return BatchTransport(self.conf.broker_consumer, self)
-
-
-app = App(
+hooks = ShellHooks()
+app = ShellApp(
     os.environ["NAIVE_APP_ID"],
+    shell=hooks,
     # the worker's default batch size
     **faust_conf(**BATCHED, broker_max_poll_records=500),
 )
@@ -49,7 +42,7 @@ async def handle(batch: list[Any], generation: int) -> None:
 
 
 app.topics.add(inputs)
-app.batch_sink = BatchSink(frozenset(inputs.topics), handle)
+hooks.batch_sink = BatchSink(frozenset(inputs.topics), handle)
 
 if __name__ == "__main__":
     app.main()
