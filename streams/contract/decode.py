@@ -1,9 +1,10 @@
 """Bytes from an input topic -> the core's record, or the reason it is unreadable.
 
 Bad input is data, not an exception: ``decode`` returns ``Unreadable`` for a
-record that cannot be used (not JSON, wrong types, missing or unknown enum
-values, oversized, no value) and the caller routes it to the dead-letter
-topic. Each record is parsed exactly once, by the pydantic model.
+record that cannot be used (not JSON every reader takes alike, see
+``strict_json``; wrong types, missing or unknown enum values, ids with control
+characters, oversized, no value) and the caller routes it to the dead-letter
+topic. The worker and the offline replay both read through here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from schemas import ConsentChange, OutboundMessage, Purchase, Return, SessionEvent
+from streams.contract import strict_json
 from streams.core.candidate import Candidate, payload_hash
 from streams.core.clock import NEVER, human_span, iso, to_ms
 from streams.core.policy import Policy
@@ -29,6 +31,13 @@ MODELS: dict[str, type[BaseModel]] = {
 }
 
 DEFAULT_MAX_RECORD_BYTES = 256 * 1024
+
+_ID_FIELDS: dict[str, tuple[str, ...]] = {
+    "outbound": ("message_id", "customer_id"),
+    **{kind: ("event_id", "customer_id") for kind in ("purchases", "returns", "sessions",
+                                                       "consents")},
+}  # fmt: skip
+"""The ids that must hold no control character (they reach logs and tables)."""
 
 
 @dataclass(slots=True)
@@ -69,10 +78,17 @@ def decode(
         return Unreadable("record has no value (null)")
     if len(raw) > max_bytes:
         return Unreadable(f"record is {len(raw)} bytes, over the limit of {max_bytes}")
+    wrong = strict_json.problem(raw)
+    if wrong is not None:
+        return Unreadable(wrong)
     try:
         rec = MODELS[kind].model_validate_json(raw)
     except ValidationError as exc:
         return Unreadable(describe(exc))
+    for field in _ID_FIELDS[kind]:
+        bad = strict_json.control_in(field, getattr(rec, field))
+        if bad is not None:
+            return Unreadable(bad)
     parsed = (
         _candidate(rec, raw, record_ms, received_wall, policy)
         if isinstance(rec, OutboundMessage)

@@ -19,10 +19,10 @@ GOOD_PURCHASE = orjson.dumps(purchase("10:00")["value"])
 LATER = 1_800_000_000_000  # a record time (2027) after every event time used here
 
 BAD: list[tuple[str, str, bytes | None, str]] = [
-    ("not_json", "purchases", b"{nope", "Invalid JSON"),
+    ("not_json", "purchases", b"{nope", "not valid JSON at byte 1"),
     ("json_array", "purchases", b"[1,2]", "Input should be an object"),
     ("null_value", "purchases", None, "no value (null)"),
-    ("empty_bytes", "sessions", b"", "Invalid JSON"),
+    ("empty_bytes", "sessions", b"", "not valid JSON at byte 0"),
     (
         "missing_sku",
         "purchases",
@@ -117,7 +117,7 @@ BAD: list[tuple[str, str, bytes | None, str]] = [
         orjson.dumps(msg("m", "review_request", "10:00")["value"]),
         "context.order_id: required for trigger",
     ),
-    ("invalid_utf8", "purchases", b'{"event_id": "\xff"}', "Invalid JSON"),
+    ("invalid_utf8", "purchases", b'{"event_id": "\xff"}', "not valid UTF-8 at byte 14"),
 ]
 
 

@@ -53,7 +53,7 @@ def test_unreadable_record_becomes_a_dead_letter_with_its_coordinates() -> None:
         "c-42",
         "{nope",
     )
-    assert dl["error"].startswith("Invalid JSON") and out[0].key == b"c-42"
+    assert dl["error"].startswith("not valid JSON at byte 1") and out[0].key == b"c-42"
     assert r.counts["dead_letter"] == 1
 
 
