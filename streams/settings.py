@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     marker_interval: float = Field(
         default=0.1, gt=0, description="seconds between progress markers of a busy partition"
     )
+    caught_up_within: float = Field(
+        default=1.0,
+        gt=0,
+        description="seconds within which an input partition's last fetch answer must have "
+        "come for it to count as caught up, and another partition's progress marker for its "
+        "idleness to count: a broker that stopped answering is not idleness",
+    )
     publish_interval: float = Field(
         default=0.05,
         gt=0,

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import faust
+from aiokafka.structs import TopicPartition as AioTP
+from faust.exceptions import ConsumerNotStarted
 from faust.tables.base import Collection
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -71,3 +73,15 @@ def note_committed(consumer: Any, tps: Iterable[tuple[str, int]], now: float) ->
     """Tell faust's stall detector these partitions were committed (it logs "no commit"
     warnings from this map, and the worker commits without faust)."""
     consumer._thread.tp_last_committed_at.update({TP(t, p): now for t, p in tps})
+
+
+def last_fetch_ms(consumer: Any, tp: tuple[str, int]) -> int | None:
+    """When the last fetch answer for ``tp`` came (epoch ms, aiokafka's clock), None
+    before the first or when the partition is not assigned. Read from the event loop's
+    thread, as faust reads the highwater it comes with."""
+    try:
+        aio = client_consumer(consumer)
+        stamp: int | None = aio.last_poll_timestamp(AioTP(tp[0], tp[1]))
+    except (AssertionError, ConsumerNotStarted):
+        return None
+    return stamp

@@ -80,6 +80,9 @@ class Processor:
         self.forwarded: Counter[tuple[int, int]] = Counter()  # (source, target) partition
         self.read_back: Counter[tuple[int, int]] = Counter()
         self.on_decided: Callable[[Decided], None] | None = None  # metrics: latency
+        # a progress marker of ``source`` was applied on ``partition`` (watermarks: when)
+        self.on_marker: Callable[[int, int], None] | None = None
+        self.kinds = tuple(dict.fromkeys(r for r in role_of.values() if r in decode.MODELS))
 
     # ------------------------------------------------------------ the shared steps
 
@@ -241,6 +244,8 @@ class Processor:
         for role, frontier, idle in remote:
             clock.set_remote((role, src), frontier, idle, stamp)
         self.counts["markers"] += 1
+        if self.on_marker is not None:
+            self.on_marker(partition, src)
 
     # ------------------------------------------------------------ forwarding bookkeeping
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import orjson
 
@@ -31,6 +32,20 @@ from streams.processing.processor import Processor
 from streams.processing.records import OutRecord
 
 TP = tuple[str, int]  # (topic, partition): faust's TP is one too
+
+
+class Fetches(Protocol):
+    """What only the consumer knows about an input partition."""
+
+    def highwater(self, tp: TP) -> int | None:
+        """Its end offset as of the last fetch answer (None: not known yet)."""
+
+    def fresh(self, tp: TP) -> bool:
+        """Did its last fetch answer come recently (the broker answers)?"""
+
+    def position(self, tp: TP) -> int | None:
+        """The next offset to handle: past the last record handled, else where reading
+        starts (None: not known yet)."""
 
 
 class Idleness:
@@ -75,6 +90,8 @@ class Watermarks:
         idle_after: float,
         marker_interval: float,
         reroute_topic: str | None,
+        inputs: Iterable[str] = (),
+        marker_expiry: float = 3.0,
     ) -> None:
         self.processor = processor
         self.engine: Engine = processor.engine
@@ -82,6 +99,12 @@ class Watermarks:
         self.partitions = partitions
         self.marker_interval = marker_interval
         self.reroute_topic = reroute_topic
+        self.inputs = tuple(inputs)  # input topic names: each partition's streams
+        # A remote stream's idleness counts only while its markers keep coming (every idle
+        # check sends one): one that stopped (broker gone, worker paused) is busy.
+        self.marker_expiry = marker_expiry
+        self._marker_seen: dict[tuple[int, int], float] = {}  # (partition, source) -> when
+        processor.on_marker = self._marker_read
         self._idleness = Idleness(idle_after)
         # re-route partitions seen caught up since the last recovery: whatever an earlier
         # run forwarded to them has been read, so in-process markers may be trusted there
@@ -92,6 +115,7 @@ class Watermarks:
     def reset(self) -> None:
         """A recovery: nothing is known caught up or told to the others any more."""
         self._idleness.clear()
+        self._marker_seen.clear()
         self._marker_sent.clear()
         self.reroute_clear.clear()
         self._local_sent.clear()
@@ -111,28 +135,37 @@ class Watermarks:
     def after_batch(
         self,
         last: dict[TP, int],
-        highwater: Callable[[TP], int | None],
+        fetches: Fetches,
         sources: Iterable[int],
         owned: set[int],
         wall: int,
     ) -> list[OutRecord]:
-        """After a batch: idleness of the partitions it touched (``last``: the last offset
-        read of each), their markers, what the forwarded records read back allow their
-        sources to hand over in memory, and the releases all of that allows."""
+        """After a batch: idleness of every input stream of the partitions it touched
+        (``last``: the last offset read of each partition in the batch; the partition's
+        other streams are looked at again too, so that a stream seen caught up before
+        is not taken as idle once its end moved on), their markers, what the forwarded
+        records read back allow their sources to hand over in memory, and the releases
+        all of that allows."""
         now = time.monotonic()
         out: list[OutRecord] = []
         touched: dict[int, None] = {}
         for tp, offset in last.items():
             touched[tp[1]] = None
-            hw = highwater(tp)
-            caught_up = hw is not None and hw >= 0 and offset + 1 >= hw
-            if tp[0] != self.reroute_topic:
-                self._set_idle(tp, caught_up, now, received=True)
-            elif caught_up:
+            if tp[0] == self.reroute_topic and self._caught_up(fetches, tp, offset + 1):
                 # read to an end offset fetched since recovery: whatever an earlier run
                 # forwarded there is read (the idle check finds this too, later)
                 self.reroute_clear.add(tp[1])
-        for p in {tp[1]: None for tp in last if tp[0] != self.reroute_topic}:
+        local = [p for p in touched if any(tp[1] == p and tp[0] != self.reroute_topic
+                                           for tp in last)]  # fmt: skip
+        for p in local:
+            for topic in self.inputs:
+                tp = (topic, p)
+                read = last.get(tp)
+                at = fetches.position(tp) if read is None else read + 1
+                caught_up = at is not None and self._caught_up(fetches, tp, at)
+                self._set_idle(tp, caught_up, now, received=read is not None)
+        self._expire_markers(touched, now)
+        for p in local:
             out += self.markers(p, now, self.marker_interval)
             out += self._local_markers(p, owned, wall)
         for src in sorted(set(sources) & owned):
@@ -141,6 +174,30 @@ class Watermarks:
         for p in touched:
             out += self.processor.render(self.processor.release(p, wall))
         return out
+
+    @staticmethod
+    def _caught_up(fetches: Fetches, tp: TP, at: int) -> bool:
+        """Read to the end offset of an answer the broker gave recently."""
+        hw = fetches.highwater(tp)
+        return hw is not None and hw >= 0 and at >= hw and fetches.fresh(tp)
+
+    def _marker_read(self, partition: int, source: int) -> None:
+        self._marker_seen[(partition, source)] = time.monotonic()
+
+    def _expire_markers(self, partitions: Iterable[int], now: float) -> None:
+        """Remote streams whose markers stopped coming count as busy again."""
+        if self.partitions < 2:
+            return
+        for p in partitions:
+            clock = self.engine.clock(p)
+            for src in range(self.partitions):
+                if src == p:
+                    continue
+                seen = self._marker_seen.get((p, src))
+                if seen is not None and now - seen > self.marker_expiry:
+                    for role in self.processor.kinds:
+                        clock.busy((role, src))
+                    del self._marker_seen[(p, src)]
 
     def heartbeat(self, partitions: Iterable[int]) -> list[OutRecord]:
         """Markers of every partition, changed or not: a restarted peer learns where its
@@ -159,6 +216,7 @@ class Watermarks:
         self,
         ends: dict[TP, int],
         done: Callable[[TP], int | None],
+        fresh: Callable[[TP], bool],
         inputs: Iterable[TP],
         reroute: Iterable[TP],
         owned: set[int],
@@ -174,7 +232,7 @@ class Watermarks:
             if end is None or tp[1] not in owned:
                 continue
             at = done(tp)
-            self._set_idle(tp, at is not None and at >= end, now)
+            self._set_idle(tp, at is not None and at >= end and fresh(tp), now)
         for tp in reroute:
             end = ends.get(tp)
             at = done(tp)
@@ -182,6 +240,7 @@ class Watermarks:
                 self.reroute_clear.add(tp[1])
         out: list[OutRecord] = []
         partitions = sorted({tp[1] for tp in inputs} & owned)
+        self._expire_markers(partitions, now)
         for p in partitions:
             out += self.markers(p, now, 0.0)  # idleness changed: tell the others now
             out += self._local_markers(p, owned, wall, force=True)
@@ -237,5 +296,6 @@ class Watermarks:
             stamp = time.time_ns()
             for role, (frontier, idle) in local.items():
                 clock.set_remote((role, source), frontier, idle, stamp)
+            self._marker_seen[(target, source)] = time.monotonic()
             out += self.processor.render(self.processor.release(target, wall))
         return out

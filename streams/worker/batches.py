@@ -27,6 +27,7 @@ from streams.settings import Settings
 from streams.worker.app import WorkerApp, now_ms
 from streams.worker.checkpoint import Checkpoints, WriteFailed, frontier_meta
 from streams.worker.delivery import Delivery
+from streams.worker.fetches import ConsumerFetches
 from streams.worker.ownership import Ownership
 from streams.worker.table_store import TableStore
 
@@ -44,6 +45,7 @@ class Batches:
         checkpoints: Checkpoints,
         delivery: Delivery,
         ownership: Ownership,
+        fetches: ConsumerFetches,
     ) -> None:
         self.settings = settings
         self.app = app
@@ -60,12 +62,8 @@ class Batches:
         self.stopping = asyncio.Event()  # set when the app starts to stop
         self.halted = False  # a write failed: no record is handled any more
         self._never = asyncio.Event()  # never set: what must not go on waits to be cancelled
-        # where each input and re-route partition has been read to (next offset)
-        self.next_offset: dict[tuple[str, int], int] = {}
-
-    def reset(self) -> None:
-        """A recovery: reading starts over from the committed offsets."""
-        self.next_offset.clear()
+        self.fetches = fetches
+        self.next_offset = fetches.next_offset
 
     async def on_batch(self, messages: list[Any], generation: int) -> None:
         """One fetched batch, from the drain loop, in chunks of ``batch_size`` records;
@@ -184,7 +182,7 @@ class Batches:
         self.engine.begin()
         try:
             out = self.watermarks.after_batch(
-                last, self._highwater, sources, self.ownership.owned, wall
+                last, self.fetches, sources, self.ownership.owned, wall
             )
         except Exception:
             self.store.rollback()
@@ -195,10 +193,6 @@ class Batches:
         self.store.commit()
         self.engine.commit()
         return out
-
-    def _highwater(self, tp: tuple[str, int]) -> int | None:
-        hw: int | None = self.app.consumer.highwater(tp)  # type: ignore[arg-type]
-        return hw
 
     def _commit_meta(self, topic: str, partition: int) -> str:
         """What a commit of this input stream carries: its frontier (re-route: nothing;

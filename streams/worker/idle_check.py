@@ -19,8 +19,8 @@ from streams.kafka.offsets import CommittedOffsets
 from streams.processing.records import OutRecord
 from streams.processing.watermarks import Watermarks
 from streams.worker.app import WorkerApp, now_ms
-from streams.worker.batches import Batches
 from streams.worker.delivery import Delivery
+from streams.worker.fetches import ConsumerFetches
 from streams.worker.ownership import Ownership
 
 log = logging.getLogger("trigger_sanity.worker")
@@ -33,24 +33,20 @@ class IdleCheck:
         inputs: frozenset[str],
         reroute: str,
         watermarks: Watermarks,
-        batches: Batches,
         delivery: Delivery,
         ownership: Ownership,
         offsets: CommittedOffsets,
+        fetches: ConsumerFetches,
     ) -> None:
         self.app = app
         self.inputs = inputs
         self.reroute = reroute
         self.watermarks = watermarks
-        self.batches = batches
         self.delivery = delivery
         self.ownership = ownership
         self.offsets = offsets
-        # where partitions not read since the start begin: committed, else earliest
-        self.committed: dict[tuple[str, int], int] = {}
-
-    def reset(self) -> None:
-        self.committed.clear()
+        self.fetches = fetches
+        self.committed = fetches.committed
 
     async def tick(self) -> None:
         try:
@@ -82,7 +78,7 @@ class IdleCheck:
         ends: dict[tuple[str, int], int] = dict(
             await self.app.consumer.highwaters(*tps, *reroute_tps)  # type: ignore[arg-type]
         )
-        next_offset = self.batches.next_offset
+        next_offset = self.fetches.next_offset
         unseen = [
             TP(*tp)
             for tp in tps | reroute_tps
@@ -97,7 +93,7 @@ class IdleCheck:
             return next_offset.get(tp, self.committed.get(tp))
 
         out: list[OutRecord] = self.watermarks.on_idle_check(
-            ends, done, tps, reroute_tps, own.owned, now_ms()
+            ends, done, self.fetches.fresh, tps, reroute_tps, own.owned, now_ms()
         )
         await self.delivery.write(out)
 

@@ -193,7 +193,7 @@ class Web:
                 if tp.topic not in roles:
                     continue
                 hw = consumer.highwater(tp)
-                nxt = self.batches.next_offset.get(tp)
+                nxt = self.batches.fetches.next_offset.get(tp)
                 if hw is not None and hw >= 0 and nxt is not None:
                     lag[(tp.topic, tp.partition)] = max(0, hw - nxt)
         misfire = self.observers.misfire

@@ -38,6 +38,7 @@ from streams.worker.batches import Batches
 from streams.worker.changelog import PartitionedData
 from streams.worker.checkpoint import Checkpoints, parse_frontier
 from streams.worker.delivery import Delivery
+from streams.worker.fetches import ConsumerFetches
 from streams.worker.idle_check import IdleCheck
 from streams.worker.maintenance import Maintenance
 from streams.worker.ownership import Ownership
@@ -86,7 +87,8 @@ class Worker:
         )  # fmt: skip
         self.watermarks = Watermarks(
             self.processor, settings.partitions, settings.idle_after, settings.marker_interval,
-            self.reroute,
+            self.reroute, inputs=topics.inputs,
+            marker_expiry=settings.caught_up_within + 2 * settings.idle_check_interval,
         )  # fmt: skip
         self._pieces()
         self._wire()
@@ -118,14 +120,15 @@ class Worker:
         self.delivery = Delivery(
             settings, app, self.table, self.store, self.checkpoints, self.outbox, self.ownership
         )
+        self.fetches = ConsumerFetches(app, settings.caught_up_within)
         self.batches = Batches(
             settings, app, self.processor, self.watermarks, self.store, self.checkpoints,
-            self.delivery, self.ownership,
+            self.delivery, self.ownership, self.fetches,
         )  # fmt: skip
         self.offsets = CommittedOffsets(settings)
         self.idle_check = IdleCheck(
-            app, self.inputs, self.reroute, self.watermarks, self.batches, self.delivery,
-            self.ownership, self.offsets,
+            app, self.inputs, self.reroute, self.watermarks, self.delivery, self.ownership,
+            self.offsets, self.fetches,
         )  # fmt: skip
         self.maintenance = Maintenance(
             settings, self.engine, self.store, self.ownership, self.batches.handling,
@@ -224,8 +227,7 @@ class Worker:
         self.maintenance.phase = "running"
         resumed = await self._resume_clocks()
         self.delivery.recovered(restoring.again, delivered)
-        self.batches.reset()
-        self.idle_check.reset()
+        self.fetches.reset()
         self.watermarks.reset()
         self.processor.new_incarnation(uuid.uuid4().hex[:12].encode())
         own.recovered()

@@ -1,0 +1,106 @@
+"""Idleness from what the consumer knows: a stream is idle only when it is read to the end
+offset of a recent fetch answer. A broker that stopped answering, a stream whose end moved
+on while the batch read another, or a peer whose markers stopped coming, is never taken
+for idleness (which would let stream time pass events still on their way)."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.core.engine import Engine
+from streams.core.policy import DEFAULT_POLICY
+from streams.core.store import MemoryStore
+from streams.core.vocabulary import INPUT_KINDS
+from streams.processing.processor import Processor
+from streams.processing.watermarks import TP, Watermarks
+
+
+class FakeFetches:
+    def __init__(self) -> None:
+        self.hw: dict[TP, int] = {}
+        self.stale: set[TP] = set()
+        self.at: dict[TP, int] = {}
+
+    def highwater(self, tp: TP) -> int | None:
+        return self.hw.get(tp)
+
+    def fresh(self, tp: TP) -> bool:
+        return tp not in self.stale
+
+    def position(self, tp: TP) -> int | None:
+        return self.at.get(tp)
+
+
+def _watermarks(partitions: int = 1, expiry: float = 3.0) -> Watermarks:
+    engine = Engine(DEFAULT_POLICY, MemoryStore(), partitions, rerouted=partitions > 1)
+    processor = Processor(engine, {k: k for k in INPUT_KINDS}, lambda _t: partitions,
+                          reroute_topic="rr")  # fmt: skip
+    return Watermarks(processor, partitions, 0.0, 0.1, "rr", INPUT_KINDS, expiry)
+
+
+def _everything_read(f: FakeFetches, p: int = 0) -> None:
+    for k in INPUT_KINDS:
+        f.hw[(k, p)] = 10
+        f.at[(k, p)] = 10
+
+
+@pytest.mark.parametrize(
+    ("scenario", "change", "idle"),
+    [
+        ("read to a recent end offset", None, True),
+        ("the broker stopped answering its fetches", "stale", False),
+        ("its end moved on while the batch read another stream", "moved", False),
+        ("never read and its start not known yet", "unknown", False),
+    ],
+)
+def test_a_stream_the_batch_did_not_read_is_looked_at_again(
+    scenario: str, change: str | None, idle: bool
+) -> None:
+    wm = _watermarks()
+    f = FakeFetches()
+    _everything_read(f)
+    purchases = ("purchases", 0)
+    if change == "stale":
+        f.stale.add(purchases)
+    elif change == "moved":
+        f.hw[purchases] = 12
+    elif change == "unknown":
+        del f.at[purchases]
+    wm.after_batch({("outbound", 0): 9}, f, (), {0}, 0)
+    assert wm.engine.clock(0).idle("purchases") is idle, scenario
+    assert wm.engine.clock(0).idle("outbound") is True
+
+
+def test_a_stream_caught_up_before_an_outage_is_not_idle_after_it() -> None:
+    """Before: caught up, idle. The broker goes away; records were appended meanwhile.
+    After: the first batch is of another stream; the first one's end offset is known to
+    have moved, so it is busy, and stream time waits for it."""
+    wm = _watermarks()
+    f = FakeFetches()
+    _everything_read(f)
+    wm.after_batch({("purchases", 0): 9}, f, (), {0}, 0)
+    assert wm.engine.clock(0).all_idle
+    for k in INPUT_KINDS:
+        f.stale.add((k, 0))
+    wm.after_batch({("outbound", 0): 9}, f, (), {0}, 0)
+    assert not any(wm.engine.clock(0).idle(k) for k in INPUT_KINDS)
+    f.stale.clear()
+    f.hw[("purchases", 0)] = 15
+    wm.after_batch({("outbound", 0): 10}, f, (), {0}, 0)
+    assert not wm.engine.clock(0).idle("purchases")
+
+
+def test_a_peer_whose_markers_stopped_coming_is_busy_again() -> None:
+    wm = _watermarks(partitions=2, expiry=0.0)
+    clock = wm.engine.clock(0)
+    wm.processor.on_record(
+        "rr", 0, 0, 0, None,
+        b'{"src":1,"at":1,"f":{"purchases":[5,true],"returns":[5,true],"sessions":[5,true],'
+        b'"consents":[5,true],"outbound":[5,true]}}', 0, {"ts-marker": b"1"},
+    )  # fmt: skip
+    assert clock.all_idle is False  # its own streams are not idle yet
+    assert not any(w.endswith("@1") for w in clock.waiting_for())  # the peer's: idle
+    f = FakeFetches()
+    _everything_read(f)
+    wm.after_batch({("outbound", 0): 9}, f, (), {0}, 0)  # expiry 0: every marker is old
+    assert {w for w in clock.waiting_for() if w.endswith("@1")} == {f"{k}@1" for k in INPUT_KINDS}
