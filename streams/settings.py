@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from streams.contract.topics import TopicNames
+from streams.errors import ConfigError
 
 ENV_PREFIX = "TRIGGER_SANITY_"
 
@@ -259,3 +260,21 @@ def settings_from_env(env: dict[str, str]) -> Settings:
     """Settings from an explicit mapping of ``TRIGGER_SANITY_*`` variables (not os.environ)."""
     fields = {k[len(ENV_PREFIX) :].lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)}
     return Settings.model_validate(fields)
+
+
+def load_settings() -> Settings:
+    """The settings, or a ``ConfigError`` with one line per field that cannot be read
+    (named by its environment variable; secrets never echoed)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_invalid(exc)) from None
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    lines = ["invalid settings (environment, .env or the TOML config file):"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        shown = "" if "password" in field else f" (got {err.get('input')!r})"
+        lines.append(f"  {ENV_PREFIX}{field.upper()}: {err['msg']}{shown}")
+    return "\n".join(lines)

@@ -9,14 +9,15 @@ import sys
 import time
 from typing import IO, TypeAlias
 
-from streams.settings import Settings
+from streams.settings import Settings, load_settings
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def settings() -> Settings:
-    """Read at the command's run, not at import: ``--help`` works with a broken config."""
-    return Settings()
+    """Read at the command's run, not at import: ``--help`` works with a broken config;
+    one line per invalid field (exit 2), not a traceback."""
+    return load_settings()
 
 
 def now_ms() -> int:

@@ -68,8 +68,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     width = shutil.get_terminal_size((140, 24)).columns
     read: list[int] = []
     shown = 0
-    if not args.json:
-        print(table_header(width), flush=True)
     records = consume(
         conf,
         TOPIC_ROLES[args.topic],
@@ -80,6 +78,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         customer=args.customer,
         read=read,
     )
+    if not args.json:  # after consume(): a missing topic fails before any output
+        print(table_header(width), flush=True)
     for role, rec in records:
         row = row_of(role, rec.value, rec.key, rec.timestamp)
         if not keep(row):

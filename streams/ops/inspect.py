@@ -80,12 +80,31 @@ def consume(
     if given, gets the number of records fetched appended: what a seek saved."""
     topics = settings.topics
     names = {topics[r]: r for r in roles}
+    # Everything that can fail on the broker's side (a missing topic, no broker) fails
+    # here, when called, before the caller has printed anything (a table's header).
     consumer = open_reader(settings, timeout_ms)
-    fetched = 0
     try:
         tps = assign_all(consumer, settings, names, customer)
         _position(consumer, tps, since_ms, from_beginning)
         stop_at = _stop_offsets(consumer, tps, None if follow else until_ms)
+    except BaseException:
+        consumer.close()
+        raise
+    return _records(consumer, names, tps, stop_at, stop, follow, until_ms, read)
+
+
+def _records(
+    consumer: Any,
+    names: dict[str, str],
+    tps: list[TopicPartition],
+    stop_at: dict[TopicPartition, int],
+    stop: Callable[[], bool] | None,
+    follow: bool,
+    until_ms: int | None,
+    read: list[int] | None,
+) -> Iterator[tuple[str, Any]]:
+    fetched = 0
+    try:
         while True:
             got = False
             for rec in consumer:

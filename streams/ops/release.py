@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 from kafka import KafkaProducer
+from kafka.errors import InvalidProducerEpochError, InvalidTxnStateError, ProducerFencedError
 
 from streams.contract import rawjson, render
 from streams.core.clock import iso
@@ -125,6 +126,32 @@ def released_value(suppressed: Found, by: str, reason: str, now_ms: int) -> byte
                                  rec.get("rule"), by, reason, now_ms)  # fmt: skip
 
 
+FENCED = (ProducerFencedError, InvalidProducerEpochError, InvalidTxnStateError)
+"""What a release gets when another release of the same message fenced it."""
+
+RACE_WAIT_S = 10.0
+"""How long the loser of two simultaneous releases waits for the winner's transaction to
+commit, to say who released the message."""
+
+
+def _refuse_if_released(settings: Settings, message_id: str, wait_s: float = 0.0) -> None:
+    """Refuse (exit 1) when a committed release of the message is on ``releases``, saying
+    by whom and when; with ``wait_s``, look again until then (a transaction still open
+    is not visible to a committed read yet)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        for prior in search(settings, ("releases",), message_id, committed_only=True):
+            r = prior.record
+            raise Refused(
+                f"{message_id} was already released at {r.get('released_at')} by "
+                f"{r.get('released_by')} ({r.get('note') or 'no reason given'}); "
+                "nothing was written"
+            )
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.5)  # polling the releases topic for the winner's commit, bounded
+
+
 def release(
     settings: Settings,
     message_id: str,
@@ -142,13 +169,7 @@ def release(
     )
     try:
         producer.init_transactions()  # fences another release of this message in flight
-        for prior in search(settings, ("releases",), message_id, committed_only=True):
-            r = prior.record
-            raise Refused(
-                f"{message_id} was already released at {r.get('released_at')} by "
-                f"{r.get('released_by')} ({r.get('note') or 'no reason given'}); "
-                "nothing was written"
-            )
+        _refuse_if_released(settings, message_id)
         since = since_ms if since_ms is not None else now - DEFAULT_LOOKBACK_MS
         found = list(search(settings, ("suppressed",), message_id, customer, since))
         if not found:
@@ -167,11 +188,21 @@ def release(
             "released_at": iso(now),
             "note": reason,
         }
-        producer.begin_transaction()
-        producer.send(settings.topics["send_queue"], key=cid.encode(),
-                      value=released_value(sup, by, reason, now))  # fmt: skip
-        producer.send(settings.topics["releases"], key=cid.encode(), value=orjson.dumps(audit))
-        producer.commit_transaction()
+        try:
+            producer.begin_transaction()
+            producer.send(settings.topics["send_queue"], key=cid.encode(),
+                          value=released_value(sup, by, reason, now))  # fmt: skip
+            producer.send(settings.topics["releases"], key=cid.encode(),
+                          value=orjson.dumps(audit))  # fmt: skip
+            producer.commit_transaction()
+        except FENCED as exc:
+            # Another release of the same message started meanwhile and fenced this one:
+            # nothing of this one is visible. Say who released it (once it committed).
+            _refuse_if_released(settings, message_id, wait_s=RACE_WAIT_S)
+            raise Refused(
+                f"{message_id}: another release of it started meanwhile and took over "
+                f"({type(exc).__name__}); nothing of this one was written"
+            ) from exc
         return audit
     finally:
         producer.close()

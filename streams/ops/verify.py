@@ -31,25 +31,47 @@ class Conservation:
     records_in: int = 0  # outbound records
     dead_lettered: int = 0  # outbound records that could not be read
     candidates: int = 0  # readable candidates, each owed exactly one decision
+    message_ids: int = 0  # distinct message ids among them
     decisions: int = 0  # send-queue + suppressed records
     missing: int = 0
     duplicated_identical: int = 0
     duplicated_different: int = 0
     different: int = 0  # decided otherwise than the offline replay (with a history)
     unexpected: int = 0  # decisions for message ids that never came in
+    ids_decided_again: int = 0  # ids that came in more than once, decided each time
+    ids_sent_again: int = 0  # ids on the send queue more than once (not byte-identical)
+    ids_sent_again_unexplained: int = 0  # ... more often than the offline replay sends them
+    unreadable_outputs: int = 0  # output records that are not what the worker writes
+    offline_checked: bool = False
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.different or self.duplicated_different or self.unexpected)
+        return not (
+            self.missing
+            or self.different
+            or self.duplicated_different
+            or self.unexpected
+            or (self.ids_sent_again_unexplained if self.offline_checked else self.ids_sent_again)
+        )
 
     def render(self) -> str:
-        rows = [(k, v) for k, v in asdict(self).items() if k != "examples"]
+        rows = [(k, v) for k, v in asdict(self).items() if k not in ("examples", "offline_checked")]
         width = max(len(k) for k, _ in rows)
         lines = [f"{k:<{width}}  {v}" for k, v in rows]
         for what, ids in self.examples.items():
             lines.append(f"{what}, e.g.: {', '.join(ids[:10])}")
-        lines.append("OK: every candidate decided once" if self.ok else "NOT OK")
+        if self.unreadable_outputs:
+            lines.append(
+                f"warning: {self.unreadable_outputs} output record(s) could not be read "
+                "(not JSON, or not a decision) and were left out of the counts"
+            )
+        lines.append(
+            "OK: every candidate decided once, no message id sent twice"
+            + (" (but as often as the offline replay)" if self.ids_sent_again else "")
+            if self.ok
+            else "NOT OK"
+        )
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, object]:
@@ -57,11 +79,16 @@ class Conservation:
 
 
 def decision_key(role: str, value: bytes) -> DecisionKey:
-    v = orjson.loads(value)
-    if role == "send_queue":
-        s = v["sanity"]
-        return (v["message_id"], s["action"], s.get("rule"), tuple(s.get("removed_skus", ())))
-    return (v["message"]["message_id"], "suppress", v["rule"], ())
+    """The decision a send-queue or suppressed record holds; ``ValueError`` when the record
+    is not one (not JSON, or missing what the worker writes)."""
+    try:
+        v = orjson.loads(value)
+        if role == "send_queue":
+            s = v["sanity"]
+            return (v["message_id"], s["action"], s.get("rule"), tuple(s.get("removed_skus", ())))
+        return (v["message"]["message_id"], "suppress", v["rule"], ())
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a {role} record: {exc}") from exc
 
 
 def _message_id(value: bytes | None) -> str | None:
@@ -73,18 +100,44 @@ def _message_id(value: bytes | None) -> str | None:
     return mid if isinstance(mid, str) else None
 
 
-def _unreadable_candidates(dead_letters: Iterable[bytes], outbound_topic: str) -> Counter[str]:
+def _unreadable_candidates(
+    dead_letters: Iterable[bytes], outbound_topic: str, r: Conservation
+) -> Counter[str]:
     """Message ids of candidates dead-lettered on input (not decision failures, which
     carry no partition), each as often as it was."""
     unreadable: Counter[str] = Counter()
     for raw in dead_letters:
-        dl = orjson.loads(raw)
+        try:
+            dl = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            r.unreadable_outputs += 1
+            continue
+        if not isinstance(dl, dict):
+            r.unreadable_outputs += 1
+            continue
         if dl.get("topic") != outbound_topic or dl.get("value_encoding") != "utf-8":
             continue
-        mid = _message_id(dl.get("value", "").encode())
+        mid = _message_id(str(dl.get("value", "")).encode())
         if mid is not None and dl.get("partition") is not None:
             unreadable[mid] += 1
     return unreadable
+
+
+Copies = dict[str, list[tuple[DecisionKey, bytes, str]]]
+
+
+def _decided(send_queue: Iterable[bytes], suppressed: Iterable[bytes], r: Conservation) -> Copies:
+    got: Copies = {}
+    for role, values in (("send_queue", send_queue), ("suppressed", suppressed)):
+        for value in values:
+            try:
+                key = decision_key(role, value)
+            except ValueError:
+                r.unreadable_outputs += 1
+                continue
+            got.setdefault(key[0], []).append((key, value, role))
+            r.decisions += 1
+    return got
 
 
 def conserve(
@@ -95,6 +148,9 @@ def conserve(
     outbound_topic: str,
     offline: Iterable[DecisionKey] | None = None,
 ) -> Conservation:
+    """Per message id: the copies that came in (and could be read) are owed one decision
+    each; what is missing, written twice, decided otherwise than the offline replay, and
+    which ids were decided or sent more than once."""
     r = Conservation()
     came_in: Counter[str] = Counter()
     for value in outbound:
@@ -102,16 +158,12 @@ def conserve(
         mid = _message_id(value)
         if mid is not None:
             came_in[mid] += 1
-    unreadable = _unreadable_candidates(dead_letters, outbound_topic)
+    unreadable = _unreadable_candidates(dead_letters, outbound_topic, r)
     r.dead_lettered = sum(unreadable.values())
     owed = came_in - unreadable
     r.candidates = sum(owed.values())
-    got: dict[str, list[tuple[DecisionKey, bytes]]] = {}
-    for role, values in (("send_queue", send_queue), ("suppressed", suppressed)):
-        for value in values:
-            key = decision_key(role, value)
-            got.setdefault(key[0], []).append((key, value))
-            r.decisions += 1
+    r.message_ids = len(owed)
+    got = _decided(send_queue, suppressed, r)
     examples: dict[str, list[str]] = {}
     for mid, copies in got.items():
         if mid not in came_in:
@@ -120,7 +172,7 @@ def conserve(
             continue
         extra = len(copies) - owed[mid]
         if extra > 0:
-            values = Counter(v for _k, v in copies)
+            values = Counter(v for _k, v, _role in copies)
             identical = sum(n - 1 for n in values.values())
             r.duplicated_identical += min(extra, identical)
             r.duplicated_different += max(0, extra - identical)
@@ -130,37 +182,53 @@ def conserve(
         if short > 0:
             r.missing += short
             examples.setdefault("missing", []).append(mid)
+    _ids_again(r, owed, got, examples)
     if offline is not None:
-        want: dict[str, Counter[DecisionKey]] = {}
-        for k in offline:
-            want.setdefault(k[0], Counter())[k] += 1
-        for mid, copies in got.items():
-            keys = {k for k, _v in copies}
-            if mid in want and not keys <= set(want[mid]):
-                r.different += 1
-                examples.setdefault("different", []).append(mid)
+        _against(r, list(offline), got, examples)
     r.examples = examples
     return r
 
 
-def read_topics(settings: object, roles: tuple[str, ...]) -> dict[str, list[bytes | None]]:
-    """Every record of the given topics up to their end offsets now (no consumer group)."""
-    from kafka import KafkaConsumer, TopicPartition
+def _ids_again(
+    r: Conservation, owed: Counter[str], got: Copies, examples: dict[str, list[str]]
+) -> None:
+    for mid, n in owed.items():
+        if n > 1:
+            r.ids_decided_again += 1
+        sends = {v for _k, v, role in got.get(mid, ()) if role == "send_queue"}
+        if len(sends) > 1:  # byte-identical copies are one send written twice
+            r.ids_sent_again += 1
+            examples.setdefault("sent more than once", []).append(mid)
 
-    from streams.settings import Settings
 
-    assert isinstance(settings, Settings)
-    consumer = KafkaConsumer(
-        enable_auto_commit=False, consumer_timeout_ms=2000, **settings.kafka_consumer_kwargs()
-    )
+def _against(
+    r: Conservation, offline: list[DecisionKey], got: Copies, examples: dict[str, list[str]]
+) -> None:
+    r.offline_checked = True
+    want: dict[str, Counter[DecisionKey]] = {}
+    for k in offline:
+        want.setdefault(k[0], Counter())[k] += 1
+    for mid, copies in got.items():
+        keys = {k for k, _v, _role in copies}
+        if mid in want and not keys <= set(want[mid]):
+            r.different += 1
+            examples.setdefault("different", []).append(mid)
+        sends = {v for _k, v, role in copies if role == "send_queue"}
+        offline_sends = sum(n for k, n in want.get(mid, Counter()).items() if k[1] != "suppress")
+        if len(sends) > max(1, offline_sends):
+            r.ids_sent_again_unexplained += 1
+            examples.setdefault("sent more often than offline", []).append(mid)
+
+
+def read_topics(settings: Settings, roles: tuple[str, ...]) -> dict[str, list[bytes | None]]:
+    """Every record of the given topics up to their end offsets now (no consumer group).
+    A missing topic is an error naming every one missing, never an empty count."""
+    from streams.kafka.reader import assign_all, open_reader
+
+    consumer = open_reader(settings, timeout_ms=2000)
     try:
         names = {settings.topics[r]: r for r in roles}
-        tps = [
-            TopicPartition(name, p)
-            for name in names
-            for p in sorted(consumer.partitions_for_topic(name) or ())
-        ]
-        consumer.assign(tps)
+        tps = assign_all(consumer, settings, names)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
         out: dict[str, list[bytes | None]] = {r: [] for r in roles}

@@ -153,3 +153,76 @@ def test_readme_demo_prints_suppressions_with_rule_and_reason(kafka_bootstrap: s
     assert "REWRITE  m-rec-cy product_recommendation -> c-cy (removed SKU-9" in out
     assert "DEAD " in out and "items.0.sku: Field required" in out
     assert "all 8 candidates decided" in out
+
+
+TOOL_VERBS = [
+    ("verify", ["verify"]),
+    ("inspect", ["inspect", "suppressed"]),
+    ("stats", ["stats", "--since", "1h"]),
+    ("explain", ["explain", "m-1"]),
+    ("release", ["release", "m-1", "--reason", "test"]),
+    ("capture", ["capture", "--from", "1h", "--out", "/dev/null"]),
+    ("topics_list", ["topics", "list"]),
+]
+
+
+def _env(bootstrap: str, prefix: str) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TRIGGER_SANITY_BOOTSTRAP_SERVERS": bootstrap,
+        "TRIGGER_SANITY_APP_ID": prefix.rstrip("."),
+        "TRIGGER_SANITY_PARTITIONS": "3",
+        "TRIGGER_SANITY_WEB_PORT": "1",  # stats asks a worker that is not there
+    }
+    env.update(
+        {f"TRIGGER_SANITY_TOPIC_{t.role.upper()}": f"{prefix}{t.default_name}" for t in REGISTRY}
+    )
+    return env
+
+
+def _run(env: dict[str, str], args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args],
+        env=env, capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("verb", "args"), TOOL_VERBS, ids=[v for v, _a in TOOL_VERBS])
+def test_every_tool_on_a_broker_without_the_topics_fails_with_one_line(
+    kafka_bootstrap: str, verb: str, args: list[str]
+) -> None:
+    """No traceback, no "OK", no table header or zeros first: exit 2 and the one line
+    naming what is missing and what to run."""
+    prefix = f"n{uuid.uuid4().hex[:8]}."
+    res = _run(_env(kafka_bootstrap, prefix), args)
+    assert res.returncode == 2, (verb, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr and "OK" not in res.stdout, (verb, res.stderr)
+    assert prefix in res.stderr and "topics create" in res.stderr, (verb, res.stderr)
+    if verb != "topics_list":  # the listing itself is its output
+        assert res.stdout == "", (verb, res.stdout)
+        assert len(res.stderr.strip().splitlines()) == 1, (verb, res.stderr)
+
+
+@pytest.mark.parametrize("verb", ["verify", "inspect", "stats", "explain"])
+def test_a_tool_with_some_topics_missing_names_exactly_those(
+    kafka_bootstrap: str, verb: str
+) -> None:
+    prefix = f"s{uuid.uuid4().hex[:8]}."
+    create_topics(_settings(kafka_bootstrap, prefix), log=False)
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.delete_topics([f"{prefix}suppressed", f"{prefix}dead-letter"])
+    finally:
+        admin.close()
+    args = dict(TOOL_VERBS)[verb]
+    deadline = time.monotonic() + 60
+    while True:  # the deletion reaches every broker's metadata a little later
+        res = _run(_env(kafka_bootstrap, prefix), args)
+        if res.returncode == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)  # polling the broker until the deletion is visible, bounded
+    assert res.returncode == 2, (verb, res.stdout, res.stderr)
+    assert f"{prefix}suppressed" in res.stderr, (verb, res.stderr)
+    if verb != "inspect":  # inspect suppressed reads that topic alone
+        assert f"{prefix}dead-letter" in res.stderr, (verb, res.stderr)
+    assert f"{prefix}send-queue" not in res.stderr and "OK" not in res.stdout
