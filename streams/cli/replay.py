@@ -48,6 +48,16 @@ def add_replay(sub: Subparsers) -> None:
         default=None,
         help="into Kafka: replay event-time gaps N times faster (default: as fast as possible)",
     )
+    r.add_argument(
+        "--partitioner",
+        choices=["murmur2", "crc32"],
+        default="murmur2",
+        help="into Kafka: where records go: murmur2 (the contract's, default) or crc32 "
+        "(librdkafka's default, as kcat and confluent-kafka produce: the workers re-route "
+        "them). Either way each record says which streams of its partition have records "
+        "still to come, so the workers decide as the offline replay of the file does, "
+        "whatever its order and at full speed",
+    )
     r.set_defaults(fn=cmd_replay)
 
 
@@ -180,7 +190,9 @@ def _replay_into_kafka(args: argparse.Namespace) -> int:
             print(f"rebasing times by {delta / 86_400_000:+,.2f} days (the history ends now)")
         bar.restart(count_lines(args.file))
 
-    got = produce_file(conf, args.file, args.speedup, args.rebase_time, bar.update, start)
+    got = produce_file(
+        conf, args.file, args.speedup, args.rebase_time, bar.update, start, args.partitioner
+    )
     bar.finish()
     sent, took = got.sent, got.seconds
     print(f"produced {sent} records in {took:.1f}s ({sent / took if took else 0:,.0f}/s)")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ from streams.contract.history import (
     parse_time,
     read_history,
 )
+from streams.contract.partitioning import murmur2
 from streams.contract.topics import INPUT_ROLES
 from streams.core.clock import iso
+from streams.processing.records import H_OPEN
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -69,6 +72,36 @@ def rebased(topic: str, value: bytes, delta: int) -> bytes:
     return value
 
 
+PARTITIONERS: dict[str, Callable[[bytes, int], int]] = {
+    # the Java client's default (also kafka-python's and aiokafka's): the contract's
+    "murmur2": lambda key, n: (murmur2(key) & 0x7FFFFFFF) % n,
+    # librdkafka's default ("consistent_random" for keyed records), as kcat and
+    # confluent-kafka produce unless told otherwise: the worker re-routes these
+    "crc32": lambda key, n: zlib.crc32(key) % n,
+}
+
+
+def stream_ends(
+    path: str | Path, partitions: int, partitioner: str = "murmur2"
+) -> dict[tuple[str, int], int]:
+    """(input role, Kafka partition) -> the line of its last record in the file."""
+    place = PARTITIONERS[partitioner]
+    ends: dict[tuple[str, int], int] = {}
+    for rec in read_history(path, full=False):
+        if isinstance(rec, HistoryRecord) and rec.key is not None:
+            ends[(rec.topic, place(rec.key, partitions))] = rec.line_no
+    return ends
+
+
+def _open_header(
+    ends: dict[tuple[str, int], int], partition: int, line: int
+) -> tuple[tuple[str, bytes], ...]:
+    """The ``ts-open`` header of a record: the roles of its partition with records still
+    to come after ``line`` (see ``streams.processing.records.H_OPEN``)."""
+    still = [role for role in INPUT_ROLES if ends.get((role, partition), -1) > line]
+    return ((H_OPEN, ",".join(still).encode()),)
+
+
 def produce_history(
     path: str | Path,
     producer: Any,
@@ -77,14 +110,23 @@ def produce_history(
     progress: Callable[[int], None] | None = None,
     rebase_ms: int = 0,
     counts: Counter[str] | None = None,
+    partitions: int | None = None,
+    partitioner: str = "murmur2",
 ) -> tuple[int, list[tuple[int, str]]]:
-    """Produce a history file into the input topics in file order (kafka-python producer:
-    murmur2 partitioner, keys as in the file or the customer id).
+    """Produce a history file into the input topics in file order (kafka-python producer;
+    keys as in the file or the customer id).
 
     ``speedup``: None = as fast as possible; otherwise event-time gaps are
     replayed ``speedup`` times faster than they happened. ``rebase_ms``: shift every
     event and record time by this much (``rebase_delta``: the history ends now).
+    ``partitions``: the input topics' partition count; with it each record goes to the
+    partition ``partitioner`` gives, carrying which streams of that partition have
+    records still to come (``ts-open``), so that the workers read the replay as the
+    offline replay reads the file, at any speed and in any order of the file. Without
+    it, the producer's partitioner places the records and nothing is announced.
     """
+    place = PARTITIONERS[partitioner]
+    ends = stream_ends(path, partitions, partitioner) if partitions else {}
     sent = 0
     bad: list[tuple[int, str]] = []
     first_event: int | None = None
@@ -105,7 +147,13 @@ def produce_history(
         if rebase_ms:
             value = rebased(rec.topic, value, rebase_ms)
             ts = None if ts is None else ts + rebase_ms
-        producer.send(topic_names[rec.topic], key=rec.key, value=value, timestamp_ms=ts)
+        partition = None
+        headers: tuple[tuple[str, bytes], ...] = ()
+        if partitions and rec.key is not None:
+            partition = place(rec.key, partitions)
+            headers = _open_header(ends, partition, rec.line_no)
+        producer.send(topic_names[rec.topic], key=rec.key, value=value, timestamp_ms=ts,
+                      partition=partition, headers=list(headers) or None)  # fmt: skip
         sent += 1
         if counts is not None:
             counts[rec.topic] += 1
@@ -130,6 +178,7 @@ def produce_file(
     rebase: bool = False,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    partitioner: str = "murmur2",
 ) -> Produced:
     """Produce a history file into the configured input topics.
 
@@ -141,7 +190,7 @@ def produce_file(
 
     from streams.kafka.admin import check_inputs
 
-    check_inputs(settings)
+    partitions = check_inputs(settings)
     delta = rebase_delta(path, int(time.time() * 1000)) if rebase else 0
     if on_start is not None:
         on_start(delta)
@@ -151,7 +200,7 @@ def produce_file(
         names = {r: settings.topics[r] for r in INPUT_ROLES}
         started = time.perf_counter()
         got.sent, got.bad = produce_history(
-            path, producer, names, speedup, progress, delta, got.counts
+            path, producer, names, speedup, progress, delta, got.counts, partitions, partitioner
         )
     finally:
         producer.close()

@@ -45,9 +45,11 @@ from streams.processing.records import (
     H_ARRIVAL,
     H_INCARNATION,
     H_MARKER,
+    H_OPEN,
     H_ROLE,
     H_SOURCE,
     OutRecord,
+    open_roles,
 )
 
 log = logging.getLogger("trigger_sanity.worker")
@@ -82,6 +84,8 @@ class Processor:
         self.on_decided: Callable[[Decided], None] | None = None  # metrics: latency
         # a progress marker of ``source`` was applied on ``partition`` (watermarks: when)
         self.on_marker: Callable[[int, int], None] | None = None
+        # a replay record on ``partition`` of ``role`` named these roles still open
+        self.on_open: Callable[[int, str, frozenset[str]], None] | None = None
         self.kinds = tuple(dict.fromkeys(r for r in role_of.values() if r in decode.MODELS))
 
     # ------------------------------------------------------------ the shared steps
@@ -138,6 +142,10 @@ class Processor:
                 partition, offset, record_ms, key, value, wall_ms, headers or {}
             )
         role = self.role_of[topic]
+        if headers and self.on_open is not None:
+            announced = headers.get(H_OPEN)
+            if announced is not None:
+                self.on_open(partition, role, open_roles(announced) & set(self.kinds))
         parsed = self.read(role, value, record_ms, wall_ms)
         if isinstance(parsed, decode.Unreadable):
             return [self.dead_letter(topic, partition, offset, key, value, parsed.error, wall_ms)]

@@ -10,6 +10,17 @@ H_SOURCE = "ts-src"  # "<topic>:<partition>:<offset>" the record was first read 
 H_ARRIVAL = "ts-arr"  # frontier of its source stream when it was read there
 H_MARKER = "ts-marker"
 H_INCARNATION = "ts-inc"  # which run of the forwarding worker sent it (in-process markers)
+H_OPEN = "ts-open"
+"""On a record ``trigger-sanity replay`` produced: the input roles of its Kafka partition
+that have records still to come after it in the file ("purchases,outbound"). A stream
+announced open is not idle, however caught up it is, until its own last record (whose
+header leaves it out) is read: a replay at full speed is read as the offline replay
+reads the file, where a stream is idle only once its last record is read."""
+
+
+def open_roles(value: bytes) -> frozenset[str]:
+    """The roles an ``ts-open`` header names (unknown words are the caller's to drop)."""
+    return frozenset(r for r in value.decode("ascii", "replace").split(",") if r)
 
 
 @dataclass(slots=True, frozen=True)

@@ -105,6 +105,10 @@ class Watermarks:
         self.marker_expiry = marker_expiry
         self._marker_seen: dict[tuple[int, int], float] = {}  # (partition, source) -> when
         processor.on_marker = self._marker_read
+        # partition -> input roles a replay announced records still to come on
+        # (``records.H_OPEN``): not idle, however caught up, until their last record
+        self._open: dict[int, set[str]] = {}
+        processor.on_open = self._announced
         self._idleness = Idleness(idle_after)
         # re-route partitions seen caught up since the last recovery: whatever an earlier
         # run forwarded to them has been read, so in-process markers may be trusted there
@@ -115,6 +119,7 @@ class Watermarks:
     def reset(self) -> None:
         """A recovery: nothing is known caught up or told to the others any more."""
         self._idleness.clear()
+        self._open.clear()
         self._marker_seen.clear()
         self._marker_sent.clear()
         self.reroute_clear.clear()
@@ -250,9 +255,18 @@ class Watermarks:
 
     # ------------------------------------------------------------ markers
 
+    def _announced(self, partition: int, role: str, still: frozenset[str]) -> None:
+        opened = self._open.setdefault(partition, set())
+        opened |= still
+        if role not in still:  # its own last record: the stream is at its end
+            opened.discard(role)
+
     def _set_idle(self, tp: TP, caught_up: bool, now: float, received: bool = False) -> None:
+        role = self.role_of[tp[0]]
         idle = self._idleness.update(tp, caught_up, now, received)
-        self.engine.clock(tp[1]).set_idle(self.role_of[tp[0]], idle)
+        if idle and role in self._open.get(tp[1], ()):
+            idle = False  # a replay still has records for it
+        self.engine.clock(tp[1]).set_idle(role, idle)
 
     def markers(
         self, partition: int, now: float, min_interval: float, heartbeat: bool = False

@@ -104,3 +104,26 @@ def test_a_peer_whose_markers_stopped_coming_is_busy_again() -> None:
     _everything_read(f)
     wm.after_batch({("outbound", 0): 9}, f, (), {0}, 0)  # expiry 0: every marker is old
     assert {w for w in clock.waiting_for() if w.endswith("@1")} == {f"{k}@1" for k in INPUT_KINDS}
+
+
+def test_a_stream_a_replay_announced_open_is_not_idle_until_its_last_record() -> None:
+    """``trigger-sanity replay`` says on each record which streams of its partition have
+    records still to come: those are busy however caught up they are (a full-speed
+    replay is read as the offline replay reads the file), until their own last record."""
+    wm = _watermarks()
+    f = FakeFetches()
+    _everything_read(f)
+    clock = wm.engine.clock(0)
+    opened = {"ts-open": b"purchases,outbound"}
+    wm.processor.on_record("outbound", 0, 9, 0, b"c-42", b"{}", 0, opened)  # unreadable: ok
+    wm.after_batch({("outbound", 0): 9}, f, (), {0}, 0)
+    assert not clock.idle("purchases") and not clock.idle("outbound")
+    assert clock.idle("returns")  # never announced: idle as usual
+    last = {"ts-open": b"outbound"}  # the last purchase: purchases closes, outbound stays
+    wm.processor.on_record("purchases", 0, 9, 0, b"c-42", b"{}", 0, last)
+    wm.after_batch({("purchases", 0): 9}, f, (), {0}, 0)
+    assert clock.idle("purchases") and not clock.idle("outbound")
+    wm.processor.on_record("outbound", 0, 10, 0, b"c-42", b"{}", 0, {"ts-open": b""})
+    f.hw[("outbound", 0)] = 11
+    wm.after_batch({("outbound", 0): 10}, f, (), {0}, 0)
+    assert clock.all_idle

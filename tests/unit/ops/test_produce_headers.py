@@ -1,0 +1,65 @@
+"""What ``trigger-sanity replay`` tells the workers on each record it produces: its
+partition, by the chosen partitioner, and which streams of that partition still have
+records to come in the file."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.contract.history import write_history
+from streams.contract.partitioning import partition_for
+from streams.ops.produce import produce_history
+from tests.helpers import msg, purchase, session
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, topic: str, **kw: Any) -> None:
+        self.sent.append({"topic": topic, **kw})
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("partitioner", "place"),
+    [
+        ("murmur2", lambda key, n: partition_for(key.decode(), n)),
+        ("crc32", lambda key, n: zlib.crc32(key) % n),
+    ],
+)
+def test_each_record_names_the_streams_of_its_partition_still_open(
+    tmp_path: Path, partitioner: str, place: Any
+) -> None:
+    path = tmp_path / "h.jsonl"
+    write_history(path, [
+        session("09:00"), msg("m-1", "promotion", "10:00"), purchase("10:05"),
+        msg("m-2", "promotion", "10:10"), session("11:00"),
+    ])  # fmt: skip
+    rec = Recorder()
+    names = {r: f"x.{r}" for r in ("purchases", "returns", "sessions", "consents", "outbound")}
+    produce_history(path, rec, names, partitions=4, partitioner=partitioner)
+    p = place(b"c-42", 4)
+    assert {s["partition"] for s in rec.sent} == {p}
+    opened = [dict(s["headers"])["ts-open"] for s in rec.sent]
+    assert opened == [
+        b"purchases,sessions,outbound",  # after the first session: every stream still open
+        b"purchases,sessions,outbound",
+        b"sessions,outbound",  # the last purchase
+        b"sessions",  # the last candidate
+        b"",  # the last record of all
+    ]
+
+
+def test_without_a_partition_count_nothing_is_announced(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    write_history(path, [session("09:00"), msg("m-1", "promotion", "10:00")])
+    rec = Recorder()
+    produce_history(path, rec, {"sessions": "s", "outbound": "o"})
+    assert all(s["partition"] is None and s["headers"] is None for s in rec.sent)
