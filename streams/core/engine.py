@@ -445,10 +445,10 @@ class Engine:
         )
         if decision.action != "suppress":
             state.sent.append(fact)
-            state.due = min(state.due, fact.created_at + self._keep.sends)
+            state.due = min(state.due, fact.kept_from + self._keep.sends)
         elif decision.rule in LIFTABLE:
             state.suppressed.append(fact)
-            state.due = min(state.due, fact.created_at + self._keep.sends)
+            state.due = min(state.due, fact.kept_from + self._keep.sends)
         return fact
 
     def _outbox(self, state: CustomerState, outputs: list[Output]) -> None:

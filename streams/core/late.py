@@ -80,11 +80,14 @@ class LateChecks:
         self, state: CustomerState, customer_id: str, kind: str, fact: StateFact
     ) -> Iterator[LateFinding]:
         """An event read after messages it concerns were decided."""
-        # Messages older than this may already be pruned, depending on when sweeps ran:
-        # leave them out, so that what is reported does not depend on it either.
+        # Messages kept from before this may already be pruned, depending on when sweeps
+        # ran: leave them out, so that what is reported does not depend on it either.
+        # A message is kept for the send window from when it was read, if that is later
+        # than its creation (``SentFact.kept_from``): an event read soon after a late
+        # message still finds it.
         oldest = fact.arr - self._max_settle - self._send_window if fact.arr > NEVER else NEVER
         for msg in (*state.sent, *state.suppressed):
-            if msg.deadline < fact.t or msg.created_at < oldest:
+            if msg.deadline < fact.t or msg.kept_from < oldest:
                 continue
             found = self.finding(state, customer_id, msg, fact, kind)
             if found is not None:

@@ -128,6 +128,15 @@ class SentFact:
     def is_marketing(self) -> bool:
         return self.category == "marketing"
 
+    @property
+    def kept_from(self) -> int:
+        """What its retention counts from: its creation, or when it was read if later. A
+        message read long after it was created (a late trigger, a file grouped by
+        customer) stays for the send window after it was read, so that an event read
+        soon after it, which would have changed its decision, finds it and is reported
+        as late evidence."""
+        return self.created_at if self.created_at >= self.arr else self.arr
+
 
 @dataclass(slots=True)
 class CustomerState:
@@ -312,9 +321,9 @@ class CustomerState:
             due = min(due, min(o.last for o in self.orders.values()) + at - h.orders)
         sends = at - h.sends
         for s in self.sent:
-            due = min(due, s.created_at + sends)
+            due = min(due, s.kept_from + sends)
         for s in self.suppressed:
-            due = min(due, s.created_at + sends)
+            due = min(due, s.kept_from + sends)
         if self.decided:
             due = min(due, min(v[1] for v in self.decided.values()) + at - h.ids)
         if len(self.epochs) > 1:
@@ -420,8 +429,8 @@ def _drop_before(items: list[Any], horizon: int, cap: int) -> list[Any]:
 
 def _drop_sent(items: list[SentFact], horizon: int, cap: int) -> list[SentFact]:
     """Keep those created at or after ``horizon``, then the last ``cap`` of them."""
-    if items and any(s.created_at < horizon for s in items):
-        items = [s for s in items if s.created_at >= horizon]
+    if items and any(s.kept_from < horizon for s in items):
+        items = [s for s in items if s.kept_from >= horizon]
     return items[-cap:] if len(items) > cap else items
 
 
