@@ -226,7 +226,7 @@ class Engine:
         if isinstance(fact, Candidate):
             out = self._hold(part, state, customer_id, fact, arr, source)
         else:
-            out = self._add_fact(state, customer_id, kind, fact, arr, record_ms)
+            out = self._add_fact(state, customer_id, kind, fact, arr, record_ms, clock)
         self._outbox(state, out)
         self._prune(self._horizons(part), state)
         self.store.put(customer_id, state)
@@ -276,6 +276,7 @@ class Engine:
         fact: StateFact,
         arr: int,
         record_ms: int,
+        clock: StreamClock,
     ) -> list[Output]:
         """Add an event to the customer's facts; what it reveals about messages already
         decided is late evidence."""
@@ -287,7 +288,7 @@ class Engine:
         self._kept(state, fact.t, isinstance(fact, PurchaseFact | ReturnFact))
         if not (state.sent or state.suppressed):
             return []
-        late = list(self._late.after_event(state, customer_id, kind, fact))
+        late = list(self._late.after_event(state, customer_id, kind, fact, clock.stream_time()))
         self.counts["late_evidence"] += len(late)
         return list(late)
 
@@ -409,7 +410,7 @@ class Engine:
         if decision.rule:
             self.counts[f"rule:{decision.rule}"] += 1
         outputs: list[Output] = [Decided(cand, decision, wall_ms, policy.version)]
-        late = list(self._late.on_decision(state, cid, fact))
+        late = list(self._late.on_decision(state, cid, fact, part.clock.stream_time()))
         self.counts["late_evidence"] += len(late)
         outputs.extend(late)
         self._outbox(state, outputs)

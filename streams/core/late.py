@@ -77,15 +77,21 @@ class LateChecks:
         )  # fmt: skip
 
     def after_event(
-        self, state: CustomerState, customer_id: str, kind: str, fact: StateFact
+        self,
+        state: CustomerState,
+        customer_id: str,
+        kind: str,
+        fact: StateFact,
+        stream_time: int | None,
     ) -> Iterator[LateFinding]:
         """An event read after messages it concerns were decided."""
-        # Messages kept from before this may already be pruned, depending on when sweeps
-        # ran: leave them out, so that what is reported does not depend on it either.
-        # A message is kept for the send window from when it was read, if that is later
-        # than its creation (``SentFact.kept_from``): an event read soon after a late
-        # message still finds it.
-        oldest = fact.arr - self._max_settle - self._send_window if fact.arr > NEVER else NEVER
+        # Every message kept from this send horizon on is in state, whenever sweeps ran:
+        # stream time never goes back (offline; live it can, when a stream stops being
+        # idle), and no prune used a later one. Older ones may or may not have been
+        # pruned: leave them out, so that what is reported does not depend on it.
+        oldest = (
+            NEVER if stream_time is None else stream_time - self._max_settle - self._send_window
+        )
         for msg in (*state.sent, *state.suppressed):
             if msg.deadline < fact.t or msg.kept_from < oldest:
                 continue
@@ -94,17 +100,16 @@ class LateChecks:
                 yield found
 
     def on_decision(
-        self, state: CustomerState, customer_id: str, msg: SentFact
+        self, state: CustomerState, customer_id: str, msg: SentFact, stream_time: int | None
     ) -> Iterator[LateFinding]:
         """Events already in state but read after their stream passed this deadline."""
         if msg.action == "suppress" and msg.rule not in LIFTABLE:
             return
         d = msg.deadline
-        # Below the message's own floor (``Engine.view``) a fact may or may not have been
-        # pruned yet, depending on when sweeps ran: leave it out, so the findings do not
-        # depend on that either (it could not have changed the decision: the view never
-        # saw it).
-        floor = max(msg.arr, d) - self._max_settle - self._retention
+        # Events from this horizon on are in state, whenever sweeps ran (see after_event);
+        # older ones may or may not be: leave them out. The decision never saw any of
+        # these events (read after the deadline), pruned or not.
+        floor = NEVER if stream_time is None else stream_time - self._max_settle - self._retention
         for kind, facts in (
             ("purchases", state.purchases),
             ("returns", state.returns),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from streams.contract.history import (
 from streams.contract.partitioning import murmur2
 from streams.contract.topics import INPUT_ROLES
 from streams.core.clock import iso
-from streams.processing.records import H_OPEN
+from streams.processing.records import H_OPEN, open_header
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -94,12 +95,12 @@ def stream_ends(
 
 
 def _open_header(
-    ends: dict[tuple[str, int], int], partition: int, line: int
+    replay_id: str, ends: dict[tuple[str, int], int], partition: int, line: int
 ) -> tuple[tuple[str, bytes], ...]:
     """The ``ts-open`` header of a record: the roles of its partition with records still
     to come after ``line`` (see ``streams.processing.records.H_OPEN``)."""
     still = [role for role in INPUT_ROLES if ends.get((role, partition), -1) > line]
-    return ((H_OPEN, ",".join(still).encode()),)
+    return ((H_OPEN, open_header(replay_id, still)),)
 
 
 def produce_history(
@@ -127,6 +128,7 @@ def produce_history(
     """
     place = PARTITIONERS[partitioner]
     ends = stream_ends(path, partitions, partitioner) if partitions else {}
+    replay_id = uuid.uuid4().hex[:8]
     sent = 0
     bad: list[tuple[int, str]] = []
     first_event: int | None = None
@@ -151,7 +153,7 @@ def produce_history(
         headers: tuple[tuple[str, bytes], ...] = ()
         if partitions and rec.key is not None:
             partition = place(rec.key, partitions)
-            headers = _open_header(ends, partition, rec.line_no)
+            headers = _open_header(replay_id, ends, partition, rec.line_no)
         producer.send(topic_names[rec.topic], key=rec.key, value=value, timestamp_ms=ts,
                       partition=partition, headers=list(headers) or None)  # fmt: skip
         sent += 1

@@ -49,7 +49,7 @@ from streams.processing.records import (
     H_ROLE,
     H_SOURCE,
     OutRecord,
-    open_roles,
+    parse_open,
 )
 
 log = logging.getLogger("trigger_sanity.worker")
@@ -84,8 +84,8 @@ class Processor:
         self.on_decided: Callable[[Decided], None] | None = None  # metrics: latency
         # a progress marker of ``source`` was applied on ``partition`` (watermarks: when)
         self.on_marker: Callable[[int, int], None] | None = None
-        # a replay record on ``partition`` of ``role`` named these roles still open
-        self.on_open: Callable[[int, str, frozenset[str]], None] | None = None
+        # a record of replay ``rid`` on ``partition`` of ``role`` named these roles open
+        self.on_open: Callable[[int, str, str, frozenset[str]], None] | None = None
         self.kinds = tuple(dict.fromkeys(r for r in role_of.values() if r in decode.MODELS))
 
     # ------------------------------------------------------------ the shared steps
@@ -145,7 +145,8 @@ class Processor:
         if headers and self.on_open is not None:
             announced = headers.get(H_OPEN)
             if announced is not None:
-                self.on_open(partition, role, open_roles(announced) & set(self.kinds))
+                rid, roles = parse_open(announced)
+                self.on_open(partition, role, rid, roles & set(self.kinds))
         parsed = self.read(role, value, record_ms, wall_ms)
         if isinstance(parsed, decode.Unreadable):
             return [self.dead_letter(topic, partition, offset, key, value, parsed.error, wall_ms)]

@@ -11,16 +11,25 @@ H_ARRIVAL = "ts-arr"  # frontier of its source stream when it was read there
 H_MARKER = "ts-marker"
 H_INCARNATION = "ts-inc"  # which run of the forwarding worker sent it (in-process markers)
 H_OPEN = "ts-open"
-"""On a record ``trigger-sanity replay`` produced: the input roles of its Kafka partition
-that have records still to come after it in the file ("purchases,outbound"). A stream
-announced open is not idle, however caught up it is, until its own last record (whose
-header leaves it out) is read: a replay at full speed is read as the offline replay
-reads the file, where a stream is idle only once its last record is read."""
+"""On a record ``trigger-sanity replay`` produced: ``<replay id>;<roles>``, the input
+roles of its Kafka partition that have records still to come after it in the file
+("3f9a1c;purchases,outbound"). A stream announced open is not idle, however caught up
+it is, until its own last record (whose header leaves it out) is read; after that, no
+announcement of the same replay opens it again (one read later from a slower stream
+is older news). A replay at full speed is so read as the offline replay reads the file,
+where a stream is idle only once its last record is read."""
 
 
-def open_roles(value: bytes) -> frozenset[str]:
-    """The roles an ``ts-open`` header names (unknown words are the caller's to drop)."""
-    return frozenset(r for r in value.decode("ascii", "replace").split(",") if r)
+def open_header(replay_id: str, roles: list[str]) -> bytes:
+    return f"{replay_id};{','.join(roles)}".encode()
+
+
+def parse_open(value: bytes) -> tuple[str, frozenset[str]]:
+    """(replay id, roles) of an ``ts-open`` header (unknown roles are the caller's to
+    drop; a header without an id counts as one replay)."""
+    text = value.decode("ascii", "replace")
+    rid, _, roles = text.rpartition(";")
+    return rid, frozenset(r for r in roles.split(",") if r)
 
 
 @dataclass(slots=True, frozen=True)

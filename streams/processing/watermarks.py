@@ -108,6 +108,8 @@ class Watermarks:
         # partition -> input roles a replay announced records still to come on
         # (``records.H_OPEN``): not idle, however caught up, until their last record
         self._open: dict[int, set[str]] = {}
+        # (partition, replay id) -> roles whose last record of that replay was read
+        self._ended: dict[tuple[int, str], set[str]] = {}
         processor.on_open = self._announced
         self._idleness = Idleness(idle_after)
         # re-route partitions seen caught up since the last recovery: whatever an earlier
@@ -120,6 +122,7 @@ class Watermarks:
         """A recovery: nothing is known caught up or told to the others any more."""
         self._idleness.clear()
         self._open.clear()
+        self._ended.clear()
         self._marker_seen.clear()
         self._marker_sent.clear()
         self.reroute_clear.clear()
@@ -255,10 +258,12 @@ class Watermarks:
 
     # ------------------------------------------------------------ markers
 
-    def _announced(self, partition: int, role: str, still: frozenset[str]) -> None:
+    def _announced(self, partition: int, role: str, rid: str, still: frozenset[str]) -> None:
         opened = self._open.setdefault(partition, set())
-        opened |= still
-        if role not in still:  # its own last record: the stream is at its end
+        ended = self._ended.setdefault((partition, rid), set())
+        opened |= still - ended  # a stream at its end in this replay stays there
+        if role not in still:  # its own last record of this replay: at its end
+            ended.add(role)
             opened.discard(role)
 
     def _set_idle(self, tp: TP, caught_up: bool, now: float, received: bool = False) -> None:

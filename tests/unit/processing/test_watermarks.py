@@ -114,16 +114,26 @@ def test_a_stream_a_replay_announced_open_is_not_idle_until_its_last_record() ->
     f = FakeFetches()
     _everything_read(f)
     clock = wm.engine.clock(0)
-    opened = {"ts-open": b"purchases,outbound"}
+    opened = {"ts-open": b"r1;purchases,outbound"}
     wm.processor.on_record("outbound", 0, 9, 0, b"c-42", b"{}", 0, opened)  # unreadable: ok
     wm.after_batch({("outbound", 0): 9}, f, (), {0}, 0)
     assert not clock.idle("purchases") and not clock.idle("outbound")
     assert clock.idle("returns")  # never announced: idle as usual
-    last = {"ts-open": b"outbound"}  # the last purchase: purchases closes, outbound stays
+    last = {"ts-open": b"r1;outbound"}  # the last purchase: purchases closes, outbound stays
     wm.processor.on_record("purchases", 0, 9, 0, b"c-42", b"{}", 0, last)
     wm.after_batch({("purchases", 0): 9}, f, (), {0}, 0)
     assert clock.idle("purchases") and not clock.idle("outbound")
-    wm.processor.on_record("outbound", 0, 10, 0, b"c-42", b"{}", 0, {"ts-open": b""})
-    f.hw[("outbound", 0)] = 11
+    # an outbound record from earlier in the file, read late from its slower stream, still
+    # names purchases open: older news, purchases stays at its end
+    wm.processor.on_record("outbound", 0, 10, 0, b"c-42", b"{}", 0, opened)
     wm.after_batch({("outbound", 0): 10}, f, (), {0}, 0)
+    assert clock.idle("purchases") and not clock.idle("outbound")
+    wm.processor.on_record("outbound", 0, 11, 0, b"c-42", b"{}", 0, {"ts-open": b"r1;"})
+    f.hw[("outbound", 0)] = 12
+    wm.after_batch({("outbound", 0): 11}, f, (), {0}, 0)
     assert clock.all_idle
+    # a second replay of the file opens the streams again
+    wm.processor.on_record("outbound", 0, 12, 0, b"c-42", b"{}", 0, {"ts-open": b"r2;purchases"})
+    f.hw[("outbound", 0)] = 13
+    wm.after_batch({("outbound", 0): 12}, f, (), {0}, 0)
+    assert not clock.idle("purchases")
