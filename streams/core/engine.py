@@ -286,11 +286,13 @@ class Engine:
             self.counts["duplicate_event"] += 1
             return []
         self._kept(state, fact.t, isinstance(fact, PurchaseFact | ReturnFact))
+        if self._late.unchecked_event(fact, clock.stream_time()):
+            self.counts["late_unchecked"] += 1
         if not (state.sent or state.suppressed):
             return []
-        late = list(self._late.after_event(state, customer_id, kind, fact, clock.stream_time()))
+        late: list[Output] = list(self._late.after_event(state, customer_id, kind, fact))
         self.counts["late_evidence"] += len(late)
-        return list(late)
+        return late
 
     def _full(self, state: CustomerState, cand: Candidate) -> str | None:
         """Why ``cand`` cannot be held for this customer, if it cannot."""
@@ -393,10 +395,9 @@ class Engine:
             return
         cand = held.pop(idx)
         policy = self.history.at(cand.created_at)
+        view = self.view(cand)
         try:
-            decision = rules.decide(
-                state, cand, policy, self.view(cand), rules=self._plan(policy, cand)
-            )
+            decision = rules.decide(state, cand, policy, view, rules=self._plan(policy, cand))
         except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
             failed = Failed(cand, f"internal error deciding {cand.message_id}: "
                                   f"{type(exc).__name__}: {exc}")  # fmt: skip
@@ -410,7 +411,9 @@ class Engine:
         if decision.rule:
             self.counts[f"rule:{decision.rule}"] += 1
         outputs: list[Output] = [Decided(cand, decision, wall_ms, policy.version)]
-        late = list(self._late.on_decision(state, cid, fact, part.clock.stream_time()))
+        if self._late.unchecked_message(fact, view.events_from):
+            self.counts["late_unchecked"] += 1
+        late = list(self._late.on_decision(state, cid, fact, view.events_from))
         self.counts["late_evidence"] += len(late)
         outputs.extend(late)
         self._outbox(state, outputs)

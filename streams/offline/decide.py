@@ -46,6 +46,7 @@ class ReplaySummary:
     actions: Counter[str] = field(default_factory=Counter)
     rules: Counter[str] = field(default_factory=Counter)
     late: int = 0
+    late_unchecked: int = 0  # late checks that may have met forgotten state (see core.late)
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
     unreadable: list[tuple[int, str, str]] = field(default_factory=list)  # line, topic, error
     failed: list[tuple[str, str]] = field(default_factory=list)  # message id, error
@@ -68,6 +69,12 @@ class ReplaySummary:
             lines.append("  (no rule fired)")
         if self.late:
             lines.append(f"late evidence: {self.late}")
+        if self.late_unchecked:
+            lines.append(
+                f"late checks that may have met forgotten state: {self.late_unchecked} (events"
+                " read more than the send window behind their stream, messages read after"
+                " their deadline had passed on theirs)"
+            )
         if self.failed:
             lines.append(f"not decided (dead-lettered): {len(self.failed)}")
             for mid, err in self.failed[:20]:
@@ -196,6 +203,7 @@ def decide_file(
             if (seen if share else summary.records) % sweep_every == 0:
                 run.sweep()
     emit(FLUSHED, run.processor.flush(0))
+    summary.late_unchecked += run.engine.counts["late_unchecked"]
 
 
 class _FilePass:

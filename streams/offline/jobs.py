@@ -96,6 +96,7 @@ def _share(
             {
                 "records": summary.records,
                 "candidates": summary.candidates,
+                "late_unchecked": summary.late_unchecked,
                 "bad_lines": summary.bad_lines,
                 "unreadable": summary.unreadable,
             }
@@ -185,6 +186,7 @@ def replay_jobs(
             share = orjson.loads(Path(str(f) + ".summary").read_bytes())
             summary.records += share["records"]
             summary.candidates += share["candidates"]
+            summary.late_unchecked += share["late_unchecked"]
             summary.bad_lines += [(ln, err) for ln, err in share["bad_lines"]]
             summary.unreadable += [(ln, t, err) for ln, t, err in share["unreadable"]]
         summary.unreadable.sort(key=lambda u: u[0])

@@ -30,6 +30,7 @@ class Snapshot:
     held: int = 0
     dead_letters: int = 0
     late_evidence: int = 0
+    late_unchecked: int = 0
     misrouted: dict[str, int] = field(default_factory=dict)  # input topic -> records
     lag: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition)
     ready: bool = False
@@ -63,6 +64,12 @@ class _Counts(Collector):
             f"{PREFIX}_late_evidence",
             "Events that would have changed a decision already made",
             s.late_evidence,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_late_unchecked",
+            "Records read so far behind their stream that a late-evidence check may have met "
+            "already forgotten state",
+            s.late_unchecked,
         )
         misrouted = CounterMetricFamily(
             f"{PREFIX}_misrouted_records",

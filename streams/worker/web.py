@@ -203,6 +203,7 @@ class Web:
             held=self.engine.held_count(),
             dead_letters=counts.get("dead_letter", 0),
             late_evidence=counts.get("late_evidence", 0),
+            late_unchecked=self.engine.counts.get("late_unchecked", 0),
             misrouted=dict(self.processor.misrouted),
             lag=lag,
             ready=self.not_ready() is None,

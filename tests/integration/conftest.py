@@ -225,6 +225,31 @@ class Env:
         self.started.append(worker)
         return worker
 
+    def read_all(self, roles: tuple[str, ...]) -> dict[str, list[Any]]:
+        """Every record on output topics up to their end offsets as of now."""
+        got: dict[str, list[Any]] = {r: [] for r in roles}
+        consumer = KafkaConsumer(
+            enable_auto_commit=False,
+            consumer_timeout_ms=500,
+            **self.settings.kafka_consumer_kwargs(),
+        )  # type: ignore[arg-type]
+        try:
+            tps = [
+                TopicPartition(self.settings.topics[r], p)
+                for r in roles
+                for p in range(self.settings.partitions)
+            ]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            names = {self.settings.topics[r]: r for r in roles}
+            while any(consumer.position(tp) < end for tp, end in ends.items()):
+                for rec in consumer:
+                    got[names[rec.topic]].append(rec)
+        finally:
+            consumer.close()
+        return got
+
     def collect(
         self,
         roles: tuple[str, ...],

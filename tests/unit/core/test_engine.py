@@ -154,6 +154,36 @@ def test_late_event_reported_and_decision_kept() -> None:
     assert feed(engine, purchase("10:06")) == []
 
 
+def test_message_read_past_the_state_floor_is_decided_without_older_events_and_reported() -> None:
+    """A cart mail read when its own stream is 40 days ahead may only look at events above
+    what pruning may have removed by then, so it goes out although its customer's
+    purchase is still in state; that purchase (read in time) is its late evidence."""
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    clock = engine.clock(0)
+    for t in ("returns", "sessions", "consents"):
+        clock.set_idle(t, True)
+    feed(engine, purchase("10:03"))
+    feed(engine, msg("far", "promotion", "2026-12-30T10:00:00Z", cid="c-99"))
+    feed(engine, cart("m", "10:00", "09:59"))
+    feed(engine, purchase("12:00", cid="c-99"))
+    out = engine.release(0, 0)
+    assert _decided(out) == [("m", "send", None)]
+    late = [o for o in out if isinstance(o, LateFinding)]
+    assert len(late) == 1
+    f = late[0]
+    assert (f.sent.message_id, f.rule, f.event[0]) == ("m", "cart_already_purchased", "purchases")
+    assert "the message was read 39d 23h after its deadline" in f.reason, f.reason
+    # Read in time, the same mail is suppressed.
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    for t in ("returns", "sessions", "consents"):
+        engine.clock(0).set_idle(t, True)
+    feed(engine, purchase("10:03"))
+    feed(engine, cart("m", "10:00", "09:59"))
+    feed(engine, msg("far", "promotion", "2026-12-30T10:00:00Z", cid="c-99"))
+    feed(engine, purchase("12:00", cid="c-99"))
+    assert _decided(engine.release(0, 0)) == [("m", "suppress", "cart_already_purchased")]
+
+
 def test_late_consent_withdrawal_reported() -> None:
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     for t in INPUT_TOPICS:

@@ -164,7 +164,8 @@ def test_summary_counts_add_up_across_processes(tmp_path: Path) -> None:
     path = _with_bad_lines(tmp_path)
     one = replay_offline(path, DEFAULT_POLICY, None, partitions=8)
     two = replay_offline(path, DEFAULT_POLICY, None, partitions=8, jobs=2)
-    fields = ("records", "candidates", "actions", "rules", "late", "bad_lines", "unreadable")
+    fields = ("records", "candidates", "actions", "rules", "late", "late_unchecked", "bad_lines",
+              "unreadable")  # fmt: skip
     assert {f: getattr(two, f) for f in fields} == {f: getattr(one, f) for f in fields}
     assert isinstance(two, ReplaySummary) and two.failed == one.failed
 
@@ -179,24 +180,43 @@ def test_jobs_with_more_partitions_than_a_byte_holds(
     assert _run(path, DEFAULT_POLICY, partitions, jobs) == _run(path, DEFAULT_POLICY, partitions, 1)
 
 
-@pytest.mark.parametrize("sweep_every", [0, 1, 7, 50_000])
-def test_late_findings_do_not_depend_on_when_sweeps_run(tmp_path: Path, sweep_every: int) -> None:
-    """A sweep may drop a fact below a held message's floor before it is decided; such a
-    fact is never late evidence for it (its decision could not see it), swept or not.
-    And a parallel share sweeps at the same records of the file as one process."""
-    path = _write(tmp_path, "sw.jsonl", hot_customers(10, 300, 3, disorder=60))
-    runs = []
-    for jobs in (1, 2):
-        out, late = tmp_path / f"{jobs}.out", tmp_path / f"{jobs}.late"
-        with open(out, "wb") as fo, open(late, "wb") as fl:
-            replay_offline(path, DEFAULT_POLICY, fo, None, fl, partitions=4,
-                           sweep_every=sweep_every, jobs=jobs)  # fmt: skip
-        runs.append((out.read_bytes(), late.read_bytes()))
-    never = tmp_path / "never.late"
-    with open(never, "wb") as fl:
-        replay_offline(path, DEFAULT_POLICY, None, None, fl, partitions=4, sweep_every=0)
-    assert runs[0] == runs[1]
-    assert runs[0][1] == never.read_bytes()
+def _late_run(path: Path, sweep_every: int, jobs: int, tmp: Path) -> tuple[set[bytes], int]:
+    late = tmp / f"{sweep_every}-{jobs}.late"
+    with open(late, "wb") as fl:
+        summary = replay_offline(path, DEFAULT_POLICY, None, None, fl, partitions=4,
+                                 sweep_every=sweep_every, jobs=jobs)  # fmt: skip
+    lines = late.read_bytes().splitlines()
+    assert len(lines) == len(set(lines))
+    return set(lines), summary.late_unchecked
+
+
+@pytest.mark.parametrize(
+    ("disorder", "sweep_every"),
+    [(0, 1), (0, 7), (0, 50_000), (2, 1), (2, 7), (60, 1), (60, 7), (60, 50_000)],
+    ids=lambda v: str(v),
+)
+def test_late_findings_depend_on_sweeps_only_for_what_was_read_past_the_state_window(
+    tmp_path: Path, disorder: int, sweep_every: int
+) -> None:
+    """Late checks look at everything the state still holds, so a sweep can only take a
+    finding away when something was read so far behind its stream that the state may
+    have forgotten what it contradicts: an event older than the send window, or a
+    message read after its deadline had passed on its own stream. The engine counts
+    those checks, the same in every run. A parallel share sweeps at the same records
+    of the file as one process."""
+    path = _write(tmp_path, "sw.jsonl", hot_customers(10, 300, 3, disorder=disorder))
+    swept, unchecked = _late_run(path, sweep_every, 1, tmp_path)
+    assert _late_run(path, sweep_every, 2, tmp_path) == (swept, unchecked)
+    never, unchecked_never = _late_run(path, 0, 1, tmp_path)
+    assert unchecked == unchecked_never
+    assert swept <= never
+    if unchecked == 0:
+        assert swept == never
+    assert len(never - swept) <= unchecked
+    if disorder == 0:  # everything read in order
+        assert unchecked == 0
+    if disorder == 60 and sweep_every == 1:  # events read two months late: some of their
+        assert never - swept  # messages were swept before they came
 
 
 def test_a_failing_process_stops_the_others_and_names_its_error(
