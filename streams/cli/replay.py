@@ -54,9 +54,10 @@ def add_replay(sub: Subparsers) -> None:
         default="murmur2",
         help="into Kafka: where records go: murmur2 (the contract's, default) or crc32 "
         "(librdkafka's default, as kcat and confluent-kafka produce: the workers re-route "
-        "them). Either way each record says which streams of its partition have records "
-        "still to come, so the workers decide as the offline replay of the file does, "
-        "whatever its order and at full speed",
+        "them). Each record says which streams of its partition have records still to "
+        "come, so with murmur2 the workers decide as the offline replay of the file does, "
+        "whatever its order and at full speed; with crc32, a file out of time order (grouped "
+        "by customer) can be decided otherwise, and replay says so before it starts",
     )
     r.set_defaults(fn=cmd_replay)
 
@@ -183,6 +184,8 @@ def _replay_into_kafka(args: argparse.Namespace) -> int:
     from streams.ops.produce import produce_file
 
     conf = settings()
+    if args.partitioner == "crc32":
+        _crc32_advice(args.file, conf.partitions)
     bar = Progress("produced")
 
     def start(delta: int) -> None:
@@ -201,6 +204,25 @@ def _replay_into_kafka(args: argparse.Namespace) -> int:
     for ln, err in got.bad[:20]:
         print(f"  skipped line {ln}: {err}")
     return 0
+
+
+def _crc32_advice(path: str, partitions: int) -> None:
+    """Say so before producing when crc32 placement makes records late, or in time, that
+    the contract's placement does not: those decisions can differ from offline."""
+    from streams.ops.produce import judged_otherwise
+
+    differ = judged_otherwise(path, partitions, "crc32")
+    if not differ:
+        return
+    print(
+        f"note: placed by crc32, {differ:,} records of this file are behind a later event "
+        "time on the partition they are produced to but not on their customer's partition, "
+        "or the other way round. The workers forward them to their customer's partition but "
+        "judge lateness where they came in, so some decisions can differ from the offline "
+        "replay (every one that lets a message through gets a late-evidence record). For "
+        "the offline decisions, replay with --partitioner murmur2 (the default).",
+        file=sys.stderr,
+    )
 
 
 def add_generate(sub: Subparsers) -> None:

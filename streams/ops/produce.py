@@ -94,6 +94,33 @@ def stream_ends(
     return ends
 
 
+def judged_otherwise(path: str | Path, partitions: int, partitioner: str) -> int:
+    """How many records of the file land behind a later event time on the partition
+    ``partitioner`` puts them on but not on their customer's (murmur2) partition, or the
+    other way round. The workers forward a misplaced record to its customer's partition
+    but judge whether it is late on the stream it came in on, so each such record can be
+    decided against otherwise than the offline replay does."""
+    if partitioner == "murmur2":
+        return 0
+    place, home = PARTITIONERS[partitioner], PARTITIONERS["murmur2"]
+    latest: dict[tuple[str, int], int] = {}
+    latest_home: dict[tuple[str, int], int] = {}
+    differ = 0
+    for rec in read_history(path):
+        if not isinstance(rec, HistoryRecord) or rec.key is None or rec.event_ms is None:
+            continue
+        flags = []
+        for streams, where in ((latest, place(rec.key, partitions)),
+                               (latest_home, home(rec.key, partitions))):  # fmt: skip
+            stream = (rec.topic, where)
+            seen = streams.get(stream)
+            flags.append(seen is not None and rec.event_ms < seen)
+            if seen is None or rec.event_ms > seen:
+                streams[stream] = rec.event_ms
+        differ += flags[0] != flags[1]
+    return differ
+
+
 def _open_header(
     replay_id: str, ends: dict[tuple[str, int], int], partition: int, line: int
 ) -> tuple[tuple[str, bytes], ...]:

@@ -64,3 +64,36 @@ def test_without_a_partition_count_nothing_is_announced(tmp_path: Path) -> None:
     rec = Recorder()
     produce_history(path, rec, {"sessions": "s", "outbound": "o"})
     assert all(s["partition"] is None and s["headers"] is None for s in rec.sent)
+
+
+def _apart_by_murmur2_together_by_crc32(n: int) -> tuple[str, str]:
+    ids = [f"c-{i}" for i in range(100)]
+    for a in ids:
+        for b in ids:
+            if (zlib.crc32(a.encode()) % n == zlib.crc32(b.encode()) % n
+                    and partition_for(a, n) != partition_for(b, n)):  # fmt: skip
+                return a, b
+    raise AssertionError("no such pair")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "order", "partitioner", "expect"),
+    [
+        ("in_time_order_any_placement_agrees", "time", "crc32", 0),
+        ("grouped_by_customer_crc32_puts_one_behind_the_other", "grouped", "crc32", 1),
+        ("grouped_by_customer_the_contracts_placement_is_the_offline_one", "grouped",
+         "murmur2", 0),
+    ],
+)  # fmt: skip
+def test_replay_knows_which_records_a_placement_judges_late_otherwise(
+    tmp_path: Path, scenario: str, order: str, partitioner: str, expect: int
+) -> None:
+    from streams.ops.produce import judged_otherwise
+
+    a, b = _apart_by_murmur2_together_by_crc32(2)
+    recs = [purchase("09:00", cid=b), purchase("10:00", cid=a)]
+    if order == "grouped":
+        recs.reverse()  # a's 10:00 first, then b's 09:00: behind it if on one partition
+    path = tmp_path / "h.jsonl"
+    write_history(path, recs)
+    assert judged_otherwise(path, 2, partitioner) == expect
