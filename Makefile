@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 LOCAL_KAFKA_PORT ?= 9092
 export LOCAL_KAFKA_PORT
 
-.PHONY: help setup chromium kafka-start kafka-stop kafka-status topics worker demo test test-unit test-integration lint schemas bench bench-worker bench-peers bench-recovery bench-latency bench-scale clean
+.PHONY: help setup chromium kafka-start kafka-stop kafka-status topics worker demo test test-unit test-integration lint schemas bench bench-worker bench-peers bench-recovery bench-latency bench-scale bench-memory clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -72,6 +72,9 @@ bench-recovery: setup kafka-start  ## state bytes per customer; recovery and swe
 
 bench-latency: setup kafka-start  ## decision latency p50/p95/p99 at 1,000/3,000/5,000 input records/s (ARGS="--rates 500,1000")
 	$(PY) bench/bench_latency.py $(ARGS)
+
+bench-memory: setup kafka-start  ## the live worker's RSS per customer at 20,000 customers, over 10 passes of the same history, per state cache size
+	$(PY) bench/bench_memory.py $(ARGS)
 
 bench-scale: setup kafka-start  ## 1 vs 2 worker processes on the same 3,000-customer backlog: records/s and ratio
 	$(PY) bench/bench_scale.py $(ARGS)

@@ -9,7 +9,10 @@ LOCAL_KAFKA_PORT (default 9092). For each ``TRIGGER_SANITY_STATE_CACHE`` size: a
 worker on fresh topics; a generated realistic history of ``--customers`` customers
 produced ``--passes`` times (``trigger-sanity replay``'s producer: every pass a second,
 third... copy of every message id), waiting after each pass until every candidate is
-decided; the worker's RSS then, in total and per customer, and its CPU per input record.
+decided; the worker's RSS then, in total and per customer above its RSS before any input
+(Python, faust and the clients), and its CPU per input record; after the last pass, the
+RSS again after the worker's next sweep (which drops the delivered output records each
+customer carries in its state until its next record or sweep).
 A worker that holds all customers decoded (the cache at least the customer count)
 shows what the cache costs per customer; a small cache shows the encoded state alone.
 
@@ -66,13 +69,18 @@ def one_cache(cache: int, history: Path, candidates: int, args: Any) -> list[dic
     from kafka import KafkaProducer
 
     env, settings = deployment(
-        "mem", partitions=str(args.partitions), state_cache=str(cache), web_enabled="false"
+        "mem",
+        partitions=str(args.partitions),
+        state_cache=str(cache),
+        web_enabled="false",
+        sweep_interval=str(args.sweep_interval),
     )
     with tempfile.NamedTemporaryFile(prefix="mem-worker-", suffix=".log") as log:
         proc = start_worker(env, log)
         rows: list[dict[str, Any]] = []
         try:
             wait_until_ready(Path(log.name), proc)
+            idle = rss_bytes(proc.pid)  # the worker with no customer: Python, faust, clients
             names = {r: settings.topics[r] for r in INPUT_ROLES}
             producer = KafkaProducer(linger_ms=20, **settings.kafka_producer_kwargs())
             sent = 0
@@ -90,17 +98,37 @@ def one_cache(cache: int, history: Path, candidates: int, args: Any) -> list[dic
                     "cache": cache,
                     "pass": n,
                     "rss_mb": round(rss / 2**20, 1),
+                    "idle_rss_mb": round(idle / 2**20, 1),
                     "bytes_per_customer": round(rss / args.customers),
+                    "bytes_per_customer_above_idle": round((rss - idle) / args.customers),
                     "cpu_us_per_record": round((cpu_seconds(proc.pid) - cpu0) / got * 1e6),
                 }
                 rows.append(row)
                 print(
                     f"  cache {cache:>6}  pass {n:>2}: RSS {row['rss_mb']:>7} MB "
-                    f"({row['bytes_per_customer']:,} B/customer), "
+                    f"(idle {row['idle_rss_mb']} MB; {row['bytes_per_customer_above_idle']:,} "
+                    f"B/customer above it), "
                     f"{row['cpu_us_per_record']} us CPU per input record",
                     flush=True,
                 )
             producer.close()
+            swept = Path(log.name).read_bytes().count(b"sweep:")
+            deadline = time.monotonic() + 3 * args.sweep_interval + 60
+            while Path(log.name).read_bytes().count(b"sweep:") <= swept:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the worker did not sweep (see its log)")
+                time.sleep(0.5)  # polling the worker's log for the next sweep
+            rss = rss_bytes(proc.pid)
+            rows[-1]["after_sweep_rss_mb"] = round(rss / 2**20, 1)
+            rows[-1]["after_sweep_bytes_per_customer_above_idle"] = round(
+                (rss - idle) / args.customers
+            )
+            print(
+                f"  cache {cache:>6}  after a sweep: RSS {rows[-1]['after_sweep_rss_mb']} MB "
+                f"({rows[-1]['after_sweep_bytes_per_customer_above_idle']:,} B/customer above "
+                "idle)",
+                flush=True,
+            )
         finally:
             stop_worker(proc)
     return rows
@@ -110,6 +138,13 @@ def main() -> int:
     ap = arguments(__doc__, customers=20_000, timeout=600, json_name="memory.json")
     ap.add_argument("--passes", type=int, default=10)
     ap.add_argument("--caches", default="20000,2000,0", help="state cache sizes to run")
+    ap.add_argument(
+        "--sweep-interval",
+        type=float,
+        default=30.0,
+        help="the worker's TRIGGER_SANITY_SWEEP_INTERVAL; after the last pass the RSS is "
+        "measured again after the next sweep (default 30)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         history = Path(tmp) / "history.jsonl"
@@ -122,16 +157,20 @@ def main() -> int:
         for cache in (int(c) for c in args.caches.split(",")):
             rows += one_cache(cache, history, candidates, args)
     print()
-    print("| state cache | RSS after pass 1 | after the last | growth | B/customer (pass 1) "
-          "| CPU us/record (last pass) |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("| state cache | idle RSS | RSS after pass 1 | after the last | growth "
+          "| B/customer above idle (pass 1) | after the last and a sweep "
+          "| CPU us/record (pass 1, last) |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cache in dict.fromkeys(r["cache"] for r in rows):
         mine = [r for r in rows if r["cache"] == cache]
         first, last = mine[0], mine[-1]
         print(
-            f"| {cache:,} | {first['rss_mb']} MB | {last['rss_mb']} MB | "
-            f"{last['rss_mb'] - first['rss_mb']:+.1f} MB | {first['bytes_per_customer']:,} | "
-            f"{last['cpu_us_per_record']} |"
+            f"| {cache:,} | {first['idle_rss_mb']} MB | {first['rss_mb']} MB | "
+            f"{last['rss_mb']} MB | {last['rss_mb'] - first['rss_mb']:+.1f} MB | "
+            f"{first['bytes_per_customer_above_idle']:,} | "
+            f"{last['after_sweep_rss_mb']} MB "
+            f"({last['after_sweep_bytes_per_customer_above_idle']:,} B/customer) | "
+            f"{first['cpu_us_per_record']}, {last['cpu_us_per_record']} |"
         )
     write_result(args.json, {"customers": args.customers, "passes": args.passes, "runs": rows})
     print(f"wrote {args.json}")

@@ -42,6 +42,7 @@ from streams.core.state import (
     ReturnFact,
     SentFact,
     SessionFact,
+    trim_late_only,
 )
 from streams.core.store import ListsPending, Pending, StateStore
 from streams.core.vocabulary import INPUT_KINDS, LIFTABLE
@@ -94,6 +95,7 @@ class Engine:
         self._caps = Caps(st.max_events, st.max_sends, st.max_message_ids, st.max_orders)
         # How far below the horizons' base each kind is kept (see _horizons): a fact added
         # at ``t`` can be pruned once the base passes ``t`` plus its kind's window.
+        self._late_only = self._max_settle + self._send_window  # see trim_late_only
         self._keep = Horizons(
             events=st.retention,
             sends=self._send_window,
@@ -448,12 +450,16 @@ class Engine:
             cand.arr,
         )
         if decision.action != "suppress":
-            state.sent.append(fact)
-            state.due = min(state.due, fact.kept_from + self._keep.sends)
+            self._keep_sent(state, state.sent, fact)
         elif decision.rule in LIFTABLE:
-            state.suppressed.append(fact)
-            state.due = min(state.due, fact.kept_from + self._keep.sends)
+            self._keep_sent(state, state.suppressed, fact)
         return fact
+
+    def _keep_sent(self, state: CustomerState, kept: list[SentFact], fact: SentFact) -> None:
+        kept.append(fact)
+        state.due = min(state.due, fact.kept_from + self._keep.sends)
+        if fact.created_at < fact.arr - self._late_only:
+            trim_late_only(kept, self._late_only)
 
     def _outbox(self, state: CustomerState, outputs: list[Output]) -> None:
         if self.outbox is not None:

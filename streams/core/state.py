@@ -427,6 +427,33 @@ def _drop_before(items: list[Any], horizon: int, cap: int) -> list[Any]:
     return kept[-cap:] if len(kept) > cap else kept
 
 
+LATE_KEPT = 4
+"""Per customer, decided messages kept for late evidence only (see ``trim_late_only``)."""
+
+
+def trim_late_only(kept: list[SentFact], late_only: int) -> None:
+    """At most ``LATE_KEPT`` messages kept for late evidence only, the newest.
+
+    A message read more than ``late_only`` (the longest settle delay plus the send
+    window) after its creation is invisible to every decision: those with earlier
+    deadlines were read before it, later ones only count sends created within their
+    window. It stays (for the send window from when it was read) so that an event read
+    soon after it, which would have changed its decision, is reported. A history
+    produced again and again re-sends, each pass, what ``duplicate_message`` no longer
+    remembers: without a bound those copies would pile up. The trim happens when a
+    message is decided, so it is the same in every run."""
+    drop = sum(1 for s in kept if s.created_at < s.arr - late_only) - LATE_KEPT
+    if drop <= 0:
+        return
+    out = []
+    for s in kept:
+        if drop and s.created_at < s.arr - late_only:
+            drop -= 1
+            continue
+        out.append(s)
+    kept[:] = out
+
+
 def _drop_sent(items: list[SentFact], horizon: int, cap: int) -> list[SentFact]:
     """Keep those created at or after ``horizon``, then the last ``cap`` of them."""
     if items and any(s.kept_from < horizon for s in items):

@@ -181,3 +181,29 @@ def test_the_marker_stops_a_prune_only_while_nothing_is_due(tmp_path: Path) -> N
     assert set(st.orders) == {"first", "second", "third"}  # order_retention is 36 days
     purchase("fourth", 37)
     assert set(st.orders) == {"second", "third", "fourth"}
+
+
+def test_a_message_produced_again_and_again_long_after_its_time_does_not_pile_up() -> None:
+    """Each copy read two months after its creation is sent again (the id is no longer
+    remembered) and kept for late evidence only; past LATE_KEPT the oldest go, and an
+    event read after the last copy still finds it."""
+    from streams.core.state import LATE_KEPT
+    from tests.helpers import feed as feed_one
+    from tests.helpers import msg, purchase
+
+    engine = Engine(DEFAULT_POLICY, MemoryStore())
+    for t in INPUT_TOPICS:
+        engine.clock(0).set_idle(t, True)
+    feed_one(engine, msg("ahead", "promotion", "2027-01-20T10:00:00Z", cid="c-99"))
+    feed_one(engine, purchase("2027-01-20T10:00:00Z", cid="c-99"))
+    engine.release(0, 0)
+    actions = []
+    for _ in range(3 * LATE_KEPT):
+        feed_one(engine, msg("again", "welcome", "10:00"))
+        actions += [o.decision.action for o in engine.release(0, 0) if isinstance(o, Decided)]
+    assert actions == ["send"] * (3 * LATE_KEPT)
+    st = engine.store.get("c-42")
+    assert st is not None and len(st.sent) == LATE_KEPT
+    late = feed_one(engine, purchase("09:00"))  # an existing customer: welcome contradicted
+    kept = list(range(2 * LATE_KEPT + 1, 3 * LATE_KEPT + 1))  # the newest copies
+    assert [f.sent.seq for f in late if isinstance(f, LateFinding)] == kept
