@@ -1,10 +1,14 @@
 """A customer's state as changelog bytes: a compact orjson array, and back.
 
-Format 4 (written): times as offsets from one base, enums as their index in the
-vocabulary's tuples, a send's content key rebuilt rather than stored. Formats 2 and
-3, written by earlier releases, are still read. The held candidates and the outbox
-can be read without decoding the rest (``pending_of``): what a restore needs of
-every customer.
+Format 5 (written): times as offsets from one base, enums as their index in the
+vocabulary's tuples, a send's content key rebuilt rather than stored; the outbox, when
+there is one, after the array: a newline (which compact JSON never contains), the
+newest generation in it, a space, and its entries as JSON. Once that generation is
+delivered the outbox is dead weight, and ``without_delivered`` drops it by slicing
+the bytes, so a worker does not carry every recent customer's output records in
+memory until the next sweep. Formats 2 to 4, written by earlier releases, are still
+read. The held candidates and the outbox can be read without decoding the rest
+(``pending_of``): what a restore needs of every customer.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from streams.core.state import (
 )
 from streams.core.vocabulary import ACTIONS, CATEGORIES, CHANNELS, TRIGGERS
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 # 2: decided ids and sent messages without arrival frontiers; 3: absolute times, strings;
-# 4: times as offsets from one base, codes for enums, sends' content keys rebuilt
-READABLE_FORMATS = (2, 3, 4)
+# 4: times as offsets from one base, codes for enums, sends' content keys rebuilt;
+# 5: as 4, the outbox after the array (row 13 empty)
+READABLE_FORMATS = (2, 3, 4, 5)
+OUTBOX_SEP = b"\n"
 
 
 def _sent_row(s: SentFact) -> list[Any]:
@@ -148,6 +154,35 @@ def _unsent4(r: list[Any], b: int) -> SentFact:
 
 
 def encode(state: CustomerState) -> bytes:
+    row = _encode_row(state)
+    box = state.outbox
+    if not box:
+        return row
+    top = max(e[0] for e in box)
+    return b"%s\n%d %s" % (row, top, orjson.dumps(box))
+
+
+def without_delivered(data: bytes, delivered: int) -> bytes | None:
+    """``data`` without its outbox, if every entry in it is of a generation up to
+    ``delivered``; None when there is no outbox, or some of it is still to publish."""
+    i = data.find(OUTBOX_SEP)
+    if i < 0:
+        return None
+    j = data.index(b" ", i)
+    if int(data[i + 1 : j]) > delivered:
+        return None
+    return data[:i]
+
+
+def _split(data: bytes) -> tuple[bytes, list[Any] | None]:
+    """(the array, the outbox written after it, if any)."""
+    i = data.find(OUTBOX_SEP)
+    if i < 0:
+        return data, None
+    return data[:i], orjson.loads(data[data.index(b" ", i) + 1 :])
+
+
+def _encode_row(state: CustomerState) -> bytes:
     b = state.epochs[0].start if state.epochs else 0
     sends = {s.message_id: s for s in (*state.sent, *state.suppressed)}
     decided: list[list[Any]] = []
@@ -196,7 +231,7 @@ def encode(state: CustomerState) -> bytes:
             ],
             state.nseq,
             {k: [o, t] for k, (o, t) in state.applied.items()},
-            state.outbox,
+            [],
             b,
         ]
     )  # fmt: skip
@@ -265,17 +300,21 @@ def pending_of(data: bytes) -> tuple[list[tuple[int, str, int]], list[Any]]:
     """What a restore needs of an encoded state, without building all of it: (deadline,
     message_id, seq) of each held candidate, and the outbox. A restore of a million
     customers reads every state once; most hold nothing."""
-    row = orjson.loads(data)
+    body, box = _split(data)
+    row = orjson.loads(body)
     if row[0] not in READABLE_FORMATS:
         raise ValueError(f"unknown customer state format {row[0]!r}")
-    return [(c[11], c[0], c[13]) for c in row[9]], row[13]
+    return [(c[11], c[0], c[13]) for c in row[9]], row[13] if box is None else box
 
 
 def decode(data: bytes) -> CustomerState:
-    row = orjson.loads(data)
+    body, box = _split(data)
+    row = orjson.loads(body)
     if row[0] not in READABLE_FORMATS:
         raise ValueError(f"unknown customer state format {row[0]!r}")
-    if row[0] == 4:
+    if box is not None:
+        row[13] = box
+    if row[0] >= 4:
         return _decode_v4(row)
     return CustomerState(
         purchases=[PurchaseFact(e, t, o, _items(i), _n(a), rt) for e, t, o, i, a, rt in row[1]],

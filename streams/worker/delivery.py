@@ -240,6 +240,7 @@ class Delivery:
             # recovered) decides what was delivered; an old generation must not count.
             return
         self.outbox.delivered_up_to(gen)  # 4. recorded delivered, per owned partition
+        self.store.drop_delivered_outboxes(self.outbox.delivered)
         for p in sorted(self.ownership.owned):
             # faust sends this changelog write at once (its producer buffer), not with
             # the next flush: until it is in, a crash publishes these decisions again

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 from streams.contract.partitioning import partition_for
-from streams.core.encoding import decode, encode, pending_of
+from streams.core.encoding import OUTBOX_SEP, decode, encode, pending_of, without_delivered
 from streams.core.state import CustomerState
 from streams.worker.checkpoint import Checkpoints
 
@@ -71,6 +71,8 @@ class TableStore:
         self._cache: dict[bytes, CustomerState] = {}
         self._cache_size = cache_size
         self._snapshot: list[bytes] | None = None
+        # written back with an outbox: dropped from memory once delivered
+        self._boxed: set[bytes] = set()
 
     @property
     def data(self) -> MutableMapping[bytes, bytes]:
@@ -137,7 +139,33 @@ class TableStore:
     def take_dirty(self) -> dict[bytes, bytes | None]:
         """What the next flush writes; from now on changes wait for the flush after."""
         dirty, self._dirty = self._dirty, {}
+        self._boxed.update(k for k, v in dirty.items() if v is not None and OUTBOX_SEP in v)
         return dirty
+
+    def drop_delivered_outboxes(self, delivered: int) -> int:
+        """Publish generations up to ``delivered`` are delivered: the customers written back
+        with outboxes of those only keep them in the changelog (a restart publishes
+        nothing of them again), not in memory, where they would stay until the customer's
+        next record or sweep. Gives how many were dropped."""
+        data, cache = self.data, self._cache
+        left: set[bytes] = set()
+        dropped = 0
+        for key in self._boxed:
+            raw = data.get(key)
+            if raw is None:
+                continue
+            kept = without_delivered(raw, delivered)
+            if kept is None:
+                if OUTBOX_SEP in raw:
+                    left.add(key)  # written since with entries still to publish
+                continue
+            data[key] = kept
+            state = cache.get(key)
+            if state is not None:
+                state.outbox = []  # the cache holds exactly what the bytes say
+            dropped += 1
+        self._boxed = left
+        return dropped
 
     @property
     def dirty(self) -> int:

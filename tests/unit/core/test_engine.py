@@ -11,7 +11,7 @@ import pytest
 
 from streams.contract import decode as codec
 from streams.contract.history import INPUT_TOPICS
-from streams.core.encoding import decode, encode
+from streams.core.encoding import FORMAT_VERSION, decode, encode, pending_of, without_delivered
 from streams.core.engine import Engine
 from streams.core.outcomes import Decided, LateFinding, Output
 from streams.core.policy import DEFAULT_POLICY, Policy, policy_from_mapping
@@ -358,7 +358,7 @@ def test_state_of_the_previous_format_is_still_read() -> None:
     assert decode(encode(st)).decided == st.decided
 
 
-def test_states_written_in_format_3_read_the_same_after_a_rewrite_in_format_4() -> None:
+def test_states_written_in_format_3_read_the_same_after_a_rewrite_in_the_current_one() -> None:
     """Changelogs of the previous release (absolute times, strings) are read, and a state
     rewritten in the compact format decodes to exactly the same facts."""
     lines = (DATA / "state_v3.jsonl").read_bytes().splitlines()
@@ -368,9 +368,47 @@ def test_states_written_in_format_3_read_the_same_after_a_rewrite_in_format_4() 
         old = decode(line)
         assert old.sent and old.decided  # the rich parts are exercised
         new = encode(old)
-        assert orjson.loads(new)[0] == 4
+        assert orjson.loads(new.split(b"\n")[0])[0] == FORMAT_VERSION
         assert decode(new) == old
         assert len(new) < 0.7 * len(line)
+
+
+def test_states_written_in_format_4_with_their_outbox_inside_read_the_same() -> None:
+    """Format 4 kept the outbox inside the array; format 5 writes it after."""
+    lines = (DATA / "state_v4.jsonl").read_bytes().splitlines()
+    assert len(lines) >= 4
+    for line in lines:
+        assert orjson.loads(line)[0] == 4
+        old = decode(line)
+        assert old.outbox and old.sent and old.decided
+        new = encode(old)
+        assert b"\n" in new and orjson.loads(new.split(b"\n")[0])[13] == []
+        assert decode(new) == old
+        assert pending_of(new) == pending_of(line)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "delivered", "stripped"),
+    [
+        ("every_generation_in_the_outbox_delivered", 5, True),
+        ("the_newest_generation_not_yet_delivered", 4, False),
+    ],
+)
+def test_a_delivered_outbox_is_dropped_from_the_bytes_without_decoding(
+    scenario: str, delivered: int, stripped: bool
+) -> None:
+    line = (DATA / "state_v4.jsonl").read_bytes().splitlines()[0]
+    st = decode(line)
+    st.outbox = [(3, *st.outbox[0][1:]), (5, *st.outbox[-1][1:])]
+    data = encode(st)
+    got = without_delivered(data, delivered)
+    if not stripped:
+        assert got is None
+        return
+    assert got is not None and b"\n" not in got
+    st.outbox = []
+    assert decode(got) == st
+    assert without_delivered(got, delivered) is None  # nothing left to drop
 
 
 def test_every_state_of_a_generated_history_round_trips_in_the_compact_format(

@@ -252,3 +252,39 @@ def test_restore_reads_held_candidates_and_outboxes_without_decoding_whole_state
     expected = Engine(DEFAULT_POLICY, engine.store).restore(lambda _c: 0, lambda _p: -1)
     got = asyncio.run(scenario())
     assert got == (expected[0], sorted(expected[1])) and got[0] >= 1 and got[1]
+
+
+def test_delivered_outboxes_leave_memory_and_undelivered_ones_stay() -> None:
+    """After a publish cycle is delivered, the customers written back with its outbox
+    entries keep only their state in memory (and in the cache); one written since with
+    entries still to publish keeps them until they are delivered too."""
+    import asyncio
+
+    from streams.core.encoding import OUTBOX_SEP, decode
+    from streams.core.state import CustomerState
+
+    async def scenario() -> None:
+        store = _table_store()
+        store.begin()
+        store.put("c-1", CustomerState(nseq=1, outbox=[(0, "send_queue", "c-1", "{}")]))
+        store.put("c-2", CustomerState(nseq=2, outbox=[(0, "suppressed", "c-2", "{}")]))
+        store.commit()
+        assert OUTBOX_SEP in store.data[b"c-1"]
+        store.take_dirty()  # the cycle's write-back
+        store.begin()
+        later = store.get("c-2")
+        assert later is not None
+        later.outbox.append((1, "send_queue", "c-2", "{}"))  # the next cycle's decision
+        store.put("c-2", later)
+        store.commit()
+        assert store.drop_delivered_outboxes(0) == 1
+        assert OUTBOX_SEP not in store.data[b"c-1"]
+        assert decode(store.data[b"c-1"]) == CustomerState(nseq=1)
+        assert store._cache[b"c-1"].outbox == []
+        assert len(decode(store.data[b"c-2"]).outbox) == 2  # generation 1: not yet
+        store.take_dirty()
+        assert store.drop_delivered_outboxes(1) == 1
+        assert decode(store.data[b"c-2"]).outbox == []
+        assert store.drop_delivered_outboxes(1) == 0
+
+    asyncio.run(scenario())
