@@ -11,8 +11,8 @@ produced ``--passes`` times (``trigger-sanity replay``'s producer: every pass a 
 third... copy of every message id), waiting after each pass until every candidate is
 decided; the worker's RSS then, in total and per customer above its RSS before any input
 (Python, faust and the clients), and its CPU per input record; after the last pass, the
-RSS again after the worker's next sweep (which drops the delivered output records each
-customer carries in its state until its next record or sweep).
+RSS again after the worker's next sweep (which prunes and writes back every customer:
+what it shows is how far the allocator's high-water mark rises when it does).
 A worker that holds all customers decoded (the cache at least the customer count)
 shows what the cache costs per customer; a small cache shows the encoded state alone.
 

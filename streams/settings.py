@@ -81,6 +81,14 @@ class Settings(BaseSettings):
         "come for it to count as caught up, and another partition's progress marker for its "
         "idleness to count: a broker that stopped answering is not idleness",
     )
+    outage_grace: float = Field(
+        default=30.0,
+        ge=0,
+        description="seconds after the broker answers an input partition's fetches again, "
+        "following a gap longer than caught_up_within, before the partition may count as "
+        "caught up: producers reconnect with backoff and send what they buffered during "
+        "the outage only then",
+    )
     publish_interval: float = Field(
         default=0.05,
         gt=0,

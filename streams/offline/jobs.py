@@ -7,7 +7,7 @@ process ``p % N``), reading the whole file but parsing only its own lines, and t
 parent merges what they decided back into the order one process gives: by the line
 that produced each output, then the order it came in; the final flush by partition.
 The output files and the summary are the same, byte for byte, as with ``--jobs 1``
-(``tests/unit/test_replay_jobs.py``).
+(``tests/unit/offline/test_jobs.py``).
 
 A first pass in the parent notes each line's partition (one byte per line, two beyond
 254 partitions) and where each stream ends; the processes inherit it. They write

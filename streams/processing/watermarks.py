@@ -79,6 +79,48 @@ class Idleness:
         self._since.clear()
 
 
+class Answering:
+    """Whether the broker answers an input partition's fetches, for the idle check: its
+    last answer came within ``within`` seconds and, after a gap longer than that (an
+    outage), answers have been coming again for ``grace`` seconds. Producers reconnect
+    after an outage with backoff (kafka-python's grows to 30 s) and send what they
+    buffered only then, each at its own moment: a partition that looks caught up right
+    after the broker came back may still have records of before the outage on the way.
+    Asked only of partitions read to their last known end: one with fetched records
+    still to hand on is not fetched again until they are, which is back-pressure, not
+    an outage. Remembered across recoveries (an outage often moves partitions too); a
+    partition never answered yet is not in an outage. Times are epoch milliseconds,
+    passed in."""
+
+    __slots__ = ("_back_at", "grace_ms", "within_ms")
+
+    def __init__(self, within: float, grace: float) -> None:
+        self.within_ms = within * 1000
+        self.grace_ms = grace * 1000
+        # partitions in an outage (None) or in its grace since answers came back (ms)
+        self._back_at: dict[object, float | None] = {}
+
+    def fresh(self, key: object, last_answer_ms: float | None, now_ms: float) -> bool:
+        if last_answer_ms is None:
+            return False
+        if now_ms - last_answer_ms > self.within_ms:
+            self._back_at[key] = None
+            return False
+        if key not in self._back_at:
+            return True
+        back = self._back_at[key]
+        if back is None:
+            back = self._back_at[key] = now_ms
+        if now_ms - back < self.grace_ms:
+            return False
+        del self._back_at[key]
+        return True
+
+    def in_grace(self) -> int:
+        """Partitions not trusted caught up because of an outage (for /stats)."""
+        return len(self._back_at)
+
+
 class Watermarks:
     """Idleness and progress markers of the partitions one worker owns, and the
     releases of held candidates they allow."""

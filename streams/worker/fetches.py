@@ -1,27 +1,32 @@
 """What the consumer knows about each input partition, for the watermarks: its end
 offset as of the last fetch answer, whether that answer is recent, and where the
 worker has read to. A partition whose fetches stopped being answered (the broker is
-down or unreachable) is not caught up, however close its last known end was."""
+down or unreachable) is not caught up, however close its last known end was, nor
+for ``TRIGGER_SANITY_OUTAGE_GRACE`` after it answers again (``Answering``)."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from faust.types import TP
 
 from streams.kafka import faust_internals as internals
+from streams.processing.watermarks import Answering
 from streams.worker.app import WorkerApp
+
+log = logging.getLogger("trigger_sanity.worker")
 
 
 class ConsumerFetches:
-    def __init__(self, app: WorkerApp, within: float) -> None:
+    def __init__(self, app: WorkerApp, within: float, outage_grace: float) -> None:
         self.app = app
         # where each input and re-route partition has been read to (next offset): Batches
         self.next_offset: dict[tuple[str, int], int] = {}
         # where partitions not read since the start begin (committed, else earliest): the
         # idle check looks them up
         self.committed: dict[tuple[str, int], int] = {}
-        self.within_ms = within * 1000
+        self.answering = Answering(within, outage_grace)  # kept across recoveries
 
     def reset(self) -> None:
         """A recovery: reading starts over from the committed offsets."""
@@ -34,7 +39,18 @@ class ConsumerFetches:
 
     def fresh(self, tp: tuple[str, int]) -> bool:
         stamp = internals.last_fetch_ms(self.app.consumer, tp)
-        return stamp is not None and time.time() * 1000 - stamp <= self.within_ms
+        before = self.answering.in_grace()
+        fresh = self.answering.fresh(tp, stamp, time.time() * 1000)
+        after = self.answering.in_grace()
+        if after and not before:
+            log.warning(
+                "fetches of %s-%d not answered for over %.1f s: input partitions are not "
+                "taken as caught up until %.0f s after the broker answers again",
+                tp[0], tp[1], self.answering.within_ms / 1000, self.answering.grace_ms / 1000,
+            )  # fmt: skip
+        elif before and not after:
+            log.info("input partitions answered again for the whole outage grace")
+        return fresh
 
     def position(self, tp: tuple[str, int]) -> int | None:
         at = self.next_offset.get(tp)

@@ -224,6 +224,9 @@ class Web:
             "misfires": [a.describe() for a in self.observers.misfire.active.values()],
             "policy_rejected": [{"seq": seq, "error": why} for seq, why in history.rejected],
             "loop": dict(self.maintenance.loop_stats),
+            # input partitions not trusted caught up yet: the broker came back from an
+            # outage less than TRIGGER_SANITY_OUTAGE_GRACE ago (or is still away)
+            "after_outage": self.batches.fetches.answering.in_grace(),
             "waiting_for": {
                 p: self.engine.clock(p).waiting_for()
                 for p in sorted(self.ownership.owned)

@@ -120,7 +120,7 @@ class Worker:
         self.delivery = Delivery(
             settings, app, self.table, self.store, self.checkpoints, self.outbox, self.ownership
         )
-        self.fetches = ConsumerFetches(app, settings.caught_up_within)
+        self.fetches = ConsumerFetches(app, settings.caught_up_within, settings.outage_grace)
         self.batches = Batches(
             settings, app, self.processor, self.watermarks, self.store, self.checkpoints,
             self.delivery, self.ownership, self.fetches,

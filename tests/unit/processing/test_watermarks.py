@@ -12,7 +12,7 @@ from streams.core.policy import DEFAULT_POLICY
 from streams.core.store import MemoryStore
 from streams.core.vocabulary import INPUT_KINDS
 from streams.processing.processor import Processor
-from streams.processing.watermarks import TP, Watermarks
+from streams.processing.watermarks import TP, Answering, Watermarks
 
 
 class FakeFetches:
@@ -137,3 +137,48 @@ def test_a_stream_a_replay_announced_open_is_not_idle_until_its_last_record() ->
     f.hw[("outbound", 0)] = 13
     wm.after_batch({("outbound", 0): 12}, f, (), {0}, 0)
     assert not clock.idle("purchases")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "answers", "trusted"),
+    [
+        # (last answer ms, now ms) at successive idle checks of one partition
+        ("never answered yet", [(None, 0)], [False]),
+        ("answering since the start: no outage", [(100, 500), (1400, 1900)], [True, True]),
+        (
+            "the broker away, then back: not trusted until the grace has passed",
+            [(1000, 1500), (1000, 5000), (9000, 9100), (38000, 39000), (39100, 39200)],
+            [True, False, False, False, True],
+        ),
+        (
+            "away again during the grace: the grace starts over",
+            [
+                (1000, 1500),
+                (1000, 5000),
+                (9000, 9100),
+                (9000, 20000),
+                (21000, 21100),
+                (40000, 40100),
+                (51000, 51200),
+            ],
+            [True, False, False, False, False, False, True],
+        ),
+        ("first answered late (a worker starting): no grace", [(60000, 60100)], [True]),
+    ],
+)
+def test_a_partition_is_trusted_caught_up_only_a_grace_after_the_broker_came_back(
+    scenario: str, answers: list[tuple[int | None, int]], trusted: list[bool]
+) -> None:
+    """Producers reconnect after an outage with backoff and send what they buffered only
+    then: a partition that looks caught up right after the broker came back is not."""
+    a = Answering(within=1.0, grace=30.0)
+    got = [a.fresh("p", last, now) for last, now in answers]
+    assert got == trusted, scenario
+    assert a.in_grace() == (0 if trusted[-1] or answers[-1][0] is None else 1), scenario
+
+
+def test_without_a_grace_answers_are_trusted_as_soon_as_they_come_again() -> None:
+    a = Answering(within=1.0, grace=0.0)
+    assert [a.fresh("p", last, now) for last, now in [(0, 500), (0, 5000), (6000, 6100)]] == [
+        True, False, True,
+    ]  # fmt: skip
