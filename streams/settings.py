@@ -8,10 +8,11 @@ defaults. Every field is documented in the README with its default.
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,6 +61,20 @@ class Settings(BaseSettings):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA certificates that signed the brokers' (SSL, "
+        "SASL_SSL); unset: the system's trusted CAs",
+    )
+    ssl_certfile: Path | None = Field(
+        default=None, description="PEM client certificate, for brokers that ask for one"
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None, description="PEM private key of ssl_certfile (if not in that file)"
+    )
+    ssl_check_hostname: bool = Field(
+        default=True, description="check that the broker's certificate names its host"
+    )
 
     max_record_bytes: int = Field(default=256 * 1024, ge=1024)
     idle_check_interval: float = Field(
@@ -166,6 +181,51 @@ class Settings(BaseSettings):
             )
         return v
 
+    @model_validator(mode="after")
+    def _security_consistent(self) -> Settings:
+        """Mismatches a client only finds out about at the broker (a traceback, or a
+        'no broker answers' for a broker that is up) are refused here, in one line."""
+        proto = self.security_protocol
+        sasl = proto.startswith("SASL_")
+        if self.sasl_mechanism and not sasl:
+            raise ValueError(
+                f"sasl_mechanism {self.sasl_mechanism} needs security_protocol SASL_SSL or "
+                f"SASL_PLAINTEXT (it is {proto}, which never authenticates)"
+            )
+        if sasl and not self.sasl_mechanism:
+            raise ValueError(
+                f"security_protocol {proto} needs sasl_mechanism (PLAIN, SCRAM-SHA-256 or "
+                "SCRAM-SHA-512), sasl_username and sasl_password"
+            )
+        if sasl and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"security_protocol {proto} needs sasl_username and sasl_password")
+        files = {
+            "ssl_cafile": self.ssl_cafile,
+            "ssl_certfile": self.ssl_certfile,
+            "ssl_keyfile": self.ssl_keyfile,
+        }
+        for name, path in files.items():
+            if path is None:
+                continue
+            if not proto.endswith("SSL"):
+                raise ValueError(f"{name} is set but security_protocol {proto} does not use TLS")
+            if not path.is_file():
+                raise ValueError(f"{name}: no such file {path}")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The one TLS context every client gets (kafka-python, aiokafka, faust), None
+        without TLS. Verifies the broker's certificate always."""
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        ctx.check_hostname = self.ssl_check_hostname
+        if self.ssl_certfile:
+            ctx.load_cert_chain(
+                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
+            )
+        return ctx
+
     @property
     def keeps_local_copy(self) -> bool:
         return self.store.startswith("rocksdb:")
@@ -201,7 +261,8 @@ class Settings(BaseSettings):
         return f"{self.app_id}-reroute"
 
     def kafka_client_kwargs(self) -> dict[str, object]:
-        """Connection options for kafka-python clients (admin, producer, consumer)."""
+        """Connection options for kafka-python clients (admin, producer, consumer), which
+        aiokafka's take by the same names."""
         kw: dict[str, object] = {
             "bootstrap_servers": self.bootstrap_servers.split(","),
             "security_protocol": self.security_protocol,
@@ -212,6 +273,9 @@ class Settings(BaseSettings):
             kw["sasl_plain_password"] = (
                 self.sasl_password.get_secret_value() if self.sasl_password else None
             )
+        ctx = self.ssl_context()
+        if ctx is not None:
+            kw["ssl_context"] = ctx
         return kw
 
     def kafka_producer_kwargs(self) -> dict[str, object]:
@@ -282,7 +346,10 @@ def load_settings() -> Settings:
 def describe_invalid(exc: ValidationError) -> str:
     lines = ["invalid settings (environment, .env or the TOML config file):"]
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        if not err["loc"]:  # a check across fields: its input is every setting, secrets too
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
+            continue
+        field = ".".join(str(p) for p in err["loc"])
         shown = "" if "password" in field else f" (got {err.get('input')!r})"
         lines.append(f"  {ENV_PREFIX}{field.upper()}: {err['msg']}{shown}")
     return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from streams.cli.common import Subparsers, now_ms, settings
+from streams.cli.common import Subparsers, kafka_settings, now_ms
 from streams.contract.topics import INPUT_ROLES
 from streams.hints import command
 
@@ -32,7 +32,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     from streams.ops.capture import capture
     from streams.ops.inspect import parse_when
 
-    conf = settings()
+    conf = kafka_settings()
     now = now_ms()
     start = parse_when(args.from_, now)
     end = parse_when(args.to, now) if args.to else now

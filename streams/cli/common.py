@@ -20,6 +20,18 @@ def settings() -> Settings:
     return load_settings()
 
 
+def kafka_settings() -> Settings:
+    """The settings of a command that talks to Kafka, once one bootstrap server has
+    answered with them: a mismatched listener, an untrusted certificate or a wrong
+    password fails here within seconds, in one line that names it, instead of as a
+    hang or a traceback deep in a client."""
+    from streams.kafka.probe import check_broker
+
+    conf = load_settings()
+    check_broker(conf)
+    return conf
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -11,7 +11,7 @@ import time
 
 import orjson
 
-from streams.cli.common import Subparsers, fail, now_ms, settings
+from streams.cli.common import Subparsers, fail, kafka_settings, now_ms
 
 TOPIC_ROLES: dict[str, tuple[str, ...]] = {
     "suppressed": ("suppressed",),
@@ -60,7 +60,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         table_line,
     )
 
-    conf = settings()
+    conf = kafka_settings()
     now = now_ms()
     since = parse_when(args.since, now) if args.since else None
     until = parse_when(args.until, now) if args.until else None
@@ -123,7 +123,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from streams.ops.explain import ROLES, explain
     from streams.ops.inspect import parse_when
 
-    conf = settings()
+    conf = kafka_settings()
     since = parse_when(args.since, now_ms()) if args.since else None
     story = explain(conf, args.message_id, args.customer, since)
     if not story.records:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from streams.cli.common import Subparsers, settings
+from streams.cli.common import Subparsers, kafka_settings
 
 
 def add_demo(sub: Subparsers) -> None:
@@ -28,4 +28,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from streams.ops.demo import run_demo
 
     worker = [sys.executable, "-m", "streams.cli", "worker"]
-    return 0 if run_demo(settings(), args.timeout, _say, worker) else 1
+    return 0 if run_demo(kafka_settings(), args.timeout, _say, worker) else 1

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NoBrokersAvailable
 
 from streams import __version__
 from streams.cli.capture import add_capture
@@ -69,13 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trigger-sanity: {exc}", file=sys.stderr)
         return 2
     except KafkaError as exc:
-        # No broker, or it refused: one line that says what to do, not a traceback.
+        # The broker went away after the command's first connection (streams.kafka.probe
+        # words the mismatches found before), or refused a request: one line, no traceback.
         servers = os.environ.get("TRIGGER_SANITY_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-        print(
-            f"trigger-sanity: Kafka at {servers} did not answer ({type(exc).__name__}): start "
-            "a broker (make kafka-start) or set TRIGGER_SANITY_BOOTSTRAP_SERVERS",
-            file=sys.stderr,
-        )
+        if isinstance(exc, NoBrokersAvailable | KafkaTimeoutError | KafkaConnectionError):
+            said = "did not answer: start a broker (make kafka-start) or set "
+            said += "TRIGGER_SANITY_BOOTSTRAP_SERVERS"
+        else:
+            said = f"refused a request: {str(exc).strip() or 'no reason given'}"
+        print(f"trigger-sanity: Kafka at {servers} {said} ({type(exc).__name__})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -7,7 +7,7 @@ import sys
 
 import orjson
 
-from streams.cli.common import Subparsers, fail, now_ms, settings
+from streams.cli.common import Subparsers, fail, kafka_settings, now_ms, settings
 from streams.core.policy import load_policy, policy_as_toml
 from streams.hints import command
 
@@ -64,7 +64,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
         return 0
     from streams.ops.policy_topic import effective_time, publish
 
-    conf = settings()
+    conf = kafka_settings()
     effective = effective_time(args.at, args.lead, now_ms())
     rec = publish(conf, policy, effective, by=args.by, note=args.note)
     print(
@@ -79,7 +79,7 @@ def _history(args: argparse.Namespace) -> int:
     from streams.core.clock import human_span, iso
     from streams.ops.policy_topic import current_history, read_records
 
-    conf = settings()
+    conf = kafka_settings()
     records = read_records(conf)
     now = now_ms()
     if args.json:
@@ -114,7 +114,7 @@ def _rollback(args: argparse.Namespace) -> int:
     from streams.ops.policy_topic import RollbackRefused, rollback
 
     try:
-        done = rollback(settings(), args.at, args.lead, by=args.by, note=args.note)
+        done = rollback(kafka_settings(), args.at, args.lead, by=args.by, note=args.note)
     except RollbackRefused as exc:
         fail(str(exc))
         return 1

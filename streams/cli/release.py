@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from streams.cli.common import Subparsers, fail, now_ms, settings
+from streams.cli.common import Subparsers, fail, kafka_settings, now_ms
 
 
 def add_release(sub: Subparsers) -> None:
@@ -29,7 +29,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     from streams.ops.inspect import parse_when
     from streams.ops.release import Refused, release
 
-    conf = settings()
+    conf = kafka_settings()
     since = parse_when(args.since, now_ms()) if args.since else None
     try:
         audit = release(conf, args.message_id, args.reason, args.by, args.customer, since)

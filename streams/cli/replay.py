@@ -9,7 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from streams.cli.common import Subparsers, fail, open_out, positive, settings
+from streams.cli.common import Subparsers, fail, kafka_settings, open_out, positive, settings
 from streams.contract.topics import INPUT_ROLES
 from streams.core.policy import load_policy
 from streams.hints import command
@@ -183,7 +183,7 @@ def _replay_into_kafka(args: argparse.Namespace) -> int:
     from streams.cli.progress import Progress, count_lines
     from streams.ops.produce import produce_file
 
-    conf = settings()
+    conf = kafka_settings()
     if args.partitioner == "crc32":
         _crc32_advice(args.file, conf.partitions)
     bar = Progress("produced")

@@ -6,7 +6,7 @@ import argparse
 
 import orjson
 
-from streams.cli.common import Subparsers, now_ms, settings
+from streams.cli.common import Subparsers, kafka_settings, now_ms
 from streams.cli.worker_client import NoAnswer, WorkerClient
 
 
@@ -32,7 +32,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from streams.ops.inspect import parse_when
     from streams.ops.stats import collect
 
-    conf = settings()
+    conf = kafka_settings()
     now = now_ms()
     since = parse_when(args.since, now)
     until = parse_when(args.until, now) if args.until else now

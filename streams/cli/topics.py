@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from streams.cli.common import Subparsers, fail, settings
+from streams.cli.common import Subparsers, fail, kafka_settings
 from streams.hints import command
 
 
@@ -23,7 +23,7 @@ def add_topics(sub: Subparsers) -> None:
 def cmd_topics(args: argparse.Namespace) -> int:
     from streams.kafka.admin import admin_client, create_topics, partition_counts
 
-    conf = settings()
+    conf = kafka_settings()
     if args.action == "create":
         create_topics(conf)
         return 0

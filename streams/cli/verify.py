@@ -6,7 +6,7 @@ import argparse
 
 import orjson
 
-from streams.cli.common import Subparsers, settings
+from streams.cli.common import Subparsers, kafka_settings
 
 
 def add_verify(sub: Subparsers) -> None:
@@ -29,7 +29,7 @@ def add_verify(sub: Subparsers) -> None:
 def cmd_verify(args: argparse.Namespace) -> int:
     from streams.ops.verify import verify_topics
 
-    result = verify_topics(settings(), args.history, args.policy, args.partitions)
+    result = verify_topics(kafka_settings(), args.history, args.policy, args.partitions)
     if args.json:
         print(orjson.dumps(result.as_dict()).decode())
     else:

@@ -10,7 +10,7 @@ import argparse
 import logging
 
 from streams import __version__
-from streams.cli.common import Subparsers, settings
+from streams.cli.common import Subparsers, kafka_settings
 from streams.core.policy import load_policy
 
 
@@ -35,7 +35,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.logs import logging_config
     from streams.worker.worker import Worker
 
-    conf = settings()
+    conf = kafka_settings()
     policy = load_policy(args.policy or conf.policy_file)
     partitions = check_inputs(conf)
     if partitions != conf.partitions:

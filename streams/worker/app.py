@@ -58,12 +58,16 @@ def app_config(settings: Settings) -> dict[str, Any]:
         # what one fetch hands the worker (streams.kafka.batch_consumer): one batch
         "broker_max_poll_records": settings.batch_size,
     }
+    ctx = settings.ssl_context()
     if settings.sasl_mechanism:
         conf["broker_credentials"] = faust.SASLCredentials(
             username=settings.sasl_username,
             password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
             mechanism=settings.sasl_mechanism,
+            ssl_context=ctx,  # SASL_SSL with one, SASL_PLAINTEXT without
         )
+    elif ctx is not None:
+        conf["broker_credentials"] = faust.SSLCredentials(ctx)
     return conf
 
 

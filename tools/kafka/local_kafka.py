@@ -4,6 +4,13 @@
     python tools/kafka/local_kafka.py start [--port 9092]   # resolve jars, format, start, wait
     python tools/kafka/local_kafka.py status
     python tools/kafka/local_kafka.py stop
+    python tools/kafka/local_kafka.py secure [--port 9092]  # how to reach the TLS listeners
+
+Listeners, for a client port P: PLAINTEXT on P, the KRaft controller on P+1, SSL on
+P+2 and SASL_SSL with SCRAM-SHA-512 on P+3. Their key pair and certificate are made
+at the first start with the JDK's ``keytool`` (nothing is downloaded), the SCRAM user
+with a random password when the storage is formatted; ``secure`` prints the
+``TRIGGER_SANITY_*`` variables that reach them (``--json`` for tests).
 
 The broker jars come from Maven Central via ``mvn`` (JDK 17 + Maven are all
 it needs). Everything lives under ``.cache/kafka`` (override with
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import shutil
 import signal
@@ -108,21 +116,86 @@ def fetch_jars() -> None:
     say(f"resolved {len(list(LIBS.glob('*.jar')))} jars")
 
 
+SCRAM_USER = "trigger-sanity"
+
+
+def tls_dir(port: int) -> Path:
+    return HOME / f"tls-{port}"
+
+
+def secure_info(port: int) -> dict[str, str]:
+    """How a client reaches the TLS listeners of the broker on ``port``."""
+    tls = tls_dir(port)
+    return {
+        "ssl_port": str(port + 2),
+        "sasl_ssl_port": str(port + 3),
+        "cafile": str(tls / "ca.pem"),
+        "username": SCRAM_USER,
+        "password": (tls / "scram-password").read_text().strip(),
+        "mechanism": "SCRAM-SHA-512",
+    }
+
+
+def make_tls(port: int) -> Path:
+    """A self-signed key pair for 127.0.0.1 and localhost (keytool, PKCS12), its
+    certificate as the clients' CA file, the keystore's and the SCRAM user's random
+    passwords. Made once per port; kept with the broker's data."""
+    tls = tls_dir(port)
+    store = tls / "broker.p12"
+    if store.exists() and (tls / "ca.pem").exists() and (tls / "scram-password").exists():
+        return tls
+    keytool = shutil.which("keytool")
+    if keytool is None:
+        sys.exit("[local-kafka] keytool (part of the JDK) is not installed: install JDK 17")
+    shutil.rmtree(tls, ignore_errors=True)
+    tls.mkdir(parents=True)
+    secret = base64.urlsafe_b64encode(os.urandom(18)).decode()
+    (tls / "store-password").write_text(secret)
+    (tls / "scram-password").write_text(base64.urlsafe_b64encode(os.urandom(18)).decode())
+    steps = [
+        [keytool, "-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
+         "-validity", "3650", "-dname", "CN=localhost", "-ext",
+         "SAN=IP:127.0.0.1,DNS:localhost", "-keystore", str(store), "-storetype", "PKCS12",
+         "-storepass", secret, "-keypass", secret],
+        [keytool, "-exportcert", "-rfc", "-alias", "broker", "-keystore", str(store),
+         "-storepass", secret, "-file", str(tls / "ca.pem")],
+    ]  # fmt: skip
+    for cmd in steps:
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            sys.exit(f"[local-kafka] keytool failed (exit {res.returncode}): {res.stderr.strip()}")
+    return tls
+
+
 def write_config(port: int, controller_port: int) -> Path:
     data = HOME / f"data-{port}"
     data.mkdir(parents=True, exist_ok=True)
     props = HOME / f"server-{port}.properties"
+    tls = make_tls(port)
+    secret = (tls / "store-password").read_text().strip()
+    ssl_port, sasl_port = port + 2, port + 3
     props.write_text(
         "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},"
+                f"SSL://127.0.0.1:{ssl_port},SASL_SSL://127.0.0.1:{sasl_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port},"
+                f"SASL_SSL://127.0.0.1:{sasl_port}",
                 "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+                "SSL:SSL,SASL_SSL:SASL_SSL",
                 "inter.broker.listener.name=PLAINTEXT",
+                "ssl.keystore.type=PKCS12",
+                f"ssl.keystore.location={tls / 'broker.p12'}",
+                f"ssl.keystore.password={secret}",
+                f"ssl.key.password={secret}",
+                "ssl.client.auth=none",
+                "sasl.enabled.mechanisms=SCRAM-SHA-512",
+                "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
                 f"log.dirs={data}",
                 "num.partitions=1",
                 "offsets.topic.replication.factor=1",
@@ -183,6 +256,7 @@ def start(port: int, timeout: float) -> int:
     if not cid_file.exists():
         cid_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
     cluster_id = cid_file.read_text().strip()
+    formatted_before = (HOME / f"data-{port}" / "meta.properties").exists()
     fmt = subprocess.run(
         java_cmd(
             "kafka.tools.StorageTool",
@@ -193,6 +267,10 @@ def start(port: int, timeout: float) -> int:
             "-c",
             str(props),
             "--ignore-formatted",
+            # the SCRAM user of the SASL_SSL listener (storage formatted before this
+            # release gets it from add_scram_user once the broker runs)
+            "--add-scram",
+            f"SCRAM-SHA-512=[name={SCRAM_USER},password={secure_info(port)['password']}]",
         ),
         capture_output=True,
         text=True,
@@ -219,13 +297,64 @@ def start(port: int, timeout: float) -> int:
             sys.stderr.write(tail)
             sys.exit(f"[local-kafka] the broker exited with code {proc.returncode}; log above")
         if metadata_ok("127.0.0.1", port):
-            say(f"broker ready on 127.0.0.1:{port} (pid {proc.pid})")
+            if formatted_before:
+                add_scram_user(port)
+            say(
+                f"broker ready on 127.0.0.1:{port} (pid {proc.pid}); SSL on {port + 2}, "
+                f"SASL_SSL (SCRAM-SHA-512) on {port + 3}: `local_kafka.py secure` says how"
+            )
             return 0
         time.sleep(0.3)  # polling a process that is starting, bounded by the deadline
     stop(port)
     sys.exit(
         f"[local-kafka] broker did not answer a metadata request within {timeout:.0f}s; see {log}"
     )
+
+
+def add_scram_user(port: int) -> None:
+    """The SCRAM user, on a storage formatted before the TLS listeners existed."""
+    res = subprocess.run(
+        java_cmd(
+            "kafka.admin.ConfigCommand",
+            "--bootstrap-server",
+            f"127.0.0.1:{port}",
+            "--alter",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            SCRAM_USER,
+            "--add-config",
+            f"SCRAM-SHA-512=[password={secure_info(port)['password']}]",
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if res.returncode != 0:
+        sys.exit(f"[local-kafka] adding the SCRAM user failed: {res.stderr.strip()[-500:]}")
+
+
+def secure(port: int, as_json: bool) -> int:
+    if not (tls_dir(port) / "scram-password").exists():
+        sys.exit(f"[local-kafka] no TLS material for port {port}: run `start --port {port}` first")
+    info = secure_info(port)
+    if as_json:
+        print(json.dumps(info))
+        return 0
+    print(
+        f"# SSL listener\n"
+        f"TRIGGER_SANITY_BOOTSTRAP_SERVERS=127.0.0.1:{info['ssl_port']}\n"
+        f"TRIGGER_SANITY_SECURITY_PROTOCOL=SSL\n"
+        f"TRIGGER_SANITY_SSL_CAFILE={info['cafile']}\n"
+        f"# SASL_SSL listener\n"
+        f"TRIGGER_SANITY_BOOTSTRAP_SERVERS=127.0.0.1:{info['sasl_ssl_port']}\n"
+        f"TRIGGER_SANITY_SECURITY_PROTOCOL=SASL_SSL\n"
+        f"TRIGGER_SANITY_SSL_CAFILE={info['cafile']}\n"
+        f"TRIGGER_SANITY_SASL_MECHANISM={info['mechanism']}\n"
+        f"TRIGGER_SANITY_SASL_USERNAME={info['username']}\n"
+        f"TRIGGER_SANITY_SASL_PASSWORD={info['password']}"
+    )
+    return 0
 
 
 def stop(port: int) -> int:
@@ -264,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("command", choices=["start", "stop", "status", "fetch"])
+    ap.add_argument("command", choices=["start", "stop", "status", "fetch", "secure"])
     ap.add_argument(
         "--port",
         type=int,
@@ -272,11 +401,14 @@ def main(argv: list[str] | None = None) -> int:
         help="client port (controller uses port+1); default 9092 or $LOCAL_KAFKA_PORT",
     )
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    ap.add_argument("--json", action="store_true", help="secure: one JSON object (for tests)")
     args = ap.parse_args(argv)
     if args.command == "start":
         return start(args.port, args.timeout)
     if args.command == "stop":
         return stop(args.port)
+    if args.command == "secure":
+        return secure(args.port, args.json)
     if args.command == "fetch":
         fetch_jars()
         return 0
