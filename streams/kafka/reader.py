@@ -19,17 +19,13 @@ from streams.hints import command
 from streams.settings import Settings
 
 
-def open_reader(
-    settings: Settings, timeout_ms: int = 1000, committed: bool = False, **extra: Any
-) -> KafkaConsumer:
-    """A consumer without a group. ``committed``: see only committed transactions
-    (``read_committed``); ``timeout_ms``: how long iteration waits for a record."""
+def open_reader(settings: Settings, timeout_ms: int = 1000, **extra: Any) -> KafkaConsumer:
+    """A consumer without a group, reading committed records only (the settings'
+    consumer options); ``timeout_ms``: how long iteration waits for a record."""
     return KafkaConsumer(
         enable_auto_commit=False,
         consumer_timeout_ms=timeout_ms,
-        isolation_level="read_committed" if committed else "read_uncommitted",
-        **extra,
-        **settings.kafka_consumer_kwargs(),
+        **{**settings.kafka_consumer_kwargs(), **extra},
     )
 
 

@@ -75,12 +75,11 @@ def search(
     message_id: str,
     customer: str | None = None,
     since_ms: int | None = None,
-    committed_only: bool = False,
 ) -> Iterator[Found]:
     """Every record of these output topics that names ``message_id``: one partition when
     the customer is known, else all; from ``since_ms`` (the broker's time index) to the
     end offsets as of the start."""
-    consumer = open_reader(settings, committed=committed_only)
+    consumer = open_reader(settings)
     try:
         names = {settings.topics[r]: r for r in roles}
         tps = assign_all(consumer, settings, names, customer)
@@ -140,7 +139,7 @@ def _refuse_if_released(settings: Settings, message_id: str, wait_s: float = 0.0
     is not visible to a committed read yet)."""
     deadline = time.monotonic() + wait_s
     while True:
-        for prior in search(settings, ("releases",), message_id, committed_only=True):
+        for prior in search(settings, ("releases",), message_id):
             r = prior.record
             raise Refused(
                 f"{message_id} was already released at {r.get('released_at')} by "
