@@ -131,12 +131,37 @@ def one_cache(cache: int, history: Path, candidates: int, args: Any) -> list[dic
             )
         finally:
             stop_worker(proc)
+        if args.restart:
+            # the same state, recovered from the changelog by a fresh process: what the
+            # customers' states take without anything the live run left behind
+            with tempfile.NamedTemporaryFile(prefix="mem-worker-", suffix=".log") as log2:
+                proc = start_worker(env, log2)
+                try:
+                    wait_until_ready(Path(log2.name), proc, timeout=args.timeout)
+                    rss = rss_bytes(proc.pid)
+                finally:
+                    stop_worker(proc)
+            rows[-1]["restarted_rss_mb"] = round(rss / 2**20, 1)
+            rows[-1]["restarted_bytes_per_customer_above_idle"] = round(
+                (rss - idle) / args.customers
+            )
+            print(
+                f"  cache {cache:>6}  restarted: RSS {rows[-1]['restarted_rss_mb']} MB "
+                f"({rows[-1]['restarted_bytes_per_customer_above_idle']:,} B/customer above "
+                "idle)",
+                flush=True,
+            )
     return rows
 
 
 def main() -> int:
     ap = arguments(__doc__, customers=20_000, timeout=600, json_name="memory.json")
     ap.add_argument("--passes", type=int, default=10)
+    ap.add_argument(
+        "--restart",
+        action="store_true",
+        help="after the last pass, restart the worker and measure its RSS once recovered",
+    )
     ap.add_argument("--caches", default="20000,2000,0", help="state cache sizes to run")
     ap.add_argument(
         "--sweep-interval",

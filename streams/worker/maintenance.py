@@ -20,6 +20,7 @@ from typing import Any
 
 from streams.core.engine import Engine
 from streams.settings import Settings
+from streams.worker.heap import Heap
 from streams.worker.loop import STEP_BUDGET, give_way
 from streams.worker.ownership import Ownership
 from streams.worker.table_store import TableStore
@@ -47,6 +48,7 @@ class Maintenance:
         # sweeping
         self.phase = "starting"
         self.loop_stats: dict[str, float] = {}
+        self.heap = Heap()
 
     async def in_steps(
         self,
@@ -114,6 +116,20 @@ class Maintenance:
         took = time.perf_counter() - t0
         self.loop_stats["last_sweep_s"] = round(took, 3)
         log.info("sweep: %d customers expired in %.1f s", dropped[0], took)
+        self.trim_heap("sweep")
+
+    def trim_heap(self, after: str) -> None:
+        """What a walk over every customer (and the records decided since the last one)
+        freed goes back to the operating system (``streams.worker.heap``)."""
+        trimmed = self.heap.trim()
+        if trimmed is None:
+            return
+        self.loop_stats["last_trim_ms"] = round(trimmed.took_ms, 1)
+        self.loop_stats["last_trim_returned_mb"] = round(trimmed.returned / 2**20, 1)
+        log.info(
+            "after the %s: %.0f MB of freed memory returned to the OS in %.0f ms",
+            after, trimmed.returned / 2**20, trimmed.took_ms,
+        )  # fmt: skip
 
     @contextlib.contextmanager
     def frozen(self) -> Iterator[None]:

@@ -237,6 +237,7 @@ class Worker:
             restoring.held,
             resumed,
         )
+        self.maintenance.trim_heap("recovery")
 
     async def _resume_clocks(self) -> int:
         """Each owned input stream's frontier, from the metadata of the committed offset
