@@ -42,6 +42,7 @@ from streams.contract.topics import INPUT_ROLES
 from streams.offline.scenarios import write_realistic
 from streams.ops.produce import produce_history
 from streams.settings import Settings
+from streams.worker.heap import Heap
 
 
 def rss_bytes(pid: int) -> int:
@@ -94,6 +95,16 @@ def one_cache(cache: int, history: Path, candidates: int, args: Any) -> list[dic
                         raise SystemExit(f"worker did not decide pass {n} (see its log)")
                     time.sleep(0.5)  # polling the output topics, bounded by the deadline
                 rss = rss_bytes(proc.pid)
+                # once caught up after a burst the worker gives freed memory back
+                # (streams.worker.heap): what it keeps then, beside the peak above
+                trimmed = None
+                if Heap().can_trim:
+                    wait_until = time.monotonic() + 15
+                    while time.monotonic() < wait_until:
+                        if Path(log.name).read_bytes().count(b"after the burst:") >= n:
+                            trimmed = rss_bytes(proc.pid)
+                            break
+                        time.sleep(0.2)  # polling the worker's log, bounded
                 row = {
                     "cache": cache,
                     "pass": n,
@@ -103,18 +114,32 @@ def one_cache(cache: int, history: Path, candidates: int, args: Any) -> list[dic
                     "bytes_per_customer_above_idle": round((rss - idle) / args.customers),
                     "cpu_us_per_record": round((cpu_seconds(proc.pid) - cpu0) / got * 1e6),
                 }
+                if trimmed is not None:
+                    row["trimmed_rss_mb"] = round(trimmed / 2**20, 1)
+                    row["trimmed_bytes_per_customer_above_idle"] = round(
+                        (trimmed - idle) / args.customers
+                    )
                 rows.append(row)
                 print(
                     f"  cache {cache:>6}  pass {n:>2}: RSS {row['rss_mb']:>7} MB "
                     f"(idle {row['idle_rss_mb']} MB; {row['bytes_per_customer_above_idle']:,} "
                     f"B/customer above it), "
-                    f"{row['cpu_us_per_record']} us CPU per input record",
+                    f"{row['cpu_us_per_record']} us CPU per input record"
+                    + (
+                        f"; once caught up and trimmed: {row['trimmed_rss_mb']} MB "
+                        f"({row['trimmed_bytes_per_customer_above_idle']:,} B/customer)"
+                        if trimmed is not None
+                        else ""
+                    ),
                     flush=True,
                 )
             producer.close()
-            swept = Path(log.name).read_bytes().count(b"sweep:")
+            # a worker that can give freed memory back does so right after each sweep
+            # (streams.worker.heap) and logs it: measure after that
+            done = b"after the sweep:" if Heap().can_trim else b"sweep:"
+            swept = Path(log.name).read_bytes().count(done)
             deadline = time.monotonic() + 3 * args.sweep_interval + 60
-            while Path(log.name).read_bytes().count(b"sweep:") <= swept:
+            while Path(log.name).read_bytes().count(done) <= swept:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("the worker did not sweep (see its log)")
                 time.sleep(0.5)  # polling the worker's log for the next sweep

@@ -7,7 +7,8 @@ its heap on its own, so after a burst the worker's RSS stays at the burst's high
 mark: about three times what its states take (see ``bench/README.md``). A worker
 restarted on the same state is back to the states' size. ``malloc_trim(0)`` returns
 every whole free page inside the heap as well; the worker calls it after work that
-churns through every customer (a sweep, a recovery), when that is where RSS went.
+churns through every customer (a sweep, a recovery) and once caught up after a burst
+of records (``Maintenance.caught_up``).
 
 Blocks the event loop for as long as the trim takes (the heap's lock is held); the
 time is logged and kept in ``/stats/`` (``loop.last_trim_ms``).

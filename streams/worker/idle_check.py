@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiokafka.errors import KafkaError as ClientError
 from faust.types import TP
@@ -47,6 +48,8 @@ class IdleCheck:
         self.offsets = offsets
         self.fetches = fetches
         self.committed = fetches.committed
+        # called when a check finds every owned input partition read to its end
+        self.caught_up: Callable[[], None] | None = None
 
     async def tick(self) -> None:
         try:
@@ -96,6 +99,12 @@ class IdleCheck:
             ends, done, self.fetches.fresh, tps, reroute_tps, own.owned, now_ms()
         )
         await self.delivery.write(out)
+        if self.caught_up is not None and all(
+            (at := done(tp)) is not None and at >= ends.get(tp, at + 1)
+            for tp in tps
+            if tp.partition in own.owned
+        ):
+            self.caught_up()
 
     async def _start_offsets(self, tps: list[TP]) -> dict[tuple[str, int], int]:
         """Where processing of partitions not read since start begins: committed, else

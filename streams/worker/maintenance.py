@@ -27,6 +27,9 @@ from streams.worker.table_store import TableStore
 
 log = logging.getLogger("trigger_sanity.worker")
 
+TRIM_AFTER_RECORDS = 100_000
+"""A burst worth giving memory back after, once caught up (a trim costs milliseconds)."""
+
 
 class Maintenance:
     def __init__(
@@ -37,6 +40,7 @@ class Maintenance:
         ownership: Ownership,
         handling: asyncio.Lock,
         should_stop: Callable[[], bool],
+        handled: Callable[[], int] = lambda: 0,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -44,11 +48,13 @@ class Maintenance:
         self.ownership = ownership
         self.handling = handling
         self.should_stop = should_stop
+        self.handled = handled  # input records handled so far
         # what the worker is doing, for the stall probe: starting, restoring, running,
         # sweeping
         self.phase = "starting"
         self.loop_stats: dict[str, float] = {}
         self.heap = Heap()
+        self._trimmed_at = 0  # records handled at the last trim
 
     async def in_steps(
         self,
@@ -118,10 +124,18 @@ class Maintenance:
         log.info("sweep: %d customers expired in %.1f s", dropped[0], took)
         self.trim_heap("sweep")
 
+    def caught_up(self, handled: int) -> None:
+        """Every owned input partition is read to its end: if a burst of records was
+        decided since the last trim, what it freed goes back to the OS now, not at the
+        next sweep (a replay at full speed leaves most of the worker's RSS freed)."""
+        if handled - self._trimmed_at >= TRIM_AFTER_RECORDS:
+            self.trim_heap("burst")
+
     def trim_heap(self, after: str) -> None:
         """What a walk over every customer (and the records decided since the last one)
         freed goes back to the operating system (``streams.worker.heap``)."""
         trimmed = self.heap.trim()
+        self._trimmed_at = self.handled()
         if trimmed is None:
             return
         self.loop_stats["last_trim_ms"] = round(trimmed.took_ms, 1)

@@ -28,6 +28,7 @@ from faust.types import TP
 from streams.core.engine import Engine
 from streams.core.outbox import Outbox
 from streams.core.policy import Policy
+from streams.core.vocabulary import INPUT_KINDS
 from streams.kafka.batch_consumer import BatchSink, FetchTuning, ShellHooks
 from streams.kafka.offsets import CommittedOffsets
 from streams.processing.processor import Processor
@@ -133,7 +134,9 @@ class Worker:
         self.maintenance = Maintenance(
             settings, self.engine, self.store, self.ownership, self.batches.handling,
             lambda: app.should_stop,
+            lambda: sum(self.processor.counts.get(k, 0) for k in INPUT_KINDS),
         )  # fmt: skip
+        self.idle_check.caught_up = lambda: self.maintenance.caught_up(self.maintenance.handled())
         self.observers = Observers(self.policy)
         self.processor.on_decided = self.observers.on_decided
         self.web = Web(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.worker.heap import Heap
+from streams.worker.heap import Heap, Trimmed
 
 
 def test_a_trim_returns_the_pages_freed_between_objects_still_alive() -> None:
@@ -25,3 +25,41 @@ def test_a_trim_returns_the_pages_freed_between_objects_still_alive() -> None:
     # (about 100 MB): their whole pages go back (here about 65 MB; a no-op returns 0)
     assert trimmed.returned > 30 * 2**20, trimmed
     assert len(kept) == held  # the kept ones are untouched
+
+
+class _CountingHeap:
+    def __init__(self) -> None:
+        self.trims = 0
+
+    def trim(self) -> Trimmed:
+        self.trims += 1
+        return Trimmed(returned=0, took_ms=0.0)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "handled_at_checks", "trims"),
+    [
+        ("caught up after a trickle: no trim", [10, 5_000, 60_000], 0),
+        ("caught up after a burst: one trim", [10, 150_000, 150_000, 150_500], 1),
+        ("two bursts: a trim after each", [120_000, 130_000, 260_000], 2),
+    ],
+)
+def test_a_worker_gives_memory_back_once_caught_up_after_a_burst(
+    scenario: str, handled_at_checks: list[int], trims: int
+) -> None:
+    import asyncio
+
+    from streams.settings import Settings
+    from streams.worker.maintenance import Maintenance
+
+    handled = [0]
+    m = Maintenance(
+        Settings(), None, None, None, asyncio.Lock(), lambda: False,  # type: ignore[arg-type]
+        lambda: handled[0],
+    )  # fmt: skip
+    heap = _CountingHeap()
+    m.heap = heap  # type: ignore[assignment]
+    for n in handled_at_checks:
+        handled[0] = n
+        m.caught_up(n)
+    assert heap.trims == trims, scenario
