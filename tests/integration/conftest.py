@@ -225,22 +225,28 @@ class Env:
         self.started.append(worker)
         return worker
 
-    def read_all(self, roles: tuple[str, ...]) -> dict[str, list[Any]]:
-        """Every record on output topics up to their end offsets as of now."""
-        got: dict[str, list[Any]] = {r: [] for r in roles}
+    def _from_beginning(self, roles: tuple[str, ...]) -> tuple[KafkaConsumer, list[TopicPartition]]:
+        """A consumer (committed records only) on every partition of these output
+        topics, at their beginning."""
         consumer = KafkaConsumer(
             enable_auto_commit=False,
             consumer_timeout_ms=500,
             **self.settings.kafka_consumer_kwargs(),
         )  # type: ignore[arg-type]
+        tps = [
+            TopicPartition(self.settings.topics[r], p)
+            for r in roles
+            for p in range(self.settings.partitions)
+        ]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        return consumer, tps
+
+    def read_all(self, roles: tuple[str, ...]) -> dict[str, list[Any]]:
+        """Every record on output topics up to their end offsets as of now."""
+        got: dict[str, list[Any]] = {r: [] for r in roles}
+        consumer, tps = self._from_beginning(roles)
         try:
-            tps = [
-                TopicPartition(self.settings.topics[r], p)
-                for r in roles
-                for p in range(self.settings.partitions)
-            ]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
             ends = consumer.end_offsets(tps)
             names = {self.settings.topics[r]: r for r in roles}
             while any(consumer.position(tp) < end for tp, end in ends.items()):
@@ -259,19 +265,8 @@ class Env:
     ) -> dict[str, list[Any]]:
         """Read output topics from the beginning until ``until(records)`` or the timeout."""
         got: dict[str, list[Any]] = {r: [] for r in roles}
-        consumer = KafkaConsumer(
-            enable_auto_commit=False,
-            consumer_timeout_ms=500,
-            **self.settings.kafka_consumer_kwargs(),
-        )  # type: ignore[arg-type]
+        consumer, _tps = self._from_beginning(roles)
         try:
-            tps = [
-                TopicPartition(self.settings.topics[r], p)
-                for r in roles
-                for p in range(self.settings.partitions)
-            ]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
             names = {self.settings.topics[r]: r for r in roles}
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:

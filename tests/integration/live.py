@@ -47,11 +47,14 @@ def fresh_topics(env: Env, suffix: str, partitions: int, **overrides: str) -> No
     create_topics(env.settings, log=False, configs={"retention.ms": "-1"})
 
 
-def cli(env: Env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """``trigger-sanity ARGS`` against the deployment, output captured, never raising."""
+def cli(
+    env: Env | dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``trigger-sanity ARGS`` against the deployment (or with exactly these environment
+    variables), output captured, never raising."""
     return subprocess.run(
         [sys.executable, "-m", "streams.cli", *args],
-        env=env.env,
+        env=env.env if isinstance(env, Env) else env,
         cwd=ROOT,
         capture_output=True,
         text=True,

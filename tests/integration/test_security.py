@@ -25,6 +25,7 @@ from streams.offline.generator import generate
 from streams.ops.verify import decision_key
 from streams.settings import isolated_env, settings_from_env
 from tests.integration.conftest import LOCAL_KAFKA, ROOT, Env
+from tests.integration.live import cli
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -77,20 +78,6 @@ def _env(bootstrap: str, run: str, tmp: Path, **security: str) -> dict[str, str]
         )
     )
     return env
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    # the timeout bounds a hang (what the hostile test saw: 150 s of silence); it does
-    # not measure anything
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 MISMATCHES = [
@@ -147,7 +134,7 @@ def test_a_security_mismatch_fails_at_once_in_one_line_naming_it(
     listeners: dict[str, str], tmp_path: Path, scenario: str, listener: str, security, says: str
 ) -> None:
     env = _env(listeners[listener], "tsec", tmp_path, **security(listeners))
-    res = _cli(env, "topics", "list")
+    res = cli(env, "topics", "list")
     assert res.returncode == 2, (scenario, res.stdout, res.stderr)
     assert says in res.stderr, (scenario, res.stderr)
     assert "Traceback" not in res.stderr, scenario
@@ -184,7 +171,8 @@ def test_every_command_fails_in_one_line_on_a_mismatched_listener(
     ]
     security = {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
                 "sasl_username": "u", "sasl_password": "p"}  # fmt: skip
-    res = _cli(_env(listeners["plain"], "tsec", tmp_path, **security), *args)
+    # the timeout bounds a hang (the hostile test saw 150 s of silence); it measures nothing
+    res = cli(_env(listeners["plain"], "tsec", tmp_path, **security), *args, timeout=60)
     assert res.returncode == 2, (verb, res.stdout[-500:], res.stderr[-2000:])
     assert res.stderr.strip().splitlines() == [res.stderr.strip()], res.stderr
     assert "is not a SASL listener" in res.stderr
@@ -205,10 +193,10 @@ def test_worker_and_tools_through_sasl_ssl_and_ssl(
     candidates = [r["value"]["message_id"] for r in records if r["topic"] == "outbound"]
     wanted = set(candidates)  # some ids come twice on purpose: each copy is decided
 
-    res = _cli(sasl_env, "topics", "create")
+    res = cli(sasl_env, "topics", "create")
     assert res.returncode == 0, res.stderr
     create_topics(settings_from_env(sasl_env), log=False, configs={"retention.ms": "-1"})
-    res = _cli(sasl_env, "replay", str(history))
+    res = cli(sasl_env, "replay", str(history))
     assert res.returncode == 0, res.stderr
 
     sasl = Env(settings_from_env(sasl_env), sasl_env, tmp_path)
@@ -225,7 +213,7 @@ def test_worker_and_tools_through_sasl_ssl_and_ssl(
         worker.stop()
     assert sum(len(v) for v in got.values()) == len(candidates)
     assert b"state recovered" in worker.log.read_bytes()
-    res = _cli(ssl_env, "inspect", "all")
+    res = cli(ssl_env, "inspect", "all")
     assert res.returncode == 0, res.stderr
     some = sorted(wanted)[:3]
     assert all(mid in res.stdout for mid in some), res.stdout[-2000:]
