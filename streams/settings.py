@@ -161,7 +161,27 @@ class Settings(BaseSettings):
     policy_poll_interval: float = Field(
         default=1.0, gt=0, description="seconds between reads of the policy topic"
     )
-    commit_interval: float = Field(default=1.0, gt=0, description="seconds between offset commits")
+    guarantee: Literal["exactly_once", "at_least_once"] = Field(
+        default="exactly_once",
+        description="exactly_once: state, decisions and input offsets commit in one Kafka "
+        "transaction per partition and commit interval (readers must read committed); "
+        "at_least_once: no transactions, and a crash may publish decisions again "
+        "(byte-identical copies)",
+    )
+    commit_interval: float = Field(
+        default=0.1,
+        gt=0,
+        description="seconds between commits: with exactly_once a read_committed consumer "
+        "sees a decision only once its transaction commits, so this bounds the latency "
+        "added; longer means fewer transactions",
+    )
+    transaction_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds the broker lets a transaction stay open before aborting it; "
+        "default: the smaller of 10 and two thirds of session_timeout (it must stay below "
+        "it)",
+    )
     session_timeout: float = Field(
         default=45.0, ge=3, description="seconds before a dead worker's partitions move to another"
     )
@@ -212,6 +232,30 @@ class Settings(BaseSettings):
             if not path.is_file():
                 raise ValueError(f"{name}: no such file {path}")
         return self
+
+    @model_validator(mode="after")
+    def _transaction_below_session(self) -> Settings:
+        """A transaction left open by a worker that stopped answering must be aborted by
+        the broker before its partitions move on: else the next owner's readers wait on
+        it (the last stable offset stays behind it)."""
+        t = self.transaction_timeout
+        if t is not None and t >= self.session_timeout:
+            raise ValueError(
+                f"transaction_timeout ({t:g} s) must be below session_timeout "
+                f"({self.session_timeout:g} s)"
+            )
+        return self
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.guarantee == "exactly_once"
+
+    @property
+    def effective_transaction_timeout(self) -> float:
+        """Seconds: the setting, or the smaller of 10 and two thirds of the session."""
+        if self.transaction_timeout is not None:
+            return self.transaction_timeout
+        return min(10.0, self.session_timeout * 2 / 3)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The one TLS context every client gets (kafka-python, aiokafka, faust), None

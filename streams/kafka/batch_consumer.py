@@ -106,6 +106,10 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
+        # Committed records only, whatever the guarantee: the re-route topic and the
+        # inputs may be written in transactions (ours, or a producer's upstream), and
+        # what an aborted one wrote must never be decided.
+        internals.read_committed(consumer)
         tuning = hooks_of(self.app).fetch_tuning
         if tuning is not None:
             internals.tune_fetches(consumer, tuning.min_bytes, tuning.max_wait_ms)

@@ -52,6 +52,12 @@ def tune_fetches(aio_consumer: Any, min_bytes: int, max_wait_ms: int) -> None:
     aio_consumer._fetch_max_wait_ms = max_wait_ms
 
 
+def read_committed(aio_consumer: Any) -> None:
+    """faust picks read_committed only with its own exactly_once (which we do not use):
+    set it on the aiokafka consumer before it starts (its fetcher takes it at start)."""
+    aio_consumer._isolation_level = "read_committed"
+
+
 def fetch_tuning_of(aio_consumer: Any) -> tuple[int, int]:
     return aio_consumer._fetch_min_bytes, aio_consumer._fetch_max_wait_ms
 

@@ -201,6 +201,7 @@ class Processor:
                 (H_ARRIVAL, str(arr).encode()),
                 (H_INCARNATION, self.incarnation),
             ),
+            partition,
         )
 
     def _on_rerouted(
@@ -235,7 +236,7 @@ class Processor:
         if isinstance(parsed, decode.Unreadable):
             src_t, src_p = source[0].rsplit(":", 1)
             return [self.dead_letter(src_t, int(src_p), source[1], key, value, parsed.error,
-                                     wall_ms)]  # fmt: skip
+                                     wall_ms, origin=partition)]  # fmt: skip
         return self.render(self.apply(partition, parsed, record_ms, source, arrival))
 
     def _on_marker(self, partition: int, value: bytes | None) -> None:
@@ -277,7 +278,7 @@ class Processor:
         value = orjson.dumps({"src": source, "at": stamp, "f": f})
         hdr = ((H_MARKER, b"1"),)
         return [
-            OutRecord("reroute", None, value, p, None, hdr)
+            OutRecord("reroute", None, value, p, None, hdr, source)
             for p in range(partitions)
             if p != source
         ]
@@ -293,13 +294,17 @@ class Processor:
         value: bytes | None,
         error: str,
         wall_ms: int,
+        origin: int | None = None,
     ) -> OutRecord:
+        """``origin``: the partition read when it is not ``partition`` (a forwarded
+        record is dead-lettered with where it was first read)."""
         self.counts["dead_letter"] += 1
         log.warning("dead-letter %s[%d]@%d: %s", topic, partition, offset, error)
         return OutRecord(
             "dead_letter",
             key,
             render.dead_letter(topic, partition, offset, key, value, error, wall_ms),
+            origin=partition if origin is None else origin,
         )
 
     def render_one(self, o: Output) -> tuple[tuple[str, bytes, bytes], ...]:

@@ -43,6 +43,10 @@ class OutRecord:
     partition: int | None = None
     timestamp_ms: int | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
+    origin: int | None = None
+    """The partition index whose reading caused the write (re-routed copies, progress
+    markers, dead letters): with exactly-once it goes in that partition's transaction.
+    Decisions go in their customer's partition's, with the state that records them."""
 
 
 def source_partition(headers: dict[str, bytes] | None) -> int | None:

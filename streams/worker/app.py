@@ -147,9 +147,12 @@ class DurableTable(faust.Table):
         checkpoints: Checkpoints,
         client_kwargs: dict[str, Any],
         snapshot_factory: Callable[[str, int], LocalSnapshot] | None = None,
+        before_load: Callable[[list[int]], Awaitable[None]] | None = None,
         **kwargs: Any,
     ) -> None:
         self.checkpoints = checkpoints
+        # run with every assignment's partitions before their changelog is read
+        self.before_load = before_load
         self.client_kwargs = client_kwargs
         # makes the rocksdb:// local copy for a changelog topic and partition count
         self.snapshot_factory = snapshot_factory
@@ -177,6 +180,7 @@ class DurableTable(faust.Table):
             client_kwargs=self.client_kwargs,
             partitions=partitions,
             snapshot=snapshot,
+            before_load=self.before_load,
         )
 
     @property

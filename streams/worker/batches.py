@@ -58,7 +58,7 @@ class Batches:
         self.ownership = ownership
         self.reroute = settings.reroute_topic
         self.role_of = processor.role_of
-        self.handling = asyncio.Lock()  # held while a batch of records is handled
+        self.handling = delivery.handling  # held while a batch of records is handled
         self.stopping = asyncio.Event()  # set when the app starts to stop
         self.halted = False  # a write failed: no record is handled any more
         self._never = asyncio.Event()  # never set: what must not go on waits to be cancelled

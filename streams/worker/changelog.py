@@ -22,7 +22,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from itertools import chain
 from typing import Any
 
@@ -113,8 +113,12 @@ class BulkLoadedStore(MemoryStore):
         client_kwargs: dict[str, Any],
         partitions: int,
         snapshot: LocalSnapshot | None = None,
+        before_load: Callable[[list[int]], Awaitable[None]] | None = None,
         **kwargs: Any,
     ) -> None:
+        # With transactions: claims the partitions' transactional ids, which settles
+        # what a previous holder left open before the changelog's end is read.
+        self.before_load = before_load
         self.client_kwargs = client_kwargs  # how to reach the broker
         self.partitions = partitions  # the table's partition count: where a key belongs
         self.snapshot = snapshot  # the rocksdb:// local copy, if configured
@@ -138,6 +142,8 @@ class BulkLoadedStore(MemoryStore):
     ) -> None:
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         changelog = self.table.changelog_topic.get_topic_name()
+        if self.before_load is not None:
+            await self.before_load(sorted(tp.partition for tp in assigned if tp.topic == changelog))
         for tp in revoked:
             self._loaded.pop(tp, None)
             if tp.topic == changelog:
@@ -165,6 +171,9 @@ class BulkLoadedStore(MemoryStore):
         consumer = AIOKafkaConsumer(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # Only what committed: with transactions the end read below is the last
+            # stable offset, and records of an aborted transaction are never state.
+            isolation_level="read_committed",
             # Bounded responses: aiokafka reads and parses one on the event loop, in one
             # piece; large ones stalled it (bench/README.md)
             fetch_max_bytes=LOAD_FETCH_BYTES,
@@ -272,6 +281,10 @@ class BulkLoadedStore(MemoryStore):
             for _ in snapshot.replacing(ctp.partition, present, ends[ctp] - 1):
                 await give_way()  # a million customers: not in one piece
         for ctp in ctps:
+            if ctp not in whole:
+                # Read to the end: every offset below it is in, the last one may be a
+                # transaction's commit marker rather than a record.
+                snapshot.apply(ctp.partition, [(None, None, ends[ctp] - 1)], caught_up=False)
             snapshot.caught_up(ctp.partition, ends[ctp], ends_read_ms)
             snapshot.keep_current(ctp.partition)
 

@@ -139,6 +139,16 @@ class Checkpoints:
         done = self._committed
         return {tp: v for tp, v in self._safe.items() if v[0] > done.get(tp, -1)}
 
+    def take_handled(self) -> dict[Partition, tuple[int, str]]:
+        """With transactions: the newest offset (with metadata) handled per partition,
+        whatever its writes' state. Their writes are in the transaction that commits
+        these offsets, so they become visible together or not at all."""
+        out: dict[Partition, tuple[int, str]] = {}
+        for e in self._queue:
+            out[e.tp] = (e.next_offset, e.meta)
+        self._queue.clear()
+        return out
+
     def committed(self, offsets: dict[Partition, tuple[int, str]]) -> None:
         for tp, (offset, _) in offsets.items():
             if offset > self._committed.get(tp, -1):

@@ -87,11 +87,15 @@ class Delivery:
             for role in ("send_queue", "suppressed", "dead_letter", "late_evidence")
         }
         self.out["reroute"] = self.reroute
+        self.changelog = table.changelog_topic.get_topic_name()
         self._delivered_keys = [
             delivered_key(p, settings.partitions).encode() for p in range(settings.partitions)
         ]
         # decisions whose state is written but maybe not yet durable: published by publish()
         self.pending: list[OutRecord] = []
+        # One batch of records, or one transaction, at a time: the batches, the idle
+        # checks, the sweeps and the hand-over take it too.
+        self.handling = asyncio.Lock()
         self._publishing = asyncio.Lock()  # one publish cycle at a time
         self._publish_due = asyncio.Event()  # decisions were queued: a cycle may start
         self._flushing = asyncio.Lock()  # one write-back flush at a time
@@ -111,18 +115,59 @@ class Delivery:
                 self.pending.append(r)
         if len(self.pending) > queued:
             self._publish_due.set()
-        send = self.app.producer.send
+        send = self._send
         for r in records:
             if r.role in PUBLISHED:
                 continue
             if r.role == "reroute":
-                ts = None if r.timestamp_ms is None else r.timestamp_ms / 1000
-                fut = await send(self.reroute, r.key, r.value, r.partition, ts, list(r.headers))
+                fut = await send(
+                    self._origin(r), self.reroute, r.key, r.value, r.partition, r.timestamp_ms,
+                    list(r.headers),
+                )  # fmt: skip
             else:
-                fut = await send(self.out[r.role], r.key, r.value, None, None, None)
+                fut = await send(self._origin(r), self.out[r.role], r.key, r.value)
             # the record's offset waits for these too: a forwarded copy or a dead letter
             # must not be lost with the input offset committed
-            self.checkpoints.track(fut)  # type: ignore[arg-type]
+            self.checkpoints.track(fut)
+
+    async def _send(
+        self,
+        origin: int,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        to: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]:
+        """One write; ``origin`` is the partition index it belongs to (the transaction
+        that carries it, with exactly-once; unused here)."""
+        ts = None if timestamp_ms is None else timestamp_ms / 1000
+        sent: asyncio.Future[Any] = await self.app.producer.send(topic, key, value, to, ts, headers)  # type: ignore[assignment]
+        return sent
+
+    def _origin(self, r: OutRecord) -> int:
+        """The partition index a record belongs to: where its reading happened, else
+        (decisions, a failed candidate's dead letter) its customer's partition."""
+        if r.origin is not None:
+            return r.origin
+        return self.ownership.partition_of((r.key or b"").decode("utf-8"))
+
+    def _changelog_sent(self, key: bytes, value: bytes | None, sent: Any, partition: int) -> None:
+        """A write-back was sent: into the rocksdb:// local copy once acknowledged."""
+        snapshot = self.table.memory.snapshot
+        if snapshot is not None:
+            snapshot.on_sent(key, value, sent, partition)
+
+    async def claim(self, partitions: list[int]) -> None:
+        """Partitions assigned, before their changelog is read (transactions claim their
+        ids here; nothing to do without)."""
+
+    async def release(self, partitions: set[int]) -> None:
+        """Partitions gone after a hand-over."""
+
+    def transaction_stats(self) -> dict[str, Any] | None:
+        return None
 
     def recovered(self, again: list[tuple[str, bytes, bytes]], delivered: dict[int, int]) -> None:
         """After a recovery: the outbox entries not known delivered are what is pending,
@@ -155,19 +200,19 @@ class Delivery:
             if not dirty:
                 Checkpoints.flushed(epoch, [])
                 return
-            send = self.app.producer.send
-            topic = self.table.changelog_topic.get_topic_name()
+            send = self._send
+            topic = self.changelog
             partitions = self.settings.partitions
             writes: list[Any] = []
             perf = time.perf_counter
             snapshot = self.table.memory.snapshot
+            copy = self._changelog_sent
             try:
                 deadline = perf() + STEP_BUDGET
                 for key, value in dirty.items():
                     p = partition_for(key.decode("utf-8"), partitions)
-                    writes.append(await send(topic, key, value, p, None, None))
-                    if snapshot is not None:  # the rocksdb:// copy, as each is acknowledged
-                        snapshot.on_sent(key, value, writes[-1], p)
+                    writes.append(await send(p, topic, key, value, p))
+                    copy(key, value, writes[-1], p)
                     if perf() >= deadline:
                         # a sweep can leave a million customers to write: not in one piece
                         await give_way()
@@ -186,9 +231,9 @@ class Delivery:
                 raise
             Checkpoints.flushed(epoch, writes)
             if snapshot is not None:
-                self._copy_when_acknowledged(snapshot, writes)
+                self.copy_when_acknowledged(snapshot, writes)
 
-    def _copy_when_acknowledged(self, snapshot: LocalSnapshot, writes: list[Any]) -> None:
+    def copy_when_acknowledged(self, snapshot: LocalSnapshot, writes: list[Any]) -> None:
         """Once the flush is acknowledged, its writes (and earlier ones) go into the
         rocksdb:// local copy, a step at a time (see streams.worker.snapshot)."""
 
@@ -224,8 +269,8 @@ class Delivery:
         try:
             await self.flush()  # 1. write back the outboxes
             await self.checkpoints.durable()  # 2. every write so far acknowledged
-            send = self.app.producer.send  # 3. the decisions, acknowledged
-            sent = [await send(self.out[r.role], r.key, r.value, None, None, None) for r in batch]
+            send = self._send  # 3. the decisions, acknowledged
+            sent = [await send(-1, self.out[r.role], r.key, r.value) for r in batch]
             await asyncio.gather(*sent)
         except ClientError as exc:
             # Nothing is recorded as delivered: they stay pending (and in the outboxes).

@@ -73,8 +73,11 @@ class IdleCheck:
         if not tps:
             return
         # Heartbeat first: the end-offset look-ups below wait for the consumer thread.
-        beat = self.watermarks.heartbeat(sorted({tp.partition for tp in tps} & own.owned))
-        await self.delivery.write(beat)
+        # Under the handling lock, as every write: with transactions, a write must not
+        # land in a partition's transaction while a commit cycle is ending it.
+        async with self.delivery.handling:
+            beat = self.watermarks.heartbeat(sorted({tp.partition for tp in tps} & own.owned))
+            await self.delivery.write(beat)
         reroute_tps = self.watermarks.unread_reroute(
             tp for tp in assigned if tp.topic == self.reroute
         )
@@ -95,10 +98,13 @@ class IdleCheck:
         def done(tp: tuple[str, int]) -> int | None:
             return next_offset.get(tp, self.committed.get(tp))
 
-        out: list[OutRecord] = self.watermarks.on_idle_check(
-            ends, done, self.fetches.fresh, tps, reroute_tps, own.owned, now_ms()
-        )
-        await self.delivery.write(out)
+        async with self.delivery.handling:
+            if not own.still(epoch):
+                return
+            out: list[OutRecord] = self.watermarks.on_idle_check(
+                ends, done, self.fetches.fresh, tps, reroute_tps, own.owned, now_ms()
+            )
+            await self.delivery.write(out)
         if self.caught_up is not None and all(
             (at := done(tp)) is not None and at >= ends.get(tp, at + 1)
             for tp in tps

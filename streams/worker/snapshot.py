@@ -60,7 +60,7 @@ class _Own:
     held: int
     pending: int = 0
     seq: int = 0
-    acked: list[tuple[int, int, bytes, bytes | None]] = field(default_factory=list)
+    acked: list[tuple[int, int, bytes | None, bytes | None]] = field(default_factory=list)
 
 
 class SnapshotUnavailable(RuntimeError):
@@ -191,7 +191,7 @@ class LocalSnapshot:
     def apply(
         self,
         partition: int,
-        records: Iterable[tuple[bytes, bytes | None, int]],
+        records: Iterable[tuple[bytes | None, bytes | None, int]],
         caught_up: bool = True,
     ) -> None:
         """Changelog records (key, value or None for a tombstone, offset) read from the
@@ -213,6 +213,9 @@ class LocalSnapshot:
         last = held
         for key, value, offset in records:
             if offset <= held:
+                continue
+            if key is None:  # a commit marker: only the offset moves
+                last = max(last, offset)
                 continue
             if value is None:
                 batch.delete(prefix + key)
@@ -297,6 +300,15 @@ class LocalSnapshot:
 
         sent.add_done_callback(done)
 
+    def on_marker(self, partition: int, offset: int) -> None:
+        """A transaction's commit marker at ``offset``: no record, but the copy's offset
+        moves over it once everything before it is in."""
+        own = self._own.get(partition)
+        if own is None or self.closed or self.disabled:
+            return
+        heapq.heappush(own.acked, (offset, own.seq, None, None))
+        own.seq += 1
+
     def write_acked(self, limit: int | None = None) -> bool:
         """Acknowledged writes go into the database: per partition, the run of offsets
         that directly follows what the copy holds, at most ``limit`` records in all (a
@@ -314,7 +326,7 @@ class LocalSnapshot:
         if own is None:
             return budget
         acked, held = own.acked, own.held
-        run: list[tuple[bytes, bytes | None, int]] = []
+        run: list[tuple[bytes | None, bytes | None, int]] = []
         while acked and (budget is None or len(run) < budget):
             offset = acked[0][0]
             if offset <= held:  # already in, read from the log

@@ -37,8 +37,9 @@ from streams.settings import Settings
 from streams.worker.app import DurableTable, Lifecycle, WorkerApp, app_config
 from streams.worker.batches import Batches
 from streams.worker.changelog import PartitionedData
-from streams.worker.checkpoint import Checkpoints, parse_frontier
+from streams.worker.checkpoint import Checkpoints, WriteFailed, parse_frontier
 from streams.worker.delivery import Delivery
+from streams.worker.exactly_once import TransactionalDelivery
 from streams.worker.fetches import ConsumerFetches
 from streams.worker.idle_check import IdleCheck
 from streams.worker.maintenance import Maintenance
@@ -103,6 +104,7 @@ class Worker:
             checkpoints=self.checkpoints,
             client_kwargs=settings.kafka_client_kwargs(),
             snapshot_factory=self._snapshot if settings.keeps_local_copy else None,
+            before_load=self._claim,
             name="customers",
             beacon=self.app.tables.beacon,
             partitions=settings.partitions,
@@ -118,7 +120,8 @@ class Worker:
     def _pieces(self) -> None:
         """The pieces that move records, each given only what it works on."""
         settings, app = self.settings, self.app
-        self.delivery = Delivery(
+        kind = TransactionalDelivery if settings.exactly_once else Delivery
+        self.delivery = kind(
             settings, app, self.table, self.store, self.checkpoints, self.outbox, self.ownership
         )
         self.fetches = ConsumerFetches(app, settings.caught_up_within, settings.outage_grace)
@@ -196,6 +199,17 @@ class Worker:
 
     async def _policy_task(self) -> None:
         await self.policy_feed.run(lambda: self.app.should_stop)
+
+    async def _claim(self, partitions: list[int]) -> None:
+        """Before an assignment's changelog is read (see ``TransactionalDelivery``). A
+        failure stops the worker: it must not read state a fenced holder may still
+        change."""
+        try:
+            await self.delivery.claim(partitions)
+        except WriteFailed as exc:
+            log.error("stopping: %s", exc)
+            await self.app.crash(exc)
+            raise
 
     async def _on_recover(self) -> None:
         """faust runs this and never looks at its exception: a failure here would leave

@@ -83,6 +83,7 @@ def test_wrong_partition_is_forwarded_through_the_reroute_topic_not_decided() ->
                 ("ts-arr", str(NEVER).encode()),
                 ("ts-inc", b""),
             ),
+            origin=wrong,  # with exactly-once: in the transaction of the partition read
         )
     ]
     assert r.engine.store.get("c-42") is None  # nothing applied to state

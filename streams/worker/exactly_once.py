@@ -1,0 +1,207 @@
+"""Exactly-once delivery (``TRIGGER_SANITY_GUARANTEE=exactly_once``, the default): every
+write and the input offsets go out in Kafka transactions, one per owned partition and
+commit cycle (``streams.worker.transactions``).
+
+What changes against the at-least-once protocol (``streams.worker.delivery``):
+
+- a decision is sent into its partition's open transaction as soon as it is made; it
+  need not wait for its state to be durable, because both become visible together or
+  not at all;
+- a commit cycle, every ``commit_interval``, holds the handling lock (no record is
+  handled half inside it) and, per partition: writes back the customers changed,
+  records the cycle's generation as delivered (so recovery publishes none of those
+  outbox entries again), adds the input offsets with their frontiers, and commits;
+- the rocksdb:// local copy takes a write-back only once its transaction committed,
+  and steps over the commit marker that follows it;
+- any failure of a transaction (fenced, timed out, rejected) stops the worker: its
+  memory is ahead of what Kafka holds, and the restart (or the partition's next owner)
+  recovers from the last committed state, which readers of committed records alone
+  have seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka.errors import KafkaError as ClientError
+from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import TopicPartition as ClientTP
+from kafka.errors import KafkaError
+
+from streams.core.outbox import Outbox
+from streams.kafka import faust_internals as internals
+from streams.processing.records import OutRecord
+from streams.settings import Settings
+from streams.worker.app import DurableTable, WorkerApp
+from streams.worker.checkpoint import Checkpoints, WriteFailed
+from streams.worker.delivery import Delivery
+from streams.worker.ownership import Ownership
+from streams.worker.table_store import TableStore
+from streams.worker.transactions import Offsets, PartitionTransactions
+
+log = logging.getLogger("trigger_sanity.worker")
+
+
+class TransactionalDelivery(Delivery):
+    def __init__(
+        self,
+        settings: Settings,
+        app: WorkerApp,
+        table: DurableTable,
+        store: TableStore,
+        checkpoints: Checkpoints,
+        outbox: Outbox,
+        ownership: Ownership,
+    ) -> None:
+        super().__init__(settings, app, table, store, checkpoints, outbox, ownership)
+        self.txns = PartitionTransactions(settings)
+        # changelog writes per partition waiting for their transaction: the local copy
+        # may hold only what committed
+        self._uncommitted: dict[int, list[tuple[bytes, bytes | None, Any]]] = {}
+
+    # ------------------------------------------------------------ writes
+
+    async def _send(
+        self,
+        origin: int,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        to: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]:
+        return await self.txns.send(origin, topic, key, value, to, timestamp_ms, headers)
+
+    def _changelog_sent(self, key: bytes, value: bytes | None, sent: Any, partition: int) -> None:
+        if self.table.memory.snapshot is not None:
+            self._uncommitted.setdefault(partition, []).append((key, value, sent))
+
+    async def write(self, records: list[OutRecord]) -> None:
+        """Everything a batch caused goes into the open transactions now, decisions
+        included; the batch's offsets join them at the next commit cycle."""
+        send = self._send
+        origin = self._origin
+        out = self.out
+        for r in records:
+            if r.role == "reroute":
+                await send(
+                    origin(r), self.reroute, r.key, r.value, r.partition, r.timestamp_ms,
+                    list(r.headers),
+                )  # fmt: skip
+            else:
+                await send(origin(r), out[r.role], r.key, r.value)
+
+    # ------------------------------------------------------------ ownership
+
+    async def claim(self, partitions: list[int]) -> None:
+        await self.txns.claim(partitions)
+
+    async def release(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self._uncommitted.pop(p, None)
+        await self.txns.release(partitions)
+
+    # ------------------------------------------------------------ the commit cycle
+
+    async def publish(self, handover: bool = False) -> None:
+        """Nothing waits to be published: decisions are in their transactions."""
+
+    async def publisher(self) -> None:
+        """No publish cycles: the commit cycles make decisions visible."""
+
+    async def commit(self) -> None:
+        if not self.ownership.active:
+            return
+        async with self.handling:
+            await self._cycle()
+
+    async def _cycle(self) -> None:
+        """One commit cycle (the steps are in this module's docstring). The caller holds
+        the handling lock."""
+        gen = self.outbox.next_cycle()
+        again, self.pending = self.pending, []
+        for r in again:  # a recovery's outbox entries not known delivered
+            await self._send(self._origin(r), self.out[r.role], r.key, r.value)
+        await self.flush()
+        handled = self.checkpoints.take_handled()
+        offsets: Offsets = {}
+        for (topic, p), (offset, meta) in handled.items():
+            offsets.setdefault(p, {})[ClientTP(topic, p)] = OffsetAndMetadata(offset, meta)
+        stamp = str(gen).encode()
+        data = self.store.data
+        for p in sorted(self.txns.written | offsets.keys()):
+            key = self._delivered_keys[p]
+            data[key] = stamp
+            sent = await self._send(p, self.changelog, key, stamp, p)
+            self._changelog_sent(key, stamp, sent, p)
+        done = await self.txns.commit(offsets)
+        if not done:
+            return
+        self.outbox.delivered_up_to(gen)
+        self.store.drop_delivered_outboxes(self.outbox.delivered)
+        self.checkpoints.committed(handled)
+        internals.note_committed(self.app.consumer, handled, time.monotonic())
+        self._copy_committed(done)
+
+    def _copy_committed(self, done: set[int]) -> None:
+        snapshot = self.table.memory.snapshot
+        if snapshot is None:
+            return
+        futures: list[Any] = []
+        for p in done:
+            writes = self._uncommitted.pop(p, None)
+            if not writes:
+                continue
+            for key, value, sent in writes:
+                snapshot.on_sent(key, value, sent, p)
+                futures.append(sent)
+            # the commit marker follows the transaction's last record in the partition
+            # (only this worker's producer writes it): the copy steps over it
+            last = max(sent.result().offset for _, _, sent in writes)
+            snapshot.on_marker(p, last + 1)
+        if futures:
+            self.copy_when_acknowledged(snapshot, futures)
+
+    async def committer(self) -> None:
+        await self._cycles(self.settings.commit_interval, self.commit)
+
+    # ------------------------------------------------------------ endings
+
+    async def hand_over(self, handling: asyncio.Lock) -> None:
+        """Partitions are about to move: commit what is open, then give up every
+        transactional id (the next assignment claims them again). A transaction that
+        cannot commit in time is left to the next owner, whose claim aborts it; this
+        worker's memory is then ahead of Kafka, so it stops and recovers."""
+        try:
+            async with asyncio.timeout(self.settings.session_timeout / 3):
+                async with handling:
+                    await self._cycle()
+        except (TimeoutError, WriteFailed, ClientError, KafkaError) as exc:
+            log.error("handing over: the last transaction did not commit (%r)", exc)
+            await self.txns.close()
+            await self.crash(WriteFailed(f"the hand-over's transaction failed: {exc!r}"))
+            return
+        await self.txns.close()
+
+    async def final(self, handling: asyncio.Lock) -> None:
+        """On a clean stop: the last transaction committed, the ids given up."""
+        try:
+            async with asyncio.timeout(self.settings.session_timeout / 3):
+                async with handling:
+                    await self._cycle()
+        except (ClientError, KafkaError, TimeoutError, WriteFailed) as exc:
+            log.warning(
+                "could not commit the last transaction before stopping (%s: %s); its "
+                "records are read and decided again after the restart",
+                type(exc).__name__,
+                exc,
+            )
+        finally:
+            await self.txns.close()
+
+    def transaction_stats(self) -> dict[str, Any]:
+        return self.txns.stats.as_dict()
