@@ -35,6 +35,7 @@ PAGE = """<!doctype html>
  <div class="card">held now<b id="held">-</b></div>
  <div class="card">dead letters<b id="dead-letters">-</b></div>
  <div class="card">late evidence<b id="late-evidence">-</b></div>
+ <div class="card">aborted transactions<b id="aborted-transactions">-</b></div>
 </div>
 <h2>Misfire warnings</h2><div id="misfires" class="muted">none</div>
 <h2>Suppressions per rule, last hour (per minute)</h2>
@@ -54,6 +55,8 @@ function render(d){
   document.getElementById("held").textContent=d.held;
   document.getElementById("dead-letters").textContent=d.dead_letters;
   document.getElementById("late-evidence").textContent=d.late_evidence;
+  document.getElementById("aborted-transactions").textContent=
+    d.transactions===null?"n/a (at_least_once)":d.transactions.aborted+" ("+d.transactions.fenced+" fenced)";
   const rules=Object.keys(d.chart.series);
   let total=0;const totals={};
   for(const r of rules){totals[r]=d.chart.series[r].reduce((a,b)=>a+b,0);total+=totals[r];}
@@ -106,6 +109,7 @@ def data(
     policy: str,
     partitions: list[int],
     updated: str,
+    transactions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "chart": chart,
@@ -117,4 +121,6 @@ def data(
         "policy": policy,
         "partitions": partitions,
         "updated": updated,
+        # None with at_least_once: no transactions to show
+        "transactions": transactions,
     }

@@ -12,9 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 PREFIX = "trigger_sanity"
@@ -35,6 +41,7 @@ class Snapshot:
     lag: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition)
     ready: bool = False
     misfiring: dict[str, float] = field(default_factory=dict)  # rule -> recent rate
+    transactions: dict[str, Any] | None = None  # TransactionStats.as_dict(); None: at_least_once
 
 
 class _Counts(Collector):
@@ -102,6 +109,35 @@ class _Counts(Collector):
         for rule, rate in sorted(s.misfiring.items()):
             misfire.add_metric([rule], rate)
         yield misfire
+        if s.transactions is not None:
+            yield from _transactions(s.transactions)
+
+
+def _transactions(t: dict[str, Any]) -> Iterator[Metric]:
+    yield CounterMetricFamily(
+        f"{PREFIX}_transactions_committed",
+        "Kafka transactions committed (one per partition and commit cycle with writes)",
+        t["committed"],
+    )
+    yield CounterMetricFamily(
+        f"{PREFIX}_transactions_aborted",
+        "Kafka transactions aborted or failed (each stops the worker, or ended a hand-over)",
+        t["aborted"],
+    )
+    yield CounterMetricFamily(
+        f"{PREFIX}_producers_fenced",
+        "Transactional producers fenced by another worker claiming their partition",
+        t["fenced"],
+    )
+    yield GaugeMetricFamily(
+        f"{PREFIX}_transactions_open", "Partitions with a transaction carrying writes", t["open"]
+    )
+    yield SummaryMetricFamily(
+        f"{PREFIX}_transaction_commit_seconds",
+        "Commit rounds (every owned partition's transaction ended together) and their time",
+        count_value=t["rounds"],
+        sum_value=t["seconds_total"],
+    )
 
 
 class WorkerMetrics:

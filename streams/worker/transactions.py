@@ -57,7 +57,8 @@ class TransactionStats:
     aborted: int = 0
     fenced: int = 0
     open: int = 0
-    seconds_total: float = 0.0  # summed commit durations (send offsets + end txn)
+    rounds: int = 0  # commit rounds: every partition's transaction ended together
+    seconds_total: float = 0.0  # summed commit round durations (send offsets + end txn)
     recent_ms: deque[float] = field(default_factory=lambda: deque(maxlen=512))
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,6 +69,8 @@ class TransactionStats:
             "aborted": self.aborted,
             "fenced": self.fenced,
             "open": self.open,
+            "rounds": self.rounds,
+            "seconds_total": round(self.seconds_total, 6),
             "commit_ms_p99": None if p99 is None else round(p99, 1),
         }
 
@@ -210,6 +213,7 @@ class PartitionTransactions:
         took = time.perf_counter() - t0
         done = {p for p, r in zip(todo, results, strict=True) if not isinstance(r, BaseException)}
         self.stats.committed += len(done)
+        self.stats.rounds += 1
         self.stats.seconds_total += took
         self.stats.recent_ms.append(took * 1000)
         self.stats.open = len(self.written)

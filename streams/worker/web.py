@@ -163,6 +163,7 @@ class Web:
                 self.policy.version,
                 sorted(self.ownership.owned),
                 iso(int(time.time() * 1000)),
+                self.batches.delivery.transaction_stats(),
             )
         )
 
@@ -208,6 +209,7 @@ class Web:
             lag=lag,
             ready=self.not_ready() is None,
             misfiring={rule: a.recent_rate for rule, a in misfire.active.items()},
+            transactions=self.batches.delivery.transaction_stats(),
         )
 
     def stats(self) -> dict[str, Any]:
@@ -224,6 +226,9 @@ class Web:
             "misfires": [a.describe() for a in self.observers.misfire.active.values()],
             "policy_rejected": [{"seq": seq, "error": why} for seq, why in history.rejected],
             "loop": dict(self.maintenance.loop_stats),
+            "guarantee": self.batches.settings.guarantee,
+            # committed, aborted, fenced, open now, recent commit p99 (None: at_least_once)
+            "transactions": self.batches.delivery.transaction_stats(),
             # input partitions not trusted caught up yet: the broker came back from an
             # outage less than TRIGGER_SANITY_OUTAGE_GRACE ago (or is still away)
             "after_outage": self.batches.fetches.answering.in_grace(),

@@ -311,3 +311,36 @@ def test_a_killed_process_leaves_the_copy_it_had_acknowledged(tmp_path: Path) ->
     items = dict(snap.items(0))
     assert len(items) == 1000 and items[b"c1"] == b"new"
     snap.close()
+
+
+def test_a_transactions_commit_marker_is_stepped_over_once_its_records_are_in(
+    kept: tuple[LocalSnapshot, _Producer],
+) -> None:
+    """With transactions, offset 7 after a transaction's writes at 5 and 6 is its commit
+    marker, no record: the copy must reach 7, or our next write at 8 would look like
+    another producer's gap and stop the copy."""
+    snap, producer = kept
+    a, b = producer.send(b"a", b"2"), producer.send(b"b", b"2")
+    snap.on_marker(0, 7)  # told after the commit, maybe before the records are in
+    producer.ack(b, 6)
+    assert not snap.write_acked()
+    assert snap.usable_offset(0, 0, 8) == 4  # not past a record still missing
+    producer.ack(a, 5)
+    snap.write_acked()
+    assert snap.usable_offset(0, 0, 8) == 7
+    c = producer.send(b"c", b"1")
+    producer.ack(c, 8)
+    snap.write_acked()
+    assert snap.usable_offset(0, 0, 9) == 8
+    assert dict(snap.items(0)) == {b"a": b"2", b"b": b"2", b"c": b"1"}
+
+
+def test_a_tail_that_ends_with_a_commit_marker_reaches_the_logs_end(tmp_path: Path) -> None:
+    """A load reads to the end offset; a record-less marker as its last offset still
+    counts as held (``apply`` with no key moves only the offset)."""
+    snap = _copy(tmp_path)
+    snap.replace(0, [(b"a", b"1")], offset=2)
+    snap.apply(0, [(b"a", b"2", 3), (None, None, 4)])
+    assert snap.usable_offset(0, 0, 5) == 4
+    assert dict(snap.items(0)) == {b"a": b"2"}
+    snap.close()
