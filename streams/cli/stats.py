@@ -41,8 +41,11 @@ def cmd_stats(args: argparse.Namespace) -> int:
     stats = collect(conf, since, until, max(1000, interval))
     client = WorkerClient.of(conf, args.url)
     try:
-        stats.held_now = int(client.stats().get("held", 0))
+        page = client.stats()
+        stats.held_now = int(page.get("held", 0))
         stats.held_source = f"the worker at {client.base_url}"
+        tx = page.get("transactions")
+        stats.transactions = tx if isinstance(tx, dict) else None
     except (NoAnswer, ValueError) as exc:
         stats.held_source = f"worker web page not reachable at {client.base_url}: {exc}"
     if args.json:

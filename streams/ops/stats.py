@@ -33,6 +33,9 @@ class DecisionStats:
     buckets: dict[str, Counter[int]] = field(default_factory=dict)  # rule -> bucket -> n
     held_now: int | None = None
     held_source: str = ""
+    # the worker's transactions (committed, aborted, fenced...), when it answers and
+    # runs exactly_once
+    transactions: dict[str, Any] | None = None
 
     @property
     def decisions(self) -> int:
@@ -84,6 +87,7 @@ class DecisionStats:
             "dead_letters": self.dead_letters,
             "late_evidence": self.late_evidence,
             "held_now": self.held_now,
+            "transactions": self.transactions,
             "interval_s": self.interval_ms // 1000,
             "per_rule_per_interval": {
                 rule: [b.get(i, 0) for i in range(n)] for rule, b in sorted(self.buckets.items())
@@ -100,6 +104,12 @@ class DecisionStats:
             f"dead letters {self.dead_letters:,}   late evidence {self.late_evidence:,}   "
             f"held now {held} ({self.held_source})",
         ]
+        t = self.transactions
+        if t is not None:
+            lines.append(
+                f"transactions (this worker since its start): committed {t['committed']:,}  "
+                f"aborted {t['aborted']:,}  fenced {t['fenced']:,}  open now {t['open']}"
+            )
         for title, counts in (
             ("by rule", self.rules),
             ("by trigger", self.triggers),

@@ -64,6 +64,7 @@ def test_a_spike_of_one_rule_is_a_misfire_and_the_dashboard_shows_what_was_decid
             "held": "document.getElementById('held').textContent",
             "dead": "document.getElementById('dead-letters').textContent",
             "late": "document.getElementById('late-evidence').textContent",
+            "aborted": "document.getElementById('aborted-transactions').textContent",
             "misfires": "document.getElementById('misfires').textContent",
             "rule_totals": "Array.from(document.querySelectorAll('#rule-totals tbody tr'))"
             ".map(tr => [tr.dataset.rule, tr.querySelector('.count').textContent])",
@@ -80,6 +81,7 @@ def test_a_spike_of_one_rule_is_a_misfire_and_the_dashboard_shows_what_was_decid
     assert page.console_errors == [], page.console_errors
     assert v["decisions"] == "40" and v["suppressed"] == "10" and v["bars"] == 10
     assert v["held"] == "0" and v["dead"] == "1" and v["late"] == "0"
+    assert v["aborted"] == "0 (0 fenced)"  # exactly-once, nothing aborted
     assert v["rule_totals"] == [["cart_already_purchased", "10"]]
     assert "rule cart_already_purchased misfiring?" in v["misfires"]
     shown = {mid for rule, mid in v["latest"]}

@@ -176,6 +176,15 @@ def test_health_readiness_through_a_restart_and_metrics_match_what_was_decided(
     assert samples[("trigger_sanity_ready", ())] == 1
     lags = [v for (n, _l), v in samples.items() if n == "trigger_sanity_consumer_lag"]
     assert lags and all(v >= 0 for v in lags)
+    # exactly-once: the decisions became visible through committed transactions
+    assert samples[("trigger_sanity_transactions_committed_total", ())] >= 1
+    assert samples[("trigger_sanity_transactions_aborted_total", ())] == 0
+    assert samples[("trigger_sanity_producers_fenced_total", ())] == 0
+    assert samples[("trigger_sanity_transaction_commit_seconds_count", ())] >= 1
+    shown = cli(ts_env, "stats", "--since", "30d", "--url", f"http://127.0.0.1:{port}")
+    assert shown.returncode == 0, shown.stderr
+    assert "transactions (this worker since its start): committed" in shown.stdout
+    assert "aborted 0  fenced 0" in shown.stdout
 
     url = f"http://127.0.0.1:{port}"
     res = cli(ts_env, "state", "c-9", "--url", url)
