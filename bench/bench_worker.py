@@ -1,6 +1,7 @@
 """End-to-end benchmark of the worker against a real broker.
 
     .venv/bin/python bench/bench_worker.py [--customers 2000] [--partitions 8]
+        [--guarantee both|exactly_once|at_least_once] [--commit-interval 0.1]
 
 Uses KAFKA_BOOTSTRAP_SERVERS, or starts the local broker (tools/kafka) on
 LOCAL_KAFKA_PORT (default 9092). Produces a generated history into fresh
@@ -9,17 +10,23 @@ topics, then measures, in the same run:
   (what moving the bytes costs);
 - the worker: start to the last decision, records/s, and the time each
   candidate was held (receipt to decision) for triggers without a settle
-  delay, as percentiles.
+  delay, as percentiles; with exactly_once, the transactions it committed;
+- by default both guarantees, each on its own identical backlog, and the ratio
+  of their rates (read_committed readers throughout).
 Prints numbers and the ratio; asserts nothing.
 """
 
 from __future__ import annotations
 
+import argparse
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 from common import (
@@ -35,6 +42,9 @@ from common import (
 )
 
 from streams.contract.topics import INPUT_ROLES
+from streams.settings import Settings
+
+GUARANTEES = ("exactly_once", "at_least_once")
 
 
 def main() -> int:
@@ -47,19 +57,66 @@ def main() -> int:
     ap.add_argument("--log-level", default="WARNING", help="the worker's log level")
     ap.add_argument("--log", metavar="FILE", help="keep the worker's log in FILE")
     ap.add_argument("--timeline", action="store_true", help="also print decisions per half second")
+    ap.add_argument(
+        "--guarantee",
+        default="both",
+        choices=(*GUARANTEES, "both"),
+        help="the delivery guarantee measured; both (default): exactly_once, then "
+        "at_least_once on an identical backlog in the same run, and their ratio",
+    )
+    ap.add_argument(
+        "--commit-interval", default="0.1", help="TRIGGER_SANITY_COMMIT_INTERVAL (seconds)"
+    )
     args = ap.parse_args()
+    modes = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
+    rates: dict[str, float] = {}
+    base_rate = 0.0
+    ok = True
+    for i, mode in enumerate(modes):
+        print(f"--- guarantee {mode}, commit interval {args.commit_interval} s")
+        env, settings = deployment(
+            "bench",
+            partitions=str(args.partitions),
+            log_level=args.log_level,
+            guarantee=mode,
+            commit_interval=args.commit_interval,
+            web_enabled="true",
+            web_port=str(free_port()),
+        )
+        t0 = time.perf_counter()
+        n, candidates = produce_backlog(settings, args.customers)
+        print(f"produced {n} records ({candidates} candidates) in {time.perf_counter() - t0:.1f}s")
+        if i == 0:
+            t0 = time.perf_counter()
+            got = drain(settings, INPUT_ROLES, n, args.timeout)
+            base = time.perf_counter() - t0
+            base_rate = len(got) / base
+            print(
+                f"baseline: plain consumer read {len(got)} records in {base:.1f}s "
+                f"({base_rate:,.0f}/s)"
+            )
+        rate, done = _run(args, env, settings, n, candidates, base_rate)
+        rates[mode] = rate
+        ok = ok and done
+    if len(rates) == 2:
+        eo, al = rates["exactly_once"], rates["at_least_once"]
+        print(
+            f"exactly_once / at_least_once, first decision visible to last: {eo:,.0f} / {al:,.0f} "
+            f"input records/s = {eo / al:.2f}"
+        )
+    return 0 if ok else 1
 
-    env, settings = deployment("bench", partitions=str(args.partitions), log_level=args.log_level)
-    t0 = time.perf_counter()
-    n, candidates = produce_backlog(settings, args.customers)
-    print(f"produced {n} records ({candidates} candidates) in {time.perf_counter() - t0:.1f}s")
 
-    t0 = time.perf_counter()
-    got = drain(settings, INPUT_ROLES, n, args.timeout)
-    base = time.perf_counter() - t0
-    rate = len(got) / base
-    print(f"baseline: plain consumer read {len(got)} records in {base:.1f}s ({rate:,.0f}/s)")
-
+def _run(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    settings: Settings,
+    n: int,
+    candidates: int,
+    base_rate: float,
+) -> tuple[float, bool]:
+    """One worker through the backlog: prints its numbers, gives its records/s from the
+    first decision to the last and whether every decision came."""
     with tempfile.TemporaryDirectory() as tmp:
         log = open(args.log or Path(tmp) / "worker.log", "wb")
         t0 = time.perf_counter()
@@ -68,11 +125,14 @@ def main() -> int:
             spy = str(Path(sys.executable).with_name("py-spy"))
             prefix = [spy, "record", "--format", "raw", "-r", "200", "-o", args.profile, "--"]
         worker = start_worker(env, log, prefix)
+        txns: dict[str, Any] | None = None
         try:
             stamps: list[int] = []
-            out = drain(settings, OUTPUT_ROLES, candidates, args.timeout, stamps)
+            seen: list[float] = []
+            out = drain(settings, OUTPUT_ROLES, candidates, args.timeout, stamps, seen)
             took = time.perf_counter() - t0
             cpu = cpu_seconds(worker.pid)
+            txns = _transactions(settings.web_port)
         finally:
             if args.profile:  # stop the worker under py-spy: py-spy then writes the file
                 subprocess.run(["pkill", "-TERM", "-P", str(worker.pid)], check=False)
@@ -86,27 +146,59 @@ def main() -> int:
         if "sanity" in v and v["trigger"] != "abandoned_cart":
             held.append(v["sanity"]["held_ms"])
     span = (max(stamps) - min(stamps)) / 1000 if stamps else float("nan")
+    visible = max(seen) - min(seen) if seen else float("nan")
     print(
         f"worker: {len(out)} decisions for {n} records in {took:.1f}s incl. startup "
-        f"({n / took:,.0f} records/s); ratio to the plain consumer {took / base:.1f}x the time"
+        f"({n / took:,.0f} records/s); ratio to the plain consumer "
+        f"{took / (n / base_rate):.1f}x the time"
     )
     print(f"worker CPU: {cpu:.1f}s user+system ({cpu / n * 1e6:.0f} us per input record)")
     print(
         f"worker, first decision to last: {span:.1f}s ({n / span:,.0f} input records/s; "
-        f"{rate / (n / span):.1f}x slower than the plain consumer)"
+        f"{base_rate / (n / span):.1f}x slower than the plain consumer)"
+    )
+    print(
+        f"worker, first decision visible to a read_committed reader to last: {visible:.1f}s "
+        f"({n / visible:,.0f} input records/s)"
     )
     print(
         f"held time of sent messages without settle delay (ms): p50 {pct(held, 0.5):.0f}  "
         f"p95 {pct(held, 0.95):.0f}  p99 {pct(held, 0.99):.0f}  "
         "(an all-at-once backlog: includes queueing)"
     )
+    if txns is not None:
+        rounds = txns.get("rounds") or 0
+        print(
+            f"transactions: {txns['committed']:,} committed in {rounds:,} commit rounds "
+            f"({txns['committed'] / took:,.0f}/s over the run), aborted {txns['aborted']}, "
+            f"mean round {1000 * txns['seconds_total'] / max(1, rounds):.1f} ms, "
+            f"recent p99 {txns['commit_ms_p99']} ms"
+        )
     if args.timeline and stamps:
-        t0 = min(stamps)
+        t0s = min(stamps)
         per: dict[int, int] = {}
         for s in stamps:
-            per[(s - t0) // 500] = per.get((s - t0) // 500, 0) + 1
+            per[(s - t0s) // 500] = per.get((s - t0s) // 500, 0) + 1
         print("decisions per 0.5 s:", " ".join(str(per.get(i, 0)) for i in range(max(per) + 1)))
-    return 0 if len(out) >= candidates else 1
+    return n / visible, len(out) >= candidates
+
+
+def _transactions(port: int) -> dict[str, Any] | None:
+    """The worker's transaction counts from its stats page (None: at_least_once)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/", timeout=5) as res:
+            page = orjson.loads(res.read())
+    except OSError as exc:
+        print(f"(stats page not read: {exc})")
+        return None
+    tx = page.get("transactions")
+    return tx if isinstance(tx, dict) else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -241,9 +241,12 @@ def drain(
     want: int,
     timeout: float,
     stamps: list[int] | None = None,
+    arrivals: list[float] | None = None,
 ) -> list[bytes]:
-    """Read ``want`` records of the topics from the beginning; their broker timestamps
-    (producer CreateTime: when the worker sent each) go to ``stamps`` if given."""
+    """Read ``want`` records of the topics from the beginning (committed ones only);
+    their broker timestamps (producer CreateTime: when the worker sent each) go to
+    ``stamps`` if given, and when this reader got each (``time.monotonic``; with
+    transactions, after the commit) to ``arrivals``."""
     consumer = KafkaConsumer(
         enable_auto_commit=False, consumer_timeout_ms=300, **settings.kafka_consumer_kwargs()
     )
@@ -257,6 +260,8 @@ def drain(
             out.append(r.value)
             if stamps is not None:
                 stamps.append(r.timestamp)
+            if arrivals is not None:
+                arrivals.append(time.monotonic())
     consumer.close()
     return out
 

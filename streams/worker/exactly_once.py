@@ -61,6 +61,8 @@ class TransactionalDelivery(Delivery):
         # changelog writes per partition waiting for their transaction: the local copy
         # may hold only what committed
         self._uncommitted: dict[int, list[tuple[bytes, bytes | None, Any]]] = {}
+        # a cycle failed: memory is ahead of Kafka, nothing may be committed any more
+        self.broken: BaseException | None = None
 
     # ------------------------------------------------------------ writes
 
@@ -121,7 +123,17 @@ class TransactionalDelivery(Delivery):
 
     async def _cycle(self) -> None:
         """One commit cycle (the steps are in this module's docstring). The caller holds
-        the handling lock."""
+        the handling lock. After a failed cycle none runs again: records handled since
+        could be committed past writes that were lost with the failed transaction."""
+        if self.broken is not None:
+            raise WriteFailed(f"an earlier transaction failed: {self.broken}")
+        try:
+            await self._commit_cycle()
+        except BaseException as exc:
+            self.broken = exc
+            raise
+
+    async def _commit_cycle(self) -> None:
         gen = self.outbox.next_cycle()
         again, self.pending = self.pending, []
         for r in again:  # a recovery's outbox entries not known delivered
