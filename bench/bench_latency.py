@@ -15,10 +15,13 @@ same partitions for a fraction of the CPU), event time = record time = the momen
 sending. The first ``--warmup``
 seconds of each rate are not measured.
 
-Latency of a candidate = its decision's broker timestamp (send-queue or suppressed,
-CreateTime: when the worker sent it) - the timestamp of the outbound record it decided,
-matched by ``message_id``. It splits into decide (``decided_at`` - input) and publish
-(output - ``decided_at``: the decision waits until the state recording it is durable).
+Latency of a candidate = when a read_committed reader here got its decision (send-queue
+or suppressed; with exactly_once, after its transaction committed) - the timestamp of
+the outbound record it decided (set here when it was sent: the same clock), matched by
+``message_id``. It splits into decide (``decided_at`` - input) and publish (seen -
+``decided_at``: the decision waits for its transaction to commit, or with
+at_least_once until the state recording it is durable). ``--set guarantee=...`` and
+``--set commit_interval=...`` compare the guarantees and commit intervals.
 Whether the worker kept up: the median latency of the last 20% of a rate's candidates
 against the first 20% (latency that grows over the run is a queue that grows), the
 median per 5 s of input, and the worker's CPU over the measured seconds (100% = one
@@ -206,7 +209,7 @@ def make_producer(kind: str, settings: Settings) -> Sender:
 
 
 class Decisions:
-    """Every decision read so far, by message_id: (output broker timestamp, decided_at).
+    """Every decision read so far, by message_id: (when this reader got it, decided_at).
     One consumer for the whole run, so each rate reads only what is new."""
 
     def __init__(self, settings: Settings) -> None:
@@ -231,10 +234,11 @@ class Decisions:
             if worker.poll() is not None:
                 deadline = min(deadline, time.monotonic() + 2)
             for batch in self.consumer.poll(timeout_ms=500).values():
+                seen = time.time_ns() // 1_000_000
                 for r in batch:
                     mid, at = decision_of(orjson.loads(r.value))
                     decided = int(datetime.fromisoformat(at).timestamp() * 1000)
-                    self.seen.setdefault(mid, (r.timestamp, decided))  # a duplicate: the first
+                    self.seen.setdefault(mid, (seen, decided))  # a duplicate: the first
                     missing.discard(mid)
 
     def close(self) -> None:
@@ -307,8 +311,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         trend = " ".join(f"{v:.0f}" for v in r[f"p50_per_{TREND_S}s_ms"])
         print(f"{r['target_rate']:>7,.0f}/s: p50 per {TREND_S} s of input: {trend}")
     print(
-        "latencies in ms, output timestamp - input timestamp (decide: to decided_at; publish: "
-        "decided_at to output); first20/last20: median of the first/last 20% of candidates; "
+        "latencies in ms, seen by a read_committed reader - input timestamp (decide: to "
+        "decided_at; publish: decided_at to seen); first20/last20: median of the first/last "
+        "20% of candidates; "
         f"kept up: all decided, last/first <= {KEPT_UP_RATIO} and last20 <= {KEPT_UP_LAG_MS} ms; "
         "CPU: the worker's, 100% = one core; us/rec: its CPU per input record; wait: share of "
         "the time its event loop was ready but had no CPU; prod: the producer's CPU (this "
