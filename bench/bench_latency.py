@@ -38,6 +38,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -210,7 +211,8 @@ def make_producer(kind: str, settings: Settings) -> Sender:
 
 class Decisions:
     """Every decision read so far, by message_id: (when this reader got it, decided_at).
-    One consumer for the whole run, so each rate reads only what is new."""
+    One consumer for the whole run, polled by its own thread all along (a reader that
+    polled only after each rate's input would stamp decisions with when it looked)."""
 
     def __init__(self, settings: Settings) -> None:
         self.consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_consumer_kwargs())
@@ -222,26 +224,41 @@ class Decisions:
         self.consumer.assign(tps)
         self.consumer.seek_to_beginning(*tps)
         self.seen: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="decisions", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            for batch in self.consumer.poll(timeout_ms=100).values():
+                seen = time.time_ns() // 1_000_000
+                got = []
+                for r in batch:
+                    mid, at = decision_of(orjson.loads(r.value))
+                    got.append((mid, seen, int(datetime.fromisoformat(at).timestamp() * 1000)))
+                with self._lock:
+                    for mid, t, decided in got:
+                        self.seen.setdefault(mid, (t, decided))  # a duplicate: the first
 
     def wait_for(
         self, message_ids: Iterable[str], timeout: float, worker: subprocess.Popen[bytes]
     ) -> None:
-        """Read until every one of ``message_ids`` is decided, ``timeout`` has passed or
-        the worker is gone (what it wrote is still read)."""
-        missing = set(message_ids) - self.seen.keys()
+        """Until every one of ``message_ids`` is decided, ``timeout`` has passed or the
+        worker is gone (what it wrote is still read)."""
         deadline = time.monotonic() + timeout
-        while missing and time.monotonic() < deadline:
+        wanted = set(message_ids)
+        while time.monotonic() < deadline:
+            with self._lock:
+                if wanted <= self.seen.keys():
+                    return
             if worker.poll() is not None:
                 deadline = min(deadline, time.monotonic() + 2)
-            for batch in self.consumer.poll(timeout_ms=500).values():
-                seen = time.time_ns() // 1_000_000
-                for r in batch:
-                    mid, at = decision_of(orjson.loads(r.value))
-                    decided = int(datetime.fromisoformat(at).timestamp() * 1000)
-                    self.seen.setdefault(mid, (seen, decided))  # a duplicate: the first
-                    missing.discard(mid)
+            time.sleep(0.1)  # the reader thread fills ``seen``; polled, bounded by the deadline
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
         self.consumer.close()
 
 

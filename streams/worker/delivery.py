@@ -163,9 +163,6 @@ class Delivery:
         """Partitions assigned, before their changelog is read (transactions claim their
         ids here; nothing to do without)."""
 
-    async def release(self, partitions: set[int]) -> None:
-        """Partitions gone after a hand-over."""
-
     def transaction_stats(self) -> dict[str, Any] | None:
         return None
 

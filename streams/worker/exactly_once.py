@@ -7,10 +7,13 @@ What changes against the at-least-once protocol (``streams.worker.delivery``):
 - a decision is sent into its partition's open transaction as soon as it is made; it
   need not wait for its state to be durable, because both become visible together or
   not at all;
-- a commit cycle, every ``commit_interval``, holds the handling lock (no record is
-  handled half inside it) and, per partition: writes back the customers changed,
-  records the cycle's generation as delivered (so recovery publishes none of those
-  outbox entries again), adds the input offsets with their frontiers, and commits;
+- a commit cycle, every ``commit_interval``, seals the open transactions under the
+  handling lock (no record is handled half inside it): per partition it writes back
+  the customers changed, records the cycle's generation as delivered (so recovery
+  publishes none of those outbox entries again) and adds the input offsets with
+  their frontiers. It commits them outside the lock: records are handled meanwhile,
+  and what they write waits until the commit is done, then opens the next
+  transactions (a producer takes no new transaction while one commits);
 - the rocksdb:// local copy takes a write-back only once its transaction committed,
   and steps over the commit marker that follows it;
 - any failure of a transaction (fenced, timed out, rejected) stops the worker: its
@@ -22,9 +25,11 @@ What changes against the at-least-once protocol (``streams.worker.delivery``):
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError as ClientError
 from aiokafka.structs import OffsetAndMetadata
@@ -43,6 +48,8 @@ from streams.worker.table_store import TableStore
 from streams.worker.transactions import Offsets, PartitionTransactions
 
 log = logging.getLogger("trigger_sanity.worker")
+
+T = TypeVar("T")
 
 
 class TransactionalDelivery(Delivery):
@@ -63,6 +70,9 @@ class TransactionalDelivery(Delivery):
         self._uncommitted: dict[int, list[tuple[bytes, bytes | None, Any]]] = {}
         # a cycle failed: memory is ahead of Kafka, nothing may be committed any more
         self.broken: BaseException | None = None
+        self._cycle_lock = asyncio.Lock()  # one cycle at a time, sealed to committed
+        self._committing = False  # sealed transactions are being committed
+        self._deferred: list[OutRecord] = []  # written meanwhile: sent once they are
 
     # ------------------------------------------------------------ writes
 
@@ -84,7 +94,14 @@ class TransactionalDelivery(Delivery):
 
     async def write(self, records: list[OutRecord]) -> None:
         """Everything a batch caused goes into the open transactions now, decisions
-        included; the batch's offsets join them at the next commit cycle."""
+        included (or, while a commit is in flight, right after it); the batch's offsets
+        join them at the next commit cycle."""
+        if self._committing:
+            self._deferred.extend(records)
+            return
+        await self._write_now(records)
+
+    async def _write_now(self, records: list[OutRecord]) -> None:
         send = self._send
         origin = self._origin
         out = self.out
@@ -102,11 +119,6 @@ class TransactionalDelivery(Delivery):
     async def claim(self, partitions: list[int]) -> None:
         await self.txns.claim(partitions)
 
-    async def release(self, partitions: set[int]) -> None:
-        for p in partitions:
-            self._uncommitted.pop(p, None)
-        await self.txns.release(partitions)
-
     # ------------------------------------------------------------ the commit cycle
 
     async def publish(self, handover: bool = False) -> None:
@@ -115,25 +127,47 @@ class TransactionalDelivery(Delivery):
     async def publisher(self) -> None:
         """No publish cycles: the commit cycles make decisions visible."""
 
+    async def flush(self) -> None:
+        """While transactions are being committed, write-backs wait for the next cycle
+        (the producers take no new writes until their commit is done)."""
+        if not self._committing:
+            await super().flush()
+
     async def commit(self) -> None:
+        """One commit cycle: sealed under the handling lock, committed outside it, so
+        that records are handled meanwhile (their writes wait in ``_deferred`` and go
+        into the next transactions as soon as the commit is done)."""
         if not self.ownership.active:
             return
-        async with self.handling:
-            await self._cycle()
+        async with self._cycle_lock:
+            async with self.handling:
+                sealed = await self._guarded(self._seal())
+            await self._guarded(self._finish(*sealed))
 
-    async def _cycle(self) -> None:
-        """One commit cycle (the steps are in this module's docstring). The caller holds
-        the handling lock. After a failed cycle none runs again: records handled since
-        could be committed past writes that were lost with the failed transaction."""
+    async def _whole_cycle(self, handling: asyncio.Lock) -> None:
+        """A cycle with nothing handled until it is committed (a hand-over, the stop)."""
+        async with self._cycle_lock:
+            async with handling:
+                sealed = await self._guarded(self._seal())
+                await self._guarded(self._finish(*sealed))
+
+    async def _guarded(self, step: Awaitable[T]) -> T:
+        """After a failed cycle none runs again: records handled since could be committed
+        past writes that were lost with the failed transaction."""
         if self.broken is not None:
+            if inspect.iscoroutine(step):
+                step.close()
             raise WriteFailed(f"an earlier transaction failed: {self.broken}")
         try:
-            await self._commit_cycle()
+            return await step
         except BaseException as exc:
             self.broken = exc
+            self._committing = False
             raise
 
-    async def _commit_cycle(self) -> None:
+    async def _seal(self) -> tuple[int, dict[tuple[str, int], tuple[int, str]], Offsets]:
+        """Everything up to now into the open transactions: outbox entries a recovery
+        left, the write-backs, each partition's delivered record and input offsets."""
         gen = self.outbox.next_cycle()
         again, self.pending = self.pending, []
         for r in again:  # a recovery's outbox entries not known delivered
@@ -150,14 +184,27 @@ class TransactionalDelivery(Delivery):
             data[key] = stamp
             sent = await self._send(p, self.changelog, key, stamp, p)
             self._changelog_sent(key, stamp, sent, p)
-        done = await self.txns.commit(offsets)
-        if not done:
-            return
-        self.outbox.delivered_up_to(gen)
-        self.store.drop_delivered_outboxes(self.outbox.delivered)
-        self.checkpoints.committed(handled)
-        internals.note_committed(self.app.consumer, handled, time.monotonic())
-        self._copy_committed(done)
+        self._committing = True
+        return gen, handled, offsets
+
+    async def _finish(
+        self, gen: int, handled: dict[tuple[str, int], tuple[int, str]], offsets: Offsets
+    ) -> None:
+        """Commit what ``_seal`` put in, then send what was written meanwhile."""
+        try:
+            done = await self.txns.commit(offsets)
+            if done:
+                self.outbox.delivered_up_to(gen)
+                self.store.drop_delivered_outboxes(self.outbox.delivered)
+                self.checkpoints.committed(handled)
+                internals.note_committed(self.app.consumer, handled, time.monotonic())
+                self._copy_committed(done)
+            # In the order written; writes made while these go out join the list.
+            while self._deferred:
+                batch, self._deferred = self._deferred, []
+                await self._write_now(batch)
+        finally:
+            self._committing = False
 
     def _copy_committed(self, done: set[int]) -> None:
         snapshot = self.table.memory.snapshot
@@ -190,8 +237,7 @@ class TransactionalDelivery(Delivery):
         worker's memory is then ahead of Kafka, so it stops and recovers."""
         try:
             async with asyncio.timeout(self.settings.session_timeout / 3):
-                async with handling:
-                    await self._cycle()
+                await self._whole_cycle(handling)
         except (TimeoutError, WriteFailed, ClientError, KafkaError) as exc:
             log.error("handing over: the last transaction did not commit (%r)", exc)
             await self.txns.close()
@@ -203,8 +249,7 @@ class TransactionalDelivery(Delivery):
         """On a clean stop: the last transaction committed, the ids given up."""
         try:
             async with asyncio.timeout(self.settings.session_timeout / 3):
-                async with handling:
-                    await self._cycle()
+                await self._whole_cycle(handling)
         except (ClientError, KafkaError, TimeoutError, WriteFailed) as exc:
             log.warning(
                 "could not commit the last transaction before stopping (%s: %s); its "

@@ -35,7 +35,7 @@ from streams.offline.generator import generate
 from streams.ops.verify import DecisionKey, decision_key
 from streams.settings import Settings
 from tests.integration.conftest import Env, WorkerProc
-from tests.integration.live import offline_keys
+from tests.integration.live import offline_keys, wait_logged
 from tests.integration.test_delivery import (
     CUSTOMERS,
     PARTITIONS,
@@ -81,35 +81,53 @@ def delivery_history(tmp_path_factory: pytest.TempPathFactory) -> History:
 class Visible:
     """The decisions on the output topics (send-queue + suppressed) as a read_committed
     reader sees them, read incrementally by one consumer kept open: each poll reads only
-    what was committed since the last."""
+    what was committed since the last. A second consumer (read_uncommitted, never
+    polled) gives the high watermarks: below them and at or past the last stable
+    offsets lie records of transactions still open."""
 
     def __init__(self, settings: Settings) -> None:
         # a short fetch wait: a decision committed is seen within ~0.1 s
         self.consumer = open_reader(settings, fetch_max_wait_ms=50)
+        self.raw = open_reader(settings, isolation_level="read_uncommitted")
         self.roles = {settings.topics[r]: r for r in DECISION_ROLES}
         self.tps: list[TopicPartition] = assign_all(self.consumer, settings, self.roles)
         self.consumer.seek_to_beginning(*self.tps)
         self.keys: list[DecisionKey] = []
+        self.where: list[tuple[TopicPartition, int]] = []  # each record's partition, offset
+        # per output partition: a decision goes to its customer's partition (murmur2, as
+        # the input), so this counts what the owner of that input partition committed
+        self.by_partition: Counter[int] = Counter()
 
     @property
     def seen(self) -> int:
         return len(self.keys)
 
-    def poll(self) -> int:
-        """Read what is committed now (waits at most 0.1 s for it); the count seen."""
-        batch = self.consumer.poll(timeout_ms=100, max_records=100_000)
+    def poll(self, wait_ms: int = 100) -> int:
+        """Read what is committed now (waiting at most ``wait_ms`` for it); the count
+        seen."""
+        batch = self.consumer.poll(timeout_ms=wait_ms, max_records=100_000)
         for tp, recs in batch.items():
             role = self.roles[tp.topic]
             self.keys.extend(decision_key(role, r.value) for r in recs)
+            self.where.extend((tp, r.offset) for r in recs)
+            self.by_partition[tp.partition] += len(recs)
         return self.seen
 
+    def on(self, partitions: set[int]) -> int:
+        """Decisions seen on these partitions (of both output topics)."""
+        return sum(self.by_partition[p] for p in partitions)
+
     def wait_for(
-        self, done: Callable[[int], bool], worker: WorkerProc, timeout: float = 120
+        self,
+        done: Callable[[int], bool],
+        worker: WorkerProc,
+        timeout: float = 120,
+        every_ms: int = 100,
     ) -> int:
-        """Poll (every 0.1 s at most) until ``done(seen)``; fails if ``worker`` exits or
-        the time runs out."""
+        """Poll (every ``every_ms`` at most) until ``done(seen)``; fails if ``worker``
+        exits or the time runs out."""
         deadline = time.monotonic() + timeout
-        while not done(self.poll()):
+        while not done(self.poll(every_ms)):
             assert worker.proc.poll() is None, worker.tail()
             assert time.monotonic() < deadline, f"{self.seen} decisions seen\n{worker.tail()}"
         return self.seen
@@ -123,8 +141,23 @@ class Visible:
             self.poll()
         return list(self.keys)
 
+    def in_flight(self, partitions: set[int] | None = None) -> dict[TopicPartition, range]:
+        """Per output partition (of ``partitions``, default all), the offsets of decisions
+        in a transaction still open: from the last stable offset to the high watermark.
+        Output partition p is written only by partition p's transactional producer, so
+        this is that producer's open transaction."""
+        tps = [tp for tp in self.tps if partitions is None or tp.partition in partitions]
+        stable = self.consumer.end_offsets(tps)
+        high = self.raw.end_offsets(tps)
+        return {tp: range(stable[tp], high[tp]) for tp in tps if stable[tp] < high[tp]}
+
+    def read_in(self, ranges: dict[TopicPartition, range], first: int, last: int) -> int:
+        """How many of the records read ``first``-th to ``last``-th lie in ``ranges``."""
+        return sum(1 for tp, off in self.where[first:last] if tp in ranges and off in ranges[tp])
+
     def close(self) -> None:
         self.consumer.close()
+        self.raw.close()
 
 
 @pytest.fixture
@@ -152,30 +185,48 @@ def test_five_kill_9_through_a_3000_customer_backlog_write_nothing_twice(
     ts_env: Env, backlog: History, visible: Callable[[], Visible]
 ) -> None:
     """The whole history is in the topics before the first worker starts; each worker is
-    killed once a share of the decisions is visible (and it made some of them visible
-    itself), so every kill lands mid-transaction with the backlog still being read."""
+    killed at the first look (every 20 ms) that shows the share of the decisions visible,
+    some of them made visible by that worker, and more of its decisions in open
+    transactions, with the backlog still being read. Decisions become visible in bursts
+    (a commit cycle's worth; the last ~20% at once when the input goes idle), so a kill
+    can land past its share; once every decision is visible, the next worker is killed
+    as soon as it has recovered (a crash with nothing left to do must not publish
+    anything again either)."""
     began = time.monotonic()
     _fresh(ts_env, "e5")
     produced = _produce(ts_env, backlog.path, rate=None)
     owed = len(backlog.offline)
     out = visible()
     kills: list[str] = []
+    left_open: list[dict[TopicPartition, range]] = []
     for share in KILL_AT:
         worker = ts_env.worker()
-        at_start = out.seen
+        wait_logged(worker, "state recovered")
+        # its claim aborted what the last worker left open: everything that worker
+        # committed is visible now, and counted before this one's share
+        at_start = len(out.drain())
 
         def due(n: int, since: int = at_start, share: float = share) -> bool:
-            return n >= share * owed and n > since
+            return n == owed or (n >= share * owed and n > since and bool(out.in_flight()))
 
-        at = out.wait_for(due, worker)
+        # every 20 ms: a burst of decisions stays open for a commit interval at most
+        at = out.wait_for(due, worker, every_ms=20) if at_start < owed else at_start
         worker.kill()
-        kills.append(f"{at} ({at / owed:.0%}, +{at - at_start} by this worker)")
+        # what the kill left open (the next worker's claim aborts it)
+        left_open.append(out.in_flight())
+        n_open = sum(len(r) for r in left_open[-1].values())
+        kills.append(f"{share:.0%}: {at} ({at / owed:.0%}, +{at - at_start}, {n_open} open)")
     last = ts_env.worker()
     _finish(ts_env, last, backlog.offline)
     result = _check(ts_env, backlog.offline, "5x kill -9 through a backlog", produced)
+    out.drain()
+    # a commit already on its way at the kill can still complete; anything else open
+    # at a kill must never be seen
+    shown = [out.read_in(ranges, 0, out.seen) for ranges in left_open]
     print(
-        f"killed at {', '.join(kills)} of {owed} decisions visible; "
-        f"{time.monotonic() - began:.0f} s"
+        f"kills at: decisions visible (share; made visible by the killed worker; decision "
+        f"records left in open transactions) of {owed}: {'; '.join(kills)}; of those left "
+        f"open, visible later: {shown}; {time.monotonic() - began:.0f} s"
     )
     assert result.decisions == owed, result.render()
 
@@ -183,7 +234,11 @@ def test_five_kill_9_through_a_3000_customer_backlog_write_nothing_twice(
 # ------------------------------------------------------------------ a zombie
 
 _RECOVERED = re.compile(r"state recovered: partitions \[([0-9, ]*)\]")
-_FENCED = re.compile(r"fenced|abort", re.IGNORECASE)
+_ENDING = re.compile(r"fenced|abort|crashed reason|stopping:|exiting", re.IGNORECASE)
+STOP_SETTLED_S = 0.3
+"""After SIGSTOP, how long an open transaction of the stopped worker must stay open to
+count as left open by it: a commit it sent just before stopping completes within
+milliseconds (and records it had sent land)."""
 
 
 def _owned(worker: WorkerProc, since: int = 0) -> set[int] | None:
@@ -201,34 +256,42 @@ def _wait(what: str, done: Callable[[], bool], *alive: WorkerProc, timeout: floa
         assert time.monotonic() < deadline, f"no {what} in {timeout} s:\n" + "\n".join(
             w.tail(20) for w in alive
         )
-        time.sleep(0.2)  # polling the workers' logs, bounded by the deadline
+        time.sleep(0.02)  # polling the workers' logs or the broker, bounded by the deadline
 
 
-def _count_decisions(settings: Settings, isolation: str) -> int:
-    """Decision records on the output topics up to their end offsets, as a reader with
-    this isolation level sees them (read_uncommitted: aborted records included)."""
-    consumer = open_reader(settings, isolation_level=isolation)
-    try:
-        tps = assign_all(consumer, settings, [settings.topics[r] for r in DECISION_ROLES])
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        n = 0
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            for recs in consumer.poll(timeout_ms=500, max_records=100_000).values():
-                n += len(recs)
-        return n
-    finally:
-        consumer.close()
+def _stop_with_decisions_open(
+    worker: WorkerProc, out: Visible, partitions: set[int], timeout: float = 60
+) -> dict[TopicPartition, range]:
+    """SIGSTOP ``worker`` while its transactions on ``partitions`` hold decisions, and
+    give their offsets. If the transaction ends anyway (its commit was already on its
+    way), the worker goes on (SIGCONT) and is stopped at its next open one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _wait("decisions in an open transaction", lambda: bool(out.in_flight(partitions)),
+              worker, timeout=deadline - time.monotonic())  # fmt: skip
+        os.kill(worker.proc.pid, signal.SIGSTOP)
+        stopped = out.in_flight(partitions)
+        settled = time.monotonic() + STOP_SETTLED_S
+        while stopped and time.monotonic() < settled:
+            now = out.in_flight(partitions)  # the same transaction: the same first offset
+            stopped = {
+                tp: now[tp] for tp, r in stopped.items() if tp in now and now[tp].start == r.start
+            }
+            time.sleep(0.02)  # polling the broker while the commit could still land
+        if stopped:
+            return stopped
+        os.kill(worker.proc.pid, signal.SIGCONT)
 
 
 def test_a_zombie_worker_writes_nothing_visible_after_it_was_fenced(
     ts_env: Env, backlog: History, visible: Callable[[], Visible]
 ) -> None:
-    """A and B share the partitions while input arrives; A is paused (SIGSTOP) past the
-    session timeout, B takes A's partitions (initialising their transactional ids, which
-    aborts A's open transactions and fences A) and goes on; then A resumes (SIGCONT).
-    Nothing of A's may become visible after that: no decision is written twice, and A
-    learns it was fenced (or stops otherwise) instead of committing."""
+    """A and B share the partitions while input arrives; A is paused (SIGSTOP) with
+    decisions in open transactions, past the session timeout; B takes A's partitions
+    (initialising their transactional ids fences A and aborts what it left open) and goes
+    on; then A resumes (SIGCONT). Nothing of A's may become visible after that: none of
+    the decisions it held open, no decision written twice; and A learns it was fenced
+    (or stops otherwise) instead of committing."""
     began = time.monotonic()
     _fresh(ts_env, "zb")
     produced = _produce(ts_env, backlog.path)
@@ -244,9 +307,8 @@ def test_a_zombie_worker_writes_nothing_visible_after_it_was_fenced(
         return bool(mine and theirs and not mine & theirs and mine | theirs == everything)
 
     _wait("partitions split between A and B", split, a, b)
-    a_had = _owned(a)
-    seen_at_stop = out.poll()
-    os.kill(a.proc.pid, signal.SIGSTOP)
+    a_had = _owned(a) or set()
+    held = _stop_with_decisions_open(a, out, a_had)
     stopped_at = time.monotonic()
     mark = b.log.stat().st_size
     _wait(
@@ -257,10 +319,10 @@ def test_a_zombie_worker_writes_nothing_visible_after_it_was_fenced(
     )
     took_over = time.monotonic() - stopped_at
     at_takeover = out.poll()
-    # B goes on: it decides again what A had not committed (or, if nothing was left,
-    # everything is out already)
+    # B goes on: it decides again what A had not committed
     out.wait_for(lambda n: n > at_takeover or n == owed.total(), b)
     before = Counter(k[0] for k in out.drain())
+    n_before = out.seen
     a_mark = a.log.stat().st_size
     os.kill(a.proc.pid, signal.SIGCONT)
     resumed_at = time.monotonic()
@@ -270,10 +332,11 @@ def test_a_zombie_worker_writes_nothing_visible_after_it_was_fenced(
         return a.proc.poll() is not None or "state recovered" in tail
 
     _wait("A exiting (or rejoining) after SIGCONT", a_done, b, timeout=60)
+    a_took = time.monotonic() - resumed_at
     a_after = a.log.read_bytes()[a_mark:].decode(errors="replace")
     a_exit = a.proc.poll()
-    a_rejoined = a_exit is None and _owned(a, a_mark)
-    fence_lines = [line for line in a_after.splitlines() if _FENCED.search(line)]
+    a_rejoined = _owned(a, a_mark) if a_exit is None else None
+    endings = [line[:300] for line in a_after.splitlines() if _ENDING.search(line)]
     _finish(ts_env, b, backlog.offline)
     if a.proc.poll() is None:
         a.stop()
@@ -282,24 +345,28 @@ def test_a_zombie_worker_writes_nothing_visible_after_it_was_fenced(
     result = _check(ts_env, backlog.offline, "zombie fenced", produced)
     after = Counter(k[0] for k in out.drain()) - before
     again = sum(min(n, max(0, before[m] + n - owed[m])) for m, n in after.items())
-    aborted = _count_decisions(ts_env.settings, "read_uncommitted") - _count_decisions(
-        ts_env.settings, "read_committed"
-    )
+    open_at_stop = sum(len(r) for r in held.values())
+    shown_before = out.read_in(held, 0, n_before)  # committed before A was resumed
+    shown_after = out.read_in(held, n_before, out.seen)  # ... after: the zombie's
+    fenced = any("fenced" in line.lower() for line in endings)
     print(
-        f"zombie: A owned {sorted(a_had or ())}, stopped with {seen_at_stop} decisions "
-        f"visible; B owned every partition {took_over:.1f} s later; {before.total()} visible "
-        f"before SIGCONT, {after.total()} after (decided again: {again}); "
-        f"{aborted} decision records aborted in all; after SIGCONT A "
+        f"zombie: A owned {sorted(a_had)}, stopped with {open_at_stop} decision records in "
+        f"open transactions ({shown_before} of them visible before SIGCONT, {shown_after} "
+        f"after); B owned every partition {took_over:.1f} s later; {before.total()} "
+        f"decisions visible before SIGCONT, {after.total()} after (decided again: {again}); "
+        "after SIGCONT A "
         + (
-            f"exited {a_exit} after {time.monotonic() - resumed_at:.1f} s"
+            f"exited {a_exit} within {a_took:.1f} s"
             if a_exit is not None
-            else f"rejoined with partitions {sorted(a_rejoined or ())}"
+            else f"rejoined with partitions {sorted(a_rejoined or ())} within {a_took:.1f} s"
         )
-        + f"; {time.monotonic() - began:.0f} s\nA's log after SIGCONT, fenced/abort lines:\n"
-        + "\n".join(fence_lines[-5:])
+        + f" (logged 'fenced': {fenced}); {time.monotonic() - began:.0f} s\n"
+        + "A's log after SIGCONT (fenced/abort/crash/stopping lines):\n  "
+        + "\n  ".join(endings[-8:])
     )
+    assert shown_before == 0 and shown_after == 0, (held, shown_before, shown_after)
     assert again == 0, (again, result.render())
-    assert (a_exit is not None and a_exit != 0) or any("fenced" in x for x in fence_lines), (
+    assert (a_exit is not None and a_exit != 0) or fenced, (
         f"A neither exited non-zero nor logged being fenced after SIGCONT:\n{a_after[-3000:]}"
     )
 
