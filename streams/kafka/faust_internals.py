@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import faust
+from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.structs import TopicPartition as AioTP
 from faust.exceptions import ConsumerNotStarted
 from faust.tables.base import Collection
@@ -32,6 +33,9 @@ OVERRIDES: tuple[tuple[type, str], ...] = (
     (Collection, "_new_store_by_url"),
 )
 """Private methods our subclasses override: (faust class, method name)."""
+
+ABORTABLE_ERROR = TransactionState.ABORTABLE_ERROR
+FATAL_ERROR = TransactionState.FATAL_ERROR
 
 
 def read_offsets(consumer: faust_aiokafka.Consumer) -> MutableMapping[TP, int | None]:
@@ -56,6 +60,21 @@ def read_committed(aio_consumer: Any) -> None:
     """faust picks read_committed only with its own exactly_once (which we do not use):
     set it on the aiokafka consumer before it starts (its fetcher takes it at start)."""
     aio_consumer._isolation_level = "read_committed"
+
+
+def transaction_error(producer: Any) -> BaseException | None:
+    """The error that put an aiokafka transactional producer in its error state (e.g.
+    ``ProducerFenced`` found by its sender in the background), None if it is not in one.
+    After it, aiokafka refuses further transaction calls with a bare AssertionError
+    (an invalid state transition) that does not say why."""
+    manager = producer._txn_manager
+    if manager is None or manager.state not in (ABORTABLE_ERROR, FATAL_ERROR):
+        return None
+    waiter = manager._transaction_waiter
+    if waiter is None or not waiter.done() or waiter.cancelled():
+        return None
+    exc: BaseException | None = waiter.exception()
+    return exc
 
 
 def fetch_tuning_of(aio_consumer: Any) -> tuple[int, int]:

@@ -155,6 +155,27 @@ class BulkLoadedStore(MemoryStore):
         todo = sorted(tp for tp in newly_assigned if tp.topic == changelog)
         if todo:
             await self._load(todo)
+        kept = sorted(tp for tp in assigned if tp.topic == changelog and tp not in newly_assigned)
+        if kept:
+            await self._still_current(kept)
+
+    async def _still_current(self, tps: list[TP]) -> None:
+        """Partitions kept through a rebalance: memory holds them, and the hand-over
+        before it wrote everything back. Tell faust they are read to their end now;
+        with the offset of their first load, faust would read the changelog again and,
+        with transactions, wait for ever for the last offset, a commit marker no
+        consumer is ever given."""
+        consumer = AIOKafkaConsumer(
+            enable_auto_commit=False, isolation_level="read_committed", **self.client_kwargs
+        )
+        await consumer.start()
+        try:
+            ctps = [ClientTP(tp.topic, tp.partition) for tp in tps]
+            ends: dict[ClientTP, int] = await consumer.end_offsets(ctps)
+        finally:
+            await consumer.stop()
+        for ctp in ctps:
+            self._loaded[TP(ctp.topic, ctp.partition)] = ends[ctp] - 1
 
     async def _load(self, tps: list[TP]) -> None:
         """Read ``tps`` from their beginning (or the local copy's offset) to their end

@@ -36,6 +36,7 @@ from aiokafka.errors import ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 from aiokafka.structs import TopicPartition as ClientTP
 
+from streams.kafka import faust_internals as internals
 from streams.settings import Settings
 from streams.worker.checkpoint import WriteFailed
 
@@ -157,7 +158,9 @@ class PartitionTransactions:
                 try:
                     await prod.abort_transaction()
                     self.stats.aborted += wrote
-                except ClientError as exc:
+                except (ClientError, AssertionError) as exc:
+                    # AssertionError: aiokafka's refusal once the producer is fenced or
+                    # failed; the next holder's claim aborts what is open
                     log.warning("aborting the transaction of partition %d failed: %r", p, exc)
             await _quietly_stop(prod)
         self.stats.open = len(self.written)
@@ -196,8 +199,8 @@ class PartitionTransactions:
             return await prod.send(
                 topic, value, key=key, partition=to, timestamp_ms=timestamp_ms, headers=headers
             )
-        except ClientError as exc:
-            raise self._failed(partition, exc) from exc
+        except (ClientError, AssertionError) as exc:
+            raise self._failed(partition, internals.transaction_error(prod) or exc) from exc
 
     async def commit(self, offsets: Offsets) -> set[int]:
         """Commit every open transaction, each with its partition's input offsets, all at
@@ -219,8 +222,10 @@ class PartitionTransactions:
         self.stats.open = len(self.written)
         for p, r in zip(todo, results, strict=True):
             if isinstance(r, BaseException):
-                if isinstance(r, ClientError):
-                    raise self._failed(p, r) from r
+                if isinstance(r, ClientError | AssertionError):
+                    prod = self.producers.get(p)
+                    cause = (internals.transaction_error(prod) if prod else None) or r
+                    raise self._failed(p, cause) from r
                 raise r
         return done
 
@@ -239,7 +244,7 @@ class PartitionTransactions:
         self.open.discard(partition)
         self.written.discard(partition)
 
-    def _failed(self, partition: int, exc: ClientError) -> TransactionFailed:
+    def _failed(self, partition: int, exc: BaseException) -> TransactionFailed:
         if isinstance(exc, ProducerFenced) or "fenced" in type(exc).__name__.lower():
             self.stats.fenced += 1
             return TransactionFailed(
