@@ -148,9 +148,12 @@ class DurableTable(faust.Table):
         client_kwargs: dict[str, Any],
         snapshot_factory: Callable[[str, int], LocalSnapshot] | None = None,
         before_load: Callable[[list[int]], Awaitable[None]] | None = None,
+        kept_end: Callable[[int], int | None] | None = None,
         **kwargs: Any,
     ) -> None:
         self.checkpoints = checkpoints
+        # with transactions: where this worker's last commit left a changelog partition
+        self.kept_end = kept_end
         # run with every assignment's partitions before their changelog is read
         self.before_load = before_load
         self.client_kwargs = client_kwargs
@@ -181,6 +184,7 @@ class DurableTable(faust.Table):
             partitions=partitions,
             snapshot=snapshot,
             before_load=self.before_load,
+            kept_end=self.kept_end,
         )
 
     @property

@@ -114,8 +114,13 @@ class BulkLoadedStore(MemoryStore):
         partitions: int,
         snapshot: LocalSnapshot | None = None,
         before_load: Callable[[list[int]], Awaitable[None]] | None = None,
+        kept_end: Callable[[int], int | None] | None = None,
         **kwargs: Any,
     ) -> None:
+        # With transactions: where this worker's own last commit left a changelog
+        # partition (None: no commit since its load). Without, kept partitions are read
+        # again by faust, as they always were.
+        self.kept_end = kept_end
         # With transactions: claims the partitions' transactional ids, which settles
         # what a previous holder left open before the changelog's end is read.
         self.before_load = before_load
@@ -156,15 +161,21 @@ class BulkLoadedStore(MemoryStore):
         if todo:
             await self._load(todo)
         kept = sorted(tp for tp in assigned if tp.topic == changelog and tp not in newly_assigned)
-        if kept:
-            await self._still_current(kept)
+        if kept and self.kept_end is not None:
+            stale = await self._still_current(kept, self.kept_end)
+            if stale:
+                await self._load(stale)
 
-    async def _still_current(self, tps: list[TP]) -> None:
-        """Partitions kept through a rebalance: memory holds them, and the hand-over
-        before it wrote everything back. Tell faust they are read to their end now;
-        with the offset of their first load, faust would read the changelog again and,
-        with transactions, wait for ever for the last offset, a commit marker no
-        consumer is ever given."""
+    async def _still_current(
+        self, tps: list[TP], kept_end: Callable[[int], int | None]
+    ) -> list[TP]:
+        """Partitions kept through a rebalance, with transactions. Where the changelog
+        still ends where this worker's last commit (or its load) left it, memory is the
+        changelog: faust is told they are read to their end. Left alone, faust would
+        read them again from the first load's offset and wait for ever for the last
+        offset, a commit marker no consumer is ever given. Where it ends elsewhere,
+        another worker wrote it meanwhile (this one lost its membership for a while,
+        paused, and got the partition back): returned, to be loaded again."""
         consumer = AIOKafkaConsumer(
             enable_auto_commit=False, isolation_level="read_committed", **self.client_kwargs
         )
@@ -174,8 +185,20 @@ class BulkLoadedStore(MemoryStore):
             ends: dict[ClientTP, int] = await consumer.end_offsets(ctps)
         finally:
             await consumer.stop()
+        stale: list[TP] = []
         for ctp in ctps:
-            self._loaded[TP(ctp.topic, ctp.partition)] = ends[ctp] - 1
+            tp = TP(ctp.topic, ctp.partition)
+            expected = expected_end(kept_end(ctp.partition), self._loaded.get(tp))
+            if ends[ctp] == expected:
+                self._loaded[tp] = ends[ctp] - 1
+            else:
+                log.warning(
+                    "changelog partition %d was written by another worker while this one "
+                    "held it (ends at %d, not %d): loading it again",
+                    ctp.partition, ends[ctp], expected,
+                )  # fmt: skip
+                stale.append(tp)
+        return stale
 
     async def _load(self, tps: list[TP]) -> None:
         """Read ``tps`` from their beginning (or the local copy's offset) to their end
@@ -346,6 +369,14 @@ class BulkLoadedStore(MemoryStore):
         if self.snapshot is not None:
             self.snapshot.close()
         await super().on_stop()
+
+
+def expected_end(committed_end: int | None, loaded_offset: int | None) -> int:
+    """Where a kept changelog partition ends if nobody else wrote it: after the later of
+    this worker's last commit to it and its last load (offsets only grow); -1 (never
+    an end) when neither is known, so that the partition is loaded again."""
+    after_load = -1 if loaded_offset is None else loaded_offset + 1
+    return max(-1 if committed_end is None else committed_end, after_load)
 
 
 def _apply(data: MutableMapping[Any, Any], records: Iterable[Any]) -> int:

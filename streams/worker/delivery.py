@@ -163,6 +163,10 @@ class Delivery:
         """Partitions assigned, before their changelog is read (transactions claim their
         ids here; nothing to do without)."""
 
+    def changelog_end(self, partition: int) -> int | None:
+        """Only known with transactions (see ``TransactionalDelivery``)."""
+        return None
+
     def transaction_stats(self) -> dict[str, Any] | None:
         return None
 

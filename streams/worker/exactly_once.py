@@ -73,6 +73,10 @@ class TransactionalDelivery(Delivery):
         self._cycle_lock = asyncio.Lock()  # one cycle at a time, sealed to committed
         self._committing = False  # sealed transactions are being committed
         self._deferred: list[OutRecord] = []  # written meanwhile: sent once they are
+        self._closed = False  # the last cycle ran (stop, hand-over): no more writes
+        # per changelog partition, its end offset after this worker's last commit
+        self._changelog_ends: dict[int, int] = {}
+        self._delivered_sent: dict[int, Any] = {}  # this cycle's delivered record, sent
 
     # ------------------------------------------------------------ writes
 
@@ -86,7 +90,13 @@ class TransactionalDelivery(Delivery):
         timestamp_ms: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[Any]:
-        return await self.txns.send(origin, topic, key, value, to, timestamp_ms, headers)
+        try:
+            return await self.txns.send(origin, topic, key, value, to, timestamp_ms, headers)
+        except BaseException as exc:
+            # Whatever was not sent is lost to this transaction: nothing may commit now
+            # (the caller stops the worker).
+            self.broken = self.broken or exc
+            raise
 
     def _changelog_sent(self, key: bytes, value: bytes | None, sent: Any, partition: int) -> None:
         if self.table.memory.snapshot is not None:
@@ -96,6 +106,11 @@ class TransactionalDelivery(Delivery):
         """Everything a batch caused goes into the open transactions now, decisions
         included (or, while a commit is in flight, right after it); the batch's offsets
         join them at the next commit cycle."""
+        if self._closed:
+            # After the last cycle (a timer that fired during the stop): these belong to
+            # no transaction. Nothing of theirs is committed, neither the state that
+            # made them nor an offset: the restart makes them again.
+            return
         if self._committing:
             self._deferred.extend(records)
             return
@@ -119,6 +134,12 @@ class TransactionalDelivery(Delivery):
     async def claim(self, partitions: list[int]) -> None:
         await self.txns.claim(partitions)
 
+    def changelog_end(self, partition: int) -> int | None:
+        """Where the changelog partition ended after this worker's last commit to it
+        (None: no commit since it was loaded). If it ends elsewhere now, someone else
+        wrote it meanwhile (this worker lost the partition for a while)."""
+        return self._changelog_ends.get(partition)
+
     # ------------------------------------------------------------ the commit cycle
 
     async def publish(self, handover: bool = False) -> None:
@@ -137,9 +158,11 @@ class TransactionalDelivery(Delivery):
         """One commit cycle: sealed under the handling lock, committed outside it, so
         that records are handled meanwhile (their writes wait in ``_deferred`` and go
         into the next transactions as soon as the commit is done)."""
-        if not self.ownership.active:
+        if not self.ownership.active or self._closed:
             return
         async with self._cycle_lock:
+            if self._closed:
+                return
             async with self.handling:
                 sealed = await self._guarded(self._seal())
             await self._guarded(self._finish(*sealed))
@@ -184,6 +207,7 @@ class TransactionalDelivery(Delivery):
             data[key] = stamp
             sent = await self._send(p, self.changelog, key, stamp, p)
             self._changelog_sent(key, stamp, sent, p)
+            self._delivered_sent[p] = sent
         self._committing = True
         return gen, handled, offsets
 
@@ -199,6 +223,12 @@ class TransactionalDelivery(Delivery):
                 self.checkpoints.committed(handled)
                 internals.note_committed(self.app.consumer, handled, time.monotonic())
                 self._copy_committed(done)
+                for p in done:
+                    # the delivered record is the transaction's last in its changelog
+                    # partition, the commit marker right after it
+                    sent = self._delivered_sent.pop(p, None)
+                    if sent is not None:
+                        self._changelog_ends[p] = sent.result().offset + 2
             # In the order written; writes made while these go out join the list.
             while self._deferred:
                 batch, self._deferred = self._deferred, []
@@ -230,26 +260,32 @@ class TransactionalDelivery(Delivery):
 
     # ------------------------------------------------------------ endings
 
+    async def crash(self, exc: WriteFailed) -> None:
+        """A write failed outside a commit cycle: nothing may be committed after it."""
+        self.broken = self.broken or exc
+        await super().crash(exc)
+
     async def hand_over(self, handling: asyncio.Lock) -> None:
         """Partitions are about to move: commit what is open, then give up every
         transactional id (the next assignment claims them again). A transaction that
-        cannot commit in time is left to the next owner, whose claim aborts it; this
-        worker's memory is then ahead of Kafka, so it stops and recovers."""
+        cannot commit in time is left open for the next owner, whose claim aborts it;
+        this worker's memory is then ahead of Kafka, so it stops and recovers."""
         try:
             async with asyncio.timeout(self.settings.session_timeout / 3):
                 await self._whole_cycle(handling)
         except (TimeoutError, WriteFailed, ClientError, KafkaError) as exc:
             log.error("handing over: the last transaction did not commit (%r)", exc)
-            await self.txns.close()
+            self.broken = self.broken or exc
             await self.crash(WriteFailed(f"the hand-over's transaction failed: {exc!r}"))
-            return
         await self.txns.close()
 
     async def final(self, handling: asyncio.Lock) -> None:
-        """On a clean stop: the last transaction committed, the ids given up."""
+        """On a clean stop: the last transaction committed, the ids given up. After a
+        failure none is committed: the restart reads those records again."""
         try:
-            async with asyncio.timeout(self.settings.session_timeout / 3):
-                await self._whole_cycle(handling)
+            if self.broken is None:
+                async with asyncio.timeout(self.settings.session_timeout / 3):
+                    await self._whole_cycle(handling)
         except (ClientError, KafkaError, TimeoutError, WriteFailed) as exc:
             log.warning(
                 "could not commit the last transaction before stopping (%s: %s); its "
@@ -258,6 +294,7 @@ class TransactionalDelivery(Delivery):
                 exc,
             )
         finally:
+            self._closed = True
             await self.txns.close()
 
     def transaction_stats(self) -> dict[str, Any]:

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import IllegalOperation, ProducerFenced
 from aiokafka.errors import KafkaError as ClientError
-from aiokafka.errors import ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 from aiokafka.structs import TopicPartition as ClientTP
 
@@ -43,6 +43,14 @@ from streams.worker.checkpoint import WriteFailed
 log = logging.getLogger("trigger_sanity.worker")
 
 Offsets = dict[int, dict[ClientTP, OffsetAndMetadata]]
+
+FAILURES = (ClientError, IllegalOperation, AssertionError)
+"""What aiokafka raises when a transaction cannot go on: Kafka errors; IllegalOperation
+and AssertionError (an invalid state transition) once a background error (a fence)
+put the producer in its error state."""
+
+CLOSE_WITHIN = 5.0
+"""Seconds closing the transactional producers may take (the broker may be gone)."""
 """Input offsets to commit, per partition index (whose transaction carries them)."""
 
 
@@ -89,6 +97,9 @@ class PartitionTransactions:
         self.producers: dict[int, AIOKafkaProducer] = {}
         self.open: set[int] = set()  # partitions with a transaction begun, not yet ended
         self.written: set[int] = set()  # ... that carry a write: what the next commit ends
+        # the writes of each open transaction: a record the broker rejected fails only
+        # its own future (aiokafka commits the rest anyway), so each commit checks them
+        self.sent: dict[int, list[asyncio.Future[Any]]] = {}
         self.stats = TransactionStats()
 
     def _producer(self, partition: int) -> AIOKafkaProducer:
@@ -145,28 +156,24 @@ class PartitionTransactions:
         await producer.begin_transaction()
         self.open.add(partition)
 
-    async def release(self, partitions: Iterable[int]) -> None:
-        """Partitions that moved away (or the worker stops): an open transaction is
-        aborted (the new owner's initialisation would abort it anyway) and the
-        producer closed."""
-        for p in sorted(set(partitions) & self.producers.keys()):
-            prod = self.producers.pop(p)
-            if p in self.open:
-                self.open.discard(p)
-                wrote = p in self.written
-                self.written.discard(p)
-                try:
-                    await prod.abort_transaction()
-                    self.stats.aborted += wrote
-                except (ClientError, AssertionError) as exc:
-                    # AssertionError: aiokafka's refusal once the producer is fenced or
-                    # failed; the next holder's claim aborts what is open
-                    log.warning("aborting the transaction of partition %d failed: %r", p, exc)
-            await _quietly_stop(prod)
-        self.stats.open = len(self.written)
-
     async def close(self) -> None:
-        await self.release(list(self.producers))
+        """Give up every transactional id (partitions move, or the worker stops). An
+        open transaction is not aborted here: the next holder's claim aborts it, and
+        an abort waits for in-flight writes, which with the broker gone is for ever.
+        Bounded for the same reason."""
+        producers, self.producers = self.producers, {}
+        left = sum(1 for p in self.written)
+        self.open.clear()
+        self.written.clear()
+        self.sent.clear()
+        self.stats.open = 0
+        if left:
+            log.info("%d open transaction(s) left to the next holder of their ids", left)
+        try:
+            async with asyncio.timeout(CLOSE_WITHIN):
+                await asyncio.gather(*(_quietly_stop(p) for p in producers.values()))
+        except TimeoutError:
+            log.warning("transactional producers not closed within %.0f s", CLOSE_WITHIN)
 
     @property
     def owned(self) -> frozenset[int]:
@@ -196,11 +203,13 @@ class PartitionTransactions:
                 await prod.begin_transaction()
                 self.open.add(partition)
             self.written.add(partition)
-            return await prod.send(
+            sent: asyncio.Future[Any] = await prod.send(
                 topic, value, key=key, partition=to, timestamp_ms=timestamp_ms, headers=headers
             )
-        except (ClientError, AssertionError) as exc:
+        except FAILURES as exc:
             raise self._failed(partition, internals.transaction_error(prod) or exc) from exc
+        self.sent.setdefault(partition, []).append(sent)
+        return sent
 
     async def commit(self, offsets: Offsets) -> set[int]:
         """Commit every open transaction, each with its partition's input offsets, all at
@@ -222,10 +231,12 @@ class PartitionTransactions:
         self.stats.open = len(self.written)
         for p, r in zip(todo, results, strict=True):
             if isinstance(r, BaseException):
-                if isinstance(r, ClientError | AssertionError):
+                if isinstance(r, FAILURES):
                     prod = self.producers.get(p)
                     cause = (internals.transaction_error(prod) if prod else None) or r
                     raise self._failed(p, cause) from r
+                if isinstance(r, TransactionFailed):
+                    self.stats.aborted += 1
                 raise r
         return done
 
@@ -238,6 +249,16 @@ class PartitionTransactions:
         if partition not in self.open:
             await prod.begin_transaction()
             self.open.add(partition)
+        sent = self.sent.pop(partition, [])
+        if sent:
+            await asyncio.wait(sent)
+            for w in sent:
+                if w.cancelled() or w.exception() is not None:
+                    exc = w.exception() if not w.cancelled() else None
+                    raise TransactionFailed(
+                        f"a write of partition {partition}'s transaction was rejected "
+                        f"({type(exc).__name__}: {exc}); not committed"
+                    ) from exc
         if offsets:
             await prod.send_offsets_to_transaction(offsets, self.group_id)
         await prod.commit_transaction()

@@ -105,6 +105,7 @@ class Worker:
             client_kwargs=settings.kafka_client_kwargs(),
             snapshot_factory=self._snapshot if settings.keeps_local_copy else None,
             before_load=self._claim,
+            kept_end=self._kept_end if settings.exactly_once else None,
             name="customers",
             beacon=self.app.tables.beacon,
             partitions=settings.partitions,
@@ -199,6 +200,9 @@ class Worker:
 
     async def _policy_task(self) -> None:
         await self.policy_feed.run(lambda: self.app.should_stop)
+
+    def _kept_end(self, partition: int) -> int | None:
+        return self.delivery.changelog_end(partition)
 
     async def _claim(self, partitions: list[int]) -> None:
         """Before an assignment's changelog is read (see ``TransactionalDelivery``). A

@@ -8,9 +8,10 @@ import asyncio
 
 import pydantic
 import pytest
-from aiokafka.errors import KafkaTimeoutError, ProducerFenced
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, ProducerFenced
 
 from streams.settings import Settings
+from streams.worker.changelog import expected_end
 from streams.worker.checkpoint import Checkpoints, WriteFailed
 from streams.worker.metrics import Snapshot, WorkerMetrics
 from streams.worker.transactions import (
@@ -108,3 +109,64 @@ def test_transaction_stats_show_on_metrics_and_stay_off_without_transactions() -
     assert "trigger_sanity_transaction_commit_seconds_sum 0.25" in text
     off = WorkerMetrics(lambda: Snapshot()).render().decode()
     assert "transactions_committed" not in off
+
+
+@pytest.mark.parametrize(
+    ("committed_end", "loaded_offset", "expected"),
+    [
+        (None, 41, 42),  # nothing committed since the load: where the load ended
+        (57, 41, 57),  # committed since: where the commit's marker ended it
+        (30, 41, 42),  # a commit from before a later reload does not count
+        (None, None, -1),  # nothing known: never matches, the partition is loaded again
+    ],
+    ids=["loaded-only", "committed-since", "stale-commit", "unknown"],
+)
+def test_a_kept_changelog_partition_is_trusted_only_where_this_worker_left_it(
+    committed_end: int | None, loaded_offset: int | None, expected: int
+) -> None:
+    """A worker paused past the session timeout can get a partition back that another
+    worker wrote meanwhile: its memory is current only if the log still ends there."""
+    assert expected_end(committed_end, loaded_offset) == expected
+
+
+class _Producer:
+    """The part of aiokafka's transactional producer a commit uses, recording calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    async def send_offsets_to_transaction(self, offsets: object, group_id: str) -> None:
+        self.calls.append("offsets")
+
+    async def commit_transaction(self) -> None:
+        self.calls.append("commit")
+
+
+def test_a_transaction_with_a_rejected_write_is_not_committed() -> None:
+    """aiokafka fails only the rejected record's future and would commit the rest: the
+    offsets would then move past a decision that is not there."""
+
+    async def run() -> tuple[_Producer, _Producer, BaseException | None]:
+        txns = PartitionTransactions(Settings())
+        good, bad = _Producer(), _Producer()
+        txns.producers = {0: good, 1: bad}
+        txns.open = {0, 1}
+        txns.written = {0, 1}
+        loop = asyncio.get_running_loop()
+        ok, rejected = loop.create_future(), loop.create_future()
+        ok.set_result(None)
+        rejected.set_exception(MessageSizeTooLargeError())
+        txns.sent = {0: [ok], 1: [rejected]}
+        try:
+            await txns.commit({})
+        except TransactionFailed as exc:
+            return good, bad, exc
+        return good, bad, None
+
+    good, bad, failed = asyncio.run(run())
+    assert failed is not None and "partition 1's transaction was rejected" in str(failed)
+    assert "MessageSizeTooLargeError" in str(failed)
+    assert bad.calls == [] and good.calls == ["commit"]  # only the sound one committed
