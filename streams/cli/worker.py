@@ -45,7 +45,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             flush=True,
         )
         conf = conf.model_copy(update={"partitions": partitions})
-    worker = Worker(conf, policy)
+    import os
+
+    worker = Worker(conf, policy, after_outage=RESTARTS_ENV in os.environ)
     print(
         f"trigger-sanity {__version__} worker: app {conf.app_id} "
         f"on {conf.bootstrap_servers}, "
@@ -63,5 +65,51 @@ def cmd_worker(args: argparse.Namespace) -> int:
     fw.spinner = None
     # kafka-python (admin lookups) logs every connection at INFO: not news for an operator.
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    fw.execute_from_commandline()
+    try:
+        fw.execute_from_commandline()
+    except SystemExit as exc:
+        reason = worker.delivery.restart_reason()
+        if exc.code not in (0, None) and reason is not None:
+            restart(reason)
+        raise
     return 0
+
+
+RESTARTS_ENV = "TRIGGER_SANITY_WORKER_RESTARTS"
+"""How many times in a row this worker restarted itself (set by ``restart``)."""
+
+MAX_RESTARTS = 10
+"""Restarts in a row, each within a minute of the one before, before it gives up."""
+
+
+def restart(reason: BaseException) -> None:
+    """A transaction failed for a passing cause (the broker restarting, unreachable for
+    longer than the transaction timeout): the worker's memory is ahead of what Kafka
+    holds, and recovering means starting again from the committed state. It does so in
+    place (same process id, same arguments and environment), after a backoff that
+    doubles with each restart in a row, so that an operator's supervisor sees one
+    worker that rode out the outage. After ``MAX_RESTARTS`` in a row it exits 1 and
+    leaves the restart to the supervisor."""
+    import os
+    import sys
+    import time
+
+    count, _, since = os.environ.get(RESTARTS_ENV, "0:0").partition(":")
+    n = int(count) if count.isdigit() else 0
+    last = float(since) if since.replace(".", "", 1).isdigit() else 0.0
+    if time.time() - last > 60:
+        n = 0  # the last restart ran for over a minute: not a loop
+    if n >= MAX_RESTARTS:
+        print(f"worker stopped: {reason} ({n} restarts in a row; not restarting)", flush=True)
+        return
+    delay = min(30.0, 0.5 * 2**n)
+    print(
+        f"worker restarting from the committed state in {delay:.1f} s "
+        f"(restart {n + 1} in a row): {reason}",
+        flush=True,
+    )
+    time.sleep(delay)  # the restart's backoff, not a wait for some other event
+    os.environ[RESTARTS_ENV] = f"{n + 1}:{time.time():.0f}"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "streams.cli", *sys.argv[1:]])

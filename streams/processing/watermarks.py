@@ -92,13 +92,21 @@ class Answering:
     partition never answered yet is not in an outage. Times are epoch milliseconds,
     passed in."""
 
-    __slots__ = ("_back_at", "grace_ms", "within_ms")
+    __slots__ = ("_all_back_at", "_back_at", "grace_ms", "within_ms")
 
     def __init__(self, within: float, grace: float) -> None:
         self.within_ms = within * 1000
         self.grace_ms = grace * 1000
         # partitions in an outage (None) or in its grace since answers came back (ms)
         self._back_at: dict[object, float | None] = {}
+        # every partition in the grace since then (a start that follows an outage)
+        self._all_back_at: float | None = None
+
+    def after_outage(self, now_ms: float) -> None:
+        """This run started because of an outage (the worker restarted itself after a
+        transaction failed with the broker away): no partition is trusted caught up
+        until the grace has passed, whatever its answers say."""
+        self._all_back_at = now_ms
 
     def fresh(self, key: object, last_answer_ms: float | None, now_ms: float) -> bool:
         if last_answer_ms is None:
@@ -106,6 +114,10 @@ class Answering:
         if now_ms - last_answer_ms > self.within_ms:
             self._back_at[key] = None
             return False
+        if self._all_back_at is not None:
+            if now_ms - self._all_back_at < self.grace_ms:
+                return False
+            self._all_back_at = None
         if key not in self._back_at:
             return True
         back = self._back_at[key]
@@ -118,7 +130,7 @@ class Answering:
 
     def in_grace(self) -> int:
         """Partitions not trusted caught up because of an outage (for /stats)."""
-        return len(self._back_at)
+        return len(self._back_at) + (self._all_back_at is not None)
 
 
 class Watermarks:

@@ -163,6 +163,10 @@ class Delivery:
         """Partitions assigned, before their changelog is read (transactions claim their
         ids here; nothing to do without)."""
 
+    def restart_reason(self) -> BaseException | None:
+        """Without transactions the worker rides out broker outages: never."""
+        return None
+
     def changelog_end(self, partition: int) -> int | None:
         """Only known with transactions (see ``TransactionalDelivery``)."""
         return None

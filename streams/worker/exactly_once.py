@@ -45,7 +45,12 @@ from streams.worker.checkpoint import Checkpoints, WriteFailed
 from streams.worker.delivery import Delivery
 from streams.worker.ownership import Ownership
 from streams.worker.table_store import TableStore
-from streams.worker.transactions import Offsets, PartitionTransactions
+from streams.worker.transactions import (
+    Offsets,
+    PartitionTransactions,
+    TransactionFailed,
+    passing,
+)
 
 log = logging.getLogger("trigger_sanity.worker")
 
@@ -296,6 +301,15 @@ class TransactionalDelivery(Delivery):
         finally:
             self._closed = True
             await self.txns.close()
+
+    def restart_reason(self) -> BaseException | None:
+        """Why the worker stopped, when a restart from the committed state gets past
+        it (a broker restart, a timeout); None otherwise (fenced, a rejected record, a
+        bug), when it stays stopped for its supervisor."""
+        b = self.broken
+        if isinstance(b, TransactionFailed):
+            return b if b.restartable else None
+        return b if passing(b) else None
 
     def transaction_stats(self) -> dict[str, Any]:
         return self.txns.stats.as_dict()

@@ -52,6 +52,17 @@ class ConsumerFetches:
             log.info("input partitions answered again for the whole outage grace")
         return fresh
 
+    def watch(self, tps: list[tuple[str, int]]) -> None:
+        """Look at the fetch answers of the caught-up partitions now, without waiting for
+        the broker. The idle check asks the same, but it waits for end offsets, so with
+        the broker down it is stuck until the broker is back, by when the answers are
+        recent again and the outage would go unseen. A partition with fetched records
+        still to hand on is not asked: it is not fetched until they are."""
+        for tp in tps:
+            hw, at = self.highwater(tp), self.position(tp)
+            if hw is not None and at is not None and at >= hw:
+                self.fresh(tp)
+
     def position(self, tp: tuple[str, int]) -> int | None:
         at = self.next_offset.get(tp)
         return self.committed.get(tp) if at is None else at

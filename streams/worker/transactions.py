@@ -31,7 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import IllegalOperation, ProducerFenced
+from aiokafka.errors import (
+    IllegalOperation,
+    InvalidProducerEpoch,
+    KafkaTimeoutError,
+    ProducerFenced,
+)
 from aiokafka.errors import KafkaError as ClientError
 from aiokafka.structs import OffsetAndMetadata
 from aiokafka.structs import TopicPartition as ClientTP
@@ -55,7 +60,23 @@ CLOSE_WITHIN = 5.0
 
 
 class TransactionFailed(WriteFailed):
-    """A transaction could not commit (or its producer was fenced): stop and recover."""
+    """A transaction could not commit (or its producer was fenced): stop and recover.
+    ``restartable``: the cause is passing (the broker restarting, unreachable, a
+    leader moving), so the worker restarts itself from the committed state; a fenced
+    producer (another worker owns the partition) or a rejected record is not."""
+
+    def __init__(self, message: str, restartable: bool = False) -> None:
+        super().__init__(message)
+        self.restartable = restartable
+
+
+def passing(exc: BaseException | None) -> bool:
+    """A cause that a restart from the committed state gets past: retriable broker
+    errors, a client-side timeout, and a transaction the broker aborted for its
+    timeout (its epoch bumped: InvalidProducerEpoch), e.g. across a broker restart."""
+    return bool(getattr(exc, "retriable", False)) or isinstance(
+        exc, KafkaTimeoutError | InvalidProducerEpoch | TimeoutError
+    )
 
 
 @dataclass(slots=True)
@@ -141,7 +162,8 @@ class PartitionTransactions:
             p, exc = failed[0]
             raise TransactionFailed(
                 f"initialising the transactional id {transactional_id(self.group_id, p)} "
-                f"failed: {type(exc).__name__}: {exc}"
+                f"failed: {type(exc).__name__}: {exc}",
+                restartable=passing(exc),
             ) from exc
         log.info(
             "transactional ids of partitions %s initialised in %.0f ms (any transaction a "
@@ -257,7 +279,8 @@ class PartitionTransactions:
                     exc = w.exception() if not w.cancelled() else None
                     raise TransactionFailed(
                         f"a write of partition {partition}'s transaction was rejected "
-                        f"({type(exc).__name__}: {exc}); not committed"
+                        f"({type(exc).__name__}: {exc}); not committed",
+                        restartable=passing(exc),
                     ) from exc
         if offsets:
             await prod.send_offsets_to_transaction(offsets, self.group_id)
@@ -276,7 +299,8 @@ class PartitionTransactions:
             )
         self.stats.aborted += 1
         return TransactionFailed(
-            f"the transaction of partition {partition} failed: {type(exc).__name__}: {exc}"
+            f"the transaction of partition {partition} failed: {type(exc).__name__}: {exc}",
+            restartable=passing(exc),
         )
 
 

@@ -58,7 +58,9 @@ POLICY_WAIT = 30.0
 class Worker:
     """One Engine in a faust App: topics, table, and the pieces that move records."""
 
-    def __init__(self, settings: Settings, policy: Policy) -> None:
+    def __init__(self, settings: Settings, policy: Policy, after_outage: bool = False) -> None:
+        """``after_outage``: this process is the worker restarting itself after a
+        transaction failed for a passing cause (``streams.cli.worker.restart``)."""
         self.settings = settings
         self.policy = policy
         topics = settings.topics
@@ -93,6 +95,13 @@ class Worker:
             marker_expiry=settings.caught_up_within + 2 * settings.idle_check_interval,
         )  # fmt: skip
         self._pieces()
+        if after_outage:
+            self.fetches.answering.after_outage(time.time() * 1000)
+            log.warning(
+                "restarted after an outage: input partitions are not taken as caught up "
+                "for %.0f s (TRIGGER_SANITY_OUTAGE_GRACE)",
+                settings.outage_grace,
+            )
         self._wire()
 
     def _customers_table(self) -> DurableTable:
@@ -169,6 +178,8 @@ class Worker:
         app.topics.add(inputs)
         app.shell.batch_sink = BatchSink(frozenset(inputs.topics), self.batches.on_batch)
         app.timer(settings.idle_check_interval, name="idle-check")(self._tick)
+        watch_every = min(0.25, settings.caught_up_within / 4)
+        app.timer(watch_every, name="answer-watch")(self._watch_answers)
         app.task(self.delivery.publisher)
         app.task(self.delivery.committer)
         app.task(self.maintenance.sweeper)
@@ -197,6 +208,19 @@ class Worker:
     async def _tick(self) -> None:
         self.observers.check_misfires()
         await self.idle_check.tick()
+
+    async def _watch_answers(self) -> None:
+        """Outages are noticed while they last (see ``ConsumerFetches.watch``)."""
+        own = self.ownership
+        if not own.active:
+            return
+        self.fetches.watch(
+            [
+                (tp.topic, tp.partition)
+                for tp in self.app.consumer.assignment()
+                if tp.topic in self.inputs and tp.partition in own.owned
+            ]
+        )
 
     async def _policy_task(self) -> None:
         await self.policy_feed.run(lambda: self.app.should_stop)

@@ -182,3 +182,15 @@ def test_without_a_grace_answers_are_trusted_as_soon_as_they_come_again() -> Non
     assert [a.fresh("p", last, now) for last, now in [(0, 500), (0, 5000), (6000, 6100)]] == [
         True, False, True,
     ]  # fmt: skip
+
+
+def test_a_worker_restarted_by_an_outage_trusts_no_partition_until_the_grace_passed() -> None:
+    """The worker restarts itself when a transaction fails with the broker away: the new
+    process never saw the outage, yet producers are still sending what they buffered."""
+    a = Answering(within=1.0, grace=30.0)
+    a.after_outage(1000)
+    assert a.in_grace() == 1
+    # answered at once, every partition, and still not trusted within the grace
+    assert [a.fresh(p, 1500, 1600) for p in ("p", "q")] == [False, False]
+    assert a.fresh("p", 30_950, 31_000) is True  # the grace has passed
+    assert a.fresh("q", 31_050, 31_100) is True and a.in_grace() == 0
