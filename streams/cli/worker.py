@@ -82,6 +82,20 @@ MAX_RESTARTS = 10
 """Restarts in a row, each within a minute of the one before, before it gives up."""
 
 
+def restart_plan(previous: str | None, now: float) -> tuple[int, float] | None:
+    """(restarts in a row before this one, backoff in seconds) from the last restart's
+    ``<count>:<epoch seconds>``, or None when there were ``MAX_RESTARTS`` in a row. A
+    restart more than a minute after the last one starts a new row."""
+    count, _, since = (previous or "0:0").partition(":")
+    n = int(count) if count.isdigit() else 0
+    last = float(since) if since.replace(".", "", 1).isdigit() else 0.0
+    if now - last > 60:
+        n = 0
+    if n >= MAX_RESTARTS:
+        return None
+    return n, min(30.0, 0.5 * 2**n)
+
+
 def restart(reason: BaseException) -> None:
     """A transaction failed for a passing cause (the broker restarting, unreachable for
     longer than the transaction timeout): the worker's memory is ahead of what Kafka
@@ -94,15 +108,12 @@ def restart(reason: BaseException) -> None:
     import sys
     import time
 
-    count, _, since = os.environ.get(RESTARTS_ENV, "0:0").partition(":")
-    n = int(count) if count.isdigit() else 0
-    last = float(since) if since.replace(".", "", 1).isdigit() else 0.0
-    if time.time() - last > 60:
-        n = 0  # the last restart ran for over a minute: not a loop
-    if n >= MAX_RESTARTS:
-        print(f"worker stopped: {reason} ({n} restarts in a row; not restarting)", flush=True)
+    plan = restart_plan(os.environ.get(RESTARTS_ENV), time.time())
+    if plan is None:
+        print(f"worker stopped: {reason} ({MAX_RESTARTS} restarts in a row; not restarting)",
+              flush=True)  # fmt: skip
         return
-    delay = min(30.0, 0.5 * 2**n)
+    n, delay = plan
     print(
         f"worker restarting from the committed state in {delay:.1f} s "
         f"(restart {n + 1} in a row): {reason}",
