@@ -100,6 +100,19 @@ def note_committed(consumer: Any, tps: Iterable[tuple[str, int]], now: float) ->
     consumer._thread.tp_last_committed_at.update({TP(t, p): now for t, p in tps})
 
 
+def fetch_backlog(consumer: Any) -> bool:
+    """Does aiokafka hold fetched records not yet handed on? Then it fetches nothing
+    more from their broker (its fetcher skips a node while any of its partitions has
+    records waiting), so caught-up partitions get no answers: back-pressure, not an
+    outage. Read from the event loop's thread (a dict's truth value)."""
+    try:
+        aio = client_consumer(consumer)
+    except (AssertionError, ConsumerNotStarted):
+        return False
+    fetcher = aio._fetcher
+    return fetcher is not None and bool(fetcher._records)
+
+
 def last_fetch_ms(consumer: Any, tp: tuple[str, int]) -> int | None:
     """When the last fetch answer for ``tp`` came (epoch ms, aiokafka's clock), None
     before the first or when the partition is not assigned. Read from the event loop's

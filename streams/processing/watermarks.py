@@ -128,6 +128,14 @@ class Answering:
         del self._back_at[key]
         return True
 
+    def silent(
+        self, key: object, last_answer_ms: float | None, now_ms: float, after_ms: float
+    ) -> None:
+        """A watch between idle checks: no answer for ``after_ms`` is an outage (the idle
+        check, which waits for the broker, may not run again until it is over)."""
+        if last_answer_ms is not None and now_ms - last_answer_ms > after_ms:
+            self._back_at[key] = None
+
     def in_grace(self) -> int:
         """Partitions not trusted caught up because of an outage (for /stats)."""
         return len(self._back_at) + (self._all_back_at is not None)

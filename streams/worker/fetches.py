@@ -18,6 +18,11 @@ from streams.worker.app import WorkerApp
 log = logging.getLogger("trigger_sanity.worker")
 
 
+WATCH_SILENCE = 4.0
+"""Seconds without a fetch answer for a caught-up partition that the watch between idle
+checks takes for an outage."""
+
+
 class ConsumerFetches:
     def __init__(self, app: WorkerApp, within: float, outage_grace: float) -> None:
         self.app = app
@@ -38,9 +43,12 @@ class ConsumerFetches:
         return hw
 
     def fresh(self, tp: tuple[str, int]) -> bool:
-        stamp = internals.last_fetch_ms(self.app.consumer, tp)
+        stamp: float | None = internals.last_fetch_ms(self.app.consumer, tp)
+        now = time.time() * 1000
+        if stamp is not None and internals.fetch_backlog(self.app.consumer):
+            stamp = now  # not fetched because records wait to be handed on: no outage
         before = self.answering.in_grace()
-        fresh = self.answering.fresh(tp, stamp, time.time() * 1000)
+        fresh = self.answering.fresh(tp, stamp, now)
         after = self.answering.in_grace()
         if after and not before:
             log.warning(
@@ -54,14 +62,27 @@ class ConsumerFetches:
 
     def watch(self, tps: list[tuple[str, int]]) -> None:
         """Look at the fetch answers of the caught-up partitions now, without waiting for
-        the broker. The idle check asks the same, but it waits for end offsets, so with
-        the broker down it is stuck until the broker is back, by when the answers are
-        recent again and the outage would go unseen. A partition with fetched records
-        still to hand on is not asked: it is not fetched until they are."""
+        the broker. The idle check asks too, but it waits for end offsets, so with the
+        broker down it is stuck until the broker is back, by when the answers are recent
+        again and the outage would go unseen. Only a silence of ``WATCH_SILENCE`` counts
+        here: a busy worker working through a backlog leaves caught-up partitions
+        unfetched for a second or two, and that is no outage. A partition with fetched
+        records still to hand on is not asked: it is not fetched until they are."""
+        if internals.fetch_backlog(self.app.consumer):
+            return  # back-pressure: see ``fresh``
+        now = time.time() * 1000
+        before = self.answering.in_grace()
         for tp in tps:
             hw, at = self.highwater(tp), self.position(tp)
             if hw is not None and at is not None and at >= hw:
-                self.fresh(tp)
+                stamp = internals.last_fetch_ms(self.app.consumer, tp)
+                self.answering.silent(tp, stamp, now, WATCH_SILENCE * 1000)
+        if self.answering.in_grace() and not before:
+            log.warning(
+                "input partitions' fetches not answered for over %.0f s: not taken as "
+                "caught up until %.0f s after the broker answers again",
+                WATCH_SILENCE, self.answering.grace_ms / 1000,
+            )  # fmt: skip
 
     def position(self, tp: tuple[str, int]) -> int | None:
         at = self.next_offset.get(tp)

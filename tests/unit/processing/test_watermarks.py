@@ -194,3 +194,21 @@ def test_a_worker_restarted_by_an_outage_trusts_no_partition_until_the_grace_pas
     assert [a.fresh(p, 1500, 1600) for p in ("p", "q")] == [False, False]
     assert a.fresh("p", 30_950, 31_000) is True  # the grace has passed
     assert a.fresh("q", 31_050, 31_100) is True and a.in_grace() == 0
+
+
+@pytest.mark.parametrize(
+    ("silence_ms", "outage"),
+    [(2_000, False), (5_000, True)],
+    ids=["a-busy-second-or-two", "broker-gone"],
+)
+def test_the_watch_between_idle_checks_takes_only_a_long_silence_for_an_outage(
+    silence_ms: int, outage: bool
+) -> None:
+    """The idle check waits for the broker, so with the broker down it runs again only
+    once it is back; the watch must see the outage while it lasts, without taking a
+    backlog's busy second for one."""
+    a = Answering(within=1.0, grace=30.0)
+    a.silent("p", 10_000, 10_000 + silence_ms, after_ms=4_000)
+    assert bool(a.in_grace()) is outage
+    # answered again: in the grace if it was an outage, trusted if not
+    assert a.fresh("p", 20_000, 20_100) is not outage
