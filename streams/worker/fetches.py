@@ -68,8 +68,9 @@ class ConsumerFetches:
         here: a busy worker working through a backlog leaves caught-up partitions
         unfetched for a second or two, and that is no outage. A partition with fetched
         records still to hand on is not asked: it is not fetched until they are."""
-        if internals.fetch_backlog(self.app.consumer):
-            return  # back-pressure: see ``fresh``
+        # Not skipped while records wait to be handed on (as ``fresh`` does): with the
+        # broker gone the worker's own writes block, records stop being handed on, and
+        # that looks like back-pressure; four seconds of it does not happen on a backlog.
         now = time.time() * 1000
         before = self.answering.in_grace()
         for tp in tps:
