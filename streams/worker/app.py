@@ -88,7 +88,7 @@ class Lifecycle:
     recovery is done, and the stall probe must see the load and the restore too), on
     every start."""
 
-    __slots__ = ("before_stop", "early_tasks", "stop_within")
+    __slots__ = ("before_stop", "early_tasks", "overdue", "stop_within")
 
     def __init__(
         self,
@@ -98,6 +98,9 @@ class Lifecycle:
     ) -> None:
         self.before_stop = before_stop
         self.stop_within = stop_within
+        # run by the watchdog before it exits the process (the worker restarts itself
+        # there when the stop follows a passing failure)
+        self.overdue: Callable[[], None] | None = None
         self.early_tasks = early_tasks
 
 
@@ -116,7 +119,7 @@ class WorkerApp(ShellApp):
     async def on_stop(self) -> None:
         within = self.lifecycle.stop_within
         if within is not None:
-            watchdog = threading.Timer(within, _stop_overdue, (within,))
+            watchdog = threading.Timer(within, _stop_overdue, (within, self.lifecycle.overdue))
             watchdog.daemon = True
             watchdog.start()
         if self.lifecycle.before_stop is not None:
@@ -124,13 +127,15 @@ class WorkerApp(ShellApp):
         await super().on_stop()
 
 
-def _stop_overdue(seconds: float) -> None:
+def _stop_overdue(seconds: float, overdue: Callable[[], None] | None = None) -> None:
     log.error(
         "stopping took more than %.1f s (broker unreachable?); exiting now. Nothing is lost: "
         "what was not published or committed is done after the restart",
         seconds,
     )
     logging.shutdown()
+    if overdue is not None:
+        overdue()  # may not return (the worker restarts itself)
     os._exit(1)
 
 

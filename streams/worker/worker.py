@@ -45,6 +45,7 @@ from streams.worker.idle_check import IdleCheck
 from streams.worker.maintenance import Maintenance
 from streams.worker.ownership import Ownership
 from streams.worker.policy_feed import PolicyFeed
+from streams.worker.restart import restart
 from streams.worker.snapshot import LocalSnapshot
 from streams.worker.table_store import TableStore
 from streams.worker.web import Observers, Web
@@ -95,6 +96,7 @@ class Worker:
             marker_expiry=settings.caught_up_within + 2 * settings.idle_check_interval,
         )  # fmt: skip
         self._pieces()
+        self.app.lifecycle.overdue = self._restart_if_passing
         if after_outage:
             self.fetches.answering.after_outage(time.time() * 1000)
             log.warning(
@@ -224,6 +226,13 @@ class Worker:
 
     async def _policy_task(self) -> None:
         await self.policy_feed.run(lambda: self.app.should_stop)
+
+    def _restart_if_passing(self) -> None:
+        """The stop took too long (the broker is gone): if it follows a failure a
+        restart gets past, restart in place rather than exit."""
+        reason = self.delivery.restart_reason()
+        if reason is not None:
+            restart(reason)
 
     def _kept_end(self, partition: int) -> int | None:
         return self.delivery.changelog_end(partition)

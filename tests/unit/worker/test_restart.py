@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.cli.worker import MAX_RESTARTS, restart_plan
+from streams.worker.restart import MAX_RESTARTS, restart_plan
 
 
 @pytest.mark.parametrize(
