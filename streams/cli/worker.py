@@ -12,6 +12,7 @@ import logging
 from streams import __version__
 from streams.cli.common import Subparsers, kafka_settings
 from streams.core.policy import load_policy
+from streams.settings import Settings
 
 
 def add_worker(sub: Subparsers) -> None:
@@ -29,6 +30,8 @@ def add_worker(sub: Subparsers) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    import os
+
     import faust
 
     from streams.kafka.admin import check_inputs
@@ -36,7 +39,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker.restart import RESTARTS_ENV, restart
     from streams.worker.worker import Worker
 
-    conf = kafka_settings()
+    if RESTARTS_ENV in os.environ:
+        conf = _broker_back()  # restarted after an outage: the broker may still be away
+    else:
+        conf = kafka_settings()
     policy = load_policy(args.policy or conf.policy_file)
     partitions = check_inputs(conf)
     if partitions != conf.partitions:
@@ -46,8 +52,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
             flush=True,
         )
         conf = conf.model_copy(update={"partitions": partitions})
-    import os
-
     worker = Worker(conf, policy, after_outage=RESTARTS_ENV in os.environ)
     print(
         f"trigger-sanity {__version__} worker: app {conf.app_id} "
@@ -74,3 +78,32 @@ def cmd_worker(args: argparse.Namespace) -> int:
             restart(reason)  # returns only when it gives up
         raise
     return 0
+
+
+BROKER_WAIT = 300.0
+"""Seconds a worker restarted after an outage waits for the broker before it gives up."""
+
+
+def _broker_back() -> Settings:
+    """The settings once the broker answers again, waiting up to ``BROKER_WAIT`` (a
+    restart after an outage starts while the broker may still be away; a fresh start
+    fails at once instead, naming what does not answer)."""
+    import time
+
+    from streams.kafka.probe import BrokerError, check_broker
+    from streams.settings import load_settings
+
+    conf = load_settings()
+    deadline = time.monotonic() + BROKER_WAIT
+    told = False
+    while True:
+        try:
+            check_broker(conf)
+            return conf
+        except BrokerError as exc:
+            if time.monotonic() > deadline:
+                raise
+            if not told:
+                print(f"waiting for the broker to answer again: {exc}", flush=True)
+                told = True
+            time.sleep(1.0)  # polling the broker until it is back, bounded by the deadline
