@@ -115,20 +115,22 @@ class Delivery:
                 self.pending.append(r)
         if len(self.pending) > queued:
             self._publish_due.set()
-        send = self._send
         for r in records:
             if r.role in PUBLISHED:
                 continue
-            if r.role == "reroute":
-                fut = await send(
-                    self._origin(r), self.reroute, r.key, r.value, r.partition, r.timestamp_ms,
-                    list(r.headers),
-                )  # fmt: skip
-            else:
-                fut = await send(self._origin(r), self.out[r.role], r.key, r.value)
             # the record's offset waits for these too: a forwarded copy or a dead letter
             # must not be lost with the input offset committed
-            self.checkpoints.track(fut)
+            self.checkpoints.track(await self._send_record(r))
+
+    async def _send_record(self, r: OutRecord) -> asyncio.Future[Any]:
+        """One record to its topic (re-routed copies to their partition, with their
+        timestamp and headers), as part of the partition it belongs to."""
+        if r.role == "reroute":
+            return await self._send(
+                self._origin(r), self.reroute, r.key, r.value, r.partition, r.timestamp_ms,
+                list(r.headers),
+            )  # fmt: skip
+        return await self._send(self._origin(r), self.out[r.role], r.key, r.value)
 
     async def _send(
         self,
@@ -275,6 +277,7 @@ class Delivery:
             await self.flush()  # 1. write back the outboxes
             await self.checkpoints.durable()  # 2. every write so far acknowledged
             send = self._send  # 3. the decisions, acknowledged
+            # no transaction to attribute them to (-1): outbox entries, state already durable
             sent = [await send(-1, self.out[r.role], r.key, r.value) for r in batch]
             await asyncio.gather(*sent)
         except ClientError as exc:

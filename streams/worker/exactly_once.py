@@ -122,17 +122,8 @@ class TransactionalDelivery(Delivery):
         await self._write_now(records)
 
     async def _write_now(self, records: list[OutRecord]) -> None:
-        send = self._send
-        origin = self._origin
-        out = self.out
         for r in records:
-            if r.role == "reroute":
-                await send(
-                    origin(r), self.reroute, r.key, r.value, r.partition, r.timestamp_ms,
-                    list(r.headers),
-                )  # fmt: skip
-            else:
-                await send(origin(r), out[r.role], r.key, r.value)
+            await self._send_record(r)
 
     # ------------------------------------------------------------ ownership
 
@@ -199,7 +190,7 @@ class TransactionalDelivery(Delivery):
         gen = self.outbox.next_cycle()
         again, self.pending = self.pending, []
         for r in again:  # a recovery's outbox entries not known delivered
-            await self._send(self._origin(r), self.out[r.role], r.key, r.value)
+            await self._send_record(r)
         await self.flush()
         handled = self.checkpoints.take_handled()
         offsets: Offsets = {}
