@@ -118,6 +118,9 @@ class MessageContext(_Input):
     cart_updated_at: Timestamp | None = None
     skus: Annotated[list[Sku], Field(max_length=MAX_ITEMS)] | None = None
     order_id: Id | None = None
+    # product_recommendation: per recommended SKU, when the signal it was chosen from
+    # happened (recommends_from_stale_signal)
+    basis: Annotated[dict[Sku, Timestamp], Field(max_length=MAX_ITEMS)] | None = None
 
 
 class OutboundMessage(_Input):
@@ -129,6 +132,8 @@ class OutboundMessage(_Input):
     category: Category = Category.MARKETING
     context: MessageContext = MessageContext()
     payload: dict[str, Any] = {}
+    # the campaign it belongs to; without it, trigger[:payload.template] (campaigns)
+    campaign_id: Id | None = None
 
 
 # ---------------------------------------------------------------- outputs

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     topic_late_evidence: str = "late-evidence"
     topic_releases: str = "releases"
     topic_policy: str = "policy"
+    topic_campaigns: str = "campaigns"
 
     policy_file: Path | None = None
     store: str = "memory://"
@@ -295,6 +296,7 @@ class Settings(BaseSettings):
                 "dead_letter": self.topic_dead_letter,
                 "late_evidence": self.topic_late_evidence,
                 "releases": self.topic_releases,
+                "campaigns": self.topic_campaigns,
                 "policy": self.topic_policy,
             }
         )

@@ -16,6 +16,7 @@ import sys
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NoBrokersAvailable
 
 from streams import __version__
+from streams.cli.campaign import add_campaign
 from streams.cli.capture import add_capture
 from streams.cli.decisions import add_explain, add_inspect
 from streams.cli.demo import add_demo
@@ -34,6 +35,7 @@ COMMANDS = (
     add_topics,
     add_replay,
     add_policy,
+    add_campaign,
     add_inspect,
     add_explain,
     add_release,

@@ -15,6 +15,7 @@ from streams.core.policy import load_policy
 from streams.hints import command
 
 if TYPE_CHECKING:
+    from streams.core.campaigns import Order
     from streams.core.policy import Policy
     from streams.core.policy_history import PolicyHistory
 
@@ -63,6 +64,11 @@ def add_replay(sub: Subparsers) -> None:
 
 
 def _offline_options(r: argparse.ArgumentParser) -> None:
+    r.add_argument(
+        "--campaign-history",
+        help="offline: ops commands on campaigns (`campaign history --json > FILE`), each "
+        "applied from its effective time on, as the workers did (with [blast] on)",
+    )
     r.add_argument(
         "--policy-history",
         help="offline: versions applied live (`policy history --json > FILE`), each deciding "
@@ -119,6 +125,14 @@ def _history_of(policy: Policy, path: str | None) -> PolicyHistory | None:
     return history_from_file(policy, path)
 
 
+def _orders_of(path: str | None) -> list[Order]:
+    if not path:
+        return []
+    from streams.core.campaign_history import orders_from_file
+
+    return orders_from_file(path)
+
+
 def _replay_offline(args: argparse.Namespace) -> int:
     from streams.offline.replay import replay_offline
     from streams.ops.produce import print_progress
@@ -137,6 +151,7 @@ def _replay_offline(args: argparse.Namespace) -> int:
             partitions=partitions,
             history=_history_of(policy, args.policy_history),
             jobs=args.jobs,
+            orders=_orders_of(args.campaign_history),
         )
     print(summary.render(), file=sys.stderr if args.out == "-" else sys.stdout)
     return 0
@@ -159,7 +174,8 @@ def _replay_report(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         out = stack.enter_context(open_out(args.out)) if args.out else None
         late = stack.enter_context(open_out(args.late_out)) if args.late_out else None
-        got, summary = collect(args.file, policy, partitions, history, out, late)
+        got, summary = collect(args.file, policy, partitions, history, out, late,
+                               _orders_of(args.campaign_history))  # fmt: skip
     info: TextIO = sys.stderr if args.out == "-" else sys.stdout  # decisions own stdout
     print(summary.render(), file=info)
     title = Path(args.file).name

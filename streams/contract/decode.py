@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas import ConsentChange, OutboundMessage, Purchase, Return, SessionEvent
 from streams.contract import strict_json
-from streams.core.candidate import Candidate, payload_hash
+from streams.core.candidate import Candidate, campaign_of, payload_hash
 from streams.core.clock import NEVER, human_span, iso, to_ms
 from streams.core.policy import Policy
 from streams.core.state import ConsentFact, PurchaseFact, ReturnFact, SessionFact
@@ -153,5 +153,7 @@ def _candidate(
         seq=0,
         raw=raw.decode("utf-8"),
         arr=NEVER,
+        campaign=campaign_of(trigger, rec.payload, rec.campaign_id),
+        basis=None if ctx.basis is None else tuple((sku, to_ms(t)) for sku, t in ctx.basis.items()),
     )
     return Parsed("outbound", rec.customer_id, created, cand)

@@ -23,6 +23,7 @@ from schemas import (
     SessionEvent,
     SuppressedMessage,
 )
+from streams.core.campaign_history import CampaignRecord
 from streams.core.policy_history import PolicyRecord
 
 
@@ -48,6 +49,10 @@ REGISTRY: tuple[TopicSpec, ...] = (
     TopicSpec("releases", "releases", "out", Release),
     # policy versions applied live: compacted, one partition, keyed by sequence number
     TopicSpec("policy", "policy", "control", PolicyRecord, key="sequence number, zero-padded"),
+    # ops commands on campaigns (release, kill, resume): compacted, one partition
+    TopicSpec(
+        "campaigns", "campaigns", "control", CampaignRecord, key="sequence number, zero-padded"
+    ),
 )
 
 BY_ROLE = {t.role: t for t in REGISTRY}

@@ -33,6 +33,8 @@ class Candidate:
     seq: int  # the customer's read order of candidates (ties and "decided before me")
     raw: str
     arr: int  # frontier of its outbound stream when read: behind its deadline = a late trigger
+    campaign: str = ""  # campaign_id, or derived from trigger and template (campaigns)
+    basis: tuple[tuple[str, int], ...] | None = None  # (sku, signal time): stale signals
 
     @property
     def is_marketing(self) -> bool:
@@ -56,11 +58,14 @@ class Candidate:
             self.seq,
             self.raw,
             self.arr,
+            self.campaign,
+            None if self.basis is None else [list(b) for b in self.basis],
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> Candidate:
         skus = row[8]
+        basis = row[17] if len(row) > 17 else None  # rows written before campaigns: none
         return cls(
             row[0],
             row[1],
@@ -78,6 +83,8 @@ class Candidate:
             row[13],
             row[14],
             row[15],
+            row[16] if len(row) > 16 else "",
+            None if basis is None else tuple((sku, t) for sku, t in basis),
         )
 
 
@@ -91,6 +98,16 @@ def payload_hash(payload: dict[str, Any]) -> str:
     except TypeError:
         data = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def campaign_of(trigger: str, payload: dict[str, Any], campaign_id: str | None) -> str:
+    """The campaign a candidate belongs to: its ``campaign_id``, else its trigger plus
+    ``":" + payload.template`` when the payload names a string template. Automation
+    rarely tags campaigns; the template is what one campaign's messages share."""
+    if campaign_id is not None:
+        return campaign_id
+    template = payload.get("template")
+    return f"{trigger}:{template}" if isinstance(template, str) else trigger
 
 
 def content_key(trigger: str, channel: str, skus: tuple[str, ...] | None, phash: str) -> str:

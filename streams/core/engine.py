@@ -25,13 +25,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from streams.core import rules
+from streams.core.campaigns import Order
 from streams.core.candidate import Candidate, content_key
 from streams.core.clock import NEVER, Source, StreamClock
+from streams.core.gate import COMMAND, DECIDE, FOREVER, CampaignGate
 from streams.core.late import LateChecks
 from streams.core.outbox import Outbox
 from streams.core.outcomes import Decided, Failed, Output
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
+from streams.core.pruning import Partition, Pruning
+from streams.core.restoring import Restoring
 from streams.core.state import (
     NO_HORIZON,
     Caps,
@@ -44,23 +48,14 @@ from streams.core.state import (
     SessionFact,
     trim_late_only,
 )
-from streams.core.store import ListsPending, Pending, StateStore
+from streams.core.store import StateStore
 from streams.core.vocabulary import INPUT_KINDS, LIFTABLE
 
 StateFact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
 Fact = StateFact | Candidate | None
 
 
-class _Partition:
-    __slots__ = ("clock", "heap", "horizons")
-
-    def __init__(self, clock: StreamClock) -> None:
-        self.clock = clock
-        self.heap: list[tuple[int, str, int, str]] = []  # (deadline, message_id, seq, customer)
-        self.horizons = NO_HORIZON  # the last computed, reused while its base stands
-
-
-class Engine:
+class Engine(Pruning):
     def __init__(
         self,
         policy: Policy,
@@ -69,17 +64,19 @@ class Engine:
         rerouted: bool = False,
         history: PolicyHistory | None = None,
         outbox: Outbox | None = None,
+        orders: Iterable[Order] = (),
     ) -> None:
         """``rerouted``: records may reach a partition through the re-route topic, so each
         partition's stream time also waits for every other partition's progress markers.
         ``history``: versions applied live (its base must be ``policy``). ``outbox``
-        (worker): outputs are rendered and kept in the customer's state until delivered."""
+        (worker): outputs are rendered and kept in the customer's state until delivered.
+        ``orders``: campaign commands from ops (with ``[blast]`` on, see ``gate``)."""
         self.policy = policy
         self.store = store
         self.partitions = partitions
         self.rerouted = rerouted and partitions > 1
         self.counts: Counter[str] = Counter()
-        self._parts: dict[int, _Partition] = {}
+        self._parts: dict[int, Partition] = {}
         # heap entries popped since begin(): pushed back by rollback() (worker transactions)
         self._popped: list[tuple[int, tuple[int, str, int, str]]] | None = None
         self._lateness = {k: policy.time.allowed_lateness.for_topic(k) for k in INPUT_KINDS}
@@ -109,6 +106,8 @@ class Engine:
         self.history = history if history is not None else PolicyHistory(policy)
         self._late = LateChecks(policy, self.history, self._send_window)
         self._plans: dict[tuple[int, str, bool], rules.Plan] = {}
+        # [blast]: candidates are decided in one order over all partitions (see gate)
+        self.gate = CampaignGate(policy.blast, orders) if policy.blast.enabled else None
 
     def _plan(self, policy: Policy, cand: Candidate) -> rules.Plan:
         key = (id(policy), cand.trigger, cand.is_marketing)  # policies live in the history
@@ -119,10 +118,10 @@ class Engine:
 
     # ------------------------------------------------------------ partitions
 
-    def _partition_index(self, part: _Partition) -> int:
+    def _partition_index(self, part: Partition) -> int:
         return next(p for p, v in self._parts.items() if v is part)
 
-    def part(self, partition: int) -> _Partition:
+    def part(self, partition: int) -> Partition:
         p = self._parts.get(partition)
         if p is None:
             remote: tuple[Source, ...] = ()
@@ -130,9 +129,7 @@ class Engine:
                 remote = tuple(
                     (k, s) for s in range(self.partitions) if s != partition for k in INPUT_KINDS
                 )
-            p = self._parts[partition] = _Partition(
-                StreamClock(INPUT_KINDS, self._lateness, remote)
-            )
+            p = self._parts[partition] = Partition(StreamClock(INPUT_KINDS, self._lateness, remote))
         return p
 
     def begin(self) -> None:
@@ -159,7 +156,8 @@ class Engine:
     def held_count(self, partition: int | None = None) -> int:
         if partition is not None:
             return len(self.part(partition).heap)
-        return sum(len(p.heap) for p in self._parts.values())
+        gated = 0 if self.gate is None else self.gate.pending()
+        return gated + sum(len(p.heap) for p in self._parts.values())
 
     def restore(
         self, partition_of: Callable[[str], int], delivered: Callable[[int], int] | None = None
@@ -247,7 +245,7 @@ class Engine:
 
     def _hold(
         self,
-        part: _Partition,
+        part: Partition,
         state: CustomerState,
         customer_id: str,
         cand: Candidate,
@@ -321,12 +319,13 @@ class Engine:
         part = self.part(partition)
         out: list[Output] = []
         heap, clock = part.heap, part.clock
-        if not heap or not clock.releasable(heap[0][0]):
-            return out
-        # Popping only raises the heap minimum, so these horizons stay safe for the whole loop.
-        horizons = self._horizons(part)
-        while heap and clock.releasable(heap[0][0]):
-            out.extend(self._decide_top(part, wall_ms, horizons))
+        if heap and clock.releasable(heap[0][0]):
+            # Popping only raises the heap minimum: these horizons stay safe for the loop.
+            horizons = self._horizons(part)
+            while heap and clock.releasable(heap[0][0]):
+                out.extend(self._decide_top(part, wall_ms, horizons))
+        if self.gate is not None:
+            out.extend(self._pass_gate(wall_ms, self._through()))
         return out
 
     def release_idle(self, partition: int, wall_ms: int) -> list[Output]:
@@ -356,6 +355,8 @@ class Engine:
         for part in self._parts.values():
             while part.heap:
                 out.extend(self._decide_top(part, wall_ms, NO_HORIZON))
+        if self.gate is not None:
+            out.extend(self._pass_gate(wall_ms, FOREVER))
         return out
 
     def _held(self, customer_id: str, seq: int) -> Candidate | None:
@@ -381,11 +382,54 @@ class Engine:
             key=(cand.deadline, cand.message_id, cand.seq),
         )
 
-    def _decide_top(self, part: _Partition, wall_ms: int, h: Horizons) -> Iterator[Output]:
+    def _decide_top(self, part: Partition, wall_ms: int, h: Horizons) -> Iterator[Output]:
         entry = heapq.heappop(part.heap)
         if self._popped is not None:
             self._popped.append((self._partition_index(part), entry))
-        _deadline, _mid, seq, cid = entry
+        deadline, mid, seq, cid = entry
+        if self.gate is not None:
+            self.gate.gate(deadline, mid, seq, cid)
+            return
+        yield from self._decide(cid, seq, wall_ms, h)
+
+    def _through(self) -> int:
+        """Every partition has released every candidate due at or before this."""
+        low = FOREVER
+        for p in range(self.partitions):
+            part = self._parts.get(p)
+            if part is None:
+                return NEVER  # nothing read there yet: it may still hold anything
+            st, idle = part.clock.stream_time(), part.clock.all_idle
+            if st is None:
+                if idle:
+                    continue  # has nothing and will get nothing more (offline)
+                return NEVER
+            through = st if idle else st - 1
+            if part.heap:
+                through = min(through, part.heap[0][0] - 1)
+            low = min(low, through)
+        return low
+
+    def _pass_gate(self, wall_ms: int, through: int) -> list[Output]:
+        """Decide what the campaign gate lets out, in key order (see ``gate``)."""
+        gate = self.gate
+        assert gate is not None
+        out: list[Output] = []
+        while (entry := gate.next_due(through)) is not None:
+            at, _rank, _mid, seq, cid, what, _o = entry
+            if what == COMMAND:
+                gate.apply(entry)
+            elif what == DECIDE:
+                out.extend(self._decide(cid, seq, wall_ms, NO_HORIZON, DECIDE))
+            else:
+                out.extend(self._decide(cid, seq, wall_ms, NO_HORIZON, what, at))
+        return out
+
+    def _decide(
+        self, cid: str, seq: int, wall_ms: int, h: Horizons, what: int = 0, at: int = 0
+    ) -> Iterator[Output]:
+        """Decide one held candidate; ``what``/``at``: the gate's first decision, or its
+        decision again (released, killed, expired) as of ``at``."""
         state = self.store.get(cid)
         if state is None:
             return
@@ -395,9 +439,21 @@ class Engine:
                 break
         else:
             return
-        cand = held.pop(idx)
+        cand = held[idx]
+        gate = self.gate
+        original = cand.deadline
+        if gate is not None and what not in (0, DECIDE):
+            orig = gate.still_held(cand.campaign, cid, seq)
+            if orig is None:
+                return  # decided already (released or killed before it expired)
+            original = orig
+        held.pop(idx)
         policy = self.history.at(cand.created_at)
         view = self.view(cand)
+        if at:
+            # decided again as of ``at``: what happened meanwhile counts (floors unchanged)
+            cand.deadline = view.deadline = view.arrived_by = at
+            view.key = (at, cand.message_id, seq)
         try:
             decision = rules.decide(state, cand, policy, view, rules=self._plan(policy, cand))
         except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
@@ -406,8 +462,21 @@ class Engine:
             self.counts["failed"] += 1
             self._outbox(state, [failed])
             self.store.put(cid, state)
+            if gate is not None:
+                gate.done(cid, seq)
             yield failed
             return
+        if gate is not None and what:
+            judged = gate.judge(cand, decision, what, original)
+            if judged.decision is None:  # its campaign tripped: held until ops act or expiry
+                cand.deadline = original
+                held.append(cand)
+                gate.hold(cand, original)
+                self.counts["campaign_held"] += 1
+                self.store.put(cid, state)
+                return
+            decision = judged.decision
+            gate.release_one(cand.campaign, cid, seq)
         fact = self._remember(state, cand, decision)
         self.counts[decision.action] += 1
         if decision.rule:
@@ -464,126 +533,3 @@ class Engine:
     def _outbox(self, state: CustomerState, outputs: list[Output]) -> None:
         if self.outbox is not None:
             self.outbox.add(state, outputs)
-
-    # ------------------------------------------------------------ bounded state
-
-    def _horizons(self, part: _Partition) -> Horizons:
-        """Oldest event time a pending or future decision can still look at, per kind."""
-        st = part.clock.stream_time()
-        if st is None:
-            return NO_HORIZON
-        if part.heap:
-            st = min(st, part.heap[0][0])
-        h = st - self._max_settle
-        if part.horizons.at == h:
-            return part.horizons  # stream time did not move: most records of a backlog
-        k = self._keep
-        part.horizons = Horizons(
-            h - k.events, h - k.sends, h - k.ids, h - k.orders, h - k.epochs, at=h
-        )
-        return part.horizons
-
-    def _kept(self, state: CustomerState, t: int, order: bool) -> None:
-        """A fact at ``t`` (NEVER: none) was added, and epochs may have been merged or
-        started: lower the state's ``due`` so the next prune looks at them."""
-        k = self._keep
-        due = state.due
-        if t != NEVER:
-            due = min(due, t + k.events)
-            if order:
-                due = min(due, t + k.orders)
-        if len(state.epochs) > 1:
-            due = min(due, state.epochs[0].end + k.epochs)
-        state.due = due
-
-    def _prune(self, h: Horizons, state: CustomerState) -> None:
-        """Time-prune against the horizons; the size caps apply even before time is known."""
-        state.prune(h, self._caps)
-
-    def sweep(self, partition_of: Callable[[str], int]) -> int:
-        """Prune every customer and forget the inactive ones; returns how many were dropped.
-
-        Safe at any time: it removes only what no decision may see any more (see
-        ``view``), so a sweep never changes a decision, offline or live, nor does
-        sweeping one customer now and the next one later."""
-        dropped = 0
-        for gone in self.sweeping(self.store.keys(), partition_of):
-            dropped += gone
-        return dropped
-
-    def sweeping(self, keys: Iterable[str], partition_of: Callable[[str], int]) -> Iterator[int]:
-        """The sweep one customer at a time (yields 1 per customer dropped, else 0), for a
-        caller that must give the event loop back every few milliseconds."""
-        for cid in keys:
-            yield self._sweep_one(cid, partition_of)
-        self.counts["sweeps"] += 1
-
-    def _sweep_one(self, cid: str, partition_of: Callable[[str], int]) -> int:
-        state = self.store.get(cid)
-        if state is None:
-            return 0
-        h = self._horizons(self.part(partition_of(cid)))
-        if h is NO_HORIZON:
-            return 0
-        before = state.size()
-        self._prune(h, state)
-        if self.outbox is not None:
-            self.outbox.drop_delivered(state)
-        if not state.held and state.last_activity < h.epochs:
-            kept = state.forget()
-            if kept is None:
-                self.store.delete(cid)
-            else:
-                self.store.put(cid, kept)
-            self.counts["expired"] += 1
-            return 1
-        if state.size() != before:
-            self.store.put(cid, state)
-        return 0
-
-
-class Restoring:
-    """A restore in steps: ``walk`` yields after each customer; ``held`` and ``again``
-    hold the totals once it is exhausted."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        partition_of: Callable[[str], int],
-        delivered: Callable[[int], int] | None,
-    ) -> None:
-        self.held = 0
-        self.again: list[tuple[str, bytes, bytes]] = []
-        self.walk = self._walk(engine, partition_of, delivered)
-
-    def _walk(
-        self,
-        engine: Engine,
-        partition_of: Callable[[str], int],
-        delivered: Callable[[int], int] | None,
-    ) -> Iterator[None]:
-        box = engine.outbox
-        top = -1 if box is None else box.generation
-        store = engine.store
-        # A store that can list what restore needs without decoding whole states is asked
-        # for just that; any other is read state by state.
-        rows = store.pending() if isinstance(store, ListsPending) else _pending_of(store)
-        for cid, held, outbox in rows:
-            p = partition_of(cid)
-            self.held += engine._restore_one(cid, held, p)
-            if outbox and delivered is not None:
-                done = delivered(p)
-                for gen, role, key, value in outbox:
-                    top = max(top, gen + 1)
-                    if gen > done:
-                        self.again.append((role, key.encode(), value.encode()))
-            yield None
-        if box is not None:
-            box.generation = top
-
-
-def _pending_of(store: StateStore) -> Iterator[Pending]:
-    for cid in store.keys():
-        state = store.get(cid)
-        if state is not None:
-            yield cid, [(c.deadline, c.message_id, c.seq) for c in state.held], state.outbox

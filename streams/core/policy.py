@@ -94,6 +94,13 @@ class RecentPurchasePolicy(RecommendationPolicy):
     window: DurationMs = "14d"  # type: ignore[assignment]
 
 
+class StaleSignalPolicy(RecommendationPolicy):
+    """A recommended SKU whose ``context.basis`` signal is older than this before the
+    message's created_at is removed (stale signals)."""
+
+    max_signal_age: DurationMs = "30d"  # type: ignore[assignment]
+
+
 class DuplicateContentPolicy(RulePolicy):
     window: DurationMs = "24h"  # type: ignore[assignment]
 
@@ -116,6 +123,7 @@ class Rules(_Strict):
     recommends_recent_purchase: RecentPurchasePolicy = RecentPurchasePolicy()
     duplicate_content: DuplicateContentPolicy = DuplicateContentPolicy()
     frequency_cap: FrequencyCapPolicy = FrequencyCapPolicy()
+    recommends_from_stale_signal: StaleSignalPolicy = StaleSignalPolicy()
 
 
 class Settle(_Strict):
@@ -190,6 +198,35 @@ class Misfire(_Strict):
     min_count: Annotated[int, Field(ge=1, le=1_000_000)] = 20
 
 
+PERSONALISED: tuple[str, ...] = ("product_recommendation", "replenishment", "abandoned_cart")
+
+
+class Blast(_Strict):
+    """Whole-campaign checks (campaigns): a campaign trips when, in one event-time window
+    of ``window`` (aligned to the epoch), it has at least ``min_messages`` candidates and
+    one content fingerprint covers at least ``max_share`` of them (``personalised``
+    triggers only), or when its candidates exceed ``volume_factor`` times the median of
+    its own earlier windows within ``volume_history`` (never on its first window). A
+    tripped campaign's candidates are held for at most ``hold_ttl``."""
+
+    enabled: bool = False
+    window: DurationMs = "15m"  # type: ignore[assignment]
+    min_messages: Annotated[int, Field(ge=2, le=10_000_000)] = 200
+    max_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.3
+    volume_factor: Annotated[float, Field(ge=1.0, le=1_000_000.0)] = 10.0
+    volume_history: DurationMs = "7d"  # type: ignore[assignment]
+    hold_ttl: DurationMs = "6h"  # type: ignore[assignment]
+    personalised: tuple[Literal[TRIGGERS], ...] = PERSONALISED  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _windows(self) -> Blast:
+        if self.window <= 0:
+            raise ValueError("blast.window must be positive")
+        if self.volume_history < self.window:
+            raise ValueError("blast.volume_history must be at least blast.window")
+        return self
+
+
 class Policy(_Strict):
     version: Annotated[str, Field(min_length=1, max_length=128)] = "default-1"
     settle: Settle = Settle()
@@ -197,6 +234,7 @@ class Policy(_Strict):
     rules: Rules = Rules()
     state: StateLimits = StateLimits()
     misfire: Misfire = Misfire()
+    blast: Blast = Blast()
 
     @model_validator(mode="after")
     def _retention_covers_windows(self) -> Policy:
@@ -308,7 +346,7 @@ def policy_as_toml(policy: Policy) -> str:
         for key, value in policy.rule(rule_id).model_dump().items():
             if isinstance(value, bool):
                 lines.append(f"{key} = {'true' if value else 'false'}")
-            elif key in ("window", "retention", "max_age"):
+            elif key in ("window", "retention", "max_age", "max_signal_age"):
                 lines.append(f'{key} = "{format_duration(value)}"')
             elif isinstance(value, str):
                 lines.append(f'{key} = "{value}"')
@@ -323,5 +361,18 @@ def policy_as_toml(policy: Policy) -> str:
         f"factor = {mf.factor}",
         f"min_jump = {mf.min_jump}",
         f"min_count = {mf.min_count}",
+    ]
+    bl = policy.blast
+    lines += [
+        "",
+        "[blast]",
+        f"enabled = {'true' if bl.enabled else 'false'}",
+        f'window = "{format_duration(bl.window)}"',
+        f"min_messages = {bl.min_messages}",
+        f"max_share = {bl.max_share}",
+        f"volume_factor = {bl.volume_factor}",
+        f'volume_history = "{format_duration(bl.volume_history)}"',
+        f'hold_ttl = "{format_duration(bl.hold_ttl)}"',
+        "personalised = [" + ", ".join(f'"{t}"' for t in bl.personalised) + "]",
     ]
     return "\n".join(lines) + "\n"

@@ -25,6 +25,7 @@ from streams.core.policy import (
     Policy,
     RecommendationPolicy,
     StalePolicy,
+    StaleSignalPolicy,
     WelcomeBackPolicy,
     WinBackPolicy,
 )
@@ -388,6 +389,49 @@ def recommends_recent_purchase(
     return _strip("recommends_recent_purchase", rp, rp.window, skus, hits, "bought")
 
 
+def recommends_from_stale_signal(
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
+) -> Outcome | None:
+    """A recommendation chosen from browsing months ago is not a recommendation: SKUs
+    whose ``context.basis`` is older than ``max_signal_age`` before created_at go."""
+    if not isinstance(msg, Candidate) or not msg.basis:
+        return None
+    rp = policy.rules.recommends_from_stale_signal
+    assert isinstance(rp, StaleSignalPolicy)
+    oldest_fresh = msg.created_at - rp.max_signal_age  # "within W before X": X - W < t
+    hits: dict[str, Evidence] = {}
+    for sku, t in msg.basis:
+        if t <= oldest_fresh and sku in skus:
+            hits[sku] = ("outbound", msg.message_id, t)
+    removed = tuple(s for s in skus if s in hits)
+    if not removed:
+        return None
+    why = tuple(
+        f"{s}'s signal is from {human(hits[s][2])}, {human_span(msg.created_at - hits[s][2])} "
+        "before the recommendation"
+        for s in removed
+    )
+    limit = human_span(rp.max_signal_age)
+    evidence = tuple(hits[s] for s in removed)
+    if len(removed) == len(skus) or rp.action == "suppress":
+        return Outcome(
+            "recommends_from_stale_signal",
+            f"every recommended product comes from a signal older than {limit}: " + "; ".join(why),
+            evidence,
+            removed,
+            why=why,
+        )
+    return Outcome(
+        "recommends_from_stale_signal",
+        f"removed {len(removed)} of {len(skus)} products recommended from signals older than "
+        f"{limit}: " + "; ".join(why),
+        evidence,
+        removed,
+        suppress=False,
+        why=why,
+    )
+
+
 def duplicate_content(
     state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
 ) -> Outcome | None:
@@ -448,6 +492,7 @@ FUNCTIONS: dict[str, RuleFn] = {
     "recommends_recent_purchase": recommends_recent_purchase,
     "duplicate_content": duplicate_content,
     "frequency_cap": frequency_cap,
+    "recommends_from_stale_signal": recommends_from_stale_signal,
 }
 """Rule id -> its function; the order and what each applies to are ``vocabulary.RULES``."""
 

@@ -97,10 +97,17 @@ RULES: tuple[RuleSpec, ...] = (
         frozenset({"product_recommendation"}),
         event_driven=True,
     ),
+    RuleSpec("recommends_from_stale_signal", True, frozenset({"product_recommendation"})),
     RuleSpec("duplicate_content", True),
     RuleSpec("frequency_cap", True),
 )
-"""Every rule, in the order the contract checks them."""
+"""Every rule, in the order the contract checks them (the contract's table lists
+``recommends_from_stale_signal`` later, but it strips SKUs right after the two
+recommendation rules, so it is checked before the content and cap rules)."""
+
+CAMPAIGN_RULES: tuple[str, ...] = ("campaign_held_expired", "campaign_killed")
+"""Rule ids of whole-campaign outcomes (campaigns): given after every per-message rule
+let the candidate through, so they are not in ``RULES``."""
 
 RULE_IDS: tuple[str, ...] = tuple(r.id for r in RULES)
 """Stable rule ids in the order they are checked (the first that suppresses wins)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +29,8 @@ from streams.contract.decode import Unreadable
 from streams.contract.history import BadLine, HistoryRecord, iter_lines, parse_line
 from streams.contract.partitioning import partition_for
 from streams.contract.render import late_line, offline_line
+from streams.core.campaigns import Order, Trip
+from streams.core.clock import iso
 from streams.core.engine import Engine
 from streams.core.outcomes import Decided, LateFinding, Output
 from streams.core.policy import Policy
@@ -51,6 +53,8 @@ class ReplaySummary:
     unreadable: list[tuple[int, str, str]] = field(default_factory=list)  # line, topic, error
     failed: list[tuple[str, str]] = field(default_factory=list)  # message id, error
     seconds: float = 0.0
+    trips: list[Trip] = field(default_factory=list)  # campaigns tripped ([blast] on)
+    campaign_held: int = 0  # candidates held by a trip at some point
 
     def render(self) -> str:
         rate = self.records / self.seconds if self.seconds else 0.0
@@ -67,6 +71,13 @@ class ReplaySummary:
                 lines.append(f"  {rule:<{width}}  {n}")
         else:
             lines.append("  (no rule fired)")
+        if self.trips:
+            lines.append(
+                f"campaign trips: {len(self.trips)} ({self.campaign_held} candidates held)"
+            )
+            for t in self.trips[:20]:
+                lines.append(f"  {t.campaign} at {iso(t.at_ms)} ({t.kind}): {t.summary()}; "
+                             f"{t.held} held")  # fmt: skip
         if self.late:
             lines.append(f"late evidence: {self.late}")
         if self.late_unchecked:
@@ -179,13 +190,14 @@ def decide_file(
     history: PolicyHistory | None = None,
     marks: Container[int] | None = None,
     parts: array[int] | None = None,
+    orders: Iterable[Order] = (),
 ) -> None:
     """The offline replay's one pass: every record through the processor (the worker's
     read, apply and release steps), outputs to ``emit(line number, outputs)``. With
     ``parts`` (a first pass's per-line partitions), only the lines whose mark is in
     ``marks`` are read: one process's share of a parallel replay. Partitions share
     nothing, so a share decides its partitions exactly as the whole file does."""
-    run = _FilePass(policy, partitions, ends, summary, emit, progress, history)
+    run = _FilePass(policy, partitions, ends, summary, emit, progress, history, orders)
     nothing = no_record(partitions)
     seen = 0  # records of the whole file so far: sweeps at the same records as one process
     share = parts is not None and marks is not None
@@ -204,6 +216,9 @@ def decide_file(
                 run.sweep()
     emit(FLUSHED, run.processor.flush(0))
     summary.late_unchecked += run.engine.counts["late_unchecked"]
+    if run.engine.gate is not None:
+        summary.trips = list(run.engine.gate.book.trips)
+        summary.campaign_held = run.engine.counts["campaign_held"]
 
 
 class _FilePass:
@@ -222,8 +237,9 @@ class _FilePass:
         emit: Callable[[int, list[Output]], None],
         progress: Callable[[int], None] | None,
         history: PolicyHistory | None,
+        orders: Iterable[Order] = (),
     ) -> None:
-        self.engine = Engine(policy, MemoryStore(), partitions, history=history)
+        self.engine = Engine(policy, MemoryStore(), partitions, history=history, orders=orders)
         self.processor = Processor(self.engine, {k: k for k in INPUT_KINDS}, lambda _t: partitions)
         self.watermarks = Watermarks(self.processor, partitions, 0.0, 0.0, None)
         self.partitions = partitions

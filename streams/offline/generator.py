@@ -12,6 +12,7 @@ time order (as the contract expects of producers).
 from __future__ import annotations
 
 import random
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -232,7 +233,20 @@ def _after_orders(life: _Life, orders: list[str]) -> None:
     if r() < 0.7:
         bought = [s for items in life.order_skus.values() for s, _q in items]
         skus = rng.sample(SKUS, 3) + (rng.sample(bought, min(2, len(bought))) if bought else [])
-        life.message("product_recommendation", {"skus": list(dict.fromkeys(skus))})
+        rec_skus = list(dict.fromkeys(skus))
+        rec_ctx: dict[str, Any] = {"skus": rec_skus}
+        # A quarter of the customers get a recommendation with its signals' times, the
+        # first one months old (stale signals). Chosen from the id, not drawn: adding it
+        # left every other part of a seed's history as it was.
+        if zlib.crc32(life.cid.encode()) % 4 == 0:
+            at = life.advance(MIN, DAY)
+            rec_ctx["basis"] = {
+                s: _ts(at - (60 * DAY if i == 0 else (i + 1) * HOUR))
+                for i, s in enumerate(rec_skus)
+            }
+            life.message("product_recommendation", rec_ctx, at=at)
+        else:
+            life.message("product_recommendation", rec_ctx)
     if r() < 0.3 and life.order_skus:
         items = [s for items in life.order_skus.values() for s, _q in items]
         life.message("replenishment", {"skus": items[:2]})

@@ -6,10 +6,11 @@ output either way.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
+from streams.core.campaigns import Order
 from streams.core.outcomes import Output
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
@@ -30,12 +31,15 @@ def replay_offline(
     history: PolicyHistory | None = None,
     on_output: Callable[[Output], None] | None = None,
     jobs: int = 1,
+    orders: Iterable[Order] = (),
 ) -> ReplaySummary:
     """``history``: versions applied live (its base must be ``policy``). ``on_output``
     sees every decision, late finding and failure (the report and compare tools).
     ``jobs`` > 1: the partitions are decided by that many processes
-    (``streams.offline.jobs``), with the same output, byte for byte."""
-    if jobs > 1 and partitions > 1:
+    (``streams.offline.jobs``), with the same output, byte for byte; not with ``[blast]``
+    on, whose campaigns span every partition (one process then). ``orders``: campaign
+    commands from ops (``campaign history --json``)."""
+    if jobs > 1 and partitions > 1 and not policy.blast.enabled:
         if on_output is not None:
             raise ValueError("on_output needs the decisions in this process: jobs=1")
         return replay_jobs(
@@ -52,6 +56,7 @@ def replay_offline(
             tally(summary, out, late_out, kind, value)
 
     ends, _ = first_pass(path, partitions)
-    decide_file(path, policy, partitions, ends, summary, emit, progress, sweep_every, history)
+    decide_file(path, policy, partitions, ends, summary, emit, progress, sweep_every, history,
+                orders=orders)  # fmt: skip
     summary.seconds = time.perf_counter() - started
     return summary

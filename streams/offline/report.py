@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import orjson
 
+from streams.core.campaigns import Order
 from streams.core.clock import human_span, iso
 from streams.core.outcomes import Decided, Failed, LateFinding, Output
 from streams.core.policy import Policy
@@ -74,12 +75,13 @@ def collect(
     history: PolicyHistory | None = None,
     out: IO[bytes] | None = None,
     late_out: IO[bytes] | None = None,
+    orders: Iterable[Order] = (),
 ) -> tuple[Collected, ReplaySummary]:
     """``out``/``late_out``: also write the decisions and late findings, as a replay
     without a report does, so that one pass gives both the report and the files."""
     got = Collected()
     summary = replay_offline(path, policy, out, None, late_out, partitions, history=history,
-                             on_output=got)  # fmt: skip
+                             on_output=got, orders=orders)  # fmt: skip
     return got, summary
 
 

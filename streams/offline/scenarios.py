@@ -283,6 +283,31 @@ def _rec_returned(c: _Case, t: int) -> None:
     )
 
 
+def _rec_stale_signal(c: _Case, t: int) -> None:
+    c.message(
+        t,
+        "product_recommendation",
+        "rewrite",
+        "recommends_from_stale_signal",
+        "SKU-30 was chosen from browsing 90 days ago (limit 30 days), SKU-31 from yesterday",
+        {
+            "skus": ["SKU-30", "SKU-31"],
+            "basis": {"SKU-30": _iso(t - 90 * DAY), "SKU-31": _iso(t - DAY)},
+        },
+    )
+
+
+def _rec_all_stale(c: _Case, t: int) -> None:
+    c.message(
+        t,
+        "product_recommendation",
+        "suppress",
+        "recommends_from_stale_signal",
+        "every recommended product was chosen from browsing months ago",
+        {"skus": ["SKU-32"], "basis": {"SKU-32": _iso(t - 120 * DAY)}},
+    )
+
+
 def _retry(c: _Case, t: int) -> None:
     mid = c.message(t, "promotion", "send", None, "the first copy")
     c.message(
@@ -392,6 +417,8 @@ CASES: dict[str, Callable[[_Case, int], None]] = {
     "rec_recent_purchase": _rec_recent_purchase,
     "rec_only_purchased": _rec_only_purchased,
     "rec_returned": _rec_returned,
+    "rec_stale_signal": _rec_stale_signal,
+    "rec_all_stale": _rec_all_stale,
     "retry": _retry,
     "burst": _burst,
     "stale": _stale,

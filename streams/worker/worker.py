@@ -29,6 +29,7 @@ from streams.core.engine import Engine
 from streams.core.outbox import Outbox
 from streams.core.policy import Policy
 from streams.core.vocabulary import INPUT_KINDS
+from streams.errors import PolicyError
 from streams.kafka.batch_consumer import BatchSink, FetchTuning, ShellHooks
 from streams.kafka.offsets import CommittedOffsets
 from streams.processing.processor import Processor
@@ -62,6 +63,12 @@ class Worker:
     def __init__(self, settings: Settings, policy: Policy, after_outage: bool = False) -> None:
         """``after_outage``: this process is the worker restarting itself after a
         transaction failed for a passing cause (``streams.cli.worker.restart``)."""
+        if policy.blast.enabled:
+            raise PolicyError(
+                f"policy {policy.version} turns [blast] on: campaign trips are decided by "
+                "the offline replay only in this version (`replay --offline`); the worker "
+                "refuses rather than decide otherwise. Set [blast] enabled = false to run it"
+            )
         self.settings = settings
         self.policy = policy
         topics = settings.topics

@@ -1,0 +1,122 @@
+"""Bounded state: what each customer keeps, and when facts may go.
+
+A fact can be pruned once no pending or future decision can look at it: the
+horizons follow the partition's stream time, held back by its earliest held
+candidate (and, with campaigns on, by the gate's). Sweeps prune every customer
+and forget the inactive ones; since they only remove what no decision may see
+(``Engine.view``), they never change a decision, offline or live. The engine
+inherits this half; it is kept apart so each file reads as one concept.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+
+from streams.core.clock import NEVER, StreamClock
+from streams.core.gate import CampaignGate
+from streams.core.outbox import Outbox
+from streams.core.state import NO_HORIZON, Caps, CustomerState, Horizons
+from streams.core.store import StateStore
+
+
+class Partition:
+    """One partition's stream clock and the heap of its held candidates by deadline."""
+
+    __slots__ = ("clock", "heap", "horizons")
+
+    def __init__(self, clock: StreamClock) -> None:
+        self.clock = clock
+        self.heap: list[tuple[int, str, int, str]] = []  # (deadline, message_id, seq, customer)
+        self.horizons = NO_HORIZON  # the last computed, reused while its base stands
+
+
+class Pruning:
+    """The engine's bounded-state half (a mixin: ``Engine`` sets these attributes)."""
+
+    store: StateStore
+    outbox: Outbox | None
+    counts: Counter[str]
+    gate: CampaignGate | None
+    _keep: Horizons
+    _max_settle: int
+    _caps: Caps
+
+    def part(self, partition: int) -> Partition:
+        raise NotImplementedError
+
+    def _horizons(self, part: Partition) -> Horizons:
+        """Oldest event time a pending or future decision can still look at, per kind."""
+        st = part.clock.stream_time()
+        if st is None:
+            return NO_HORIZON
+        if part.heap:
+            st = min(st, part.heap[0][0])
+        if self.gate is not None:
+            st = min(st, self.gate.floor)
+        h = st - self._max_settle
+        if part.horizons.at == h:
+            return part.horizons  # stream time did not move: most records of a backlog
+        k = self._keep
+        part.horizons = Horizons(
+            h - k.events, h - k.sends, h - k.ids, h - k.orders, h - k.epochs, at=h
+        )
+        return part.horizons
+
+    def _kept(self, state: CustomerState, t: int, order: bool) -> None:
+        """A fact at ``t`` (NEVER: none) was added, and epochs may have been merged or
+        started: lower the state's ``due`` so the next prune looks at them."""
+        k = self._keep
+        due = state.due
+        if t != NEVER:
+            due = min(due, t + k.events)
+            if order:
+                due = min(due, t + k.orders)
+        if len(state.epochs) > 1:
+            due = min(due, state.epochs[0].end + k.epochs)
+        state.due = due
+
+    def _prune(self, h: Horizons, state: CustomerState) -> None:
+        """Time-prune against the horizons; the size caps apply even before time is known."""
+        state.prune(h, self._caps)
+
+    def sweep(self, partition_of: Callable[[str], int]) -> int:
+        """Prune every customer and forget the inactive ones; returns how many were dropped.
+
+        Safe at any time: it removes only what no decision may see any more (see
+        ``view``), so a sweep never changes a decision, offline or live, nor does
+        sweeping one customer now and the next one later."""
+        dropped = 0
+        for gone in self.sweeping(self.store.keys(), partition_of):
+            dropped += gone
+        return dropped
+
+    def sweeping(self, keys: Iterable[str], partition_of: Callable[[str], int]) -> Iterator[int]:
+        """The sweep one customer at a time (yields 1 per customer dropped, else 0), for a
+        caller that must give the event loop back every few milliseconds."""
+        for cid in keys:
+            yield self._sweep_one(cid, partition_of)
+        self.counts["sweeps"] += 1
+
+    def _sweep_one(self, cid: str, partition_of: Callable[[str], int]) -> int:
+        state = self.store.get(cid)
+        if state is None:
+            return 0
+        h = self._horizons(self.part(partition_of(cid)))
+        if h is NO_HORIZON:
+            return 0
+        before = state.size()
+        self._prune(h, state)
+        if self.outbox is not None:
+            self.outbox.drop_delivered(state)
+        if not state.held and state.last_activity < h.epochs:
+            kept = state.forget()
+            if kept is None:
+                self.store.delete(cid)
+            else:
+                self.store.put(cid, kept)
+            self.counts["expired"] += 1
+            return 1
+        if state.size() != before:
+            self.store.put(cid, state)
+        return 0

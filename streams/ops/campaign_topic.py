@@ -1,0 +1,112 @@
+"""The campaigns control topic: publish an ops command, read the history (CLI side).
+
+Like the policy topic: compacted, one partition, keyed by a zero-padded sequence
+number, so every command ever given stays, in order: the history an offline
+replay needs (``replay --offline --campaign-history``) to decide as the workers
+did. This module is what ``trigger-sanity campaign`` uses; the command line only
+prints.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from dataclasses import dataclass, field
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.core.campaign_history import CampaignRecord
+from streams.core.clock import iso
+from streams.errors import PolicyError
+from streams.hints import command
+from streams.settings import Settings
+
+
+def read_records(settings: Settings, timeout_s: float = 10.0) -> list[CampaignRecord]:
+    """Every record on the campaigns topic, in sequence order."""
+    name = settings.topics["campaigns"]
+    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_consumer_kwargs())
+    try:
+        parts = consumer.partitions_for_topic(name)
+        if not parts:
+            raise PolicyError(
+                f"campaigns topic {name} does not exist: create it with "
+                f"`{command('topics', 'create')}` (run it again after an upgrade)"
+            )
+        tps = [TopicPartition(name, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: dict[int, CampaignRecord] = {}
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise PolicyError(f"reading campaigns topic {name} timed out after {timeout_s}s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                for rec in batch:
+                    if rec.value is None:
+                        continue
+                    cr = CampaignRecord.model_validate(orjson.loads(rec.value))
+                    out[cr.seq] = cr
+        return [out[k] for k in sorted(out)]
+    finally:
+        consumer.close()
+
+
+def publish(
+    settings: Settings,
+    campaign: str,
+    what: str,
+    effective_ms: int,
+    reason: str,
+    by: str | None = None,
+    records: list[CampaignRecord] | None = None,
+) -> CampaignRecord:
+    """Append one command as the next sequence number."""
+    if not reason.strip():
+        raise PolicyError(f"campaign {what} needs --reason: who reads the history must know why")
+    history = records if records is not None else read_records(settings)
+    rec = CampaignRecord.model_validate(
+        {
+            "seq": (history[-1].seq + 1) if history else 1,
+            "campaign": campaign,
+            "command": what,
+            "effective_at": iso(effective_ms),
+            "effective_ms": effective_ms,
+            "by": by or getpass.getuser(),
+            "applied_at": iso(int(time.time() * 1000)),
+            "reason": reason,
+        }
+    )
+    producer = KafkaProducer(**settings.kafka_producer_kwargs())  # acks=all, idempotent
+    try:
+        producer.send(
+            settings.topics["campaigns"],
+            key=f"{rec.seq:012d}".encode(),
+            value=orjson.dumps(rec.model_dump(mode="json")),
+            partition=0,
+        ).get(timeout=30)
+    finally:
+        producer.close()
+    return rec
+
+
+@dataclass
+class CampaignView:
+    """What ops know of one campaign from the control topic."""
+
+    campaign: str
+    state: str = "running"  # running | killed | released
+    records: list[CampaignRecord] = field(default_factory=list)
+
+
+def campaigns(records: list[CampaignRecord], now_ms: int) -> dict[str, CampaignView]:
+    """Each campaign's state now, from its commands in force (effective at or before now)."""
+    out: dict[str, CampaignView] = {}
+    for rec in sorted(records, key=lambda r: (r.effective_ms, r.seq)):
+        view = out.setdefault(rec.campaign, CampaignView(rec.campaign))
+        view.records.append(rec)
+        if rec.effective_ms <= now_ms:
+            view.state = {"kill": "killed", "release": "released", "resume": "running"}[rec.command]
+    return out
