@@ -60,9 +60,7 @@ def test_campaign_commands_are_kept_with_who_when_why_and_replay_offline(
     assert "campaign_killed" in rules and "campaign_held_expired" not in rules
 
 
-def test_the_worker_refuses_a_policy_with_blast_on_in_one_line(
-    ts_env: Env, tmp_path: Path
-) -> None:
+def test_the_worker_refuses_a_policy_with_blast_on_in_one_line(ts_env: Env, tmp_path: Path) -> None:
     policy = tmp_path / "blast.toml"
     policy.write_text('version = "blast-1"\n\n[blast]\nenabled = true\n')
     env = dict(ts_env.env, TRIGGER_SANITY_POLICY_FILE=str(policy))
