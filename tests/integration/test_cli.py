@@ -29,20 +29,22 @@ def _settings(bootstrap: str, prefix: str, partitions: int = 3) -> Settings:
 def test_topics_create_is_idempotent_and_co_partitioned(kafka_bootstrap: str) -> None:
     s = _settings(kafka_bootstrap, f"c{uuid.uuid4().hex[:8]}.")
     first = create_topics(s, log=False)
-    policy = s.topics["policy"]  # the control topic: one partition, compacted
-    assert first.pop(policy) == "created (1 partitions)"
+    # the control topics (policy versions, campaign commands): one partition, compacted
+    control = (s.topics["policy"], s.topics["campaigns"])
+    assert [first.pop(c) for c in control] == ["created (1 partitions)"] * 2
     assert all(v.startswith("created (3 partitions)") for v in first.values()), first
     assert s.reroute_topic in first  # the app's internal re-route topic, co-partitioned too
     second = create_topics(s, log=False)
-    assert second.pop(policy) == "exists (1 partitions)"
+    assert [second.pop(c) for c in control] == ["exists (1 partitions)"] * 2
     assert all(v == "exists (3 partitions)" for v in second.values()), second
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
         data = s.topics.inputs + s.topics.outputs
         assert set(partition_counts(admin, data).values()) == {3}
-        cfg = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, policy)])
-        entries = {e[0]: e[1] for e in cfg[0].resources[0][4]}
-        assert entries["cleanup.policy"] == "compact"
+        for c in control:
+            cfg = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, c)])
+            entries = {e[0]: e[1] for e in cfg[0].resources[0][4]}
+            assert entries["cleanup.policy"] == "compact", c
     finally:
         admin.close()
 
