@@ -265,6 +265,14 @@ def add_generate(sub: Subparsers) -> None:
         default=3.0,
         help="realistic: seconds by which purchase producers are out of order (default 3)",
     )
+    g.add_argument(
+        "--blast",
+        action="store_true",
+        help="realistic: add four whole campaigns in one window half way through: a "
+        "recommender falling back to identical content (trips), a personalised one of the "
+        "same size, an identical promotion (neither trips) and a looping journey (trips on "
+        "volume). Their truth is for a policy with [blast] enabled (policies/blast.toml)",
+    )
     g.set_defaults(fn=cmd_generate)
 
 
@@ -287,7 +295,7 @@ def _generate_realistic(args: argparse.Namespace) -> int:
     truth = Path(args.truth) if args.truth else truth_path(out)
     started = time.perf_counter()
     n, candidates = write_realistic(
-        out, truth, args.customers, args.seed, args.days, int(args.jitter * 1000)
+        out, truth, args.customers, args.seed, args.days, int(args.jitter * 1000), args.blast
     )
     took = time.perf_counter() - started
     print(

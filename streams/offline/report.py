@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import orjson
 
-from streams.core.campaigns import Order
+from streams.core.campaigns import Order, Trip, label_of
 from streams.core.clock import human_span, iso
 from streams.core.outcomes import Decided, Failed, LateFinding, Output
 from streams.core.policy import Policy
@@ -54,6 +54,8 @@ class Collected:
     decisions: list[Seen] = field(default_factory=list)  # a repeated id is decided again
     late: list[LateFinding] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
+    blast: bool = False  # [blast] on: keep each candidate's campaign and content
+    contents: list[tuple[str, int, str]] = field(default_factory=list)  # campaign, time, SKUs
 
     def __call__(self, o: Output) -> None:
         if isinstance(o, Decided):
@@ -62,6 +64,9 @@ class Collected:
                 Seen(c.message_id, c.customer_id, c.trigger, c.created_at, d.action, d.rule,
                      d.reason, tuple(d.evidence), o.policy),
             )  # fmt: skip
+            if self.blast:
+                skus = ",".join(sorted(set(d.skus or ())))
+                self.contents.append((c.campaign, c.created_at, skus))
         elif isinstance(o, LateFinding):
             self.late.append(o)
         else:
@@ -79,7 +84,7 @@ def collect(
 ) -> tuple[Collected, ReplaySummary]:
     """``out``/``late_out``: also write the decisions and late findings, as a replay
     without a report does, so that one pass gives both the report and the files."""
-    got = Collected()
+    got = Collected(blast=policy.blast.enabled)
     summary = replay_offline(path, policy, out, None, late_out, partitions, history=history,
                              on_output=got, orders=orders)  # fmt: skip
     return got, summary
@@ -160,10 +165,10 @@ def _e(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _rate_chart(decisions: Iterable[Seen]) -> dict[str, Any]:
+def _rate_chart(decisions: Iterable[Seen], trips: Iterable[Trip] = ()) -> dict[str, Any]:
     rows = list(decisions)
     if not rows:
-        return {"labels": [], "rates": [], "totals": []}
+        return {"labels": [], "rates": [], "totals": [], "trips": []}
     lo = min(d.created_at for d in rows)
     hi = max(d.created_at for d in rows)
     size = DAY if hi - lo > 3 * DAY else HOUR
@@ -178,7 +183,55 @@ def _rate_chart(decisions: Iterable[Seen]) -> dict[str, Any]:
         "labels": labels,
         "rates": [round(s / t, 4) if t else 0 for s, t in zip(supp, total, strict=True)],
         "totals": total,
-    }
+        # campaign trips, as fractional bucket positions, drawn as marks on the chart
+        "trips": [[round((t.at_ms - lo) / size, 3), f"{t.campaign} tripped ({t.kind})"]
+                  for t in trips],
+    }  # fmt: skip
+
+
+def _trips_html(trips: list[Trip], contents: list[tuple[str, int, str]], window: int) -> str:
+    """Each trip, and its campaign's windows: candidates and the tripping content's share
+    (the content as sent, after rewrites), so ops see the fallback set in."""
+    if not trips:
+        return ""
+    rows = "".join(
+        f"<tr data-campaign='{_e(t.campaign)}'><td>{_e(t.campaign)}</td><td>{iso(t.at_ms)}</td>"
+        f"<td>{t.kind}</td><td>{_e(label_of(t.fingerprint))}</td><td class=n>{t.share:.0%}</td>"
+        f"<td class=n>{t.count}</td><td class=n>{t.held}</td><td>{_e(t.summary())}</td></tr>"
+        for t in trips
+    )
+    out = [
+        "<h2>Campaign trips</h2><table id=trips><thead><tr><th>campaign</th><th>tripped at</th>"
+        "<th>on</th><th>top content</th><th>share</th><th>in window</th><th>held</th>"
+        f"<th>why</th></tr></thead><tbody>{rows}</tbody></table>"
+    ]
+    step = max(1, window // 5)  # five steps a window: the share's rise shows
+    for t in {t.campaign: t for t in trips}.values():
+        top = label_of(t.fingerprint)
+        per: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+        for camp, at, skus in contents:
+            if camp == t.campaign:
+                w = per[at - at % step]
+                w[0] += 1
+                w[1] += bool(top) and _label_of_skus(skus) == top
+        lines = "".join(
+            f"<tr><td>{iso(w)}</td><td class=n>{n}</td>"
+            f"<td class=n>{f'{same / n:.0%}' if top else '-'}</td></tr>"
+            for w, (n, same) in sorted(per.items())
+        )
+        what = f"share of [{_e(top)}]" if top else "candidates"
+        out.append(
+            f"<h3>{_e(t.campaign)}: {what} every {human_span(step)}</h3><table class=shares>"
+            f"<thead><tr><th>from</th><th>candidates</th><th>share</th></tr></thead>"
+            f"<tbody>{lines}</tbody></table>"
+        )
+    return "".join(out)
+
+
+def _label_of_skus(skus: str) -> str:
+    s = skus.split(",") if skus else []
+    head = ",".join(s[:3])
+    return head if len(s) <= 3 else f"{head},+{len(s) - 3}"
 
 
 def _late_rows(late: list[LateFinding], policy: Policy) -> list[str]:
@@ -231,7 +284,8 @@ def render(
     ex_html = _examples(ds)
     acc_html = "" if truth is None else _accuracy_table(ds, truth)
     late_rows = _late_rows(got.late, policy)
-    chart = orjson.dumps(_rate_chart(ds)).decode()
+    chart = orjson.dumps(_rate_chart(ds, summary.trips)).decode()
+    trips = _trips_html(summary.trips, got.contents, policy.blast.window)
     total = len(ds)
     rate = actions["suppress"] / total if total else 0.0
     return PAGE.format(
@@ -251,6 +305,7 @@ def render(
         examples="".join(ex_html),
         accuracy=acc_html,
         chart=chart,
+        trips=trips,
     )
 
 
@@ -324,6 +379,7 @@ svg{{border:1px solid #ddd;background:#fff}}
 <table id=rules><thead><tr><th>rule</th><th>messages</th></tr></thead><tbody>{rule_rows}</tbody></table>
 <h2>Per trigger</h2>
 <table id=triggers><thead><tr><th>trigger</th><th>decided</th><th>sent</th><th>rewritten</th><th>suppressed</th></tr></thead><tbody>{trig_rows}</tbody></table>
+{trips}
 {accuracy}
 <h2>Late evidence, and what setting would have caught it</h2>
 <table id=late-table><thead><tr><th>rule</th><th>event topic</th><th>events</th><th>would have been caught by</th></tr></thead><tbody>{late_rows}</tbody></table>
@@ -340,6 +396,9 @@ if(n>0){{
     const c=add("circle",{{cx:x,cy:y,r:3,fill:"#e5533d","data-rate":data.rates[i]}});
     const t=document.createElementNS(NS,"title");t.textContent=data.labels[i]+": "+(data.rates[i]*100).toFixed(1)+"% of "+data.totals[i];c.appendChild(t);}}
   add("polyline",{{points:pts.join(" "),fill:"none",stroke:"#e5533d","stroke-width":2}});
+  for(const [x,label] of data.trips){{const lx=x*bw+bw/2;
+    const l=add("line",{{x1:lx,x2:lx,y1:0,y2:H,stroke:"#7a3ee0","stroke-dasharray":"4 3",class:"trip"}});
+    const t=document.createElementNS(NS,"title");t.textContent=label;l.appendChild(t);}}
   const step=Math.max(1,Math.ceil(n/10));
   for(let i=0;i<n;i+=step)add("text",{{x:i*bw,y:H+15,"font-size":11}},data.labels[i]);
   for(const f of [0,0.5,1])add("text",{{x:2,y:H-f*(H-10)-2,"font-size":10,fill:"#777"}},(f*100)+"%");

@@ -447,7 +447,11 @@ def _earliest_offset(name: str, cid: str, rng: random.Random, jitter_ms: int) ->
 
 
 def realistic(
-    customers: int, seed: int = 7, days: int = 30, jitter_ms: int = DEFAULT_JITTER
+    customers: int,
+    seed: int = 7,
+    days: int = 30,
+    jitter_ms: int = DEFAULT_JITTER,
+    blast: bool = False,
 ) -> Iterator[tuple[dict[str, Any] | None, Truth | None]]:
     """History records in record-time order, and truths, as they are ready.
 
@@ -462,6 +466,13 @@ def realistic(
     heap: list[tuple[int, int, dict[str, Any]]] = []
     seq = 0
     span = days * DAY
+    if blast:  # whole-campaign cases (streams.offline.blasts), half way through
+        from streams.offline.blasts import blast_cases
+
+        for rec, truth in blast_cases(START + max(span // 2, 2 * DAY)):
+            heapq.heappush(heap, (_record_ms(rec), seq, rec))
+            seq += 1
+            yield None, truth
     for i in range(customers):
         base = START + (span * i) // max(1, customers)
         anchor = base + rng.randint(0, HOUR)
@@ -486,6 +497,10 @@ def realistic(
         yield heapq.heappop(heap)[2], None
 
 
+def _record_ms(rec: dict[str, Any]) -> int:
+    return int(datetime.fromisoformat(rec["timestamp"]).timestamp() * 1000)
+
+
 def write_realistic(
     out: Path,
     truth_out: Path,
@@ -493,6 +508,7 @@ def write_realistic(
     seed: int = 7,
     days: int = 30,
     jitter_ms: int = DEFAULT_JITTER,
+    blast: bool = False,
 ) -> tuple[int, int]:
     """Write the history and its truth file; returns (records, candidates)."""
     import gzip
@@ -500,7 +516,7 @@ def write_realistic(
     records = candidates = 0
     opener: Any = gzip.open if str(out).endswith(".gz") else open
     with opener(out, "wb") as fh, open(truth_out, "wb") as th:
-        for rec, truth in realistic(customers, seed, days, jitter_ms):
+        for rec, truth in realistic(customers, seed, days, jitter_ms, blast):
             if rec is not None:
                 fh.write(orjson.dumps(rec) + b"\n")
                 records += 1
