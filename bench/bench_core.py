@@ -134,6 +134,14 @@ def main() -> int:
             summary = replay_offline(path, DEFAULT_POLICY, None, partitions=args.partitions)
             full.append(time.perf_counter() - start)
         best = min(full)
+        blast_policy = DEFAULT_POLICY.model_copy(
+            update={"blast": DEFAULT_POLICY.blast.model_copy(update={"enabled": True})}
+        )
+        blast = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            replay_offline(path, blast_policy, None, partitions=args.partitions)
+            blast.append(time.perf_counter() - start)
         jobs = []
         for _ in range(args.repeat if args.jobs > 1 else 0):
             start = time.perf_counter()
@@ -146,6 +154,10 @@ def main() -> int:
             f"{floor / best:.3f}x the orjson read (target >= 0.065x), "
             f"{base / best:.2f}x parse+validate "
             f"({summary.candidates} candidates, {sum(summary.actions.values())} decisions)"
+        )
+        print(
+            f"offline replay, [blast] on:      {n / min(blast):>10,.0f} records/s   "
+            f"{best / min(blast):.2f}x with it off (every candidate through the campaign gate)"
         )
         if jobs:
             print(
@@ -160,6 +172,8 @@ def main() -> int:
             "orjson_read_per_s": round(n / floor),
             "parse_validate_per_s": round(n / base),
             "replay_per_s": round(n / best),
+            "replay_blast_per_s": round(n / min(blast)),
+            "blast_ratio": round(best / min(blast), 4),
             "ratio_to_orjson": round(floor / best, 4),
             "jobs": args.jobs,
             "replay_jobs_per_s": round(n / min(jobs)) if jobs else None,

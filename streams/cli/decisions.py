@@ -38,6 +38,10 @@ def add_inspect(sub: Subparsers) -> None:
     i.add_argument("--trigger", help="only this trigger (abandoned_cart, promotion, ...)")
     i.add_argument("--channel", help="only this channel (email, sms, push, in_app)")
     i.add_argument("--customer", help="only this customer id (reads one partition)")
+    i.add_argument(
+        "--campaign",
+        help="only this campaign: its campaign_id, else trigger:template (promotion:bf-1)",
+    )
     i.add_argument("--since", help="from this time: 15m, 2h, 3d ago, or 2026-11-22T10:00:00Z")
     i.add_argument("--until", help="up to this time (same forms as --since)")
     i.add_argument("--limit", type=int, default=0, help="stop after N records")
@@ -64,7 +68,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     now = now_ms()
     since = parse_when(args.since, now) if args.since else None
     until = parse_when(args.until, now) if args.until else None
-    keep = Filters(args.rule, args.trigger, args.channel, args.customer)
+    keep = Filters(args.rule, args.trigger, args.channel, args.customer, args.campaign)
     width = shutil.get_terminal_size((140, 24)).columns
     read: list[int] = []
     shown = 0

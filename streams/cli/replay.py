@@ -138,6 +138,12 @@ def _replay_offline(args: argparse.Namespace) -> int:
     from streams.ops.produce import print_progress
 
     policy = load_policy(args.policy or settings().policy_file)
+    if args.jobs > 1 and policy.blast.enabled:
+        print(
+            "note: [blast] is on: a campaign spans every partition, so one process decides "
+            "them all (--jobs ignored)",
+            file=sys.stderr,
+        )
     with ExitStack() as stack:
         out = stack.enter_context(open_out(args.out)) if args.out else None
         late = stack.enter_context(open_out(args.late_out)) if args.late_out else None

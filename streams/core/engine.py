@@ -49,7 +49,7 @@ from streams.core.state import (
     trim_late_only,
 )
 from streams.core.store import StateStore
-from streams.core.vocabulary import INPUT_KINDS, LIFTABLE
+from streams.core.vocabulary import INPUT_KINDS, LIFTABLE, STRIPPING
 
 StateFact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
 Fact = StateFact | Candidate | None
@@ -467,7 +467,10 @@ class Engine(Pruning):
             yield failed
             return
         if gate is not None and what:
-            judged = gate.judge(cand, decision, what, original)
+            content: tuple[str, ...] = ()
+            if what == DECIDE and cand.trigger in gate.book.personalised and cand.skus:
+                content = self._content(state, cand, policy, view)
+            judged = gate.judge(cand, decision, what, original, content)
             if judged.decision is None:  # its campaign tripped: held until ops act or expiry
                 cand.deadline = original
                 held.append(cand)
@@ -491,6 +494,13 @@ class Engine(Pruning):
         self._prune(h, state)
         self.store.put(cid, state)
         yield from outputs
+
+    def _content(
+        self, state: CustomerState, cand: Candidate, policy: Policy, view: rules.View
+    ) -> tuple[str, ...]:
+        """The SKUs ``cand`` would send after the rewrite rules alone (none: emptied)."""
+        d = rules.decide(state, cand, policy, view, only=STRIPPING, rules=self._plan(policy, cand))
+        return () if d.action == "suppress" else tuple(d.skus or ())
 
     def _remember(
         self, state: CustomerState, cand: Candidate, decision: rules.Decision

@@ -114,11 +114,20 @@ class CampaignGate:
 
     # ------------------------------------------------------------ decisions
 
-    def judge(self, cand: Candidate, decision: rules.Decision, what: int, original: int) -> Judged:
+    def judge(
+        self,
+        cand: Candidate,
+        decision: rules.Decision,
+        what: int,
+        original: int,
+        content: tuple[str, ...] = (),
+    ) -> Judged:
         """The campaign's word on a decision the rules made; ``original``: the deadline
-        the candidate was first due at (what its hold's expiry counts from)."""
+        the candidate was first due at (what its hold's expiry counts from); ``content``:
+        the SKUs it would send after rewrites, whatever else the rules said (so that its
+        fingerprint depends on the customer's facts alone, not on other messages)."""
         if what == DECIDE:
-            return self._first(cand, decision)
+            return self._first(cand, decision, content)
         campaign = self.book.campaigns.get(cand.campaign)
         killed = campaign is not None and campaign.killed is not None
         if decision.action == "suppress":
@@ -140,10 +149,8 @@ class CampaignGate:
             ))  # fmt: skip
         return Judged(decision)  # released
 
-    def _first(self, cand: Candidate, decision: rules.Decision) -> Judged:
-        fp = ""
-        if decision.action != "suppress":
-            fp = fingerprint(cand.trigger, decision.skus, self.book.personalised)
+    def _first(self, cand: Candidate, decision: rules.Decision, content: tuple[str, ...]) -> Judged:
+        fp = fingerprint(cand.trigger, content, self.book.personalised)
         verdict = self.book.admit(cand.campaign, cand.deadline, cand.message_id,
                                   cand.created_at, fp)  # fmt: skip
         if decision.action == "suppress" or verdict == "pass":

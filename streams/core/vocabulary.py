@@ -109,6 +109,12 @@ CAMPAIGN_RULES: tuple[str, ...] = ("campaign_held_expired", "campaign_killed")
 """Rule ids of whole-campaign outcomes (campaigns): given after every per-message rule
 let the candidate through, so they are not in ``RULES``."""
 
+STRIPPING: frozenset[str] = frozenset(
+    {"recommends_returned_product", "recommends_recent_purchase", "recommends_from_stale_signal"}
+)
+"""Rules that remove SKUs from a message (a rewrite) rather than only suppress it: what a
+message "would send" is what is left after them (campaign content fingerprints)."""
+
 RULE_IDS: tuple[str, ...] = tuple(r.id for r in RULES)
 """Stable rule ids in the order they are checked (the first that suppresses wins)."""
 

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from kafka import TopicPartition
 
+from streams.core.candidate import campaign_of
 from streams.core.clock import iso, to_ms
 from streams.errors import UsageError
 from streams.kafka.reader import assign_all, open_reader
@@ -200,6 +201,7 @@ class Row:
     message_id: str
     reason: str
     timestamp: int  # the record's time (ms)
+    campaign: str = "-"  # the message's campaign (campaign_id, else trigger:template)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +210,7 @@ class Filters:
     trigger: str | None = None
     channel: str | None = None
     customer: str | None = None
+    campaign: str | None = None
 
     def __call__(self, row: Row | None) -> bool:
         if row is None:
@@ -217,7 +220,18 @@ class Filters:
             and (self.trigger is None or row.trigger == self.trigger)
             and (self.channel is None or row.channel == self.channel)
             and (self.customer is None or row.customer == self.customer)
+            and (self.campaign is None or row.campaign == self.campaign)
         )
+
+
+def _campaign(message: dict[str, Any]) -> str:
+    payload = message.get("payload")
+    cid = message.get("campaign_id")
+    return campaign_of(
+        str(message.get("trigger")),
+        payload if isinstance(payload, dict) else {},
+        cid if isinstance(cid, str) else None,
+    )
 
 
 def row_of(role: str, value: bytes | None, key: bytes | None, timestamp: int) -> Row | None:
@@ -232,7 +246,7 @@ def row_of(role: str, value: bytes | None, key: bytes | None, timestamp: int) ->
         m = rec.get("message") or {}
         return Row(role, str(rec.get("rule")), str(m.get("customer_id")), str(m.get("trigger")),
                    str(m.get("channel")), str(m.get("message_id")), str(rec.get("reason")),
-                   timestamp)  # fmt: skip
+                   timestamp, _campaign(m))  # fmt: skip
     if role == "send_queue":
         s = rec.get("sanity") or {}
         action = str(s.get("action", "?"))
@@ -245,7 +259,7 @@ def row_of(role: str, value: bytes | None, key: bytes | None, timestamp: int) ->
             what, reason = action, "sent"
         return Row(role, what, str(rec.get("customer_id")), str(rec.get("trigger")),
                    str(rec.get("channel")), str(rec.get("message_id")), reason,
-                   timestamp)  # fmt: skip
+                   timestamp, _campaign(rec))  # fmt: skip
     if role == "late_evidence":
         ev = rec.get("event") or {}
         reason = (f"{ev.get('topic')} {ev.get('event_id')} {rec.get('late_by_ms')} ms after "

@@ -271,3 +271,25 @@ def test_blast_off_changes_no_decision(tmp_path: Path) -> None:
     records = blast_history(n=600)
     off, summary = replay(tmp_path, records, Policy(), 4)
     assert set(off.values()) == {("send", None)} and summary.trips == []
+
+
+def test_the_fingerprint_is_the_content_after_rewrites(tmp_path: Path) -> None:
+    """Customers who just bought SKU-A get the bundle without it: the content that trips
+    the campaign is what would be sent, [SKU-B, SKU-C]."""
+    records: list[dict[str, Any]] = []
+    for i in range(220):
+        t = to_ms(T0) + i * 1000
+        cid = f"c{i:04d}"
+        if i % 4:
+            records.append({"topic": "purchases", "value": {
+                "event_id": f"p{i}", "customer_id": cid, "occurred_at": iso(t - 86_400_000),
+                "order_id": f"o{i}", "items": [{"sku": "SKU-A", "quantity": 1}]}})  # fmt: skip
+        records.append({"topic": "outbound", "value": {
+            "message_id": f"m{i:04d}", "customer_id": cid, "created_at": iso(t),
+            "trigger": "product_recommendation", "channel": "email", "campaign_id": "recs",
+            "context": {"skus": ["SKU-A", "SKU-B", "SKU-C"]}}})  # fmt: skip
+    records.sort(key=lambda r: r["value"].get("created_at") or r["value"]["occurred_at"])
+    got, summary = replay(tmp_path, records, blast_policy(), 2)
+    (trip,) = summary.trips
+    assert trip.fingerprint.endswith(":SKU-B,SKU-C") and trip.count == 200
+    assert got["m0001"] == ("rewrite", "recommends_recent_purchase")

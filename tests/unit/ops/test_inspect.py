@@ -48,6 +48,13 @@ SUPPRESSED = orjson.dumps(
         "policy": "default-1",
     }
 )  # fmt: skip
+CAMPAIGNED = orjson.dumps(
+    {"message": {"message_id": "m-3", "customer_id": "c-1", "trigger": "promotion",
+                 "channel": "email", "campaign_id": "black-friday",
+                 "payload": {"template": "bf-1"}},
+     "rule": "campaign_killed", "reason": "killed", "evidence": []}
+)  # fmt: skip
+
 REWRITE = orjson.dumps(
     {"message_id": "m-2", "customer_id": "c-7", "trigger": "product_recommendation",
      "channel": "push", "sanity": {"action": "rewrite", "rule": "recommends_recent_purchase",
@@ -65,6 +72,11 @@ REWRITE = orjson.dumps(
         ("suppressed", SUPPRESSED, Filters(channel="sms"), False),
         ("suppressed", SUPPRESSED, Filters(customer="c-41"), False),
         ("send_queue", REWRITE, Filters(rule="recommends_recent_purchase"), True),
+        ("send_queue", REWRITE, Filters(campaign="product_recommendation"), True),
+        ("send_queue", REWRITE, Filters(campaign="recs"), False),
+        ("suppressed", CAMPAIGNED, Filters(campaign="black-friday"), True),
+        ("suppressed", CAMPAIGNED, Filters(campaign="promotion:bf-1"), False),
+        ("suppressed", SUPPRESSED, Filters(campaign="abandoned_cart"), True),
         ("send_queue", REWRITE, Filters(rule="rewrite"), False),
         ("send_queue", b"not json", Filters(), True),
         ("send_queue", b"not json", Filters(rule="x"), False),
