@@ -101,6 +101,8 @@ class SessionEvent(_Input):
     occurred_at: Timestamp
     session_id: Id
     kind: SessionKind
+    # the customer's IANA time zone as the session saw it (quiet hours)
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class ConsentChange(_Input):
@@ -121,6 +123,8 @@ class MessageContext(_Input):
     # product_recommendation: per recommended SKU, when the signal it was chosen from
     # happened (recommends_from_stale_signal)
     basis: Annotated[dict[Sku, Timestamp], Field(max_length=MAX_ITEMS)] | None = None
+    # the customer's IANA time zone, when automation knows it (quiet hours)
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class OutboundMessage(_Input):
@@ -145,6 +149,12 @@ class Evidence(_Output):
     occurred_at: str
 
 
+class HeldZone(_Output):
+    zone: str  # IANA name
+    source: Literal["context", "session", "default"]
+    tzdata: str  # the time zone database version
+
+
 class Sanity(_Output):
     action: Literal["send", "rewrite"]
     decided_at: str
@@ -155,6 +165,9 @@ class Sanity(_Output):
     reason: str | None = None  # rewrite: why each SKU was removed
     evidence: list[Evidence] = []  # rewrite: the events behind it
     monitored: list[str] = []  # rules in monitor mode that would have fired
+    send_at: str | None = None  # when it may go: its deadline, or the end of its hold
+    held_for: str | None = None  # "quiet_hours" when held for them
+    timezone: HeldZone | None = None  # quiet hours: the zone the window was read in
 
 
 class SuppressedMessage(_Output):
@@ -165,6 +178,8 @@ class SuppressedMessage(_Output):
     decided_at: str
     policy: str
     monitored: list[str] = []
+    held_for: str | None = None  # "quiet_hours" when held for them
+    timezone: HeldZone | None = None  # quiet hours: the zone the window was read in
 
 
 class DeadLetter(_Output):
@@ -215,6 +230,8 @@ class OfflineDecision(_Output):
     action: Literal["send", "rewrite", "suppress"]
     rule: str | None
     removed_skus: list[str]
+    send_at: str | None = None  # when it may go: its deadline, or the end of its hold
+    held_for: str | None = None  # "quiet_hours" when held for them
 
 
 class HistoryLine(BaseModel):

@@ -19,6 +19,7 @@ from streams.contract import strict_json
 from streams.core.candidate import Candidate, campaign_of, payload_hash
 from streams.core.clock import NEVER, human_span, iso, to_ms
 from streams.core.policy import Policy
+from streams.core.quiet_hours import known_zone
 from streams.core.state import ConsentFact, PurchaseFact, ReturnFact, SessionFact
 from streams.core.vocabulary import REQUIRED_CONTEXT
 
@@ -89,6 +90,12 @@ def decode(
         bad = strict_json.control_in(field, getattr(rec, field))
         if bad is not None:
             return Unreadable(bad)
+    zone = getattr(getattr(rec, "context", None), "timezone", None)
+    if kind == "sessions":
+        zone = getattr(rec, "timezone", None)
+    if zone is not None and not known_zone(zone):
+        where = "context.timezone" if kind == "outbound" else "timezone"
+        return Unreadable(f"{where}: unknown IANA time zone {zone!r} (e.g. Europe/Berlin)")
     parsed = (
         _candidate(rec, raw, record_ms, received_wall, policy)
         if isinstance(rec, OutboundMessage)
@@ -119,7 +126,7 @@ def _fact(kind: str, rec: Any) -> Parsed:
             rec.event_id, t, rec.order_id, tuple((i.sku, i.quantity) for i in rec.items)
         )
     elif isinstance(rec, SessionEvent):
-        fact = SessionFact(rec.event_id, t) if rec.kind == "started" else None
+        fact = SessionFact(rec.event_id, t, tz=rec.timezone) if rec.kind == "started" else None
     else:
         fact = ConsentFact(rec.event_id, t, rec.channel.value, rec.status == "withdrawn")
     return Parsed(kind, rec.customer_id, t, fact)
@@ -155,5 +162,6 @@ def _candidate(
         arr=NEVER,
         campaign=campaign_of(trigger, rec.payload, rec.campaign_id),
         basis=None if ctx.basis is None else tuple((sku, to_ms(t)) for sku, t in ctx.basis.items()),
+        zone=ctx.timezone,
     )
     return Parsed("outbound", rec.customer_id, created, cand)

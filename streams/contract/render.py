@@ -18,6 +18,7 @@ import orjson
 from streams.contract import rawjson
 from streams.core.clock import iso
 from streams.core.outcomes import Decided, LateFinding, Output, Rendered
+from streams.core.quiet_hours import TZDATA
 from streams.core.rules import evidence_json
 
 MAX_DEAD_LETTER_VALUE = 64 * 1024
@@ -62,7 +63,9 @@ def send_value(d: Decided, policy_version: str) -> bytes:
         "policy": policy_version,
         "removed_skus": list(dec.removed_skus),
         "held_ms": max(0, d.decided_wall - d.candidate.received_wall),
+        "send_at": iso(d.candidate.deadline),
     }
+    _held_for(sanity, d)
     if dec.action == "rewrite":
         sanity["rule"] = dec.rule
         sanity["reason"] = dec.reason
@@ -70,6 +73,17 @@ def send_value(d: Decided, policy_version: str) -> bytes:
     if dec.monitored:
         sanity["monitored"] = list(dec.monitored)
     return with_sanity(msg, sanity)
+
+
+def _held_for(block: dict[str, Any], d: Decided) -> None:
+    """What a held candidate's decision adds: why it was held, and for quiet hours the
+    zone, where that came from, and the time zone database it was read with."""
+    c = d.candidate
+    if not c.held_for:
+        return
+    block["held_for"] = c.held_for
+    name, _, source = c.zone_used.partition("|")
+    block["timezone"] = {"zone": name, "source": source, "tzdata": TZDATA}
 
 
 def suppressed_value(d: Decided, policy_version: str) -> bytes:
@@ -81,6 +95,7 @@ def suppressed_value(d: Decided, policy_version: str) -> bytes:
         "decided_at": iso(d.decided_wall),
         "policy": policy_version,
     }
+    _held_for(record, d)
     if dec.monitored:
         record["monitored"] = list(dec.monitored)
     # {"message": <the candidate as received>, "rule": ...}: the message spliced in as is.
@@ -116,6 +131,8 @@ def offline_line(d: Decided) -> dict[str, Any]:
         "action": dec.action,
         "rule": dec.rule,
         "removed_skus": list(dec.removed_skus),
+        "send_at": iso(d.candidate.deadline),
+        **({"held_for": d.candidate.held_for} if d.candidate.held_for else {}),
     }
 
 

@@ -35,6 +35,9 @@ class Candidate:
     arr: int  # frontier of its outbound stream when read: behind its deadline = a late trigger
     campaign: str = ""  # campaign_id, or derived from trigger and template (campaigns)
     basis: tuple[tuple[str, int], ...] | None = None  # (sku, signal time): stale signals
+    zone: str | None = None  # context.timezone (quiet hours)
+    held_for: str = ""  # "quiet_hours" once held by them (its deadline is then the release)
+    zone_used: str = ""  # quiet hours: "Europe/Berlin (session)", what the decision names
 
     @property
     def is_marketing(self) -> bool:
@@ -60,6 +63,9 @@ class Candidate:
             self.arr,
             self.campaign,
             None if self.basis is None else [list(b) for b in self.basis],
+            self.zone,
+            self.held_for,
+            self.zone_used,
         ]
 
     @classmethod
@@ -85,6 +91,9 @@ class Candidate:
             row[15],
             row[16] if len(row) > 16 else "",
             None if basis is None else tuple((sku, t) for sku, t in basis),
+            row[18] if len(row) > 18 else None,
+            row[19] if len(row) > 19 else "",
+            row[20] if len(row) > 20 else "",
         )
 
 

@@ -233,6 +233,7 @@ def _encode_row(state: CustomerState) -> bytes:
             {k: [o, t] for k, (o, t) in state.applied.items()},
             [],
             b,
+            [[t - b, z, _ago(t, a)] for t, z, a in state.zones],
         ]
     )  # fmt: skip
 
@@ -282,6 +283,7 @@ def _decode_v4(row: list[Any]) -> CustomerState:
         nseq=row[11],
         applied={k: (v[0], v[1]) for k, v in row[12].items()},
         outbox=[(g, r, k, v) for g, r, k, v in row[13]],
+        zones=[(t + b, z, _back(t + b, a)) for t, z, a in row[15]] if len(row) > 15 else [],
     )  # fmt: skip
 
 

@@ -35,6 +35,7 @@ from streams.core.outcomes import Decided, Failed, Output
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
 from streams.core.pruning import Partition, Pruning
+from streams.core.quiet_hold import QuietHold
 from streams.core.restoring import Restoring
 from streams.core.state import (
     NO_HORIZON,
@@ -108,6 +109,8 @@ class Engine(Pruning):
         self._plans: dict[tuple[int, str, bool], rules.Plan] = {}
         # [blast]: candidates are decided in one order over all partitions (see gate)
         self.gate = CampaignGate(policy.blast, orders) if policy.blast.enabled else None
+        qh = policy.quiet_hours
+        self.quiet = QuietHold(qh) if qh.channels else None
 
     def _plan(self, policy: Policy, cand: Candidate) -> rules.Plan:
         key = (id(policy), cand.trigger, cand.is_marketing)  # policies live in the history
@@ -341,9 +344,9 @@ class Engine(Pruning):
         while part.heap:
             _d, _mid, seq, cid = part.heap[0]
             cand = self._held(cid, seq)
-            if (
-                cand is not None
-                and cand.received_wall + self.policy.settle.for_trigger(cand.trigger) > wall_ms
+            if cand is not None and (
+                cand.received_wall + self.policy.settle.for_trigger(cand.trigger) > wall_ms
+                or (cand.held_for and cand.deadline > wall_ms)  # quiet hours: not before
             ):
                 break
             out.extend(self._decide_top(part, wall_ms, NO_HORIZON))
@@ -387,6 +390,17 @@ class Engine(Pruning):
         if self._popped is not None:
             self._popped.append((self._partition_index(part), entry))
         deadline, mid, seq, cid = entry
+        if self.quiet is not None:
+            state = self.store.get(cid)
+            cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
+            if state is None or cand is None or cand.deadline != deadline:
+                return  # decided, or an entry a rolled-back unit of work left behind
+            later = self.quiet.hold(state, cand, self.view(cand).arrived_by)
+            if later is not None:  # quiet hours: held on, decided as of its release
+                heapq.heappush(part.heap, (later, mid, seq, cid))
+                self.counts["quiet_held"] += 1
+                self.store.put(cid, state)
+                return
         if self.gate is not None:
             self.gate.gate(deadline, mid, seq, cid)
             return
@@ -456,6 +470,8 @@ class Engine(Pruning):
             view.key = (at, cand.message_id, seq)
         try:
             decision = rules.decide(state, cand, policy, view, rules=self._plan(policy, cand))
+            if cand.held_for and self.quiet is not None and decision.action != "suppress":
+                decision = self.quiet.expiry(cand, decision)
         except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
             failed = Failed(cand, f"internal error deciding {cand.message_id}: "
                                   f"{type(exc).__name__}: {exc}")  # fmt: skip

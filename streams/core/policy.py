@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from streams.core.quiet_hours import known_zone, parse_clock
 from streams.core.vocabulary import RULE_IDS, TRIGGERS
 from streams.errors import PolicyError
 
@@ -198,6 +199,52 @@ class Misfire(_Strict):
     min_count: Annotated[int, Field(ge=1, le=1_000_000)] = 20
 
 
+class QuietMaxHold(_Strict):
+    """How long after created_at a candidate may wait for quiet hours to end, per trigger."""
+
+    abandoned_cart: DurationMs = "6h"  # type: ignore[assignment]
+    welcome: DurationMs = "12h"  # type: ignore[assignment]
+    welcome_back: DurationMs = "12h"  # type: ignore[assignment]
+    product_recommendation: DurationMs = "12h"  # type: ignore[assignment]
+    review_request: DurationMs = "12h"  # type: ignore[assignment]
+    win_back: DurationMs = "12h"  # type: ignore[assignment]
+    replenishment: DurationMs = "12h"  # type: ignore[assignment]
+    promotion: DurationMs = "12h"  # type: ignore[assignment]
+
+    def for_trigger(self, trigger: str) -> int:
+        return int(getattr(self, trigger))
+
+
+class QuietHours(_Strict):
+    """Marketing on ``channels`` is not sent between ``start`` and ``end`` local time
+    (quiet hours). Off (no channel) by default: an upgrade changes no decision."""
+
+    start: str = "21:00"
+    end: str = "08:00"
+    channels: tuple[Literal["email", "sms", "push", "in_app"], ...] = ()
+    default_timezone: str = "UTC"
+    spread: DurationMs = "30m"  # type: ignore[assignment]
+    max_hold: QuietMaxHold = QuietMaxHold()
+
+    @model_validator(mode="after")
+    def _valid(self) -> QuietHours:
+        parse_clock(self.start)
+        parse_clock(self.end)
+        if not known_zone(self.default_timezone):
+            raise ValueError(
+                f"quiet_hours.default_timezone: unknown IANA time zone {self.default_timezone!r}"
+            )
+        return self
+
+    @property
+    def start_min(self) -> int:
+        return parse_clock(self.start)
+
+    @property
+    def end_min(self) -> int:
+        return parse_clock(self.end)
+
+
 PERSONALISED: tuple[str, ...] = ("product_recommendation", "replenishment", "abandoned_cart")
 
 
@@ -235,6 +282,7 @@ class Policy(_Strict):
     state: StateLimits = StateLimits()
     misfire: Misfire = Misfire()
     blast: Blast = Blast()
+    quiet_hours: QuietHours = QuietHours()
 
     @model_validator(mode="after")
     def _retention_covers_windows(self) -> Policy:
@@ -375,4 +423,18 @@ def policy_as_toml(policy: Policy) -> str:
         f'hold_ttl = "{format_duration(bl.hold_ttl)}"',
         "personalised = [" + ", ".join(f'"{t}"' for t in bl.personalised) + "]",
     ]
+    qh = policy.quiet_hours
+    lines += [
+        "",
+        "[quiet_hours]",
+        f'start = "{qh.start}"',
+        f'end = "{qh.end}"',
+        "channels = [" + ", ".join(f'"{c}"' for c in qh.channels) + "]",
+        f'default_timezone = "{qh.default_timezone}"',
+        f'spread = "{format_duration(qh.spread)}"',
+        "",
+        "[quiet_hours.max_hold]",
+    ]
+    for t in TRIGGERS:
+        lines.append(f'{t} = "{format_duration(qh.max_hold.for_trigger(t))}"')
     return "\n".join(lines) + "\n"

@@ -42,6 +42,8 @@ FIXED_FIELDS: tuple[str, ...] = (
     "rules.duplicate_message.retention",
     "rules.duplicate_content.window",
     "rules.frequency_cap.window",
+    "blast",
+    "quiet_hours",
 )
 
 

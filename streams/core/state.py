@@ -55,12 +55,18 @@ class ReturnFact:
     rt: int = 0
 
 
+MAX_ZONES = 8
+"""Zone changes kept per customer (a customer rarely moves more than that)."""
+
+
 @dataclass(slots=True)
 class SessionFact:
     event_id: str
     t: int
     arr: int = NEVER
     rt: int = 0
+    # the IANA zone the session named: kept in ``zones`` (encoded there), not with the fact
+    tz: str | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -166,6 +172,9 @@ class CustomerState:
     # lowered by whoever adds a fact since (``Engine``). Most prunes then stop after a
     # comparison and the size caps. Never encoded: a decoded state starts at NEVER (prune).
     due: int = field(default=NEVER, compare=False, repr=False)
+    # the time zones the customer's sessions named, (t, zone, arr) in time order, the last
+    # MAX_ZONES kept: quiet hours read the latest at or before a deadline
+    zones: list[tuple[int, str, int]] = field(default_factory=list)
 
     # ------------------------------------------------------------ updates
 
@@ -203,7 +212,22 @@ class CustomerState:
             return False
         _insort(self.sessions, fact)
         self.touch(fact.t, ttl)
+        if fact.tz is not None:
+            zones = self.zones
+            i = len(zones)
+            while i and zones[i - 1][0] > fact.t:
+                i -= 1
+            zones.insert(i, (fact.t, fact.tz, fact.arr))
+            if len(zones) > MAX_ZONES:
+                del zones[0]
         return True
+
+    def zone_at(self, t: int, arrived_by: int) -> str | None:
+        """The zone of the latest session at or before ``t`` read by ``arrived_by``."""
+        for zt, zone, arr in reversed(self.zones):
+            if zt <= t and arr <= arrived_by:
+                return zone
+        return None
 
     def add_consent(self, fact: ConsentFact, ttl: int) -> bool:
         if any(c.event_id == fact.event_id for c in self.consents):

@@ -24,6 +24,15 @@ DAY = 24 * HOUR
 
 SKUS = [f"SKU-{i}" for i in range(1, 41)]
 CHANNELS = ["email", "sms", "push", "in_app"]
+ZONES = [
+    "America/New_York",
+    "America/Los_Angeles",
+    "Europe/Berlin",
+    "Europe/London",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "-",  # the seventh: no zone (the default applies)
+]
 
 
 def _ts(ms: int) -> str:
@@ -53,20 +62,26 @@ class _Life:
         self.t += self.rng.randint(lo, hi)
         return self.t
 
+    @property
+    def zone(self) -> str | None:
+        """The customer's time zone, as their sessions name it (six of seven customers;
+        from the id, not drawn, so the rest of a seed's history is as it was)."""
+        h = zlib.crc32(self.cid.encode()) % len(ZONES)
+        return ZONES[h] if h < len(ZONES) - 1 else None
+
     def session(self) -> None:
         t = self.advance(MIN, 6 * HOUR)
         sid = self.eid("sess")
-        self._add(
-            t,
-            "sessions",
-            {
-                "event_id": self.eid("s"),
-                "customer_id": self.cid,
-                "occurred_at": _ts(t),
-                "session_id": sid,
-                "kind": "started",
-            },
-        )
+        started: dict[str, Any] = {
+            "event_id": self.eid("s"),
+            "customer_id": self.cid,
+            "occurred_at": _ts(t),
+            "session_id": sid,
+            "kind": "started",
+        }
+        if self.zone is not None:
+            started["timezone"] = self.zone
+        self._add(t, "sessions", started)
         self._add(
             t + 20 * MIN,
             "sessions",
@@ -146,6 +161,9 @@ class _Life:
         mid: str | None = None,
     ) -> int:
         t = at if at is not None else self.advance(MIN, DAY)
+        context = dict(ctx or {})
+        if self.zone is not None and zlib.crc32(f"{self.cid}{t}".encode()) % 5 == 0:
+            context["timezone"] = self.zone  # automation sometimes knows it too
         value = {
             "message_id": mid or self.eid("m"),
             "customer_id": self.cid,
@@ -153,7 +171,7 @@ class _Life:
             "trigger": trigger,
             "channel": channel or self.rng.choice(CHANNELS),
             "category": category,
-            "context": ctx or {},
+            "context": context,
             "payload": payload
             if payload is not None
             else {"template": f"{trigger}-{self.rng.randint(1, 3)}"},

@@ -28,7 +28,7 @@ from streams.ops.verify import DecisionKey
 from streams.settings import Settings, isolated_env, settings_from_env
 from tests.integration.conftest import ROOT, Env, WorkerProc
 
-ParityKey = tuple[str, str, str, str | None, tuple[str, ...]]
+ParityKey = tuple[str, str, str, str | None, tuple[str, ...], str | None, str | None]
 """message_id, customer_id, action, rule, removed SKUs: a decision as parity compares it."""
 
 
@@ -160,6 +160,8 @@ def live_decisions(got: dict[str, list[Any]]) -> list[dict[str, Any]]:
                 "action": s["action"],
                 "rule": s.get("rule"),
                 "removed_skus": s["removed_skus"],
+                "send_at": s.get("send_at"),
+                "held_for": s.get("held_for"),
             }
         )
     for r in got["suppressed"]:
@@ -172,6 +174,7 @@ def live_decisions(got: dict[str, list[Any]]) -> list[dict[str, Any]]:
                 "action": "suppress",
                 "rule": v["rule"],
                 "removed_skus": [],
+                "held_for": v.get("held_for"),
             }
         )
     return live
@@ -181,7 +184,11 @@ def live_decisions(got: dict[str, list[Any]]) -> list[dict[str, Any]]:
 
 
 def _parity_key(d: dict[str, Any]) -> ParityKey:
-    return (d["message_id"], d["customer_id"], d["action"], d["rule"], tuple(d["removed_skus"]))
+    """What must be equal: the decision, and (quiet hours) why and until when it was held;
+    ``send_at`` is compared for what goes to the send queue (a suppression has none)."""
+    send_at = d.get("send_at") if d["action"] != "suppress" else None
+    return (d["message_id"], d["customer_id"], d["action"], d["rule"], tuple(d["removed_skus"]),
+            d.get("held_for"), send_at)  # fmt: skip
 
 
 def assert_same(offline: list[dict[str, Any]], live: list[dict[str, Any]]) -> None:

@@ -75,13 +75,11 @@ def test_every_decision_line_has_the_contract_fields(tmp_path: Path) -> None:
         main(["replay", str(DATA / "contract_history.jsonl"), "--offline", "--out", str(out)]) == 0
     )
     for line in out.read_bytes().splitlines():
-        assert set(orjson.loads(line)) == {
-            "message_id",
-            "customer_id",
-            "action",
-            "rule",
-            "removed_skus",
-        }
+        d = orjson.loads(line)
+        # send_at: when it may go (its deadline: nothing in this history is held longer)
+        assert set(d) == {"message_id", "customer_id", "action", "rule", "removed_skus",
+                          "send_at"}  # fmt: skip
+        assert d["send_at"].endswith("Z")
 
 
 def test_generated_history_is_deterministic_and_covers_every_rule(tmp_path: Path) -> None:
