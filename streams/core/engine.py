@@ -24,7 +24,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
-from streams.core import rules
+from streams.core import caps, rules
 from streams.core.campaigns import Order
 from streams.core.candidate import Candidate, content_key
 from streams.core.clock import NEVER, Source, StreamClock
@@ -85,7 +85,9 @@ class Engine(Pruning):
         # Sends are looked at by duplicate_content and frequency_cap (and by late-evidence
         # checks, which therefore reach back as far as these windows and no further).
         self._send_window = max(
-            policy.rules.duplicate_content.window, policy.rules.frequency_cap.window
+            policy.rules.duplicate_content.window,
+            policy.rules.frequency_cap.window,
+            *(c.window + policy.longest_hold for c in policy.caps),
         )
         self.outbox = outbox
         st = policy.state
@@ -111,6 +113,7 @@ class Engine(Pruning):
         self.gate = CampaignGate(policy.blast, orders) if policy.blast.enabled else None
         qh = policy.quiet_hours
         self.quiet = QuietHold(qh) if qh.channels else None
+        self._defers = any(c.overflow == "defer" for c in policy.caps)
 
     def _plan(self, policy: Policy, cand: Candidate) -> rules.Plan:
         key = (id(policy), cand.trigger, cand.is_marketing)  # policies live in the history
@@ -390,21 +393,34 @@ class Engine(Pruning):
         if self._popped is not None:
             self._popped.append((self._partition_index(part), entry))
         deadline, mid, seq, cid = entry
-        if self.quiet is not None:
-            state = self.store.get(cid)
-            cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
-            if state is None or cand is None or cand.deadline != deadline:
-                return  # decided, or an entry a rolled-back unit of work left behind
-            later = self.quiet.hold(state, cand, self.view(cand).arrived_by)
-            if later is not None:  # quiet hours: held on, decided as of its release
-                heapq.heappush(part.heap, (later, mid, seq, cid))
-                self.counts["quiet_held"] += 1
-                self.store.put(cid, state)
-                return
+        if (self.quiet is not None or self._defers) and self._held_on(part, entry):
+            return
         if self.gate is not None:
             self.gate.gate(deadline, mid, seq, cid)
             return
         yield from self._decide(cid, seq, wall_ms, h)
+
+    def _held_on(self, part: Partition, entry: tuple[int, str, int, str]) -> bool:
+        """Before any rule: is the candidate due now held on (quiet hours, a deferring
+        cap)? Then it is back in the heap at its new deadline. Also True for an entry a
+        rolled-back unit of work left behind (its candidate is due at another time)."""
+        deadline, mid, seq, cid = entry
+        state = self.store.get(cid)
+        cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
+        if state is None or cand is None or cand.deadline != deadline:
+            return True
+        later = None
+        if self.quiet is not None:
+            later = self.quiet.hold(state, cand, self.view(cand).arrived_by)
+            self.counts["quiet_held"] += later is not None
+        if later is None and self._defers:
+            later = caps.defer(state, cand, self.history.at(cand.created_at), self.view(cand))
+            self.counts["cap_deferred"] += later is not None
+        if later is None:
+            return False
+        heapq.heappush(part.heap, (later, mid, seq, cid))
+        self.store.put(cid, state)
+        return True
 
     def _through(self) -> int:
         """Every partition has released every candidate due at or before this."""

@@ -125,6 +125,7 @@ class Rules(_Strict):
     duplicate_content: DuplicateContentPolicy = DuplicateContentPolicy()
     frequency_cap: FrequencyCapPolicy = FrequencyCapPolicy()
     recommends_from_stale_signal: StaleSignalPolicy = StaleSignalPolicy()
+    cap_exceeded: RulePolicy = RulePolicy()
 
 
 class Settle(_Strict):
@@ -197,6 +198,29 @@ class Misfire(_Strict):
     factor: Annotated[float, Field(ge=1.0, le=1000.0)] = 3.0
     min_jump: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
     min_count: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+
+
+class Cap(_Strict):
+    """One cap across channels and categories: at most ``limit`` sends matching its
+    filters within a rolling ``window`` (an empty filter matches everything). With
+    ``overflow = "defer"`` a candidate over it waits for room, for at most ``max_defer``
+    after created_at."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    channels: tuple[Literal["email", "sms", "push", "in_app"], ...] = ()
+    categories: tuple[Literal["marketing", "transactional"], ...] = ("marketing",)
+    triggers: tuple[Literal[TRIGGERS], ...] = ()  # type: ignore[valid-type]
+    limit: Annotated[int, Field(ge=0, le=100_000)]
+    window: DurationMs = "24h"  # type: ignore[assignment]
+    overflow: Literal["suppress", "defer"] = "suppress"
+    max_defer: DurationMs = "24h"  # type: ignore[assignment]
+
+    def matches(self, channel: str, category: str, trigger: str) -> bool:
+        return (
+            (not self.channels or channel in self.channels)
+            and (not self.categories or category in self.categories)
+            and (not self.triggers or trigger in self.triggers)
+        )
 
 
 class QuietMaxHold(_Strict):
@@ -283,6 +307,19 @@ class Policy(_Strict):
     misfire: Misfire = Misfire()
     blast: Blast = Blast()
     quiet_hours: QuietHours = QuietHours()
+    caps: tuple[Cap, ...] = ()
+
+    @model_validator(mode="after")
+    def _caps_valid(self) -> Policy:
+        names = [c.name for c in self.caps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"caps: every cap needs its own name, got {names}")
+        if self.blast.enabled and any(c.overflow == "defer" for c in self.caps):
+            raise ValueError(
+                'caps with overflow = "defer" and [blast] cannot be on together yet: '
+                "a deferred candidate would wait outside the campaigns' order"
+            )
+        return self
 
     @model_validator(mode="after")
     def _retention_covers_windows(self) -> Policy:
@@ -314,9 +351,19 @@ class Policy(_Strict):
             r.recommends_recent_purchase.window,
             r.duplicate_content.window,
             r.frequency_cap.window,
+            *(c.window + self.longest_hold for c in self.caps),
         ]
         settles = [self.settle.for_trigger(t) for t in TRIGGERS]
         return max(windows) + max(settles)
+
+    @property
+    def longest_hold(self) -> int:
+        """How long after created_at a candidate can be held beyond its deadline (quiet
+        hours, deferring caps): a cap counts a held send from when it went out."""
+        qh = self.quiet_hours
+        quiet = max(qh.max_hold.for_trigger(t) for t in TRIGGERS) if qh.channels else 0
+        defer = max((c.max_defer for c in self.caps if c.overflow == "defer"), default=0)
+        return max(quiet, defer)
 
     def rule(self, rule_id: str) -> RulePolicy:
         return getattr(self.rules, rule_id)
@@ -423,6 +470,19 @@ def policy_as_toml(policy: Policy) -> str:
         f'hold_ttl = "{format_duration(bl.hold_ttl)}"',
         "personalised = [" + ", ".join(f'"{t}"' for t in bl.personalised) + "]",
     ]
+    for cap in policy.caps:
+        lines += [
+            "",
+            "[[caps]]",
+            f'name = "{cap.name}"',
+            "channels = [" + ", ".join(f'"{c}"' for c in cap.channels) + "]",
+            "categories = [" + ", ".join(f'"{c}"' for c in cap.categories) + "]",
+            "triggers = [" + ", ".join(f'"{t}"' for t in cap.triggers) + "]",
+            f"limit = {cap.limit}",
+            f'window = "{format_duration(cap.window)}"',
+            f'overflow = "{cap.overflow}"',
+            f'max_defer = "{format_duration(cap.max_defer)}"',
+        ]
     qh = policy.quiet_hours
     lines += [
         "",

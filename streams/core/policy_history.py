@@ -44,6 +44,7 @@ FIXED_FIELDS: tuple[str, ...] = (
     "rules.frequency_cap.window",
     "blast",
     "quiet_hours",
+    "caps",
 )
 
 

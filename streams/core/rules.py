@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from streams.core import caps
 from streams.core.candidate import Candidate, content_key
 from streams.core.clock import human, human_span, iso
 from streams.core.policy import (
@@ -477,6 +478,27 @@ def frequency_cap(
     )
 
 
+def cap_exceeded(
+    state: CustomerState, msg: MessageView, skus: tuple[str, ...], policy: Policy, view: View
+) -> Outcome | None:
+    """Every cap of ``[[caps]]`` matching the message must have room (see ``caps``)."""
+    if not policy.caps or not isinstance(msg, Candidate):
+        return None
+    full = caps.over(state, msg, policy, view)
+    if not full:
+        return None
+    cap, sends = full[0]
+    rule = "cap_deferred_expired" if cap.overflow == "defer" else "cap_exceeded"
+    held = f", still after deferring it until {human(msg.deadline)}" if msg.held_for else ""
+    return Outcome(
+        rule,
+        f"cap {cap.name}: {len(sends)} messages were already sent in the "
+        f"{human_span(cap.window)} before {human(caps.send_time(msg))} (limit {cap.limit}"
+        f"){held}",
+        tuple(("send-queue", s.message_id, s.created_at) for s in sends),
+    )
+
+
 RuleFn = Callable[[CustomerState, MessageView, tuple[str, ...], Policy, View], Outcome | None]
 
 FUNCTIONS: dict[str, RuleFn] = {
@@ -493,6 +515,7 @@ FUNCTIONS: dict[str, RuleFn] = {
     "duplicate_content": duplicate_content,
     "frequency_cap": frequency_cap,
     "recommends_from_stale_signal": recommends_from_stale_signal,
+    "cap_exceeded": cap_exceeded,
 }
 """Rule id -> its function; the order and what each applies to are ``vocabulary.RULES``."""
 
@@ -552,8 +575,9 @@ def decide(
                 why = "every recommended product was removed: " + ", ".join(whys + list(out.why))
                 evidence = (*rewrite_evidence, *out.evidence)
                 return Decision("suppress", rewrite_rule, why, evidence, (), skus, (*monitored,))
-            # A suppressed message is not sent, so nothing was "removed" from it.
-            return Decision("suppress", rule_id, out.reason, out.evidence, (), skus, (*monitored,))
+            # A suppressed message is not sent, so nothing was "removed" from it. The rule
+            # is the outcome's: a cap that deferred first names cap_deferred_expired.
+            return Decision("suppress", out.rule, out.reason, out.evidence, (), skus, (*monitored,))
         skus = tuple(s for s in skus if s not in out.removed)
         removed.extend(out.removed)
         whys.extend(out.why)

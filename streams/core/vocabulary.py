@@ -100,6 +100,7 @@ RULES: tuple[RuleSpec, ...] = (
     RuleSpec("recommends_from_stale_signal", True, frozenset({"product_recommendation"})),
     RuleSpec("duplicate_content", True),
     RuleSpec("frequency_cap", True),
+    RuleSpec("cap_exceeded", False),  # each cap says which categories it counts
 )
 """Every rule, in the order the contract checks them (the contract's table lists
 ``recommends_from_stale_signal`` later, but it strips SKUs right after the two
@@ -108,6 +109,9 @@ recommendation rules, so it is checked before the content and cap rules)."""
 CAMPAIGN_RULES: tuple[str, ...] = ("campaign_held_expired", "campaign_killed")
 """Rule ids of whole-campaign outcomes (campaigns): given after every per-message rule
 let the candidate through, so they are not in ``RULES``."""
+
+CONFIGURED: frozenset[str] = frozenset({"cap_exceeded"})
+"""Rules that can only fire once the policy configures them (``[[caps]]``)."""
 
 STRIPPING: frozenset[str] = frozenset(
     {"recommends_returned_product", "recommends_recent_purchase", "recommends_from_stale_signal"}
