@@ -58,7 +58,9 @@ def report(customer_id: str, st: CustomerState, partition: int) -> dict[str, Any
         ],
         "held": [
             {"message_id": c.message_id, "trigger": c.trigger, "channel": c.channel,
-             "created_at": _t(c.created_at), "deadline": _t(c.deadline)}
+             "created_at": _t(c.created_at), "deadline": _t(c.deadline),
+             # why it waits past its own deadline (quiet hours, a cap), and until when
+             "held_for": c.held_for or None, "zone": c.zone_used.replace("|", " from ") or None}
             for c in st.held
         ],
         "message_ids_remembered": len(st.decided),

@@ -91,7 +91,6 @@ def test_generated_history_is_deterministic_and_covers_every_rule(tmp_path: Path
     assert main(["replay", str(path), "--offline", "--out", str(out)]) == 0
     rules = {d[2] for d in _read(out)}
     from streams.core.policy import RULE_IDS
-
     from streams.core.vocabulary import CONFIGURED
 
     assert set(RULE_IDS) - CONFIGURED <= rules, set(RULE_IDS) - rules
