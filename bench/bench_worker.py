@@ -67,6 +67,11 @@ def main() -> int:
     ap.add_argument(
         "--commit-interval", default="0.1", help="TRIGGER_SANITY_COMMIT_INTERVAL (seconds)"
     )
+    ap.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="the worker's policy file (e.g. policies/example.toml: quiet hours and caps on)",
+    )
     args = ap.parse_args()
     modes = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
     rates: dict[str, float] = {}
@@ -82,6 +87,7 @@ def main() -> int:
             commit_interval=args.commit_interval,
             web_enabled="true",
             web_port=str(free_port()),
+            **({"policy_file": str(Path(args.policy).resolve())} if args.policy else {}),
         )
         t0 = time.perf_counter()
         n, candidates = produce_backlog(settings, args.customers)

@@ -82,8 +82,9 @@ def _held_for(block: dict[str, Any], d: Decided) -> None:
     if not c.held_for:
         return
     block["held_for"] = c.held_for
-    name, _, source = c.zone_used.partition("|")
-    block["timezone"] = {"zone": name, "source": source, "tzdata": TZDATA}
+    if c.zone_used:
+        name, _, source = c.zone_used.partition("|")
+        block["timezone"] = {"zone": name, "source": source, "tzdata": TZDATA}
 
 
 def suppressed_value(d: Decided, policy_version: str) -> bytes:

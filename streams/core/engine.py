@@ -87,7 +87,7 @@ class Engine(Pruning):
         self._send_window = max(
             policy.rules.duplicate_content.window,
             policy.rules.frequency_cap.window,
-            *(c.window + policy.longest_hold for c in policy.caps),
+            *(c.window for c in policy.caps),
         )
         self.outbox = outbox
         st = policy.state
@@ -114,6 +114,9 @@ class Engine(Pruning):
         qh = policy.quiet_hours
         self.quiet = QuietHold(qh) if qh.channels else None
         self._defers = any(c.overflow == "defer" for c in policy.caps)
+        # how far past its own deadline a candidate can be held (quiet hours, deferrals):
+        # what it may see and what pruning keeps reach back that much further
+        self._longest_hold = policy.longest_hold
 
     def _plan(self, policy: Policy, cand: Candidate) -> rules.Plan:
         key = (id(policy), cand.trigger, cand.is_marketing)  # policies live in the history
@@ -376,7 +379,7 @@ class Engine(Pruning):
         at, which pruning can never have passed while it was still to be read."""
         # Before it was read, pruning never passed the frontier it was read at; while it is
         # held, never its deadline: nothing above the later of the two was pruned.
-        base = max(cand.arr, cand.deadline) - self._max_settle
+        base = max(cand.arr, cand.deadline) - self._max_settle - self._longest_hold
         p = self.policy
         return rules.View(
             deadline=cand.deadline,
@@ -393,8 +396,13 @@ class Engine(Pruning):
         if self._popped is not None:
             self._popped.append((self._partition_index(part), entry))
         deadline, mid, seq, cid = entry
-        if (self.quiet is not None or self._defers) and self._held_on(part, entry):
-            return
+        if self.quiet is not None or self._defers:
+            try:
+                if self._held_on(part, entry):
+                    return
+            except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
+                yield from self._fail(cid, seq, exc)
+                return
         if self.gate is not None:
             self.gate.gate(deadline, mid, seq, cid)
             return
@@ -421,6 +429,21 @@ class Engine(Pruning):
         heapq.heappush(part.heap, (later, mid, seq, cid))
         self.store.put(cid, state)
         return True
+
+    def _fail(self, cid: str, seq: int, exc: Exception) -> Iterator[Output]:
+        """A held candidate whose hold could not be worked out: out of the state, to
+        dead-letter with the error, and nothing else of its partition held up."""
+        state = self.store.get(cid)
+        cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
+        if state is None or cand is None:
+            return
+        state.held.remove(cand)
+        failed = Failed(cand, f"internal error holding {cand.message_id}: "
+                              f"{type(exc).__name__}: {exc}")  # fmt: skip
+        self.counts["failed"] += 1
+        self._outbox(state, [failed])
+        self.store.put(cid, state)
+        yield failed
 
     def _through(self) -> int:
         """Every partition has released every candidate due at or before this."""
@@ -486,7 +509,7 @@ class Engine(Pruning):
             view.key = (at, cand.message_id, seq)
         try:
             decision = rules.decide(state, cand, policy, view, rules=self._plan(policy, cand))
-            if cand.held_for and self.quiet is not None and decision.action != "suppress":
+            if cand.held_for == "quiet_hours" and self.quiet and decision.action != "suppress":
                 decision = self.quiet.expiry(cand, decision)
         except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
             failed = Failed(cand, f"internal error deciding {cand.message_id}: "

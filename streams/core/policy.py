@@ -351,10 +351,10 @@ class Policy(_Strict):
             r.recommends_recent_purchase.window,
             r.duplicate_content.window,
             r.frequency_cap.window,
-            *(c.window + self.longest_hold for c in self.caps),
+            *(c.window for c in self.caps),
         ]
         settles = [self.settle.for_trigger(t) for t in TRIGGERS]
-        return max(windows) + max(settles)
+        return max(windows) + max(settles) + self.longest_hold
 
     @property
     def longest_hold(self) -> int:

@@ -40,6 +40,7 @@ class Pruning:
     gate: CampaignGate | None
     _keep: Horizons
     _max_settle: int
+    _longest_hold: int
     _caps: Caps
 
     def part(self, partition: int) -> Partition:
@@ -54,7 +55,7 @@ class Pruning:
             st = min(st, part.heap[0][0])
         if self.gate is not None:
             st = min(st, self.gate.floor)
-        h = st - self._max_settle
+        h = st - self._max_settle - self._longest_hold
         if part.horizons.at == h:
             return part.horizons  # stream time did not move: most records of a backlog
         k = self._keep

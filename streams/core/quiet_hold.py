@@ -41,7 +41,7 @@ class QuietHold:
     def hold(self, state: CustomerState, cand: Candidate, arrived_by: int) -> int | None:
         """The deadline ``cand`` is held on to, when its own falls inside quiet hours."""
         if (
-            cand.held_for
+            cand.held_for == HELD_FOR  # released from quiet hours just now
             or cand.channel not in self.channels
             or not cand.is_marketing  # transactional messages are exempt
         ):
@@ -55,10 +55,13 @@ class QuietHold:
             return None
         release = ends + spread_of(cand.message_id, self.policy.spread)
         limit = cand.created_at + self.policy.max_hold.for_trigger(cand.trigger)
-        cand.deadline = max(cand.deadline, min(release, limit))
-        cand.held_for = HELD_FOR
+        later = min(release, limit)
+        cand.held_for = HELD_FOR  # also when it cannot wait longer: then it expires now
         cand.zone_used = f"{name}|{source}"
-        return cand.deadline
+        if later <= cand.deadline:
+            return None
+        cand.deadline = later
+        return later
 
     def expiry(self, cand: Candidate, decision: rules.Decision) -> rules.Decision:
         """A held candidate whose deadline is still inside quiet hours ran out of hold."""

@@ -20,7 +20,9 @@ import hashlib
 import importlib.metadata
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from importlib import resources
+from importlib.resources.abc import Traversable
+from zoneinfo import ZoneInfo
 
 DAY_MS = 86_400_000
 
@@ -36,17 +38,46 @@ TZDATA = _tzdata_version()
 """The time zone database version decisions are made with."""
 
 
+def _names() -> dict[str, Traversable]:
+    """Every zone of the pinned ``tzdata`` package by IANA name, read from the package
+    itself: ``zoneinfo.ZoneInfo`` would look at the host's database first, and a worker
+    and an offline run on two hosts must read the same rules."""
+    out: dict[str, Traversable] = {}
+    try:
+        root = resources.files("tzdata").joinpath("zoneinfo")
+    except ModuleNotFoundError:  # pragma: no cover - a pinned dependency
+        return out
+    stack: list[tuple[str, Traversable]] = [("", root)]
+    while stack:
+        prefix, folder = stack.pop()
+        for entry in folder.iterdir():
+            name = f"{prefix}{entry.name}"
+            if entry.is_dir():
+                if not entry.name.startswith("__"):
+                    stack.append((name + "/", entry))
+            elif entry.name[:1].isupper() or name in ("UTC", "GMT"):
+                with entry.open("rb") as fh:
+                    if fh.read(4) == b"TZif":
+                        out[name] = entry
+    return out
+
+
+_ZONES = _names()
+
+
 @lru_cache(maxsize=4096)
 def zone(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    """The zone of that IANA name in the pinned database; None for any other string."""
+    found = _ZONES.get(name)
+    if found is None:
         return None
+    with found.open("rb") as fh:
+        return ZoneInfo.from_file(fh, key=name)
 
 
 def known_zone(name: str) -> bool:
     """An IANA name the pinned database knows (``Europe/Berlin``; not ``CEST``)."""
-    return zone(name) is not None
+    return name in _ZONES
 
 
 def spread_of(message_id: str, spread_ms: int) -> int:
@@ -73,31 +104,30 @@ def edge(day: date, minutes: int, tz: ZoneInfo) -> int:
     """Epoch ms of local wall time ``minutes`` after midnight of ``day``: the next minute
     that exists when it does not (spring forward), the first when it occurs twice."""
     midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-    for k in range(0, 181):  # no zone skips more than a few hours
-        wall = midnight + timedelta(minutes=minutes + k)  # wall-clock arithmetic, fold=0
+    first = midnight + timedelta(minutes=minutes)  # wall-clock arithmetic, fold=0
+    for k in range(0, 24 * 60 + 1):
+        wall = first + timedelta(minutes=k)
         back = wall.astimezone(UTC).astimezone(tz)
         if back.replace(tzinfo=None) == wall.replace(tzinfo=None):
             return int(wall.astimezone(UTC).timestamp() * 1000)
-    raise ValueError(f"no local time near {minutes} min on {day} in {tz.key}")  # pragma: no cover
+    # a whole local day that never happened (Pacific/Apia, 2011-12-30): its instant
+    return int(first.astimezone(UTC).timestamp() * 1000)
 
 
 def window_end(at_ms: int, tz: ZoneInfo, start: int, end: int) -> int | None:
     """When the quiet window that ``at_ms`` falls in ends (epoch ms); None outside it.
-    ``start``/``end``: minutes after local midnight; the window may cross midnight."""
+    ``start``/``end``: minutes after local midnight; the window may cross midnight.
+    Both edges are instants (``edge``), so daylight saving moves them as the contract
+    says, and a time in a repeated hour is inside exactly when it is between them."""
     if start == end:
         return None
-    local = datetime.fromtimestamp(at_ms / 1000, tz=tz)
-    tod = local.hour * 60 + local.minute + (local.second + local.microsecond / 1e6) / 60
-    today = local.date()
-    if start < end:
-        if not start <= tod < end:
-            return None
-        ends = edge(today, end, tz)
-    elif tod >= start:
-        ends = edge(today + timedelta(days=1), end, tz)
-    elif tod < end:
-        ends = edge(today, end, tz)
-    else:
-        return None
-    # in a repeated hour after the window already ended (fall back): not quiet any more
-    return ends if ends > at_ms else None
+    try:
+        day = datetime.fromtimestamp(at_ms / 1000, tz=tz).date()
+        for d in (day - timedelta(days=1), day):
+            opens = edge(d, start, tz)
+            closes = edge(d if start < end else d + timedelta(days=1), end, tz)
+            if opens <= at_ms < closes:
+                return closes
+    except (OverflowError, ValueError, OSError):
+        return None  # a deadline at the end of the calendar: no window is known there
+    return None

@@ -55,10 +55,6 @@ class ReturnFact:
     rt: int = 0
 
 
-MAX_ZONES = 8
-"""Zone changes kept per customer (a customer rarely moves more than that)."""
-
-
 @dataclass(slots=True)
 class SessionFact:
     event_id: str
@@ -172,8 +168,8 @@ class CustomerState:
     # lowered by whoever adds a fact since (``Engine``). Most prunes then stop after a
     # comparison and the size caps. Never encoded: a decoded state starts at NEVER (prune).
     due: int = field(default=NEVER, compare=False, repr=False)
-    # the time zones the customer's sessions named, (t, zone, arr) in time order, the last
-    # MAX_ZONES kept: quiet hours read the latest at or before a deadline
+    # the time zones the customer's sessions named, (t, zone, arr) in time order (pruned
+    # with the events): quiet hours read the latest at or before a deadline
     zones: list[tuple[int, str, int]] = field(default_factory=list)
 
     # ------------------------------------------------------------ updates
@@ -213,13 +209,15 @@ class CustomerState:
         _insort(self.sessions, fact)
         self.touch(fact.t, ttl)
         if fact.tz is not None:
+            # in (time, zone) order, whatever the order sessions are read in; a session
+            # naming the zone already in force adds nothing
             zones = self.zones
+            entry = (fact.t, fact.tz, fact.arr)
             i = len(zones)
-            while i and zones[i - 1][0] > fact.t:
+            while i and zones[i - 1][:2] > entry[:2]:
                 i -= 1
-            zones.insert(i, (fact.t, fact.tz, fact.arr))
-            if len(zones) > MAX_ZONES:
-                del zones[0]
+            if not (i and zones[i - 1][1] == fact.tz and zones[i - 1][2] <= fact.arr):
+                zones.insert(i, entry)
         return True
 
     def zone_at(self, t: int, arrived_by: int) -> str | None:
@@ -366,6 +364,7 @@ class CustomerState:
                     ep.pruned_sessions += 1
             self.sessions = kept
         self.consents = _prune_consents(self.consents, h.events)
+        self.zones = _prune_zones(self.zones, h.events)
         # Most prunes drop nothing: each collection is rebuilt only when something in it
         # is past its horizon or over its cap (prune was 22% of offline replay).
         orders = self.orders
@@ -483,6 +482,15 @@ def _drop_sent(items: list[SentFact], horizon: int, cap: int) -> list[SentFact]:
     if items and any(s.kept_from < horizon for s in items):
         items = [s for s in items if s.kept_from >= horizon]
     return items[-cap:] if len(items) > cap else items
+
+
+def _prune_zones(zones: list[tuple[int, str, int]], horizon: int) -> list[tuple[int, str, int]]:
+    """Keep every zone named after the horizon and the last one before it: a deadline
+    past the horizon never looks further back."""
+    i = 0
+    while i + 1 < len(zones) and zones[i + 1][0] < horizon:
+        i += 1
+    return zones[i:] if i else zones
 
 
 def _prune_consents(consents: list[ConsentFact], horizon: int) -> list[ConsentFact]:

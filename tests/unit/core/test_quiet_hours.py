@@ -309,3 +309,105 @@ def test_a_policy_with_an_unknown_default_zone_is_refused() -> None:
     with pytest.raises(PolicyError, match="unknown IANA time zone 'CEST'"):
         policy_from_mapping({"quiet_hours": {"default_timezone": "CEST"}})
     assert datetime(2026, 1, 1, tzinfo=UTC)  # keeps the import honest
+
+
+# ---------------------------------------------------------------- found by review
+
+SMS_NIGHTS: dict[str, Any] = {
+    "quiet_hours": {"channels": ["sms"], "start": "21:00", "end": "08:00", "spread": "0s"},
+    "rules": {"frequency_cap": {"enabled": False}},
+}
+
+
+def sms(mid: str, created: str) -> dict[str, Any]:
+    return msg(mid, "promotion", created, channel="sms", payload={"template": mid})
+
+
+def test_a_cap_deferral_into_the_night_waits_for_the_morning(tmp_path: Path) -> None:
+    pol = policy_from_mapping(
+        {**SMS_NIGHTS, "caps": [{"name": "sms", "channels": ["sms"], "limit": 1,
+                                  "window": "2h", "overflow": "defer"}]}
+    )  # fmt: skip
+    got = decide(tmp_path, [sms("a", "19:30"), sms("m", "20:00"), session("2026-11-23T00:00:00Z")],
+                 pol)  # fmt: skip
+    # deferred to 21:30 by the cap, which is night: held again until 08:00
+    assert (got["m"]["action"], got["m"]["held_for"]) == ("send", "quiet_hours")
+    assert got["m"]["send_at"] == "2026-11-21T08:00:00Z"
+
+
+def test_sends_released_in_the_morning_count_toward_the_day_cap(tmp_path: Path) -> None:
+    got = decide(tmp_path, [sms("a", "07:00"), sms("b", "07:10"), sms("c", "07:20"),
+                            sms("m", "21:00"), session("2026-11-23T00:00:00Z")],
+                 policy_from_mapping({"quiet_hours": SMS_NIGHTS["quiet_hours"]}))  # fmt: skip
+    # a, b, c went at 08:00 (before: 07:xx was quiet); m, due at 21:00, is held to the next
+    # morning and is the fourth SMS within 24 h before its created_at
+    assert (got["m"]["action"], got["m"]["rule"]) == ("suppress", "frequency_cap")
+
+
+def test_the_zone_does_not_depend_on_the_order_sessions_are_read(tmp_path: Path) -> None:
+    ny = tz_session("08:00", "America/New_York")
+    later = [tz_session(f"{10 + i}:00", "Europe/Berlin") for i in range(9)]
+    cand = sms("m", "09:00")  # 04:00 in New York
+    pol = policy_from_mapping(SMS_NIGHTS)
+    end = session("2026-11-23T00:00:00Z")
+    in_time = decide(tmp_path / "a" if (tmp_path / "a").mkdir() is None else tmp_path,
+                     [ny, cand, *later, end], pol)  # fmt: skip
+    read_first = decide(tmp_path / "b" if (tmp_path / "b").mkdir() is None else tmp_path,
+                        [ny, *later, cand, end], pol)  # fmt: skip
+    assert in_time["m"] == read_first["m"]
+    assert in_time["m"]["send_at"] == "2026-11-20T13:00:00Z"  # 08:00 in New York
+
+
+def test_a_time_in_the_repeated_hour_after_a_start_edge_is_quiet() -> None:
+    """New York, 2026-11-01, window 01:30-06:00: the first 01:30 (05:30Z) opens it, so
+    01:10 EST (06:10Z, the repeated hour) is inside."""
+    z = zone("America/New_York")
+    assert z is not None
+    assert window_end(utc("2026-11-01T06:10:00Z"), z, 90, 360) == utc("2026-11-01T11:00:00Z")
+
+
+@pytest.mark.parametrize("name", ["America", "Etc", "Europe/__pycache__", "Europe/../UTC",
+                                  "x" * 64, "CEST", "europe/berlin"])  # fmt: skip
+def test_names_that_are_not_zones_are_dead_letters(name: str) -> None:
+    from streams.contract import decode
+    from streams.core.policy import DEFAULT_POLICY
+
+    rec = tz_session("2026-11-20T10:00:00Z", name)
+    got = decode.decode("sessions", orjson.dumps(rec["value"]), utc("2026-11-20T10:00:00Z"), 0,
+                        DEFAULT_POLICY)  # fmt: skip
+    assert isinstance(got, decode.Unreadable) and "unknown IANA time zone" in got.error
+
+
+@pytest.mark.parametrize(("tz", "created"), [("Pacific/Apia", "2011-12-30T08:00:00Z"),
+                                             ("UTC", "9999-12-31T22:00:00Z")])  # fmt: skip
+def test_a_day_that_never_happened_or_the_end_of_the_calendar_is_decided(
+    tmp_path: Path, tz: str, created: str
+) -> None:
+    got = decide(tmp_path, [tz_msg("m", created, tz=tz, channel="sms")], SMS_ON)
+    assert got["m"]["action"] in ("send", "suppress")
+
+
+SMS_ON: Policy = policy_from_mapping(SMS_NIGHTS)
+
+
+def test_a_deferred_send_queue_record_matches_its_schema() -> None:
+    from schemas.models import Sanity
+    from streams.contract import render
+    from streams.core.engine import Engine
+    from streams.core.outcomes import Decided
+    from streams.core.store import MemoryStore
+    from streams.core.vocabulary import INPUT_KINDS
+    from tests.helpers import feed
+
+    pol = policy_from_mapping({"caps": [{"name": "sms", "channels": ["sms"], "limit": 1,
+                                         "window": "1h", "overflow": "defer"}]})  # fmt: skip
+    engine = Engine(pol, MemoryStore())
+    for k in INPUT_KINDS:
+        engine.clock(0).set_idle(k, True)
+    for r in (sms("a", "10:00"), sms("b", "10:10")):
+        feed(engine, r)
+    sent = [o for o in engine.flush(0) if isinstance(o, Decided)]
+    sanities = [orjson.loads(render.send_value(o, "v1"))["sanity"] for o in sent]
+    assert [s.get("held_for") for s in sanities] == [None, "cap"]
+    for s in sanities:
+        Sanity.model_validate(s)
