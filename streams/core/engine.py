@@ -418,6 +418,7 @@ class Engine(Pruning):
         if state is None or cand is None or cand.deadline != deadline:
             return True
         later = None
+        before = (cand.held_for, cand.zone_used)
         if self.quiet is not None:
             later = self.quiet.hold(state, cand, self.view(cand).arrived_by)
             self.counts["quiet_held"] += later is not None
@@ -425,6 +426,8 @@ class Engine(Pruning):
             later = caps.defer(state, cand, self.history.at(cand.created_at), self.view(cand))
             self.counts["cap_deferred"] += later is not None
         if later is None:
+            if (cand.held_for, cand.zone_used) != before:
+                self.store.put(cid, state)  # a store may hand out copies: keep what changed
             return False
         heapq.heappush(part.heap, (later, mid, seq, cid))
         self.store.put(cid, state)
