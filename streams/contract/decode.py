@@ -90,9 +90,13 @@ def decode(
         bad = strict_json.control_in(field, getattr(rec, field))
         if bad is not None:
             return Unreadable(bad)
-    zone = getattr(getattr(rec, "context", None), "timezone", None)
-    if kind == "sessions":
-        zone = getattr(rec, "timezone", None)
+    # a missing attribute of a model costs an exception: ask only the models that have it
+    if isinstance(rec, OutboundMessage):
+        zone = rec.context.timezone
+    elif isinstance(rec, SessionEvent):
+        zone = rec.timezone
+    else:
+        zone = None
     if zone is not None and not known_zone(zone):
         where = "context.timezone" if kind == "outbound" else "timezone"
         return Unreadable(f"{where}: unknown IANA time zone {zone!r} (e.g. Europe/Berlin)")
