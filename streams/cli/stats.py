@@ -43,6 +43,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     try:
         page = client.stats()
         stats.held_now = int(page.get("held", 0))
+        stats.holds = {str(k): int(v) for k, v in (page.get("holds") or {}).items()}
         stats.held_source = f"the worker at {client.base_url}"
         tx = page.get("transactions")
         stats.transactions = tx if isinstance(tx, dict) else None

@@ -47,6 +47,7 @@ class Seen:
     reason: str | None
     evidence: tuple[tuple[str, str, int], ...]
     policy: str
+    held_for: str = ""  # quiet_hours, cap: held past its own deadline
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Collected:
             c, d = o.candidate, o.decision
             self.decisions.append(
                 Seen(c.message_id, c.customer_id, c.trigger, c.created_at, d.action, d.rule,
-                     d.reason, tuple(d.evidence), o.policy),
+                     d.reason, tuple(d.evidence), o.policy, c.held_for),
             )  # fmt: skip
             if self.blast:
                 skus = ",".join(sorted(set(d.skus or ())))
@@ -189,6 +190,33 @@ def _rate_chart(decisions: Iterable[Seen], trips: Iterable[Trip] = ()) -> dict[s
     }  # fmt: skip
 
 
+def _holds_html(ds: list[Seen]) -> str:
+    """Quiet-hour holds and deferrals by how they ended, and suppressions per cap."""
+    held: Counter[tuple[str, str]] = Counter()
+    per_cap: Counter[tuple[str, str]] = Counter()
+    for d in ds:
+        if d.held_for:
+            held[(d.held_for, d.rule or d.action)] += 1
+        if d.rule in ("cap_exceeded", "cap_deferred_expired") and d.reason:
+            per_cap[(d.reason.partition(":")[0].removeprefix("cap "), d.rule)] += 1
+    if not held and not per_cap:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(why)}</td><td>{_e(end)}</td><td class=n>{n}</td></tr>"
+        for (why, end), n in sorted(held.items())
+    )
+    caps = "".join(
+        f"<tr><td>{_e(cap)}</td><td>{_e(rule)}</td><td class=n>{n}</td></tr>"
+        for (cap, rule), n in sorted(per_cap.items())
+    )
+    return (
+        "<h2>Held past their deadline</h2><table id=holds><thead><tr><th>held for</th>"
+        f"<th>then</th><th>messages</th></tr></thead><tbody>{rows}</tbody></table>"
+        "<h3>Suppressions per cap</h3><table id=caps><thead><tr><th>cap</th><th>rule</th>"
+        f"<th>messages</th></tr></thead><tbody>{caps}</tbody></table>"
+    )
+
+
 def _trips_html(trips: list[Trip], contents: list[tuple[str, int, str]], window: int) -> str:
     """Each trip, and its campaign's windows: candidates and the tripping content's share
     (the content as sent, after rewrites), so ops see the fallback set in."""
@@ -285,7 +313,7 @@ def render(
     acc_html = "" if truth is None else _accuracy_table(ds, truth)
     late_rows = _late_rows(got.late, policy)
     chart = orjson.dumps(_rate_chart(ds, summary.trips)).decode()
-    trips = _trips_html(summary.trips, got.contents, policy.blast.window)
+    trips = _holds_html(ds) + _trips_html(summary.trips, got.contents, policy.blast.window)
     total = len(ds)
     rate = actions["suppress"] / total if total else 0.0
     return PAGE.format(

@@ -43,6 +43,7 @@ class Story:
                 f"{self.message_id}: SUPPRESSED by {r.get('rule')} (policy {r.get('policy')})",
                 *_about(m),
                 f"  decided: {r.get('decided_at')}",
+                *_held(r, None),
                 f"  reason: {r.get('reason')}",
                 *_evidence(r.get("evidence") or []),
                 *_monitored(r),
@@ -55,6 +56,7 @@ class Story:
             out += [f"{self.message_id}: {what} to the send queue (policy {s.get('policy')})"]
             out += _about(f.record)
             out += [f"  decided: {s.get('decided_at')}, held {s.get('held_ms')} ms"]
+            out += _held(s, s.get("send_at"))
             if released:
                 out.append(
                     f"  released by {released.get('by')} at {released.get('at')}, overriding "
@@ -90,6 +92,21 @@ class Story:
                 f"{r.get('note')}"
             )
         return "\n".join(out)
+
+
+def _held(block: dict[str, Any], until: str | None) -> list[str]:
+    """Why a message waited past its own deadline, and until when: quiet hours (in which
+    zone, from where) or a cap."""
+    why = block.get("held_for")
+    if not why:
+        return []
+    tz = block.get("timezone") or {}
+    where = (
+        f" in {tz.get('zone')} (from {tz.get('source')}, tzdata {tz.get('tzdata')})" if tz else ""
+    )
+    what = "quiet hours" if why == "quiet_hours" else "a cap with no room" if why == "cap" else why
+    when = f" until {until}" if until else ""
+    return [f"  held for {what}{where}{when}"]
 
 
 def _about(m: dict[str, Any]) -> list[str]:

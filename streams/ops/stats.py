@@ -32,6 +32,7 @@ class DecisionStats:
     late_evidence: int = 0
     buckets: dict[str, Counter[int]] = field(default_factory=dict)  # rule -> bucket -> n
     held_now: int | None = None
+    holds: dict[str, int] = field(default_factory=dict)  # since the worker started
     held_source: str = ""
     # the worker's transactions (committed, aborted, fenced...), when it answers and
     # runs exactly_once
@@ -87,6 +88,7 @@ class DecisionStats:
             "dead_letters": self.dead_letters,
             "late_evidence": self.late_evidence,
             "held_now": self.held_now,
+            "holds": self.holds,
             "transactions": self.transactions,
             "interval_s": self.interval_ms // 1000,
             "per_rule_per_interval": {
@@ -104,6 +106,11 @@ class DecisionStats:
             f"dead letters {self.dead_letters:,}   late evidence {self.late_evidence:,}   "
             f"held now {held} ({self.held_source})",
         ]
+        if any(self.holds.values()):
+            lines.append(
+                "held past their deadline (this worker since its start): "
+                + "  ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in sorted(self.holds.items()))
+            )
         t = self.transactions
         if t is not None:
             lines.append(

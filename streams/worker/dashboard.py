@@ -32,7 +32,7 @@ PAGE = """<!doctype html>
 <div class="cards">
  <div class="card">decisions (1h)<b id="decisions">-</b></div>
  <div class="card">suppressed (1h)<b id="suppressed-total">-</b></div>
- <div class="card">held now<b id="held">-</b></div>
+ <div class="card">held now<b id="held">-</b><small id="holds"></small></div>
  <div class="card">dead letters<b id="dead-letters">-</b></div>
  <div class="card">late evidence<b id="late-evidence">-</b></div>
  <div class="card">aborted transactions<b id="aborted-transactions">-</b></div>
@@ -53,6 +53,7 @@ function render(d){
   document.getElementById("meta").textContent="policy "+d.policy+", partitions "+d.partitions.join(",")+", updated "+d.updated;
   document.getElementById("decisions").textContent=d.chart.decisions;
   document.getElementById("held").textContent=d.held;
+  const h=d.holds||{};document.getElementById("holds").textContent=(h.quiet_hours||h.cap)?"since start: quiet hours "+(h.quiet_hours||0)+", caps "+(h.cap||0):"";
   document.getElementById("dead-letters").textContent=d.dead_letters;
   document.getElementById("late-evidence").textContent=d.late_evidence;
   document.getElementById("aborted-transactions").textContent=
@@ -110,6 +111,7 @@ def data(
     partitions: list[int],
     updated: str,
     transactions: dict[str, Any] | None = None,
+    holds: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     return {
         "chart": chart,
@@ -123,4 +125,6 @@ def data(
         "updated": updated,
         # None with at_least_once: no transactions to show
         "transactions": transactions,
+        # held past their own deadline since the worker started, by reason
+        "holds": holds or {},
     }

@@ -34,6 +34,7 @@ class Snapshot:
     actions: dict[str, int] = field(default_factory=dict)  # send / rewrite / suppress
     rules: dict[str, int] = field(default_factory=dict)  # rule id -> decisions it made
     held: int = 0
+    holds: dict[str, int] = field(default_factory=dict)  # reason -> held past a deadline
     dead_letters: int = 0
     late_evidence: int = 0
     late_unchecked: int = 0
@@ -89,6 +90,14 @@ class _Counts(Collector):
         yield GaugeMetricFamily(
             f"{PREFIX}_held_candidates", "Candidates held until their deadline", s.held
         )
+        holds = CounterMetricFamily(
+            f"{PREFIX}_holds",
+            "Candidates held past their own deadline since start, by reason (quiet_hours, cap)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(s.holds.items()):
+            holds.add_metric([reason], n)
+        yield holds
         lag = GaugeMetricFamily(
             f"{PREFIX}_consumer_lag",
             "Records not yet read, per input partition (highwater minus next offset)",

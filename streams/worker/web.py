@@ -164,6 +164,7 @@ class Web:
                 sorted(self.ownership.owned),
                 iso(int(time.time() * 1000)),
                 self.batches.delivery.transaction_stats(),
+                self._holds(),
             )
         )
 
@@ -202,6 +203,7 @@ class Web:
             actions={a: counts.get(a, 0) for a in ("send", "rewrite", "suppress")},
             rules=rules,
             held=self.engine.held_count(),
+            holds=self._holds(),
             dead_letters=counts.get("dead_letter", 0),
             late_evidence=counts.get("late_evidence", 0),
             late_unchecked=self.engine.counts.get("late_unchecked", 0),
@@ -212,6 +214,10 @@ class Web:
             transactions=self.batches.delivery.transaction_stats(),
         )
 
+    def _holds(self) -> dict[str, int]:
+        c = self.engine.counts
+        return {"quiet_hours": c.get("quiet_held", 0), "cap": c.get("cap_deferred", 0)}
+
     def stats(self) -> dict[str, Any]:
         """What the stats page shows: counts an operator checks first."""
         history = self.engine.history
@@ -220,6 +226,8 @@ class Web:
             "misrouted": dict(self.processor.misrouted),
             "engine": dict(self.engine.counts),
             "held": self.engine.held_count(),
+            # held past their own deadline since this worker started, by reason
+            "holds": self._holds(),
             "customers": len(self.table.memory.data),
             "policy": self.policy.version,
             "policy_versions": history.summary(),

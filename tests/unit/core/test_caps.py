@@ -150,3 +150,16 @@ def test_caps_need_their_own_names_and_do_not_defer_with_blast_on() -> None:
     with pytest.raises(PolicyError, match="blast"):
         policy_from_mapping({"blast": {"enabled": True},
                              "caps": [{"name": "a", "limit": 1, "overflow": "defer"}]})  # fmt: skip
+
+
+def test_the_report_shows_holds_and_suppressions_per_cap(tmp_path: Path) -> None:
+    from streams.offline.report import collect, render
+
+    path = tmp_path / "h.jsonl"
+    pol = policy(TWO_CAPS)
+    write_history(path, [promo("a", "10:00", "sms"), promo("m", "10:01", "sms"),
+                         session("2026-11-30T00:00:00Z")])  # fmt: skip
+    got, summary = collect(path, pol, 2)
+    page = render("h", got, summary, pol)
+    assert "<h3>Suppressions per cap</h3>" in page
+    assert "<tr><td>sms</td><td>cap_exceeded</td><td class=n>1</td></tr>" in page
