@@ -279,6 +279,13 @@ def add_generate(sub: Subparsers) -> None:
         "same size, an identical promotion (neither trips) and a looping journey (trips on "
         "volume). Their truth is for a policy with [blast] enabled (policies/blast.toml)",
     )
+    g.add_argument(
+        "--holds",
+        action="store_true",
+        help="realistic: add 400 customers across six time zones with night-time SMS and "
+        "push, cart mails held for the night, a customer who moved, and customers over a "
+        "cap across sms and push. Their truth is for policies/holds.toml",
+    )
     g.set_defaults(fn=cmd_generate)
 
 
@@ -301,7 +308,14 @@ def _generate_realistic(args: argparse.Namespace) -> int:
     truth = Path(args.truth) if args.truth else truth_path(out)
     started = time.perf_counter()
     n, candidates = write_realistic(
-        out, truth, args.customers, args.seed, args.days, int(args.jitter * 1000), args.blast
+        out,
+        truth,
+        args.customers,
+        args.seed,
+        args.days,
+        int(args.jitter * 1000),
+        args.blast,
+        args.holds,
     )
     took = time.perf_counter() - started
     print(

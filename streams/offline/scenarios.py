@@ -452,6 +452,7 @@ def realistic(
     days: int = 30,
     jitter_ms: int = DEFAULT_JITTER,
     blast: bool = False,
+    holds: bool = False,
 ) -> Iterator[tuple[dict[str, Any] | None, Truth | None]]:
     """History records in record-time order, and truths, as they are ready.
 
@@ -473,6 +474,15 @@ def realistic(
             heapq.heappush(heap, (_record_ms(rec), seq, rec))
             seq += 1
             yield None, truth
+    if holds:  # quiet-hours and cap cases (streams.offline.holds), half way through
+        from streams.offline.holds import hold_cases
+
+        for hrec, htruth in hold_cases(START + max(span // 2, 2 * DAY)):
+            if hrec is not None:
+                heapq.heappush(heap, (_record_ms(hrec), seq, hrec))
+                seq += 1
+            if htruth is not None:
+                yield None, htruth
     for i in range(customers):
         base = START + (span * i) // max(1, customers)
         anchor = base + rng.randint(0, HOUR)
@@ -509,6 +519,7 @@ def write_realistic(
     days: int = 30,
     jitter_ms: int = DEFAULT_JITTER,
     blast: bool = False,
+    holds: bool = False,
 ) -> tuple[int, int]:
     """Write the history and its truth file; returns (records, candidates)."""
     import gzip
@@ -516,7 +527,7 @@ def write_realistic(
     records = candidates = 0
     opener: Any = gzip.open if str(out).endswith(".gz") else open
     with opener(out, "wb") as fh, open(truth_out, "wb") as th:
-        for rec, truth in realistic(customers, seed, days, jitter_ms, blast):
+        for rec, truth in realistic(customers, seed, days, jitter_ms, blast, holds):
             if rec is not None:
                 fh.write(orjson.dumps(rec) + b"\n")
                 records += 1

@@ -20,6 +20,8 @@ from streams.core.policy import DEFAULT_POLICY, RULE_IDS, Policy, load_policy
 from streams.core.vocabulary import CONFIGURED
 from streams.offline.generator import generate
 from streams.offline.replay import replay_offline
+from streams.offline.report import Seen, accuracy, read_truth, verdicts
+from streams.offline.scenarios import write_realistic
 from tests.integration.conftest import FEED_RATE, Env, Feed, feed_history
 from tests.integration.live import assert_same, decided, fresh_topics, live_decisions
 
@@ -94,6 +96,42 @@ def test_quiet_hours_worker_equals_offline_replay(ts_env: Env, tmp_path: Path) -
         worker.stop()
     live = live_decisions(ts_env.collect(("send_queue", "suppressed"), lambda g: True))
     assert_same(offline, live)
+
+
+def test_a_realistic_history_with_holds_equals_offline_and_its_truth(
+    ts_env: Env, tmp_path: Path
+) -> None:
+    """2,400 realistic customers, 400 of them across six time zones with night-time SMS
+    and push, cart mails held for the night and a cap across sms and push
+    (``policies/holds.toml``): the worker decides what the offline replay decides, and
+    both what the ground truth says, for the new rules too."""
+    holds = ROOT / "policies" / "holds.toml"
+    policy = load_policy(holds)
+    fresh_topics(ts_env, "h", 8, idle_after="0")
+    history, truth = tmp_path / "holds.jsonl", tmp_path / "holds.truth.jsonl"
+    write_realistic(history, truth, 2_000, seed=21, holds=True)
+    offline_out = tmp_path / "holds.offline.jsonl"
+    with open(offline_out, "wb") as fh:
+        replay_offline(history, policy, fh)
+    offline = [orjson.loads(x) for x in offline_out.read_bytes().splitlines()]
+    feed_history(ts_env.settings, history, None).wait()
+    worker = ts_env.worker(policy=holds)
+    try:
+        ts_env.collect(("send_queue", "suppressed"), lambda g: decided(g) >= len(offline),
+                       timeout=600, worker=worker)  # fmt: skip
+    finally:
+        worker.stop()
+    live = live_decisions(ts_env.collect(("send_queue", "suppressed"), lambda g: True))
+    assert_same(offline, live)
+    want = read_truth(truth)
+    acc = {a.rule: a for a in accuracy(verdicts(_seen(live)), want)}
+    for rule in ("quiet_hours_expired", "cap_exceeded"):
+        assert (acc[rule].precision, acc[rule].recall) == (1.0, 1.0), rule
+
+
+def _seen(live: list[dict[str, Any]]) -> list[Seen]:
+    return [Seen(d["message_id"], d["customer_id"], "", 0, d["action"], d["rule"], None, (), "")
+            for d in live]  # fmt: skip
 
 
 def test_rebalance_to_a_second_worker_keeps_parity(ts_env: Env, tmp_path: Path) -> None:
