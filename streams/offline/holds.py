@@ -5,8 +5,9 @@ moves, and customers who hit a cap across channels, each case with its truth.
 Every case is a customer of its own whose messages go to SMS or push only, so the
 realistic cases (all email) decide as before. The truth holds for
 ``policies/holds.toml``: quiet hours 21:00-08:00 on sms and push (default zone UTC),
-and a cap of two messages a day across sms and push. Times are placed in each
-customer's local time, in January (no daylight-saving change in these zones then).
+a cap of two messages a day across sms and push, and one SMS an hour (deferred).
+Times are placed in each customer's local time, in January (no daylight-saving change
+in these zones then).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ CASES = (
     "zone_from_context",
     "default_zone",
     "mobile_cap",
+    "sms_deferred",
     "moved",
 )
 
@@ -126,6 +128,12 @@ def _build(case: str, c: _Customer, day: datetime, tz: str) -> None:
         c.message(at("12:00"), "promotion", "sms", "suppress", "cap_exceeded",
                   "a third on sms or push within 24 h: the mobile cap (2) has no room; each "
                   "channel alone is under its frequency cap")  # fmt: skip
+    elif case == "sms_deferred":
+        c.session(at("09:00"), tz)
+        c.message(at("10:00"), "promotion", "sms", "send", None, "the hour's SMS")
+        c.message(at("10:30"), "promotion", "sms", "send", None,
+                  "a second SMS within the hour: deferred by the sms-hourly cap to 11:00, "
+                  "then sent (the mobile cap still has room)")  # fmt: skip
     else:  # moved: lived in Tokyo, now in New York
         c.session(_local(day, "Asia/Tokyo", "10:00"), "Asia/Tokyo")
         c.session(_local(day, "America/New_York", "10:00"), "America/New_York")
