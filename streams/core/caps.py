@@ -47,24 +47,25 @@ def counted(state: CustomerState, cap: Cap, end: int, view: View, policy: Policy
 ]:  # fmt: skip
     """The sends ``cap`` counts in its window before ``end``, in the order they went."""
     start = end - cap.window
-    got = [
-        s
-        for s in state.sent
-        if start < sent_at(s, policy) <= end
-        and cap.matches(s.channel, s.category, s.trigger)
-        and view.sent(s)
-    ]
-    got.sort(key=lambda s: sent_at(s, policy))
-    return got
+    got = []
+    for s in state.sent:
+        at = sent_at(s, policy)
+        if start < at <= end and cap.matches(s.channel, s.category, s.trigger) and view.sent(s):
+            got.append((at, s))
+    got.sort(key=lambda e: e[0])
+    return [s for _at, s in got]
 
 
-def over(state: CustomerState, cand: Candidate, policy: Policy, view: View) -> list[
-    tuple[Cap, list[SentFact]]
-]:  # fmt: skip
-    """Every cap matching ``cand`` that has no room, with what it counted."""
+def over(
+    state: CustomerState, cand: Candidate, policy: Policy, view: View, deferring: bool = False
+) -> list[tuple[Cap, list[SentFact]]]:
+    """Every cap matching ``cand`` that has no room, with what it counted (``deferring``:
+    only the caps that defer)."""
     end = send_time(cand)
     out = []
     for cap in policy.caps:
+        if deferring and cap.overflow != "defer":
+            continue
         if not cap.matches(cand.channel, cand.category, cand.trigger):
             continue
         sends = counted(state, cap, end, view, policy)
@@ -78,9 +79,7 @@ def defer(state: CustomerState, cand: Candidate, policy: Policy, view: View) -> 
     if not policy.caps:
         return None
     later = cand.deadline
-    for cap, sends in over(state, cand, policy, view):
-        if cap.overflow != "defer":
-            continue
+    for cap, sends in over(state, cand, policy, view, deferring=True):
         # room once all but limit - 1 of them have left: the (n - limit + 1)-th oldest
         # leaves the window ``window`` after it was created ("within": t > end - window)
         oldest = sends[len(sends) - cap.limit] if cap.limit else None

@@ -419,11 +419,12 @@ class Engine(Pruning):
             return True
         later = None
         before = (cand.held_for, cand.zone_used)
+        view = self.view(cand)
         if self.quiet is not None:
-            later = self.quiet.hold(state, cand, self.view(cand).arrived_by)
+            later = self.quiet.hold(state, cand, view.arrived_by)
             self.counts["quiet_held"] += later is not None
         if later is None and self._defers:
-            later = caps.defer(state, cand, self.history.at(cand.created_at), self.view(cand))
+            later = caps.defer(state, cand, self.history.at(cand.created_at), view)
             self.counts["cap_deferred"] += later is not None
         if later is None:
             if (cand.held_for, cand.zone_used) != before:

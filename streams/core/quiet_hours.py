@@ -100,6 +100,7 @@ def parse_clock(text: str) -> int:
     return h * 60 + m
 
 
+@lru_cache(maxsize=65536)  # a window's edges are the same for every message that day
 def edge(day: date, minutes: int, tz: ZoneInfo) -> int:
     """Epoch ms of local wall time ``minutes`` after midnight of ``day``: the next minute
     that exists when it does not (spring forward), the first when it occurs twice."""
