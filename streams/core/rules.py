@@ -536,8 +536,8 @@ def plan(policy: Policy, trigger: str, is_marketing: bool) -> Plan:
             continue
         if spec.triggers is not None and trigger not in spec.triggers:
             continue
-        if spec.id == "cap_exceeded" and not policy.caps:
-            continue  # nothing to check: not a call per message
+        if spec.needs is not None and not getattr(policy, spec.needs):
+            continue  # nothing configured to check: not a call per message
         out.append((spec.id, FUNCTIONS[spec.id], rp.mode))
     return tuple(out)
 

@@ -62,6 +62,7 @@ class RuleSpec:
     triggers: frozenset[str] | None = None
     event_driven: bool = False
     liftable: bool = False
+    needs: str | None = None  # a policy section that must not be empty for it to check
 
 
 RULES: tuple[RuleSpec, ...] = (
@@ -100,7 +101,7 @@ RULES: tuple[RuleSpec, ...] = (
     RuleSpec("recommends_from_stale_signal", True, frozenset({"product_recommendation"})),
     RuleSpec("duplicate_content", True),
     RuleSpec("frequency_cap", True),
-    RuleSpec("cap_exceeded", False),  # each cap says which categories it counts
+    RuleSpec("cap_exceeded", False, needs="caps"),  # each cap says what it counts
 )
 """Every rule, in the order the contract checks them (the contract's table lists
 ``recommends_from_stale_signal`` later, but it strips SKUs right after the two
@@ -110,7 +111,7 @@ CAMPAIGN_RULES: tuple[str, ...] = ("campaign_held_expired", "campaign_killed")
 """Rule ids of whole-campaign outcomes (campaigns): given after every per-message rule
 let the candidate through, so they are not in ``RULES``."""
 
-CONFIGURED: frozenset[str] = frozenset({"cap_exceeded"})
+CONFIGURED: frozenset[str] = frozenset(r.id for r in RULES if r.needs)
 """Rules that can only fire once the policy configures them (``[[caps]]``)."""
 
 STRIPPING: frozenset[str] = frozenset(

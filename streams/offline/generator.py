@@ -24,15 +24,15 @@ DAY = 24 * HOUR
 
 SKUS = [f"SKU-{i}" for i in range(1, 41)]
 CHANNELS = ["email", "sms", "push", "in_app"]
-ZONES = [
+ZONES = (
     "America/New_York",
     "America/Los_Angeles",
     "Europe/Berlin",
     "Europe/London",
     "Asia/Tokyo",
     "Australia/Sydney",
-    "-",  # the seventh: no zone (the default applies)
-]
+)
+"""The time zones generated customers live in (the realistic ``--holds`` cases too)."""
 
 
 def _ts(ms: int) -> str:
@@ -66,8 +66,8 @@ class _Life:
     def zone(self) -> str | None:
         """The customer's time zone, as their sessions name it (six of seven customers;
         from the id, not drawn, so the rest of a seed's history is as it was)."""
-        h = zlib.crc32(self.cid.encode()) % len(ZONES)
-        return ZONES[h] if h < len(ZONES) - 1 else None
+        h = zlib.crc32(self.cid.encode()) % (len(ZONES) + 1)
+        return ZONES[h] if h < len(ZONES) else None  # the seventh: the default applies
 
     def session(self) -> None:
         t = self.advance(MIN, 6 * HOUR)

@@ -17,16 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streams.core.quiet_hours import zone
+from streams.offline.generator import ZONES
 from streams.offline.scenarios import PURCHASE_DELAY, Truth, _iso
 
-ZONES = (
-    "America/New_York",
-    "America/Los_Angeles",
-    "Europe/Berlin",
-    "Europe/London",
-    "Asia/Tokyo",
-    "Australia/Sydney",
-)
 CASES = (
     "night_sms",
     "night_cart_bought",

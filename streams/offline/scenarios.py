@@ -467,22 +467,24 @@ def realistic(
     heap: list[tuple[int, int, dict[str, Any]]] = []
     seq = 0
     span = days * DAY
-    if blast:  # whole-campaign cases (streams.offline.blasts), half way through
+    # whole-campaign cases (streams.offline.blasts) and quiet-hours and cap cases
+    # (streams.offline.holds), customers of their own, half way through
+    extra: list[Callable[[int], Iterator[tuple[dict[str, Any] | None, Truth | None]]]] = []
+    if blast:
         from streams.offline.blasts import blast_cases
 
-        for rec, truth in blast_cases(START + max(span // 2, 2 * DAY)):
-            heapq.heappush(heap, (_record_ms(rec), seq, rec))
-            seq += 1
-            yield None, truth
-    if holds:  # quiet-hours and cap cases (streams.offline.holds), half way through
+        extra.append(blast_cases)
+    if holds:
         from streams.offline.holds import hold_cases
 
-        for hrec, htruth in hold_cases(START + max(span // 2, 2 * DAY)):
-            if hrec is not None:
-                heapq.heappush(heap, (_record_ms(hrec), seq, hrec))
+        extra.append(hold_cases)
+    for cases in extra:
+        for xrec, xtruth in cases(START + max(span // 2, 2 * DAY)):
+            if xrec is not None:
+                heapq.heappush(heap, (_record_ms(xrec), seq, xrec))
                 seq += 1
-            if htruth is not None:
-                yield None, htruth
+            if xtruth is not None:
+                yield None, xtruth
     for i in range(customers):
         base = START + (span * i) // max(1, customers)
         anchor = base + rng.randint(0, HOUR)

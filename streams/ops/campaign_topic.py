@@ -14,44 +14,20 @@ import time
 from dataclasses import dataclass, field
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from streams.core.campaign_history import CampaignRecord
 from streams.core.clock import iso
 from streams.errors import PolicyError
 from streams.hints import command
+from streams.ops.control_topic import read_control
 from streams.settings import Settings
 
 
 def read_records(settings: Settings, timeout_s: float = 10.0) -> list[CampaignRecord]:
     """Every record on the campaigns topic, in sequence order."""
-    name = settings.topics["campaigns"]
-    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_consumer_kwargs())
-    try:
-        parts = consumer.partitions_for_topic(name)
-        if not parts:
-            raise PolicyError(
-                f"campaigns topic {name} does not exist: create it with "
-                f"`{command('topics', 'create')}` (run it again after an upgrade)"
-            )
-        tps = [TopicPartition(name, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        out: dict[int, CampaignRecord] = {}
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise PolicyError(f"reading campaigns topic {name} timed out after {timeout_s}s")
-            for batch in consumer.poll(timeout_ms=500).values():
-                for rec in batch:
-                    if rec.value is None:
-                        continue
-                    cr = CampaignRecord.model_validate(orjson.loads(rec.value))
-                    out[cr.seq] = cr
-        return [out[k] for k in sorted(out)]
-    finally:
-        consumer.close()
+    hint = f"create it with `{command('topics', 'create')}` (run it again after an upgrade)"
+    return read_control(settings, "campaigns", CampaignRecord, hint, timeout_s)
 
 
 def publish(

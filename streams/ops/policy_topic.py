@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from streams.core.clock import iso, to_ms
 from streams.core.policy import Policy, parse_duration_ms
 from streams.core.policy_history import PolicyHistory, PolicyRecord, as_mapping, check_live
 from streams.errors import PolicyError
 from streams.hints import command
+from streams.ops.control_topic import read_control
 from streams.settings import Settings
 
 DEFAULT_LEAD = "60s"
@@ -32,33 +33,8 @@ it (they poll every ``policy_poll_interval``) before any candidate created after
 
 def read_records(settings: Settings, timeout_s: float = 10.0) -> list[PolicyRecord]:
     """Every record on the policy topic, in sequence order (compaction keeps them all)."""
-    name = settings.topics["policy"]
-    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_consumer_kwargs())
-    try:
-        parts = consumer.partitions_for_topic(name)
-        if not parts:
-            raise PolicyError(
-                f"policy topic {name} does not exist: create it with "
-                f"`{command('topics', 'create')}` (or `make topics`)"
-            )
-        tps = [TopicPartition(name, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        out: dict[int, PolicyRecord] = {}
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            if time.monotonic() > deadline:
-                raise PolicyError(f"reading policy topic {name} timed out after {timeout_s}s")
-            for batch in consumer.poll(timeout_ms=500).values():
-                for rec in batch:
-                    if rec.value is None:
-                        continue
-                    pr = PolicyRecord.model_validate(orjson.loads(rec.value))
-                    out[pr.seq] = pr
-        return [out[k] for k in sorted(out)]
-    finally:
-        consumer.close()
+    hint = f"create it with `{command('topics', 'create')}` (or `make topics`)"
+    return read_control(settings, "policy", PolicyRecord, hint, timeout_s)
 
 
 def effective_time(at: str | None, lead: str | None, now_ms: int) -> int:

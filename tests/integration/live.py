@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from streams.contract.history import BadLine, read_history
-from streams.core.policy import DEFAULT_POLICY
+from streams.core.policy import DEFAULT_POLICY, Policy
 from streams.kafka.admin import create_topics
 from streams.offline.replay import replay_offline
 from streams.ops.verify import DecisionKey
@@ -67,22 +67,24 @@ def cli(
 
 
 def offline_decisions(
-    history: Path, partitions: int, *, sweep_every: int = 50_000
+    history: Path, partitions: int, *, sweep_every: int = 50_000, policy: Policy = DEFAULT_POLICY
 ) -> list[dict[str, Any]]:
-    """The offline replay of a history file with the default policy, one dict per
-    decision as ``replay --offline`` writes it (written beside the history as
+    """The offline replay of a history file (the default policy unless given), one dict
+    per decision as ``replay --offline`` writes it (written beside the history as
     ``<name>.offline``)."""
     out = history.with_suffix(".offline")
     with open(out, "wb") as fh:
-        replay_offline(history, DEFAULT_POLICY, fh, partitions=partitions, sweep_every=sweep_every)
+        replay_offline(history, policy, fh, partitions=partitions, sweep_every=sweep_every)
     return [orjson.loads(line) for line in out.read_bytes().splitlines()]
 
 
-def offline_keys(history: Path, partitions: int, *, sweep_every: int = 50_000) -> list[DecisionKey]:
+def offline_keys(
+    history: Path, partitions: int, *, sweep_every: int = 50_000, policy: Policy = DEFAULT_POLICY
+) -> list[DecisionKey]:
     """``offline_decisions`` as decision keys: (message_id, action, rule, removed SKUs)."""
     return [
         (d["message_id"], d["action"], d["rule"], tuple(d["removed_skus"]))
-        for d in offline_decisions(history, partitions, sweep_every=sweep_every)
+        for d in offline_decisions(history, partitions, sweep_every=sweep_every, policy=policy)
     ]
 
 

@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from streams.contract.history import write_history
+from streams.core.policy import DEFAULT_POLICY, load_policy
 from streams.offline.generator import generate
 from tests.helpers import cart, msg, purchase, session
 from tests.integration.conftest import Env, WorkerProc
@@ -30,21 +31,28 @@ PARTITIONS = 8
 
 
 def _run_crc32(
-    ts_env: Env, tmp_path: Path, port: int, seed: int, rate: float | None, **overrides: str
+    ts_env: Env,
+    tmp_path: Path,
+    port: int,
+    seed: int,
+    rate: float | None,
+    policy: Path | None = None,
+    **overrides: str,
 ) -> None:
     fresh_topics(
         ts_env, f"c{seed}", PARTITIONS, web_enabled="true", web_port=str(port), **overrides
     )
     history = tmp_path / f"crc32-{seed}.jsonl"
     write_history(history, generate(CUSTOMERS, seed=seed))
-    offline = offline_keys(history, PARTITIONS, sweep_every=500)
+    pol = DEFAULT_POLICY if policy is None else load_policy(policy)
+    offline = offline_keys(history, PARTITIONS, sweep_every=500, policy=pol)
     worker: WorkerProc | None = None
     if rate is not None:
-        worker = ts_env.worker()
+        worker = ts_env.worker(policy=policy)
     started = time.monotonic()
     produced = produce_crc32(ts_env.settings, history, rate)
     if worker is None:
-        worker = ts_env.worker()
+        worker = ts_env.worker(policy=policy)
     try:
         ts_env.collect(
             ("send_queue", "suppressed"),
@@ -82,6 +90,16 @@ def test_crc32_partitioned_at_a_live_rate_is_decided_exactly_as_offline(
     _run_crc32(
         ts_env, tmp_path, free_port, seed=62, rate=1200.0, idle_after="2", sweep_interval="0.5"
     )
+
+
+def test_crc32_partitioned_with_quiet_hours_and_caps_is_decided_exactly_as_offline(
+    ts_env: Env, tmp_path: Path, free_port: int
+) -> None:
+    # Holds past the deadline (night-time SMS and push, deferred SMS) on re-routed input,
+    # with sweeps every half second: the example policy, quiet hours and two caps on.
+    example = Path(__file__).resolve().parents[2] / "policies" / "example.toml"
+    _run_crc32(ts_env, tmp_path, free_port, seed=63, rate=None, policy=example,
+               sweep_interval="0.5")  # fmt: skip
 
 
 def test_customer_who_only_receives_messages_survives_live_sweeps(
