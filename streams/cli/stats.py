@@ -44,6 +44,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
         page = client.stats()
         stats.held_now = int(page.get("held", 0))
         stats.holds = {str(k): int(v) for k, v in (page.get("holds") or {}).items()}
+        found = page.get("campaigns")
+        stats.campaigns = (
+            [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
+        )
         stats.held_source = f"the worker at {client.base_url}"
         tx = page.get("transactions")
         stats.transactions = tx if isinstance(tx, dict) else None

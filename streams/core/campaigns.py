@@ -33,7 +33,7 @@ import hashlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from streams.core.clock import NEVER
 from streams.core.policy import Blast
@@ -133,6 +133,9 @@ class Book:
         self.campaigns: dict[str, CampaignState] = {}
         self.trips: list[Trip] = []  # every trip so far, for alerts and reports
         self.orders: list[Order] = []  # every command applied, for audit
+        self.changed: set[str] = set()  # campaigns changed since the worker last saved them
+        self.dropped: set[str] = set()  # campaigns forgotten since then
+        self.fresh: list[Trip] = []  # trips not yet alerted on (the caller takes them)
 
     def admit(self, campaign: str, deadline: int, message_id: str, created_at: int,
               fp: str) -> Verdict:  # fmt: skip
@@ -140,6 +143,8 @@ class Book:
         st = self.campaigns.get(campaign)
         if st is None:
             st = self.campaigns[campaign] = CampaignState()
+        self.changed.add(campaign)
+        self.dropped.discard(campaign)
         st.last_seen = max(st.last_seen, created_at)
         if st.killed is not None:
             return "kill"
@@ -154,6 +159,7 @@ class Book:
         st.trips += 1
         trip.held = 1
         self.trips.append(trip)
+        self.fresh.append(trip)
         return "hold"
 
     def _count(self, st: CampaignState, created_at: int, fp: str) -> None:
@@ -208,6 +214,8 @@ class Book:
         st = self.campaigns.get(order.campaign)
         if st is None:
             st = self.campaigns[order.campaign] = CampaignState()
+        self.changed.add(order.campaign)
+        self.dropped.discard(order.campaign)
         self.orders.append(order)
         if order.command == "release":
             # Ops say the content is intended: the trip ends and the window starts over,
@@ -221,9 +229,75 @@ class Book:
             st.killed = None
         return st
 
+    def expire(self, now_ms: int) -> int:
+        """Forget campaigns quiet for longer than their volume history: nothing of them
+        is counted any more (a candidate that comes back starts a window as a kept
+        state would, its earlier windows all past the history), and a journey that
+        names every message its own campaign must not grow the book for good. A tripped
+        or killed campaign is kept: ops have to see it. Gives how many were dropped."""
+        floor = now_ms - self.blast.volume_history - self.blast.window
+        gone = [
+            c for c, st in self.campaigns.items()
+            if st.last_seen < floor and st.trip is None and st.killed is None
+        ]  # fmt: skip
+        for c in gone:
+            del self.campaigns[c]
+            self.changed.discard(c)
+            self.dropped.add(c)
+        return len(gone)
+
     def tripped(self, campaign: str) -> Trip | None:
         st = self.campaigns.get(campaign)
         return None if st is None else st.trip
+
+    # ------------------------------------------------------------ durable form (worker)
+
+    def row(self, campaign: str) -> list[Any]:
+        st = self.campaigns[campaign]
+        t, k = st.trip, st.killed
+        return [
+            st.window_start,
+            st.count,
+            list(st.counters.items()),
+            [list(p) for p in st.past],
+            None if t is None else [t.campaign, t.at_ms, t.message_id, t.kind, t.window_start,
+                                    t.count, t.fingerprint, t.top, t.median, t.held],
+            None if k is None else [k.campaign, k.command, k.effective_ms, k.seq, k.by, k.reason],
+            st.trips,
+            st.last_seen,
+        ]  # fmt: skip
+
+    def load(self, campaign: str, row: list[Any]) -> None:
+        ws, count, counters, past, trip, killed, trips, last_seen = row
+        st = CampaignState(ws, count, dict(counters), deque((a, b) for a, b in past))
+        if trip is not None:
+            st.trip = Trip(*trip)
+            self.trips.append(st.trip)
+        if killed is not None:
+            st.killed = Order(*killed)
+        st.trips, st.last_seen = trips, last_seen
+        self.campaigns[campaign] = st
+
+
+def alert_of(campaign: str, st: CampaignState) -> dict[str, Any]:
+    """What ops see of a tripped or killed campaign: the alert's fields."""
+    out: dict[str, Any] = {"campaign": campaign, "state": "running"}
+    t, k = st.trip, st.killed
+    if t is not None:
+        out.update(
+            state="tripped",
+            kind=t.kind,
+            since_ms=t.at_ms,
+            message_id=t.message_id,
+            fingerprint=label_of(t.fingerprint),
+            share=round(t.share, 3),
+            count=t.count,
+            held=t.held,
+            why=t.summary(),
+        )
+    if k is not None:
+        out.update(state="killed", since_ms=k.effective_ms, by=k.by, reason=k.reason)
+    return out
 
 
 def _median(values: list[int]) -> float:

@@ -38,6 +38,7 @@ class Candidate:
     zone: str | None = None  # context.timezone (quiet hours)
     held_for: str = ""  # "quiet_hours" once held by them (its deadline is then the release)
     zone_used: str = ""  # quiet hours: "Europe/Berlin (session)", what the decision names
+    gate_at: int = 0  # campaigns: its entry's time once gated (a restore leaves it there)
 
     @property
     def is_marketing(self) -> bool:
@@ -66,6 +67,7 @@ class Candidate:
             self.zone,
             self.held_for,
             self.zone_used,
+            self.gate_at,
         ]
 
     @classmethod
@@ -94,6 +96,7 @@ class Candidate:
             row[18] if len(row) > 18 else None,
             row[19] if len(row) > 19 else "",
             row[20] if len(row) > 20 else "",
+            row[21] if len(row) > 21 else 0,
         )
 
 

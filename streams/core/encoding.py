@@ -300,13 +300,15 @@ def _items(rows: list[list[Any]]) -> Items:
 
 def pending_of(data: bytes) -> tuple[list[tuple[int, str, int]], list[Any]]:
     """What a restore needs of an encoded state, without building all of it: (deadline,
-    message_id, seq) of each held candidate, and the outbox. A restore of a million
+    message_id, seq) of each held candidate not in a campaign gate (its replica has
+    it), and the outbox. A restore of a million
     customers reads every state once; most hold nothing."""
     body, box = _split(data)
     row = orjson.loads(body)
     if row[0] not in READABLE_FORMATS:
         raise ValueError(f"unknown customer state format {row[0]!r}")
-    return [(c[11], c[0], c[13]) for c in row[9]], row[13] if box is None else box
+    held = [(c[11], c[0], c[13]) for c in row[9] if len(c) < 22 or not c[21]]
+    return held, row[13] if box is None else box
 
 
 def decode(data: bytes) -> CustomerState:

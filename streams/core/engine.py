@@ -28,7 +28,8 @@ from streams.core import caps, rules
 from streams.core.campaigns import Order
 from streams.core.candidate import Candidate, content_key
 from streams.core.clock import NEVER, Source, StreamClock
-from streams.core.gate import COMMAND, DECIDE, FOREVER, CampaignGate
+from streams.core.gate import DECIDE, FOREVER, CampaignGate
+from streams.core.gating import Gating
 from streams.core.late import LateChecks
 from streams.core.outbox import Outbox
 from streams.core.outcomes import Decided, Failed, Output
@@ -56,7 +57,7 @@ StateFact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
 Fact = StateFact | Candidate | None
 
 
-class Engine(Pruning):
+class Engine(Gating, Pruning):
     def __init__(
         self,
         policy: Policy,
@@ -66,12 +67,15 @@ class Engine(Pruning):
         history: PolicyHistory | None = None,
         outbox: Outbox | None = None,
         orders: Iterable[Order] = (),
+        replicas: bool = False,
     ) -> None:
         """``rerouted``: records may reach a partition through the re-route topic, so each
         partition's stream time also waits for every other partition's progress markers.
         ``history``: versions applied live (its base must be ``policy``). ``outbox``
         (worker): outputs are rendered and kept in the customer's state until delivered.
-        ``orders``: campaign commands from ops (with ``[blast]`` on, see ``gate``)."""
+        ``orders``: campaign commands from ops (with ``[blast]`` on, see ``gate``).
+        ``replicas``: a campaign gate replica per partition even without re-routing
+        (tests of the worker's way offline; the worker's engine is ``rerouted``)."""
         self.policy = policy
         self.store = store
         self.partitions = partitions
@@ -80,6 +84,7 @@ class Engine(Pruning):
         self._parts: dict[int, Partition] = {}
         # heap entries popped since begin(): pushed back by rollback() (worker transactions)
         self._popped: list[tuple[int, tuple[int, str, int, str]]] | None = None
+        self._unsent: dict[int, int] = {}  # partition -> gate entries not sent at begin()
         self._lateness = {k: policy.time.allowed_lateness.for_topic(k) for k in INPUT_KINDS}
         self._max_settle = policy.max_settle
         # Sends are looked at by duplicate_content and frequency_cap (and by late-evidence
@@ -109,8 +114,16 @@ class Engine(Pruning):
         self.history = history if history is not None else PolicyHistory(policy)
         self._late = LateChecks(policy, self.history, self._send_window)
         self._plans: dict[tuple[int, str, bool], rules.Plan] = {}
-        # [blast]: candidates are decided in one order over all partitions (see gate)
-        self.gate = CampaignGate(policy.blast, orders) if policy.blast.enabled else None
+        # [blast]: candidates are decided in one order over all partitions (see gate):
+        # by one gate of every partition, or (live, partitions on several workers) by a
+        # replica in each partition fed through the re-route topic
+        self.orders = list(orders)
+        self._blast = policy.blast.enabled
+        self.replicated = self._blast and (self.rerouted or replicas)
+        self.gate = (
+            CampaignGate(policy.blast, self.orders) if self._blast and not self.replicated else None
+        )
+        self._out_lateness = self._lateness["outbound"]
         qh = policy.quiet_hours
         self.quiet = QuietHold(qh) if qh.channels else None
         self._defers = any(c.overflow == "defer" for c in policy.caps)
@@ -138,13 +151,18 @@ class Engine(Pruning):
                 remote = tuple(
                     (k, s) for s in range(self.partitions) if s != partition for k in INPUT_KINDS
                 )
-            p = self._parts[partition] = Partition(StreamClock(INPUT_KINDS, self._lateness, remote))
+            gate = self.gate
+            if self.replicated:
+                gate = CampaignGate(self.policy.blast, self.orders, sources=self.partitions)
+            clock = StreamClock(INPUT_KINDS, self._lateness, remote)
+            p = self._parts[partition] = Partition(clock, gate)
         return p
 
     def begin(self) -> None:
         """Start a unit of work whose heap changes ``rollback`` can undo (the store's
-        own transaction undoes the state)."""
+        own transaction undoes the state), gate entries not yet sent included."""
         self._popped = []
+        self._unsent = {p: len(part.outgoing) for p, part in self._parts.items() if part.outgoing}
 
     def commit(self) -> None:
         self._popped = None
@@ -152,6 +170,8 @@ class Engine(Pruning):
     def rollback(self) -> None:
         for partition, entry in self._popped or ():
             heapq.heappush(self.part(partition).heap, entry)
+        for p, part in self._parts.items():
+            del part.outgoing[self._unsent.get(p, 0) :]
         self._popped = None
 
     def clock(self, partition: int) -> StreamClock:
@@ -165,7 +185,8 @@ class Engine(Pruning):
     def held_count(self, partition: int | None = None) -> int:
         if partition is not None:
             return len(self.part(partition).heap)
-        gated = 0 if self.gate is None else self.gate.pending()
+        gates = {id(p.gate): p.gate for p in self._parts.values() if p.gate is not None}
+        gated = sum(g.pending() for g in gates.values())
         return gated + sum(len(p.heap) for p in self._parts.values())
 
     def restore(
@@ -334,7 +355,7 @@ class Engine(Pruning):
             while heap and clock.releasable(heap[0][0]):
                 out.extend(self._decide_top(part, wall_ms, horizons))
         if self.gate is not None:
-            out.extend(self._pass_gate(wall_ms, self._through()))
+            out.extend(self._pass_gate(self.gate, wall_ms, self._through()))
         return out
 
     def release_idle(self, partition: int, wall_ms: int) -> list[Output]:
@@ -364,8 +385,10 @@ class Engine(Pruning):
         for part in self._parts.values():
             while part.heap:
                 out.extend(self._decide_top(part, wall_ms, NO_HORIZON))
+            if self.replicated:
+                part.promised = FOREVER  # the replicas hear it with ``outgoing``
         if self.gate is not None:
-            out.extend(self._pass_gate(wall_ms, FOREVER))
+            out.extend(self._pass_gate(self.gate, wall_ms, FOREVER))
         return out
 
     def _held(self, customer_id: str, seq: int) -> Candidate | None:
@@ -395,7 +418,7 @@ class Engine(Pruning):
         entry = heapq.heappop(part.heap)
         if self._popped is not None:
             self._popped.append((self._partition_index(part), entry))
-        deadline, mid, seq, cid = entry
+        _deadline, _mid, seq, cid = entry
         if self.quiet is not None or self._defers:
             try:
                 if self._held_on(part, entry):
@@ -403,8 +426,11 @@ class Engine(Pruning):
             except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
                 yield from self._fail(cid, seq, exc)
                 return
-        if self.gate is not None:
-            self.gate.gate(deadline, mid, seq, cid)
+        if self._blast:
+            try:
+                self._enter_gate(part, entry)
+            except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
+                yield from self._fail(cid, seq, exc)
             return
         yield from self._decide(cid, seq, wall_ms, h)
 
@@ -449,44 +475,19 @@ class Engine(Pruning):
         self.store.put(cid, state)
         yield failed
 
-    def _through(self) -> int:
-        """Every partition has released every candidate due at or before this."""
-        low = FOREVER
-        for p in range(self.partitions):
-            part = self._parts.get(p)
-            if part is None:
-                return NEVER  # nothing read there yet: it may still hold anything
-            st, idle = part.clock.stream_time(), part.clock.all_idle
-            if st is None:
-                if idle:
-                    continue  # has nothing and will get nothing more (offline)
-                return NEVER
-            through = st if idle else st - 1
-            if part.heap:
-                through = min(through, part.heap[0][0] - 1)
-            low = min(low, through)
-        return low
-
-    def _pass_gate(self, wall_ms: int, through: int) -> list[Output]:
-        """Decide what the campaign gate lets out, in key order (see ``gate``)."""
-        gate = self.gate
-        assert gate is not None
-        out: list[Output] = []
-        while (entry := gate.next_due(through)) is not None:
-            at, _rank, _mid, seq, cid, what, _o = entry
-            if what == COMMAND:
-                gate.apply(entry)
-            elif what == DECIDE:
-                out.extend(self._decide(cid, seq, wall_ms, NO_HORIZON, DECIDE))
-            else:
-                out.extend(self._decide(cid, seq, wall_ms, NO_HORIZON, what, at))
-        return out
-
     def _decide(
-        self, cid: str, seq: int, wall_ms: int, h: Horizons, what: int = 0, at: int = 0
+        self,
+        cid: str,
+        seq: int,
+        wall_ms: int,
+        h: Horizons,
+        what: int = 0,
+        at: int = 0,
+        gate: CampaignGate | None = None,
+        entry_at: int = 0,
     ) -> Iterator[Output]:
-        """Decide one held candidate; ``what``/``at``: the gate's first decision, or its
-        decision again (released, killed, expired) as of ``at``."""
+        """Decide one held candidate; ``what``/``at``: the gate's first decision (its entry
+        at ``entry_at``), or its decision again (released, killed, expired) as of ``at``."""
         state = self.store.get(cid)
         if state is None:
             return
@@ -497,7 +498,6 @@ class Engine(Pruning):
         else:
             return
         cand = held[idx]
-        gate = self.gate
         original = cand.deadline
         if gate is not None and what not in (0, DECIDE):
             orig = gate.still_held(cand.campaign, cid, seq)
@@ -526,10 +526,7 @@ class Engine(Pruning):
             yield failed
             return
         if gate is not None and what:
-            content: tuple[str, ...] = ()
-            if what == DECIDE and cand.trigger in gate.book.personalised and cand.skus:
-                content = self._content(state, cand, policy, view)
-            judged = gate.judge(cand, decision, what, original, content)
+            judged = gate.judge(cand, decision, what, original, entry_at)
             if judged.decision is None:  # its campaign tripped: held until ops act or expiry
                 cand.deadline = original
                 held.append(cand)

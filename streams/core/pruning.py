@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from streams.core.clock import NEVER, StreamClock
-from streams.core.gate import CampaignGate
+from streams.core.gate import UNHEARD, CampaignGate, Count
 from streams.core.outbox import Outbox
 from streams.core.state import NO_HORIZON, Caps, CustomerState, Horizons
 from streams.core.store import StateStore
@@ -23,11 +23,17 @@ from streams.core.store import StateStore
 class Partition:
     """One partition's stream clock and the heap of its held candidates by deadline."""
 
-    __slots__ = ("clock", "heap", "horizons")
+    __slots__ = ("clock", "gate", "heap", "horizons", "outgoing", "promised", "told")
 
-    def __init__(self, clock: StreamClock) -> None:
+    def __init__(self, clock: StreamClock, gate: CampaignGate | None = None) -> None:
         self.clock = clock
         self.heap: list[tuple[int, str, int, str]] = []  # (deadline, message_id, seq, customer)
+        # campaigns: the gate deciding its candidates (shared offline, a replica live),
+        # the entries not yet sent to the replicas, and its last promise (see ``gate``)
+        self.gate = gate
+        self.outgoing: list[Count] = []
+        self.promised = UNHEARD
+        self.told = UNHEARD  # the promise the replicas last heard
         self.horizons = NO_HORIZON  # the last computed, reused while its base stands
 
 
@@ -37,7 +43,6 @@ class Pruning:
     store: StateStore
     outbox: Outbox | None
     counts: Counter[str]
-    gate: CampaignGate | None
     _keep: Horizons
     _max_settle: int
     _longest_hold: int
@@ -53,8 +58,8 @@ class Pruning:
             return NO_HORIZON
         if part.heap:
             st = min(st, part.heap[0][0])
-        if self.gate is not None:
-            st = min(st, self.gate.floor)
+        if part.gate is not None:
+            st = min(st, part.gate.floor)
         h = st - self._max_settle - self._longest_hold
         if part.horizons.at == h:
             return part.horizons  # stream time did not move: most records of a backlog

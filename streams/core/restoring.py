@@ -57,4 +57,8 @@ def _pending_of(store: StateStore) -> Iterator[Pending]:
     for cid in store.keys():
         state = store.get(cid)
         if state is not None:
-            yield cid, [(c.deadline, c.message_id, c.seq) for c in state.held], state.outbox
+            yield (
+                cid,
+                [(c.deadline, c.message_id, c.seq) for c in state.held if not c.gate_at],
+                state.outbox,
+            )

@@ -37,6 +37,8 @@ class DecisionStats:
     # the worker's transactions (committed, aborted, fenced...), when it answers and
     # runs exactly_once
     transactions: dict[str, Any] | None = None
+    # tripped or killed campaigns, as the worker's stats page lists them
+    campaigns: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def decisions(self) -> int:
@@ -89,6 +91,7 @@ class DecisionStats:
             "late_evidence": self.late_evidence,
             "held_now": self.held_now,
             "holds": self.holds,
+            "campaigns": self.campaigns,
             "transactions": self.transactions,
             "interval_s": self.interval_ms // 1000,
             "per_rule_per_interval": {
@@ -111,6 +114,15 @@ class DecisionStats:
                 "held past their deadline (this worker since its start): "
                 + "  ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in sorted(self.holds.items()))
             )
+        for c in self.campaigns:
+            if c.get("state") == "killed":
+                lines.append(f"campaign {c['campaign']} KILLED by {c.get('by')}: {c.get('reason')}")
+            else:
+                lines.append(
+                    f"campaign {c['campaign']} TRIPPED ({c.get('kind')}): {c.get('why')}; "
+                    f"{c.get('held', 0):,} held (release or kill it: trigger-sanity campaign "
+                    f"show {c['campaign']})"
+                )
         t = self.transactions
         if t is not None:
             lines.append(

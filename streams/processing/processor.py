@@ -43,6 +43,7 @@ from streams.core.engine import Engine
 from streams.core.outcomes import Decided, Failed, LateFinding, Output
 from streams.processing.records import (
     H_ARRIVAL,
+    H_COUNTS,
     H_INCARNATION,
     H_MARKER,
     H_OPEN,
@@ -218,6 +219,8 @@ class Processor:
         if H_MARKER in headers:
             self._on_marker(partition, value)
             return []
+        if H_COUNTS in headers:
+            return self.render(self._on_counts(partition, value, wall_ms))
         try:
             role = headers[H_ROLE].decode()
             src_topic, src_part, src_off = headers[H_SOURCE].decode().rsplit(":", 2)
@@ -256,6 +259,34 @@ class Processor:
         self.counts["markers"] += 1
         if self.on_marker is not None:
             self.on_marker(partition, src)
+
+    def _on_counts(self, partition: int, value: bytes | None, wall_ms: int) -> list[Output]:
+        """A partition's campaign gate entries reached this partition's replica."""
+        try:
+            m = orjson.loads(value or b"")
+            src, promise = int(m["src"]), int(m["t"])
+            counts = [
+                (int(at), str(mid), int(seq), str(cid), str(c), int(created), str(fp))
+                for at, mid, seq, cid, c, created, fp in m["c"]
+            ]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.error("ignoring malformed campaign counts on partition %d: %r", partition, exc)
+            self.counts["bad_counts"] += 1
+            return []
+        return self.engine.incoming(partition, src, counts, promise, wall_ms)
+
+    def campaign_counts(self, source: int, partitions: int, wall_ms: int) -> list[OutRecord]:
+        """A partition's new campaign gate entries and promise, for every replica (its own
+        included: each replica takes every source's entries in the same way)."""
+        if self.reroute_topic is None:
+            return []
+        told = self.engine.outgoing(source, wall_ms)
+        if told is None:
+            return []
+        counts, promise = told
+        value = orjson.dumps({"src": source, "t": promise, "c": counts})
+        hdr = ((H_COUNTS, b"1"),)
+        return [OutRecord("reroute", None, value, p, None, hdr, source) for p in range(partitions)]
 
     # ------------------------------------------------------------ forwarding bookkeeping
 

@@ -9,6 +9,7 @@ H_ROLE = "ts-role"
 H_SOURCE = "ts-src"  # "<topic>:<partition>:<offset>" the record was first read at
 H_ARRIVAL = "ts-arr"  # frontier of its source stream when it was read there
 H_MARKER = "ts-marker"
+H_COUNTS = "ts-counts"  # campaign gate entries and promise of one partition (``core.gate``)
 H_INCARNATION = "ts-inc"  # which run of the forwarding worker sent it (in-process markers)
 H_OPEN = "ts-open"
 """On a record ``trigger-sanity replay`` produced: ``<replay id>;<roles>``, the input

@@ -179,6 +179,8 @@ class Watermarks:
         self.reroute_clear: set[int] = set()
         self._local_sent: dict[int, bytes] = {}
         self._marker_sent: dict[int, tuple[float, bytes]] = {}  # partition -> (when, what)
+        # the worker keeps the replicas of these partitions (their state may have changed)
+        self.on_gated: Callable[[list[int]], object] | None = None
 
     def reset(self) -> None:
         """A recovery: nothing is known caught up or told to the others any more."""
@@ -243,6 +245,23 @@ class Watermarks:
             out += self._local_markers(src, owned, wall, force=True)
         for p in touched:
             out += self.processor.render(self.processor.release(p, wall))
+        out += self.campaign_counts(touched, owned, wall)
+        return out
+
+    def campaign_counts(
+        self, partitions: Iterable[int], owned: set[int], wall: int
+    ) -> list[OutRecord]:
+        """Campaign gate entries and promises of the owned partitions (``core.gate``): to
+        every partition's replica, through the re-route topic, even with one partition
+        (a replica's durable state and its reads commit together)."""
+        if not self.engine.replicated:
+            return []
+        out: list[OutRecord] = []
+        mine = [p for p in partitions if p in owned]
+        for p in mine:
+            out += self.processor.campaign_counts(p, self.partitions, wall)
+        if self.on_gated is not None:
+            self.on_gated(mine)
         return out
 
     @staticmethod
@@ -316,6 +335,7 @@ class Watermarks:
             out += self._local_markers(p, owned, wall, force=True)
         for p in partitions:
             out += self.processor.render(self.processor.release_idle(p, wall))
+        out += self.campaign_counts(partitions, owned, wall)
         return out
 
     # ------------------------------------------------------------ markers

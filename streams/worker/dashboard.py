@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from streams.hints import cli
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
 <title>trigger-sanity worker</title>
@@ -36,7 +38,9 @@ PAGE = """<!doctype html>
  <div class="card">dead letters<b id="dead-letters">-</b></div>
  <div class="card">late evidence<b id="late-evidence">-</b></div>
  <div class="card">aborted transactions<b id="aborted-transactions">-</b></div>
+ <div class="card">campaigns tripped<b id="campaigns-tripped">-</b></div>
 </div>
+<h2>Tripped campaigns</h2><div id="campaigns" class="muted">none</div>
 <h2>Misfire warnings</h2><div id="misfires" class="muted">none</div>
 <h2>Suppressions per rule, last hour (per minute)</h2>
 <svg id="chart" width="960" height="220" role="img" aria-label="suppressions per rule per minute"></svg>
@@ -53,7 +57,15 @@ function render(d){
   document.getElementById("meta").textContent="policy "+d.policy+", partitions "+d.partitions.join(",")+", updated "+d.updated;
   document.getElementById("decisions").textContent=d.chart.decisions;
   document.getElementById("held").textContent=d.held;
-  const h=d.holds||{};document.getElementById("holds").textContent=(h.quiet_hours||h.cap)?"since start: quiet hours "+(h.quiet_hours||0)+", caps "+(h.cap||0):"";
+  const h=d.holds||{};document.getElementById("holds").textContent=(h.quiet_hours||h.cap||h.campaign)?"since start: quiet hours "+(h.quiet_hours||0)+", caps "+(h.cap||0)+", campaigns "+(h.campaign||0):"";
+  const cs=d.campaigns||[];document.getElementById("campaigns-tripped").textContent=cs.length;
+  const cd=document.getElementById("campaigns");cd.replaceChildren();cd.className=cs.length?"":"muted";
+  if(!cs.length)cd.textContent="none";
+  for(const c of cs){const w=el("div");w.className="warn";w.dataset.campaign=c.campaign;
+    w.appendChild(el("b",c.campaign+" "+c.state));
+    w.appendChild(el("div",c.state==="killed"?"killed by "+c.by+": "+c.reason:c.why+"; "+c.held+" held since "+c.message_id+" ("+c.held_here+" on this worker)"));
+    const hint=el("code",c.state==="killed"?d.cli+" campaign resume "+c.campaign+' --reason "..."':d.cli+" campaign release "+c.campaign+' --reason "..."   or   '+d.cli+" campaign kill "+c.campaign+' --reason "..."');
+    w.appendChild(hint);cd.appendChild(w);}
   document.getElementById("dead-letters").textContent=d.dead_letters;
   document.getElementById("late-evidence").textContent=d.late_evidence;
   document.getElementById("aborted-transactions").textContent=
@@ -112,6 +124,7 @@ def data(
     updated: str,
     transactions: dict[str, Any] | None = None,
     holds: dict[str, int] | None = None,
+    campaigns: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
         "chart": chart,
@@ -127,4 +140,7 @@ def data(
         "transactions": transactions,
         # held past their own deadline since the worker started, by reason
         "holds": holds or {},
+        # tripped or killed campaigns, and the command that acts on them
+        "campaigns": campaigns or [],
+        "cli": cli(),
     }

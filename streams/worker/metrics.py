@@ -43,6 +43,7 @@ class Snapshot:
     ready: bool = False
     misfiring: dict[str, float] = field(default_factory=dict)  # rule -> recent rate
     transactions: dict[str, Any] | None = None  # TransactionStats.as_dict(); None: at_least_once
+    campaigns: list[dict[str, Any]] = field(default_factory=list)  # Engine.campaign_alerts()
 
 
 class _Counts(Collector):
@@ -98,6 +99,21 @@ class _Counts(Collector):
         for reason, n in sorted(s.holds.items()):
             holds.add_metric([reason], n)
         yield holds
+        tripped = GaugeMetricFamily(
+            f"{PREFIX}_campaign_tripped",
+            "1 while a campaign is tripped (its candidates held) or killed ([blast])",
+            labels=["campaign", "state"],
+        )
+        held = GaugeMetricFamily(
+            f"{PREFIX}_campaign_held",
+            "Candidates of a tripped campaign held now, on this worker's partitions",
+            labels=["campaign"],
+        )
+        for c in s.campaigns:
+            tripped.add_metric([c["campaign"], c["state"]], 1)
+            held.add_metric([c["campaign"]], c.get("held_here", 0))
+        yield tripped
+        yield held
         lag = GaugeMetricFamily(
             f"{PREFIX}_consumer_lag",
             "Records not yet read, per input partition (highwater minus next offset)",

@@ -26,10 +26,13 @@ log = logging.getLogger("trigger_sanity.policy")
 
 
 class PolicyFeed:
+    what = "policy topic"
+    without = "no live policy versions"
+
     def __init__(
         self,
         topic: str,
-        history: PolicyHistory,
+        history: PolicyHistory | None,
         client_kwargs: dict[str, Any],
         poll_interval: float,
     ) -> None:
@@ -42,7 +45,7 @@ class PolicyFeed:
         self._missing_logged = False
 
     def take(self, value: bytes | None) -> None:
-        if value is None:
+        if value is None or self.history is None:
             return
         self.read += 1
         try:
@@ -97,9 +100,10 @@ class PolicyFeed:
             return True
         if not self._missing_logged:
             log.warning(
-                "policy topic %s does not exist: no live policy versions until it is "
-                "created (trigger-sanity topics create)",
+                "%s %s does not exist: %s until it is created (trigger-sanity topics create)",
+                self.what,
                 self.topic,
+                self.without,
             )
             self._missing_logged = True
         return False

@@ -27,6 +27,8 @@ from streams.worker.checkpoint import Checkpoints
 
 DELIVERED_PREFIX = "\x00delivered-"
 DELIVERED_PREFIX_BYTES = DELIVERED_PREFIX.encode()
+GATE_PREFIX = "\x00gate-"  # campaign gate replicas (streams.worker.replicas)
+INTERNAL = (DELIVERED_PREFIX_BYTES, GATE_PREFIX.encode())  # keys that are no customer
 
 
 def delivered_key(partition: int, partitions: int) -> str:
@@ -136,6 +138,11 @@ class TableStore:
         self.checkpoints.state_pending()
         self._dirty[key] = value
 
+    def put_raw(self, key: bytes, value: bytes | None) -> None:
+        """A row that is no customer's (``INTERNAL`` keys), written back like one (None:
+        deleted)."""
+        self._set(key, value)
+
     def take_dirty(self) -> dict[bytes, bytes | None]:
         """What the next flush writes; from now on changes wait for the flush after."""
         dirty, self._dirty = self._dirty, {}
@@ -233,7 +240,7 @@ class TableStore:
         states without decoding them whole (what ``Engine.restoring`` needs)."""
         data = self.data
         for key in self._key_snapshot():
-            if key.startswith(DELIVERED_PREFIX_BYTES):
+            if key.startswith(INTERNAL):
                 continue
             cid = key.decode("utf-8")
             raw = data.get(key)
@@ -247,7 +254,7 @@ class TableStore:
         written live after their partition moved to another worker; touching those
         would write stale state into a changelog partition someone else owns."""
         for raw in self._key_snapshot():
-            if raw.startswith(DELIVERED_PREFIX_BYTES):
+            if raw.startswith(INTERNAL):
                 continue
             key = raw.decode("utf-8")
             if self.owns(key):  # asked when visited: ownership may change during a sweep

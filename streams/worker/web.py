@@ -12,10 +12,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from streams.core.clock import iso
+from streams.core.clock import human_span, iso
+from streams.core.engine import Engine
 from streams.core.misfire import MisfireDetector
 from streams.core.outcomes import Decided
 from streams.core.policy import Policy
+from streams.hints import command
 from streams.processing.processor import Processor
 from streams.worker.app import DurableTable, WorkerApp
 from streams.worker.batches import Batches
@@ -60,6 +62,22 @@ class Observers:
         rule = d.decision.rule if d.decision.action == "suppress" else None
         self.misfire.observe(d.candidate.created_at, rule)
         self.recent.observe(d)
+
+    def check_trips(self, engine: Engine) -> None:
+        """One warning per campaign trip, with what to paste to act on it."""
+        for t in engine.fresh_trips():
+            log.warning(
+                "campaign %s tripped (%s) at %s: %s; its candidates are held from %s on "
+                "(%d held so far) until ops act or %s passes. Check it: %s; if intended: %s; "
+                "if broken: %s",
+                t.campaign, t.kind, iso(t.at_ms), t.summary(), t.message_id, t.held,
+                human_span(engine.policy.blast.hold_ttl),
+                command("campaign", "show", t.campaign),
+                command("campaign", "release", t.campaign, "--reason", "intended"),
+                command("campaign", "kill", t.campaign, "--reason", "broken"),
+                extra={"campaign": t.campaign, "trip": t.kind, "fingerprint": t.fingerprint,
+                       "share": round(t.share, 3), "held": t.held},
+            )  # fmt: skip
 
     def check_misfires(self) -> None:
         started, recovered = self.misfire.check()
@@ -165,6 +183,7 @@ class Web:
                 iso(int(time.time() * 1000)),
                 self.batches.delivery.transaction_stats(),
                 self._holds(),
+                self.engine.campaign_alerts(),
             )
         )
 
@@ -212,11 +231,16 @@ class Web:
             ready=self.not_ready() is None,
             misfiring={rule: a.recent_rate for rule, a in misfire.active.items()},
             transactions=self.batches.delivery.transaction_stats(),
+            campaigns=self.engine.campaign_alerts(),
         )
 
     def _holds(self) -> dict[str, int]:
         c = self.engine.counts
-        return {"quiet_hours": c.get("quiet_held", 0), "cap": c.get("cap_deferred", 0)}
+        return {
+            "quiet_hours": c.get("quiet_held", 0),
+            "cap": c.get("cap_deferred", 0),
+            "campaign": c.get("campaign_held", 0),
+        }
 
     def stats(self) -> dict[str, Any]:
         """What the stats page shows: counts an operator checks first."""
@@ -228,6 +252,8 @@ class Web:
             "held": self.engine.held_count(),
             # held past their own deadline since this worker started, by reason
             "holds": self._holds(),
+            # tripped or killed campaigns ([blast]), with the count held here
+            "campaigns": self.engine.campaign_alerts(),
             "customers": len(self.table.memory.data),
             "policy": self.policy.version,
             "policy_versions": history.summary(),

@@ -29,7 +29,6 @@ from streams.core.engine import Engine
 from streams.core.outbox import Outbox
 from streams.core.policy import Policy
 from streams.core.vocabulary import INPUT_KINDS
-from streams.errors import PolicyError
 from streams.kafka.batch_consumer import BatchSink, FetchTuning, ShellHooks
 from streams.kafka.offsets import CommittedOffsets
 from streams.processing.processor import Processor
@@ -37,6 +36,7 @@ from streams.processing.watermarks import Watermarks
 from streams.settings import Settings
 from streams.worker.app import DurableTable, Lifecycle, WorkerApp, app_config
 from streams.worker.batches import Batches
+from streams.worker.campaign_feed import CampaignFeed
 from streams.worker.changelog import PartitionedData
 from streams.worker.checkpoint import Checkpoints, WriteFailed, parse_frontier
 from streams.worker.delivery import Delivery
@@ -46,6 +46,7 @@ from streams.worker.idle_check import IdleCheck
 from streams.worker.maintenance import Maintenance
 from streams.worker.ownership import Ownership
 from streams.worker.policy_feed import PolicyFeed
+from streams.worker.replicas import Replicas
 from streams.worker.restart import restart
 from streams.worker.snapshot import LocalSnapshot
 from streams.worker.table_store import TableStore
@@ -63,12 +64,6 @@ class Worker:
     def __init__(self, settings: Settings, policy: Policy, after_outage: bool = False) -> None:
         """``after_outage``: this process is the worker restarting itself after a
         transaction failed for a passing cause (``streams.cli.worker.restart``)."""
-        if policy.blast.enabled:
-            raise PolicyError(
-                f"policy {policy.version} turns [blast] on: campaign trips are decided by "
-                "the offline replay only in this version (`replay --offline`); the worker "
-                "refuses rather than decide otherwise. Set [blast] enabled = false to run it"
-            )
         self.settings = settings
         self.policy = policy
         topics = settings.topics
@@ -91,8 +86,10 @@ class Worker:
         )
         self.outbox = Outbox(self._render)
         self.engine = Engine(
-            policy, self.store, partitions=settings.partitions, rerouted=True, outbox=self.outbox
-        )
+            policy, self.store, partitions=settings.partitions, rerouted=True,
+            outbox=self.outbox, replicas=True,
+        )  # fmt: skip
+        self.replicas = Replicas(self.engine, self.store, settings.partitions)
         self.processor = Processor(
             self.engine, self.role_of, self._partitions_of, settings.max_record_bytes,
             reroute_topic=self.reroute,
@@ -102,6 +99,7 @@ class Worker:
             self.reroute, inputs=topics.inputs,
             marker_expiry=settings.caught_up_within + 2 * settings.idle_check_interval,
         )  # fmt: skip
+        self.watermarks.on_gated = self.replicas.save
         self._pieces()
         self.app.lifecycle.overdue = self._restart_if_passing
         if after_outage:
@@ -171,6 +169,12 @@ class Worker:
             settings.kafka_client_kwargs(),
             settings.policy_poll_interval,
         )
+        self.campaign_feed = CampaignFeed(
+            settings.topics["campaigns"],
+            self.engine,
+            settings.kafka_client_kwargs(),
+            settings.policy_poll_interval,
+        )
 
     def _wire(self) -> None:
         app, settings = self.app, self.settings
@@ -193,6 +197,7 @@ class Worker:
         app.task(self.delivery.committer)
         app.task(self.maintenance.sweeper)
         app.task(self._policy_task)
+        app.task(self._campaign_task)
         self.table.on_recover(self._on_recover)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         self.web.register()
@@ -216,6 +221,7 @@ class Worker:
 
     async def _tick(self) -> None:
         self.observers.check_misfires()
+        self.observers.check_trips(self.engine)
         await self.idle_check.tick()
 
     async def _watch_answers(self) -> None:
@@ -233,6 +239,10 @@ class Worker:
 
     async def _policy_task(self) -> None:
         await self.policy_feed.run(lambda: self.app.should_stop)
+
+    async def _campaign_task(self) -> None:
+        if self.engine.replicated:
+            await self.campaign_feed.run(lambda: self.app.should_stop)
 
     def _restart_if_passing(self) -> None:
         """The stop took too long (the broker is gone): if it follows a failure a
@@ -273,6 +283,12 @@ class Worker:
             except TimeoutError:
                 log.warning("policy topic not read in %ss: deciding with what is known",
                             POLICY_WAIT)  # fmt: skip
+        if self.engine.replicated and not self.campaign_feed.loaded.is_set():
+            try:
+                await self.campaign_feed.read_once(POLICY_WAIT)
+            except TimeoutError:
+                log.warning("campaigns topic not read in %ss: deciding with what is known",
+                            POLICY_WAIT)  # fmt: skip
         own = self.ownership
         own.recovering(
             tp.partition for tp in self.app.consumer.assignment() if tp.topic in self.inputs
@@ -284,6 +300,7 @@ class Worker:
         with self.maintenance.frozen():
             restoring = self.engine.restoring(own.partition_of, lambda p: delivered.get(p, -1))
             await self.maintenance.in_steps(restoring.walk, "restoring")
+            campaigns = self.replicas.load(own.owned)
         self.maintenance.loop_stats["last_restore_s"] = round(time.perf_counter() - t0, 3)
         self.maintenance.phase = "running"
         resumed = await self._resume_clocks()
@@ -293,10 +310,12 @@ class Worker:
         self.processor.new_incarnation(uuid.uuid4().hex[:12].encode())
         own.recovered()
         log.info(
-            "state recovered: partitions %s, %d held candidates, %d stream clocks resumed",
+            "state recovered: partitions %s, %d held candidates, %d stream clocks resumed, "
+            "%d campaign rows",
             sorted(own.owned),
             restoring.held,
             resumed,
+            campaigns,
         )
         self.maintenance.trim_heap("recovery")
 

@@ -4,17 +4,36 @@ with who, when and why, and an offline replay given that history (``campaign his
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from streams.contract.history import write_history
 from streams.core.campaign_history import orders_from_file
+from streams.core.campaigns import Order, Trip
 from streams.core.clock import to_ms
+from streams.core.policy import load_policy
 from streams.offline.replay import replay_offline
-from tests.integration.conftest import Env
-from tests.integration.live import cli
+from streams.offline.report import Seen, accuracy, read_truth, verdicts
+from streams.offline.scenarios import write_realistic
+from streams.ops.campaign_topic import publish
+from tests.browser import load_page
+from tests.integration.conftest import FEED_RATE, Env, Feed, feed_history
+from tests.integration.live import (
+    assert_same,
+    cli,
+    decided,
+    fresh_topics,
+    get,
+    live_decisions,
+    stats,
+    wait_logged,
+)
 from tests.unit.core.test_campaigns import T0, blast_history, blast_policy
+
+BLAST = Path(__file__).resolve().parents[2] / "policies" / "blast.toml"
 
 
 def test_campaign_commands_are_kept_with_who_when_why_and_replay_offline(
@@ -60,11 +79,133 @@ def test_campaign_commands_are_kept_with_who_when_why_and_replay_offline(
     assert "campaign_killed" in rules and "campaign_held_expired" not in rules
 
 
-def test_the_worker_refuses_a_policy_with_blast_on_in_one_line(ts_env: Env, tmp_path: Path) -> None:
-    policy = tmp_path / "blast.toml"
-    policy.write_text('version = "blast-1"\n\n[blast]\nenabled = true\n')
-    env = dict(ts_env.env, TRIGGER_SANITY_POLICY_FILE=str(policy))
-    res = cli(env, "worker", timeout=90)
-    assert res.returncode == 2
-    assert "[blast]" in res.stderr and "offline" in res.stderr
-    assert "Traceback" not in res.stderr
+def _blast_backlog(
+    ts_env: Env,
+    tmp_path: Path,
+    suffix: str,
+    orders: list[Order] | None = None,
+    rate: float | None = None,
+) -> tuple[list[dict[str, Any]], list[Trip], Path, Feed]:
+    """Fresh 8-partition topics with 2,000 realistic customers and their campaigns (a
+    fallback to identical content, a loop, a personalised campaign, a promotion, a
+    launch) produced up front; the offline decisions under ``policies/blast.toml``
+    (given ``orders``: with those ops commands, also published to the campaigns topic).
+    With ``rate``, the input is produced at that many records/s in the background."""
+    fresh_topics(ts_env, suffix, 8, idle_after="0" if rate is None else "2")
+    history, truth = tmp_path / "blast.jsonl", tmp_path / "blast.truth.jsonl"
+    write_realistic(history, truth, 2_000, seed=11, blast=True)
+    out = tmp_path / "blast.offline.jsonl"
+    with open(out, "wb") as fh:
+        summary = replay_offline(history, load_policy(BLAST), fh, orders=orders or ())
+    for o in orders or ():
+        publish(ts_env.settings, o.campaign, o.command, o.effective_ms, o.reason, o.by)
+    feed = feed_history(ts_env.settings, history, rate)
+    return [orjson.loads(x) for x in out.read_bytes().splitlines()], summary.trips, truth, feed
+
+
+def test_campaign_trips_through_kafka_equal_the_offline_replay_and_are_alerted(
+    ts_env: Env, tmp_path: Path, free_port: int
+) -> None:
+    """Each of the 8 partitions keeps a replica of the campaign gate, fed through the
+    re-route topic: the worker trips the same campaigns at the same candidates as the
+    offline replay, holds the same messages and lets them expire the same. Ops see the
+    trips in the log, on /metrics, on /stats and on the dashboard (headless Chromium)."""
+    offline, trips, truth, _ = _blast_backlog(ts_env, tmp_path, "b")
+    assert [(t.campaign, t.kind) for t in trips] == [("recs-blast", "share"),
+                                                     ("journey-loop", "volume")]  # fmt: skip
+    ts_env.env.update({"TRIGGER_SANITY_WEB_ENABLED": "true",
+                       "TRIGGER_SANITY_WEB_PORT": str(free_port)})  # fmt: skip
+    worker = ts_env.worker(policy=BLAST)
+    try:
+        ts_env.collect(("send_queue", "suppressed"), lambda g: decided(g) >= len(offline),
+                       timeout=600, worker=worker)  # fmt: skip
+        wait_logged(worker, "campaign journey-loop tripped", timeout=30)
+        log = worker.log.read_text(errors="replace")
+        assert re.search(
+            r"campaign recs-blast tripped \(share\) at .*: \d+ of \d+ candidates "
+            r"in the window carry the same content \[SKU-X1,SKU-X2,SKU-X3\]",
+            log,
+        )
+        assert "campaign release recs-blast --reason intended" in log
+        res = get(free_port, "/metrics")
+        assert res is not None
+        assert (
+            b'trigger_sanity_campaign_tripped{campaign="recs-blast",state="tripped"} 1.0' in res[1]
+        )
+        page = stats(free_port)
+        tripped = {c["campaign"]: c for c in page["campaigns"]}
+        assert tripped["recs-blast"]["fingerprint"] == "SKU-X1,SKU-X2,SKU-X3"
+        # every replica counted what the offline book counted
+        for t in trips:
+            assert (tripped[t.campaign]["held"], tripped[t.campaign]["count"]) == (t.held, t.count)
+        shown = load_page(
+            f"http://127.0.0.1:{free_port}/dashboard/",
+            {
+                "tile": "document.getElementById('campaigns-tripped').textContent",
+                "listed": "Array.from(document.querySelectorAll('#campaigns .warn'))"
+                ".map(w => [w.dataset.campaign, w.textContent])",
+            },
+            ready="window.__loaded === true",
+        ).values
+    finally:
+        worker.stop()
+    assert shown["tile"] == "2"
+    listed = dict(shown["listed"])
+    assert "recs-blast" in listed and "journey-loop" in listed
+    assert "campaign release recs-blast" in listed["recs-blast"]
+    assert "SKU-X1,SKU-X2,SKU-X3" in listed["recs-blast"]
+    live = live_decisions(ts_env.collect(("send_queue", "suppressed"), lambda g: True))
+    assert_same(offline, live)
+    held = [d for d in live if d["rule"] == "campaign_held_expired"]
+    assert len(held) > 300
+    want = read_truth(truth)
+    got = verdicts([Seen(d["message_id"], d["customer_id"], "", 0, d["action"], d["rule"],
+                         None, (), "") for d in live])  # fmt: skip
+    acc = {a.rule: a for a in accuracy(got, want)}
+    assert (acc["campaign_held_expired"].precision, acc["campaign_held_expired"].recall) == (
+        1.0,
+        1.0,
+    )
+
+
+def test_kill_and_release_through_kafka_across_a_kill_9_equal_the_offline_replay(
+    ts_env: Env, tmp_path: Path
+) -> None:
+    """Ops release the fallback campaign a minute after its trip (it trips again: the
+    content is still identical) and kill the loop; the worker is killed with SIGKILL
+    partway and restarted. Its decisions equal an offline replay given the same
+    commands: none missing, different or twice. The input arrives at a live rate, so
+    the kill lands while campaigns are being counted."""
+    _, first, _, _ = _blast_backlog(ts_env, tmp_path, "k0")
+    at = {t.campaign: t.at_ms for t in first}
+    orders = [
+        Order("recs-blast", "release", at["recs-blast"] + 60_000, 1, "ana", "intended bundle"),
+        Order("journey-loop", "kill", at["journey-loop"] + 1, 2, "ana", "loop bug"),
+    ]
+    offline, _, _, feed = _blast_backlog(ts_env, tmp_path, "k1", orders, FEED_RATE)
+    rules = {d["rule"] for d in offline}
+    assert {"campaign_killed", "campaign_held_expired"} <= rules
+    worker = ts_env.worker(policy=BLAST)
+    try:
+        ts_env.collect(("send_queue", "suppressed"), lambda g: decided(g) >= len(offline) // 3,
+                       timeout=600, worker=worker)  # fmt: skip
+    finally:
+        worker.kill()
+    feed.wait()
+    _, log = _decide_live(ts_env, offline)
+    rows = re.search(r"(\d+) campaign rows", log)
+    assert rows is not None and int(rows.group(1)) > 0, "the restart read no replica back"
+
+
+def _decide_live(ts_env: Env, offline: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """A worker under ``policies/blast.toml`` until all is decided; after a clean stop,
+    what it wrote equals ``offline``. Gives its decisions and its log."""
+    worker = ts_env.worker(policy=BLAST)
+    try:
+        ts_env.collect(("send_queue", "suppressed"), lambda g: decided(g) >= len(offline),
+                       timeout=600, worker=worker)  # fmt: skip
+    finally:
+        worker.stop()
+    live = live_decisions(ts_env.collect(("send_queue", "suppressed"), lambda g: True))
+    assert_same(offline, live)
+    return live, worker.log.read_text(errors="replace")

@@ -1,0 +1,103 @@
+"""The partitions' campaign gate replicas (``streams.core.gate``), kept in the customers
+table: durable in the same changelog, and with exactly-once in the same transaction, as
+the customer states and the re-route offsets they go with.
+
+Each replica is one row under a key of its own partition (what it waits to let out,
+what it holds, each source's promise) and one row per campaign (the book's counts,
+trip and kill), so a batch writes only the campaigns it counted. Keys start with a
+NUL byte, which no customer id carries, and hash (murmur2, like the customers) into
+the replica's partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import orjson
+
+from streams.contract.partitioning import partition_for
+from streams.core.engine import Engine
+from streams.worker.table_store import GATE_PREFIX, TableStore
+
+
+class Replicas:
+    def __init__(self, engine: Engine, store: TableStore, partitions: int) -> None:
+        self.engine = engine
+        self.store = store
+        self.partitions = partitions
+        self._heads: dict[int, bytes] = {}
+        self._keys: dict[tuple[int, str], bytes] = {}
+
+    def head_key(self, partition: int) -> bytes:
+        key = self._heads.get(partition)
+        if key is None:
+            key = self._heads[partition] = _landing(f"{GATE_PREFIX}{partition}", "", partition,
+                                                    self.partitions)  # fmt: skip
+        return key
+
+    def campaign_key(self, partition: int, campaign: str) -> bytes:
+        key = self._keys.get((partition, campaign))
+        if key is None:
+            prefix = f"{GATE_PREFIX}{partition}"
+            key = self._keys[(partition, campaign)] = _landing(
+                prefix, ":" + campaign, partition, self.partitions
+            )
+        return key
+
+    def save(self, partitions: Iterable[int]) -> int:
+        """Write what changed of these partitions' replicas; gives the rows written."""
+        n = 0
+        if not self.engine.replicated:
+            return n
+        for p in partitions:
+            rows = self.engine.replica_rows(p)
+            if rows is None:
+                continue
+            head, campaigns = rows
+            self.store.put_raw(self.head_key(p), orjson.dumps(head))
+            for campaign, row in campaigns:
+                key = self.campaign_key(p, campaign)
+                self.store.put_raw(key, None if row is None else orjson.dumps(row))
+                if row is None:
+                    self._keys.pop((p, campaign), None)
+            n += 1 + len(campaigns)
+        return n
+
+    def load(self, owned: Iterable[int]) -> int:
+        """A recovery: each owned partition's replica from the table; gives how many
+        campaigns were read back."""
+        if not self.engine.replicated:
+            return 0
+        data = self.store.data
+        n = 0
+        for p in sorted(owned):
+            head, campaigns = self._read(data, p)
+            self.engine.load_replica(p, head, campaigns)
+            n += len(campaigns)
+        return n
+
+    def _read(
+        self, data: MutableMapping[bytes, bytes], partition: int
+    ) -> tuple[list[Any] | None, list[tuple[str, list[Any]]]]:
+        part = getattr(data, "part", None)
+        keys: Iterable[bytes] = list(part(partition)) if part is not None else list(data)
+        head_key = self.head_key(partition)
+        prefix = f"{GATE_PREFIX}{partition}-".encode()
+        raw = data.get(head_key)
+        head = None if raw is None else orjson.loads(raw)
+        campaigns: list[tuple[str, list[Any]]] = []
+        for key in keys:
+            if key.startswith(prefix) and b":" in key:
+                campaign = key.split(b":", 1)[1].decode("utf-8")
+                self._keys[(partition, campaign)] = key
+                campaigns.append((campaign, orjson.loads(data[key])))
+        return head, campaigns
+
+
+def _landing(prefix: str, suffix: str, partition: int, partitions: int) -> bytes:
+    """``prefix-N`` + ``suffix`` for the first N whose murmur2 lands in ``partition``."""
+    i = 0
+    while partition_for(f"{prefix}-{i}{suffix}", partitions) != partition:
+        i += 1
+    return f"{prefix}-{i}{suffix}".encode()
