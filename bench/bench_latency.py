@@ -362,6 +362,12 @@ def main() -> int:
         default="kafka-python",
         help="the input producer (both murmur2-keyed and idempotent; librdkafka uses less CPU)",
     )
+    ap.add_argument(
+        "--blast",
+        action="store_true",
+        help="turn [blast] on in the policy: every candidate waits for the campaign gate of "
+        "all partitions (the latency that whole-campaign checks add)",
+    )
     ap.add_argument("--drain-timeout", type=float, default=120)
     ap.add_argument("--log", metavar="FILE", help="keep the worker's log in FILE")
     ap.add_argument("--json", type=Path, default=RESULTS / "latency.json")
@@ -371,7 +377,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "policy.toml"
-        policy.write_text(POLICY)
+        policy.write_text(POLICY + ("[blast]\nenabled = true\n" if args.blast else ""))
         env, settings = deployment(
             "lat",
             partitions=str(args.partitions),
@@ -417,7 +423,7 @@ def main() -> int:
             "partitions": args.partitions,
             "warmup_s": args.warmup,
             "producer": args.producer,
-            "policy": POLICY,
+            "policy": POLICY + ("[blast]\nenabled = true\n" if args.blast else ""),
             "worker_settings": overrides,
             "rates": rows,
         },

@@ -33,9 +33,10 @@ history         every command (--json: the records, for
 
 Commands are records on the compacted campaigns topic with an effective event
 time (--at, or now + --in, default 0s), so every worker, whatever its lag, and
-an offline replay given the history apply them to the same candidates. In this
-version campaigns are decided by the offline replay only (the worker refuses a
-policy with [blast] on).""",
+an offline replay given the history apply them to the same candidates. A
+worker whose stream time already passed the effective time when it reads a
+command does not apply it (it logs an error): the default, now, is ahead of a
+live worker.""",
     )
     c.add_argument("action", choices=["list", "show", "release", "kill", "resume", "history"])
     c.add_argument("campaign", nargs="?", help="the campaign (show, release, kill, resume)")

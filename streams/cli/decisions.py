@@ -120,21 +120,35 @@ def add_explain(sub: Subparsers) -> None:
     e.add_argument("--customer", help="the message's customer id (reads one partition)")
     e.add_argument("--since", help="only records since: 15m, 2h, 7d ago, or a time")
     e.add_argument("--json", action="store_true", help="the records as one JSON object")
+    e.add_argument(
+        "--url",
+        help="a worker's web address, asked whether a campaign trip holds a message not "
+        "decided yet (default: TRIGGER_SANITY_WEB_* settings)",
+    )
     e.set_defaults(fn=cmd_explain)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    from streams.cli.worker_client import NoAnswer, WorkerClient
     from streams.ops.explain import ROLES, explain
     from streams.ops.inspect import parse_when
 
     conf = kafka_settings()
     since = parse_when(args.since, now_ms()) if args.since else None
     story = explain(conf, args.message_id, args.customer, since)
-    if not story.records:
+    if not any(f.role in ("send_queue", "suppressed", "dead_letter") for f in story.records):
+        # not decided yet: a campaign trip may hold it (only a worker knows)
+        client = WorkerClient.of(conf, args.url)
+        try:
+            story.campaign_holds = list(client.held(args.message_id).get("campaign_holds") or [])
+        except NoAnswer as exc:
+            story.unasked = f"worker web page not reachable at {client.base_url}: {exc}"
+    if not story.records and not story.campaign_holds:
         where = f"customer {args.customer}'s partition" if args.customer else "every partition"
         span = f"since {args.since}" if args.since else "from the beginning"
         topics = ", ".join(conf.topics[r] for r in ROLES)
-        fail(f"{args.message_id} is not on {topics} ({where}, {span})")
+        held = f"; {story.unasked}" if story.unasked else "; no campaign trip holds it"
+        fail(f"{args.message_id} is not on {topics} ({where}, {span}){held}")
         return 1
     if args.json:
         print(orjson.dumps(story.as_json()).decode())

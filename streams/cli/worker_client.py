@@ -49,6 +49,16 @@ class WorkerClient:
             raise NoAnswer(str(exc)) from exc
         return orjson.loads(body)
 
+    def held(self, message_id: str) -> Any:
+        """Whether a campaign trip holds a message on this worker (JSON). Any failure is
+        ``NoAnswer``, as for ``stats``."""
+        url = f"{self.base_url}/held/{urllib.parse.quote(message_id, safe='')}/"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return orjson.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise NoAnswer(str(exc)) from exc
+
     def stats(self) -> Any:
         """The worker's stats page (JSON). Any failure, an error status included, is
         ``NoAnswer``: stats only adds what the worker holds now to what the topics say."""

@@ -240,6 +240,27 @@ class Gating:
                 out.append(a)
         return out
 
+    def held_by_campaign(self, message_id: str) -> list[dict[str, Any]]:
+        """Where a campaign holds ``message_id`` on these partitions: which trip, since
+        when, and when the hold expires (what ``explain`` shows of a held message)."""
+        out: list[dict[str, Any]] = []
+        ttl = self.policy.blast.hold_ttl
+        for p, g in sorted(self.gates().items()):
+            for campaign, h in g.held.items():
+                for (cid, _seq), (since, mid) in h.items():
+                    if mid != message_id:
+                        continue
+                    st = g.book.campaigns.get(campaign)
+                    a: dict[str, Any] = {"campaign": campaign}
+                    if st is not None:
+                        a = alert_of(campaign, st)
+                    a.update(customer_id=cid, partition=p, held_since_ms=since,
+                             expires_ms=since + ttl)  # fmt: skip
+                    out.append(a)
+            if self.gate is not None:
+                break  # offline: one gate serves every partition
+        return out
+
     def fresh_trips(self) -> list[Trip]:
         """Trips not alerted on yet, once each (every replica finds the same trip)."""
         seen: dict[tuple[str, int, str], Trip] = {}

@@ -21,6 +21,9 @@ ROLES = ("send_queue", "suppressed", "dead_letter", "late_evidence", "releases")
 class Story:
     message_id: str
     records: list[Found] = field(default_factory=list)
+    # not decided yet and held by a campaign trip (the worker's /held page)
+    campaign_holds: list[dict[str, Any]] = field(default_factory=list)
+    unasked: str = ""  # why the worker was not asked
 
     def of(self, role: str) -> list[Found]:
         return [f for f in self.records if f.role == role]
@@ -33,10 +36,21 @@ class Story:
                  "offset": f.offset, "timestamp": iso(f.timestamp), "value": f.record}
                 for f in self.records
             ],
+            "campaign_holds": self.campaign_holds,
         }  # fmt: skip
 
     def render(self) -> str:
         out: list[str] = []
+        for h in self.campaign_holds:
+            out += [
+                f"{self.message_id}: HELD by campaign {h.get('campaign')} ({h.get('state')}), "
+                f"customer {h.get('customer_id')}",
+                f"  held since {iso(int(h.get('held_since_ms', 0)))}; suppressed "
+                f"(campaign_held_expired) at {iso(int(h.get('expires_ms', 0)))} unless ops act",
+                f"  trip: {h.get('why')} (tripped by {h.get('message_id')})",
+                f'  act: trigger-sanity campaign release {h.get("campaign")} --reason "..."  or  '
+                f'trigger-sanity campaign kill {h.get("campaign")} --reason "..."',
+            ]
         for f in self.of("suppressed"):
             r, m = f.record, f.record.get("message") or {}
             out += [

@@ -179,8 +179,6 @@ class Watermarks:
         self.reroute_clear: set[int] = set()
         self._local_sent: dict[int, bytes] = {}
         self._marker_sent: dict[int, tuple[float, bytes]] = {}  # partition -> (when, what)
-        # the worker keeps the replicas of these partitions (their state may have changed)
-        self.on_gated: Callable[[list[int]], object] | None = None
 
     def reset(self) -> None:
         """A recovery: nothing is known caught up or told to the others any more."""
@@ -257,11 +255,9 @@ class Watermarks:
         if not self.engine.replicated:
             return []
         out: list[OutRecord] = []
-        mine = [p for p in partitions if p in owned]
-        for p in mine:
-            out += self.processor.campaign_counts(p, self.partitions, wall)
-        if self.on_gated is not None:
-            self.on_gated(mine)
+        for p in partitions:
+            if p in owned:
+                out += self.processor.campaign_counts(p, self.partitions, wall)
         return out
 
     @staticmethod

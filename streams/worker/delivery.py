@@ -78,6 +78,9 @@ class Delivery:
         self.checkpoints = checkpoints
         self.outbox = outbox
         self.ownership = ownership
+        # rows kept beside the customers (campaign replicas) written into the table just
+        # before each write-back, so they go out with the state and offsets they belong to
+        self.before_flush: Callable[[], object] | None = None
         topics = settings.topics
         self.reroute = settings.reroute_topic
         # Output topic names: records go straight to the producer (bytes already
@@ -202,6 +205,8 @@ class Delivery:
         offsets) through the checkpoint ledger. One flush at a time: two overlapping
         ones could put an older value of a customer last in the changelog."""
         async with self._flushing:
+            if self.before_flush is not None:
+                self.before_flush()
             dirty = self.store.take_dirty()
             epoch = self.checkpoints.flush_begins()
             if not dirty:

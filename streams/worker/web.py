@@ -121,6 +121,7 @@ class Web:
             ("/readyz", self._readyz),
             ("/metrics", self._metrics),
             ("/customers/{customer_id}/", self._customer),
+            ("/held/{message_id}/", self._held),
             ("/dashboard/", self._dashboard),
             ("/dashboard/data", self._dashboard_data),
         ):
@@ -144,6 +145,11 @@ class Web:
     async def _metrics(self, web: Any, request: Any) -> Any:
         # aiohttp wants the charset apart from the type
         return web.text(self.metrics.render().decode(), content_type=METRICS_TYPE)
+
+    async def _held(self, web: Any, request: Any, message_id: str) -> Any:
+        """A message a campaign trip holds on this worker's partitions (empty: none)."""
+        return web.json({"message_id": message_id,
+                         "campaign_holds": self.engine.held_by_campaign(message_id)})  # fmt: skip
 
     async def _customer(self, web: Any, request: Any, customer_id: str) -> Any:
         partition = self.ownership.partition_of(customer_id)

@@ -99,7 +99,6 @@ class Worker:
             self.reroute, inputs=topics.inputs,
             marker_expiry=settings.caught_up_within + 2 * settings.idle_check_interval,
         )  # fmt: skip
-        self.watermarks.on_gated = self.replicas.save
         self._pieces()
         self.app.lifecycle.overdue = self._restart_if_passing
         if after_outage:
@@ -141,6 +140,7 @@ class Worker:
         self.delivery = kind(
             settings, app, self.table, self.store, self.checkpoints, self.outbox, self.ownership
         )
+        self.delivery.before_flush = lambda: self.replicas.save(self.ownership.owned)
         self.fetches = ConsumerFetches(app, settings.caught_up_within, settings.outage_grace)
         self.batches = Batches(
             settings, app, self.processor, self.watermarks, self.store, self.checkpoints,
