@@ -9,6 +9,9 @@ import orjson
 from streams.cli.common import Subparsers, fail, kafka_settings, now_ms
 from streams.hints import command
 
+LEAD = "10s"
+"""How far ahead of now a command takes effect by default."""
+
 
 def add_campaign(sub: Subparsers) -> None:
     c = sub.add_parser(
@@ -35,15 +38,21 @@ Commands are records on the compacted campaigns topic with an effective event
 time (--at, or now + --in, default 0s), so every worker, whatever its lag, and
 an offline replay given the history apply them to the same candidates. A
 worker whose stream time already passed the effective time when it reads a
-command does not apply it (it logs an error): the default, now, is ahead of a
-live worker.""",
+command does not apply it (it logs an error): the default, 10 s from now,
+leaves the workers time to read it.""",
     )
     c.add_argument("action", choices=["list", "show", "release", "kill", "resume", "history"])
     c.add_argument("campaign", nargs="?", help="the campaign (show, release, kill, resume)")
     c.add_argument("--reason", help="release/kill/resume: why (required, kept for good)")
     c.add_argument("--by", help="who (default: your user name)")
-    c.add_argument("--at", help="effective time, RFC 3339 (default: now)")
-    c.add_argument("--in", dest="lead", default=None, help="effective this long from now")
+    c.add_argument("--at", help="effective time, RFC 3339 (default: now + --in)")
+    c.add_argument(
+        "--in",
+        dest="lead",
+        default=None,
+        help=f"effective this long from now (default {LEAD}: every worker must read the "
+        "command before its stream time passes it)",
+    )
     c.add_argument("--json", action="store_true", help="list/show/history: JSON lines")
     c.set_defaults(fn=cmd_campaign)
 
@@ -63,7 +72,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     if args.action in ("release", "kill", "resume"):
         from streams.ops.policy_topic import effective_time
 
-        effective = effective_time(args.at, args.lead or "0s", now)
+        effective = effective_time(args.at, args.lead or LEAD, now)
         rec = publish(conf, args.campaign, args.action, effective, args.reason, args.by, records)
         print(
             f"{args.action} {rec.campaign}: seq {rec.seq} on {conf.topics['campaigns']}, "

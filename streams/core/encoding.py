@@ -298,16 +298,16 @@ def _items(rows: list[list[Any]]) -> Items:
     return tuple((sku, qty) for sku, qty in rows)
 
 
-def pending_of(data: bytes) -> tuple[list[tuple[int, str, int]], list[Any]]:
+def pending_of(data: bytes) -> tuple[list[tuple[int, str, int, int]], list[Any]]:
     """What a restore needs of an encoded state, without building all of it: (deadline,
-    message_id, seq) of each held candidate not in a campaign gate (its replica has
-    it), and the outbox. A restore of a million
+    message_id, seq, gate_at) of each held candidate (gate_at: in a campaign gate,
+    which has it), and the outbox. A restore of a million
     customers reads every state once; most hold nothing."""
     body, box = _split(data)
     row = orjson.loads(body)
     if row[0] not in READABLE_FORMATS:
         raise ValueError(f"unknown customer state format {row[0]!r}")
-    held = [(c[11], c[0], c[13]) for c in row[9] if len(c) < 22 or not c[21]]
+    held = [(c[11], c[0], c[13], c[21] if len(c) > 21 else 0) for c in row[9]]
     return held, row[13] if box is None else box
 
 

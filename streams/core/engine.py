@@ -28,7 +28,7 @@ from streams.core import caps, rules
 from streams.core.campaigns import Order
 from streams.core.candidate import Candidate, content_key
 from streams.core.clock import NEVER, Source, StreamClock
-from streams.core.gate import DECIDE, FOREVER, CampaignGate
+from streams.core.gate import DECIDE, FOREVER, CampaignGate, Count
 from streams.core.gating import Gating
 from streams.core.late import LateChecks
 from streams.core.outbox import Outbox
@@ -85,6 +85,7 @@ class Engine(Gating, Pruning):
         # heap entries popped since begin(): pushed back by rollback() (worker transactions)
         self._popped: list[tuple[int, tuple[int, str, int, str]]] | None = None
         self._unsent: dict[int, int] = {}  # partition -> gate entries not sent at begin()
+        self._sent: list[tuple[Partition, list[Count], int]] | None = None
         self._lateness = {k: policy.time.allowed_lateness.for_topic(k) for k in INPUT_KINDS}
         self._max_settle = policy.max_settle
         # Sends are looked at by duplicate_content and frequency_cap (and by late-evidence
@@ -123,7 +124,6 @@ class Engine(Gating, Pruning):
         self.gate = (
             CampaignGate(policy.blast, self.orders) if self._blast and not self.replicated else None
         )
-        self._out_lateness = self._lateness["outbound"]
         qh = policy.quiet_hours
         self.quiet = QuietHold(qh) if qh.channels else None
         self._defers = any(c.overflow == "defer" for c in policy.caps)
@@ -162,17 +162,23 @@ class Engine(Gating, Pruning):
         """Start a unit of work whose heap changes ``rollback`` can undo (the store's
         own transaction undoes the state), gate entries not yet sent included."""
         self._popped = []
+        self._sent = []
         self._unsent = {p: len(part.outgoing) for p, part in self._parts.items() if part.outgoing}
 
     def commit(self) -> None:
         self._popped = None
+        self._sent = None
 
     def rollback(self) -> None:
         for partition, entry in self._popped or ():
             heapq.heappush(self.part(partition).heap, entry)
+        for part, counts, told in reversed(self._sent or ()):
+            part.outgoing[:0] = counts  # handed out, never written: send them again
+            part.told = told
         for p, part in self._parts.items():
-            del part.outgoing[self._unsent.get(p, 0) :]
+            del part.outgoing[self._unsent.get(p, 0) :]  # entries of undone gatings
         self._popped = None
+        self._sent = None
 
     def clock(self, partition: int) -> StreamClock:
         return self.part(partition).clock
@@ -208,11 +214,17 @@ class Engine(Gating, Pruning):
         self._parts.clear()
         return Restoring(self, partition_of, delivered)
 
-    def _restore_one(self, cid: str, held: Iterable[tuple[int, str, int]], p: int) -> int:
-        heap = self.part(p).heap
+    def _restore_one(self, cid: str, held: Iterable[tuple[int, str, int, int]], p: int) -> int:
+        part = self.part(p)
+        heap = part.heap
         n = 0
-        for deadline, message_id, seq in held:
-            heapq.heappush(heap, (deadline, message_id, seq, cid))
+        for deadline, message_id, seq, gate_at in held:
+            if gate_at and part.gate is not None:
+                # its campaign gate has it (or its entry is still on the way there): only
+                # what pruning may not pass until it is decided
+                part.gate.keep(cid, seq, deadline)
+            else:
+                heapq.heappush(heap, (deadline, message_id, seq, cid))
             n += 1
         return n
 

@@ -108,7 +108,7 @@ class CampaignGate:
         self.info[(customer, seq)] = (campaign, created, fp)
         self.dirty = True
         if what == DECIDE:
-            self._keep(customer, seq, at)
+            self.keep(customer, seq, at)
 
     # ------------------------------------------------------------ replica
 
@@ -144,7 +144,12 @@ class CampaignGate:
         campaign, created, fp = self.counted(entry)
         self.book.admit(campaign, entry[0], entry[2], created, fp)
 
-    def _keep(self, customer: str, seq: int, deadline: int) -> None:
+    def keep(self, customer: str, seq: int, deadline: int) -> None:
+        """Pruning may not pass ``deadline`` until this candidate is decided (a lower
+        bound taken earlier stays: its partition keeps it from when it sends it)."""
+        found = self._live.get((customer, seq))
+        if found is not None and found <= deadline:
+            return
         self._live[(customer, seq)] = deadline
         heapq.heappush(self._floor, (deadline, customer, seq))
 
@@ -247,7 +252,7 @@ class CampaignGate:
             (original + self.blast.hold_ttl, 1, cand.message_id, cand.seq, cand.customer_id,
              EXPIRE, -1),
         )  # fmt: skip
-        self._keep(cand.customer_id, cand.seq, original)
+        self.keep(cand.customer_id, cand.seq, original)
 
     def still_held(self, campaign: str, customer: str, seq: int) -> int | None:
         """The original deadline of a candidate the campaign still holds, else None."""
@@ -282,22 +287,23 @@ class CampaignGate:
              for c, h in self.held.items()],
             [[s, t] for s, t in self.promised.items()],
             list(self.position),
+            self._expire_at,
         ]  # fmt: skip
 
     def load_row(self, row: list[Any]) -> None:
-        heap, held, promised, position = row
+        heap, held, promised, position, self._expire_at = row
         for at, rank, mid, seq, cid, what, campaign, created, fp in heap:
             if what in (DECIDE, COUNT):
                 self.info[(cid, seq)] = (campaign, created, fp)
             self._heap.append((at, rank, mid, seq, cid, what, -1))
             if what == DECIDE:
-                self._keep(cid, seq, at)
+                self.keep(cid, seq, at)
         heapq.heapify(self._heap)
         for campaign, entries in held:
             h = self.held.setdefault(campaign, {})
             for cid, seq, d, mid in entries:
                 h[(cid, seq)] = (d, mid)
-                self._keep(cid, seq, d)
+                self.keep(cid, seq, d)
         self.promised = dict(promised)
         self.position = (position[0], position[1], position[2], position[3])
 

@@ -15,13 +15,16 @@ from streams.core import rules
 from streams.core.campaigns import Order, Trip, alert_of, fingerprint
 from streams.core.candidate import Candidate
 from streams.core.clock import NEVER
-from streams.core.gate import COUNT, DECIDE, FOREVER, CampaignGate, Count
+from streams.core.gate import COUNT, DECIDE, FOREVER, UNHEARD, CampaignGate, Count
 from streams.core.outcomes import Output
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
 from streams.core.pruning import Partition
 from streams.core.state import NO_HORIZON, CustomerState, Horizons
 from streams.core.store import StateStore
+
+PROMISE_STEP = 1000
+"""ms a promise must move before it is sent on its own (without entries)."""
 
 
 class Gating:
@@ -36,7 +39,8 @@ class Gating:
     gate: CampaignGate | None
     orders: list[Order]
     _parts: dict[int, Partition]
-    _out_lateness: int
+    # inside a unit of work: what ``outgoing`` handed out, for ``rollback`` to take back
+    _sent: list[tuple[Partition, list[Count], int]] | None
 
     def part(self, partition: int) -> Partition:
         raise NotImplementedError
@@ -72,7 +76,7 @@ class Gating:
         cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
         if state is None or cand is None or cand.deadline != deadline:
             return
-        at = max(deadline, cand.arr - self._out_lateness, part.promised + 1)
+        at = max(deadline, cand.arr, part.promised + 1)
         fp = ""
         personalised = self.policy.blast.personalised
         if cand.trigger in personalised and cand.skus:
@@ -81,6 +85,9 @@ class Gating:
             fp = fingerprint(cand.trigger, content, personalised)
         cand.gate_at = at
         self.store.put(cid, state)
+        if part.gate is not None:
+            # until its own replica has it back, nothing else keeps what it may see
+            part.gate.keep(cid, seq, deadline)
         count: Count = (at, mid, seq, cid, cand.campaign, cand.created_at, fp)
         if self.replicated:
             part.outgoing.append(count)
@@ -147,9 +154,13 @@ class Gating:
         and its promise; None when neither changed."""
         part = self.part(partition)
         promise = self._promise(part, wall_ms)
-        if not part.outgoing and promise == part.told:
-            return None
+        if not part.outgoing and (
+            promise == part.told or (part.told != UNHEARD and promise - part.told < PROMISE_STEP)
+        ):
+            return None  # an idle partition's promise follows the wall clock: not each ms
         counts, part.outgoing = part.outgoing, []
+        if self._sent is not None:
+            self._sent.append((part, counts, part.told))
         part.told = promise
         if part.gate is not None:
             part.gate.dirty = True  # its row keeps the promise told
@@ -173,6 +184,11 @@ class Gating:
         gates = {id(p.gate): p.gate for p in self._parts.values() if p.gate is not None}
         if self.gate is not None:
             gates[id(self.gate)] = self.gate
+        key = (order.effective_ms, 0, "", order.seq)
+        if any(g.position >= key for g in gates.values()):
+            # a replica is past it already: none of them applies it, or they would count
+            # the campaign differently from then on
+            return 0
         return sum(g.command(order) for g in gates.values())
 
     def load_replica(

@@ -59,6 +59,6 @@ def _pending_of(store: StateStore) -> Iterator[Pending]:
         if state is not None:
             yield (
                 cid,
-                [(c.deadline, c.message_id, c.seq) for c in state.held if not c.gate_at],
+                [(c.deadline, c.message_id, c.seq, c.gate_at) for c in state.held],
                 state.outbox,
             )

@@ -19,8 +19,9 @@ class StateStore(Protocol):
     def keys(self) -> Iterable[str]: ...
 
 
-Pending = tuple[str, list[tuple[int, str, int]], list[Any]]
-"""A customer's id, held candidates (deadline, message id, seq) and outbox entries."""
+Pending = tuple[str, list[tuple[int, str, int, int]], list[Any]]
+"""A customer's id, held candidates (deadline, message id, seq, gate_at: 0 unless in a
+campaign gate) and outbox entries."""
 
 
 @runtime_checkable

@@ -40,6 +40,7 @@ import orjson
 from streams.contract import decode, render
 from streams.contract.partitioning import partition_for
 from streams.core.engine import Engine
+from streams.core.gate import UNHEARD
 from streams.core.outcomes import Decided, Failed, LateFinding, Output
 from streams.processing.records import (
     H_ARRIVAL,
@@ -56,6 +57,12 @@ from streams.processing.records import (
 log = logging.getLogger("trigger_sanity.worker")
 
 MISROUTE_WARN_EVERY_MS = 60_000
+COUNTS_PER_RECORD = 2_000  # campaign gate entries in one re-route record (about 200 KB)
+
+
+class GateFailed(RuntimeError):
+    """A campaign gate replica failed part-way through entries: not one record's fault,
+    and not undone by a rollback. The worker stops; the restart reads its changelog."""
 
 
 class Processor:
@@ -273,7 +280,12 @@ class Processor:
             log.error("ignoring malformed campaign counts on partition %d: %r", partition, exc)
             self.counts["bad_counts"] += 1
             return []
-        return self.engine.incoming(partition, src, counts, promise, wall_ms)
+        try:
+            return self.engine.incoming(partition, src, counts, promise, wall_ms)
+        except Exception as exc:
+            # The replica changed in memory and cannot be undone like the store: stop
+            # rather than go on with a replica that disagrees with the others.
+            raise GateFailed(f"campaign gate of partition {partition}: {exc!r}") from exc
 
     def campaign_counts(self, source: int, partitions: int, wall_ms: int) -> list[OutRecord]:
         """A partition's new campaign gate entries and promise, for every replica (its own
@@ -284,9 +296,19 @@ class Processor:
         if told is None:
             return []
         counts, promise = told
-        value = orjson.dumps({"src": source, "t": promise, "c": counts})
         hdr = ((H_COUNTS, b"1"),)
-        return [OutRecord("reroute", None, value, p, None, hdr, source) for p in range(partitions)]
+        out: list[OutRecord] = []
+        # a partition that caught up on a long backlog can send tens of thousands at once:
+        # in records well under the broker's limit, the promise with the last
+        pieces = [
+            counts[i : i + COUNTS_PER_RECORD] for i in range(0, len(counts), COUNTS_PER_RECORD)
+        ]
+        for i, piece in enumerate(pieces or [[]]):
+            last = i == max(0, len(pieces) - 1)
+            value = orjson.dumps({"src": source, "t": promise if last else UNHEARD, "c": piece})
+            out += [OutRecord("reroute", None, value, p, None, hdr, source)
+                    for p in range(partitions)]  # fmt: skip
+        return out
 
     # ------------------------------------------------------------ forwarding bookkeeping
 

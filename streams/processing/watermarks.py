@@ -179,6 +179,9 @@ class Watermarks:
         self.reroute_clear: set[int] = set()
         self._local_sent: dict[int, bytes] = {}
         self._marker_sent: dict[int, tuple[float, bytes]] = {}  # partition -> (when, what)
+        # exactly-once: campaign counts are sent once per commit cycle (``all_campaign_counts``)
+        # instead of after every batch; nothing of a transaction is read before its commit
+        self.counts_at_commit = False
 
     def reset(self) -> None:
         """A recovery: nothing is known caught up or told to the others any more."""
@@ -252,6 +255,14 @@ class Watermarks:
         """Campaign gate entries and promises of the owned partitions (``core.gate``): to
         every partition's replica, through the re-route topic, even with one partition
         (a replica's durable state and its reads commit together)."""
+        if not self.engine.replicated or self.counts_at_commit:
+            return []
+        return self.all_campaign_counts(partitions, owned, wall)
+
+    def all_campaign_counts(
+        self, partitions: Iterable[int], owned: set[int], wall: int
+    ) -> list[OutRecord]:
+        """The same, whatever ``counts_at_commit`` says (a commit cycle asks for them)."""
         if not self.engine.replicated:
             return []
         out: list[OutRecord] = []

@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError as ClientError
 from streams.core.clock import NEVER
 from streams.core.engine import Engine
 from streams.kafka.batch_consumer import BatchConsumer
-from streams.processing.processor import Processor
+from streams.processing.processor import GateFailed, Processor
 from streams.processing.records import OutRecord, source_partition
 from streams.processing.watermarks import Watermarks
 from streams.settings import Settings
@@ -119,6 +119,8 @@ class Batches:
             try:
                 out += self.handle(msg.topic, msg.partition, msg.offset, msg.timestamp,
                                    msg.key, msg.value, headers, wall)  # fmt: skip
+            except GateFailed:
+                raise  # see GateFailed: the batch stops, and so does the worker
             except Exception as exc:
                 # Nothing of the record was applied (see handle): log it with its
                 # coordinates, count it and dead-letter it alone, then keep going.

@@ -2,11 +2,14 @@
 campaign release|kill|resume``) reach every partition's campaign gate replica.
 
 Read like the policy topic (``PolicyFeed``): whole at start, before anything is
-decided, then polled. A command applies at its effective event time; a replica
-whose stream time already passed it when it is read does not apply it (it would
-decide otherwise than the others and an offline replay): that is logged as an
-error, naming the partitions. ``campaign release|kill`` put the effective time at
-the moment they are given, which a live worker's stream time has not reached.
+decided, then polled (every ``policy_poll_interval``). A command applies at its
+effective event time. If any replica of this worker already passed that time when
+the command is read, none of them applies it (applied by some, the replicas would
+count the campaign differently from then on): that is logged as an error, naming
+the partitions. ``campaign release|kill`` put the effective time 10 s after the
+moment they are given, time enough for every worker to read it first. Workers
+that read it at different moments can still differ when one of them is past it
+and another is not; the error says so on the one that did not apply it.
 """
 
 from __future__ import annotations
@@ -49,13 +52,14 @@ class CampaignFeed(PolicyFeed):
         self.seen.add(rec.seq)
         order = rec.order()
         gates = self.engine.gates()
+        key = (order.effective_ms, 0, "", order.seq)
+        late = sorted(p for p, g in gates.items() if g.position >= key)
         took = self.engine.command(order)
-        if gates and took < len(set(map(id, gates.values()))):
-            late = sorted(p for p, g in gates.items() if order not in g.book.orders
-                          and g.position >= (order.effective_ms, 0, "", order.seq))  # fmt: skip
+        if gates and not took:
             log.error(
                 "campaign %s %s (seq %d, by %s) is effective at %s, which partition(s) %s "
-                "had already passed: not applied there (give it a later --at)",
+                "had already passed: not applied on this worker's partitions (give it a "
+                "later --at or a longer --in)",
                 rec.command, rec.campaign, rec.seq, rec.by, rec.effective_at, late,
             )  # fmt: skip
         else:

@@ -81,6 +81,8 @@ class Delivery:
         # rows kept beside the customers (campaign replicas) written into the table just
         # before each write-back, so they go out with the state and offsets they belong to
         self.before_flush: Callable[[], object] | None = None
+        # records a commit cycle writes last (exactly-once: campaign counts, see Worker)
+        self.before_seal: Callable[[], list[OutRecord]] | None = None
         topics = settings.topics
         self.reroute = settings.reroute_topic
         # Output topic names: records go straight to the producer (bytes already

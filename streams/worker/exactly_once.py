@@ -191,6 +191,11 @@ class TransactionalDelivery(Delivery):
         again, self.pending = self.pending, []
         for r in again:  # a recovery's outbox entries not known delivered
             await self._send_record(r)
+        if self.before_seal is not None:
+            # records whose content is only final now (campaign counts): nothing written
+            # in a transaction is visible before its commit, so one per cycle does
+            for r in self.before_seal():
+                await self._send_record(r)
         await self.flush()
         handled = self.checkpoints.take_handled()
         offsets: Offsets = {}

@@ -20,6 +20,10 @@ from streams.contract.partitioning import partition_for
 from streams.core.engine import Engine
 from streams.worker.table_store import GATE_PREFIX, TableStore
 
+PIECE = 256 * 1024
+"""Largest value written: a replica holding thousands of candidates of a tripped
+campaign goes out in pieces (the broker's default record limit is 1 MiB)."""
+
 
 class Replicas:
     def __init__(self, engine: Engine, store: TableStore, partitions: int) -> None:
@@ -28,6 +32,7 @@ class Replicas:
         self.partitions = partitions
         self._heads: dict[int, bytes] = {}
         self._keys: dict[tuple[int, str], bytes] = {}
+        self._pieces: dict[int, int] = {}  # partition -> pieces its head row has now
 
     def head_key(self, partition: int) -> bytes:
         key = self._heads.get(partition)
@@ -55,7 +60,7 @@ class Replicas:
             if rows is None:
                 continue
             head, campaigns = rows
-            self.store.put_raw(self.head_key(p), orjson.dumps(head))
+            self._put_head(p, orjson.dumps(head))
             for campaign, row in campaigns:
                 key = self.campaign_key(p, campaign)
                 self.store.put_raw(key, None if row is None else orjson.dumps(row))
@@ -63,6 +68,30 @@ class Replicas:
                     self._keys.pop((p, campaign), None)
             n += 1 + len(campaigns)
         return n
+
+    def piece_key(self, partition: int, i: int) -> bytes:
+        """A piece of the head row: ``|`` where a campaign row has ``:``."""
+        key = self._keys.get((partition, f"|{i}"))
+        if key is None:
+            prefix = f"{GATE_PREFIX}{partition}"
+            key = self._keys[(partition, f"|{i}")] = _landing(
+                prefix, f"|{i}", partition, self.partitions
+            )
+        return key
+
+    def _put_head(self, p: int, blob: bytes) -> None:
+        before = self._pieces.get(p, 0)
+        if len(blob) <= PIECE:
+            self.store.put_raw(self.head_key(p), blob)
+            n = 0
+        else:
+            n = -(-len(blob) // PIECE)
+            for i in range(n):
+                self.store.put_raw(self.piece_key(p, i), blob[i * PIECE : (i + 1) * PIECE])
+            self.store.put_raw(self.head_key(p), orjson.dumps({"pieces": n}))
+        for i in range(n, before):
+            self.store.put_raw(self.piece_key(p, i), None)
+        self._pieces[p] = n
 
     def load(self, owned: Iterable[int]) -> int:
         """A recovery: each owned partition's replica from the table; gives how many
@@ -86,6 +115,10 @@ class Replicas:
         prefix = f"{GATE_PREFIX}{partition}-".encode()
         raw = data.get(head_key)
         head = None if raw is None else orjson.loads(raw)
+        if isinstance(head, dict):
+            n = int(head["pieces"])
+            head = orjson.loads(b"".join(data[self.piece_key(partition, i)] for i in range(n)))
+            self._pieces[partition] = n
         campaigns: list[tuple[str, list[Any]]] = []
         for key in keys:
             if key.startswith(prefix) and b":" in key:

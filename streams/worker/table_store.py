@@ -235,7 +235,7 @@ class TableStore:
             return taken
         return list(self.data)
 
-    def pending(self) -> Iterator[tuple[str, list[tuple[int, str, int]], list[Any]]]:
+    def pending(self) -> Iterator[tuple[str, list[tuple[int, str, int, int]], list[Any]]]:
         """Held candidates and outbox of each owned customer, read from the encoded
         states without decoding them whole (what ``Engine.restoring`` needs)."""
         data = self.data

@@ -32,9 +32,10 @@ from streams.core.vocabulary import INPUT_KINDS
 from streams.kafka.batch_consumer import BatchSink, FetchTuning, ShellHooks
 from streams.kafka.offsets import CommittedOffsets
 from streams.processing.processor import Processor
+from streams.processing.records import OutRecord
 from streams.processing.watermarks import Watermarks
 from streams.settings import Settings
-from streams.worker.app import DurableTable, Lifecycle, WorkerApp, app_config
+from streams.worker.app import DurableTable, Lifecycle, WorkerApp, app_config, now_ms
 from streams.worker.batches import Batches
 from streams.worker.campaign_feed import CampaignFeed
 from streams.worker.changelog import PartitionedData
@@ -141,6 +142,9 @@ class Worker:
             settings, app, self.table, self.store, self.checkpoints, self.outbox, self.ownership
         )
         self.delivery.before_flush = lambda: self.replicas.save(self.ownership.owned)
+        if settings.exactly_once:
+            self.watermarks.counts_at_commit = True
+            self.delivery.before_seal = self._counts_at_commit
         self.fetches = ConsumerFetches(app, settings.caught_up_within, settings.outage_grace)
         self.batches = Batches(
             settings, app, self.processor, self.watermarks, self.store, self.checkpoints,
@@ -212,6 +216,10 @@ class Worker:
 
     def _render(self, o: object) -> tuple[tuple[str, bytes, bytes], ...]:
         return self.processor.render_one(o)  # type: ignore[arg-type]
+
+    def _counts_at_commit(self) -> list[OutRecord]:
+        owned = self.ownership.owned
+        return self.watermarks.all_campaign_counts(sorted(owned), owned, now_ms())
 
     def _partitions_of(self, topic: str) -> int:
         n = self.app.consumer.topic_partitions(topic)
@@ -299,8 +307,9 @@ class Worker:
         self.maintenance.phase = "restoring"
         with self.maintenance.frozen():
             restoring = self.engine.restoring(own.partition_of, lambda p: delivered.get(p, -1))
-            await self.maintenance.in_steps(restoring.walk, "restoring")
+            # the campaign replicas first: the walk leaves them the candidates they have
             campaigns = self.replicas.load(own.owned)
+            await self.maintenance.in_steps(restoring.walk, "restoring")
         self.maintenance.loop_stats["last_restore_s"] = round(time.perf_counter() - t0, 3)
         self.maintenance.phase = "running"
         resumed = await self._resume_clocks()

@@ -155,3 +155,24 @@ def test_replicas_restarted_from_their_rows_with_ops_commands_decide_as_the_sing
     got, _, reloaded = _replicated(history, policy, 4, 3, orders, restarts=True)
     assert reloaded, "no replica was restarted: the test proves nothing about restarts"
     assert got == want
+
+
+def test_a_rolled_back_unit_of_work_takes_back_what_it_handed_the_replicas() -> None:
+    """Entries gated before the unit stay to be sent; entries of the undone gatings go,
+    and the promise told is the one before (the unit's records are read again)."""
+    policy = load_policy(ROOT / "policies" / "blast.toml")
+    engine = Engine(policy, MemoryStore(), 4, replicas=True)
+    part = engine.part(0)
+    for k in INPUT_KINDS:
+        part.clock.set_idle(k, True)
+    earlier: Count = (10, "m-1", 1, "c-1", "recs", 10, "")
+    part.outgoing.append(earlier)
+    assert engine.outgoing(0, 1_000) is not None
+    told = part.told
+    part.outgoing.append(earlier)
+    engine.begin()
+    part.outgoing.append((20, "m-2", 1, "c-2", "recs", 20, ""))
+    sent = engine.outgoing(0, 5_000)
+    assert sent is not None and len(sent[0]) == 2 and part.told > told
+    engine.rollback()
+    assert part.outgoing == [earlier] and part.told == told

@@ -239,7 +239,7 @@ def test_restore_reads_held_candidates_and_outboxes_without_decoding_whole_state
     data = {cid.encode(): encode(st) for cid, st in states.items()}
     for cid, st in states.items():
         held, outbox = pending_of(data[cid.encode()])
-        assert held == [(c.deadline, c.message_id, c.seq) for c in st.held]
+        assert held == [(c.deadline, c.message_id, c.seq, 0) for c in st.held]
         assert [tuple(e) for e in outbox] == [tuple(e) for e in st.outbox]
 
     async def scenario() -> tuple[int, list[Any]]:
