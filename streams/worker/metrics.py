@@ -93,7 +93,8 @@ class _Counts(Collector):
         )
         holds = CounterMetricFamily(
             f"{PREFIX}_holds",
-            "Candidates held past their own deadline since start, by reason (quiet_hours, cap)",
+            "Candidates held past their own deadline since start, by reason (quiet_hours, cap, "
+            "campaign)",
             labels=["reason"],
         )
         for reason, n in sorted(s.holds.items()):
