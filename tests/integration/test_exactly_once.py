@@ -33,8 +33,10 @@ import pytest
 from kafka import TopicPartition
 
 from streams.contract.history import write_history
+from streams.core.policy import load_policy
 from streams.kafka.reader import assign_all, open_reader
 from streams.offline.generator import generate
+from streams.offline.scenarios import write_realistic
 from streams.ops.verify import DecisionKey, decision_key
 from streams.settings import Settings
 from tests.integration.conftest import Env, WorkerProc
@@ -413,3 +415,37 @@ def test_at_least_once_mode_reports_its_duplicates(ts_env: Env, delivery_history
     )
     for w in workers:  # the old protocol ran: no transactional ids were initialised
         assert b"transactional ids" not in w.log.read_bytes(), w.tail()
+
+
+def test_three_kill_9_through_a_blast_backlog_with_the_campaign_gate_on(
+    ts_env: Env, tmp_path: Path, visible: Callable[[], Visible]
+) -> None:
+    """2,000 realistic customers whose campaigns include a recommender falling back to
+    identical content and a looping journey, under ``policies/blast.toml``: every
+    partition's campaign replica is killed with its worker three times while counts are
+    on their way between partitions. The decisions are the offline replay's, trips and
+    expiries included: none missing, none different, none twice."""
+    policy = Path(__file__).resolve().parents[2] / "policies" / "blast.toml"
+    path, truth = tmp_path / "blast.jsonl", tmp_path / "blast.truth.jsonl"
+    write_realistic(path, truth, 2_000, seed=11, blast=True)
+    offline = offline_keys(path, PARTITIONS, policy=load_policy(policy))
+    assert sum(1 for d in offline if d[2] == "campaign_held_expired") > 300
+    _fresh(ts_env, "eb")
+    produced = _produce(ts_env, path, rate=None)
+    owed = len(offline)
+    out = visible()
+    for share in (0.2, 0.5, 0.8):
+        worker = ts_env.worker(policy=policy)
+        wait_logged(worker, "state recovered")
+        at_start = len(out.drain())
+
+        def due(n: int, since: int = at_start, share: float = share) -> bool:
+            return n == owed or (n >= share * owed and n > since and bool(out.in_flight()))
+
+        if at_start < owed:
+            out.wait_for(due, worker, every_ms=20)
+        worker.kill()
+    last = ts_env.worker(policy=policy)
+    _finish(ts_env, last, offline)
+    result = _check(ts_env, offline, "3x kill -9 with the campaign gate on", produced)
+    assert result.decisions == owed, result.render()
