@@ -219,14 +219,36 @@ class Engine(Gating, Pruning):
         heap = part.heap
         n = 0
         for deadline, message_id, seq, gate_at in held:
-            if gate_at and part.gate is not None:
-                # its campaign gate has it (or its entry is still on the way there): only
+            gate = part.gate
+            if gate_at and gate is not None:
                 # what pruning may not pass until it is decided
-                part.gate.keep(cid, seq, deadline)
+                gate.keep(cid, seq, deadline)
+                if not gate.knows(cid, seq):
+                    self._send_again(part, cid, seq, message_id, gate_at)
             else:
                 heapq.heappush(heap, (deadline, message_id, seq, cid))
             n += 1
         return n
+
+    def _send_again(self, part: Partition, cid: str, seq: int, mid: str, gate_at: int) -> None:
+        """A gated candidate its own replica has not taken: its entry may still be on its
+        way (a replica that has it drops the copy), or was never sent (at-least-once, a
+        crash between the flush and the send). Sent again with the same entry time; one
+        its replica is already past can only be gated anew."""
+        gate = part.gate
+        assert gate is not None
+        state = self.store.get(cid)
+        cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
+        if state is None or cand is None:
+            return
+        if (gate_at, 1, mid, seq) <= gate.position:
+            cand.gate_at = 0
+            self.store.put(cid, state)
+            heapq.heappush(part.heap, (cand.deadline, mid, seq, cid))
+            self.counts["gated_again"] += 1
+            return
+        part.outgoing.append(self._count_of(state, cand, gate_at))
+        self.counts["sent_again"] += 1
 
     # ------------------------------------------------------------ input
 

@@ -76,6 +76,7 @@ class CampaignGate:
         self.position: tuple[int, int, str, int] = (UNHEARD, 0, "", 0)
         self.dirty = False  # changed since the worker last saved it
         self._expire_at = UNHEARD  # when the book next forgets quiet campaigns
+        self.refused: set[int] = set()  # commands read after a replica had passed them
         # campaign -> {(customer, seq): (original deadline, message id)} of what it holds
         self.held: dict[str, dict[tuple[str, int], tuple[int, str]]] = {}
         # lowest original deadline of a gated or held candidate (lazy deletions)
@@ -128,6 +129,14 @@ class CampaignGate:
             self.promised[source] = promise
             self.dirty = True
         return n
+
+    def knows(self, customer: str, seq: int) -> bool:
+        """Has this replica taken the entry of its own candidate (waiting or holding it)?"""
+        return (customer, seq) in self.info or any((customer, seq) in h for h in self.held.values())
+
+    def refuse(self, seq: int) -> None:
+        self.refused.add(seq)
+        self.dirty = True
 
     def through(self) -> int:
         """A replica's lowest promise over all sources (None heard from one: nothing)."""
@@ -288,10 +297,14 @@ class CampaignGate:
             [[s, t] for s, t in self.promised.items()],
             list(self.position),
             self._expire_at,
+            sorted(self.refused),
         ]  # fmt: skip
 
     def load_row(self, row: list[Any]) -> None:
-        heap, held, promised, position, self._expire_at = row
+        heap, held, promised, position = row[:4]
+        if len(row) > 4:  # rows of the first version had neither
+            self._expire_at = row[4]
+            self.refused = set(row[5])
         for at, rank, mid, seq, cid, what, campaign, created, fp in heap:
             if what in (DECIDE, COUNT):
                 self.info[(cid, seq)] = (campaign, created, fp)

@@ -71,30 +71,36 @@ class Gating:
         fingerprint (taken now: it depends on the customer's facts alone) and its entry
         time: its deadline, unless its partition promised past that already (a trigger
         read late), so that every source's entries come in key order."""
-        deadline, mid, seq, cid = entry
+        deadline, _mid, seq, cid = entry
         state = self.store.get(cid)
         cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
         if state is None or cand is None or cand.deadline != deadline:
             return
         at = max(deadline, cand.arr, part.promised + 1)
-        fp = ""
-        personalised = self.policy.blast.personalised
-        if cand.trigger in personalised and cand.skus:
-            policy = self.history.at(cand.created_at)
-            content = self._content(state, cand, policy, self.view(cand))
-            fp = fingerprint(cand.trigger, content, personalised)
+        count = self._count_of(state, cand, at)
         cand.gate_at = at
         self.store.put(cid, state)
         if part.gate is not None:
             # until its own replica has it back, nothing else keeps what it may see
             part.gate.keep(cid, seq, deadline)
-        count: Count = (at, mid, seq, cid, cand.campaign, cand.created_at, fp)
         if self.replicated:
             part.outgoing.append(count)
         else:
             assert part.gate is not None
             part.gate.gate(count)
         self.counts["gated"] += 1
+
+    def _count_of(self, state: CustomerState, cand: Candidate, at: int) -> Count:
+        """A candidate's gate entry: campaign and content fingerprint (taken from the
+        customer's facts alone, so the same whenever it is taken)."""
+        fp = ""
+        personalised = self.policy.blast.personalised
+        if cand.trigger in personalised and cand.skus:
+            policy = self.history.at(cand.created_at)
+            content = self._content(state, cand, policy, self.view(cand))
+            fp = fingerprint(cand.trigger, content, personalised)
+        return (at, cand.message_id, cand.seq, cand.customer_id, cand.campaign,
+                cand.created_at, fp)  # fmt: skip
 
     def _promise(self, part: Partition, wall_ms: int | None = None) -> int:
         """The partition has released every candidate due at or before this (and, with
@@ -141,6 +147,7 @@ class Gating:
                     # not judged (gone, or its rules failed): counted all the same, as
                     # every other replica counts it
                     gate.admit(entry)
+                    gate.done(cid, seq)
             elif _rank == 0:
                 gate.apply(entry)
             else:
@@ -154,8 +161,10 @@ class Gating:
         and its promise; None when neither changed."""
         part = self.part(partition)
         promise = self._promise(part, wall_ms)
+        wall_paced = part.clock.all_idle and wall_ms is not None and promise <= wall_ms
         if not part.outgoing and (
-            promise == part.told or (part.told != UNHEARD and promise - part.told < PROMISE_STEP)
+            promise == part.told
+            or (wall_paced and part.told != UNHEARD and promise - part.told < PROMISE_STEP)
         ):
             return None  # an idle partition's promise follows the wall clock: not each ms
         counts, part.outgoing = part.outgoing, []
@@ -187,7 +196,10 @@ class Gating:
         key = (order.effective_ms, 0, "", order.seq)
         if any(g.position >= key for g in gates.values()):
             # a replica is past it already: none of them applies it, or they would count
-            # the campaign differently from then on
+            # the campaign differently from then on (and none does after a restart)
+            self.orders.remove(order)
+            for g in gates.values():
+                g.refuse(order.seq)
             return 0
         return sum(g.command(order) for g in gates.values())
 
@@ -211,7 +223,8 @@ class Gating:
         for campaign, crow in campaigns:
             gate.book.load(campaign, crow)
         for o in self.orders:
-            gate.command(o)
+            if o.seq not in gate.refused:
+                gate.command(o)
         part.gate = gate
         return gate
 

@@ -40,7 +40,7 @@ import orjson
 from streams.contract import decode, render
 from streams.contract.partitioning import partition_for
 from streams.core.engine import Engine
-from streams.core.gate import UNHEARD
+from streams.core.gate import UNHEARD, Count
 from streams.core.outcomes import Decided, Failed, LateFinding, Output
 from streams.processing.records import (
     H_ARRIVAL,
@@ -57,7 +57,7 @@ from streams.processing.records import (
 log = logging.getLogger("trigger_sanity.worker")
 
 MISROUTE_WARN_EVERY_MS = 60_000
-COUNTS_PER_RECORD = 2_000  # campaign gate entries in one re-route record (about 200 KB)
+COUNTS_BYTES = 200_000  # campaign gate entries in one re-route record, at most about
 
 
 class GateFailed(RuntimeError):
@@ -300,11 +300,17 @@ class Processor:
         out: list[OutRecord] = []
         # a partition that caught up on a long backlog can send tens of thousands at once:
         # in records well under the broker's limit, the promise with the last
-        pieces = [
-            counts[i : i + COUNTS_PER_RECORD] for i in range(0, len(counts), COUNTS_PER_RECORD)
-        ]
-        for i, piece in enumerate(pieces or [[]]):
-            last = i == max(0, len(pieces) - 1)
+        pieces: list[list[Count]] = [[]]
+        size = 0
+        for c in counts:
+            n = 48 + len(c[1]) + len(c[3]) + len(c[4]) + len(c[6])  # its JSON, about
+            if size + n > COUNTS_BYTES and pieces[-1]:
+                pieces.append([])
+                size = 0
+            pieces[-1].append(c)
+            size += n
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
             value = orjson.dumps({"src": source, "t": promise if last else UNHEARD, "c": piece})
             out += [OutRecord("reroute", None, value, p, None, hdr, source)
                     for p in range(partitions)]  # fmt: skip

@@ -81,7 +81,8 @@ class Delivery:
         # rows kept beside the customers (campaign replicas) written into the table just
         # before each write-back, so they go out with the state and offsets they belong to
         self.before_flush: Callable[[], object] | None = None
-        # records a commit cycle writes last (exactly-once: campaign counts, see Worker)
+        # campaign counts (see Worker): exactly-once writes them into each commit cycle's
+        # transactions; at-least-once after the flush that records them as sent
         self.before_seal: Callable[[], list[OutRecord]] | None = None
         topics = settings.topics
         self.reroute = settings.reroute_topic
@@ -312,7 +313,14 @@ class Delivery:
         """One commit cycle (the steps are in this module's docstring)."""
         if not self.ownership.active:
             return
+        # campaign counts: taken now, so that the flush saves the promise they tell and
+        # the candidates they carry as sent; written only once that flush is durable (a
+        # crash in between leaves them to the restore, which sends them again)
+        counts = self.before_seal() if self.before_seal is not None else []
         await self.flush()  # 1.
+        if counts:
+            await self.checkpoints.durable()
+            await self.write(counts)
         offsets = self.checkpoints.committable()  # 2.
         if not offsets:
             return
@@ -393,8 +401,10 @@ class Delivery:
             async with asyncio.timeout(self.settings.session_timeout / 3):
                 async with handling:
                     await self.publish(handover=True)
+                    counts = self.before_seal() if self.before_seal is not None else []
                     await self.flush()
                 await self.checkpoints.durable()
+                await self.write(counts)
         except (TimeoutError, WriteFailed, ClientError, KafkaError) as exc:
             log.warning("handing over before every write was acknowledged: %r", exc)
 

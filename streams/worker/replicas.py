@@ -32,7 +32,11 @@ class Replicas:
         self.partitions = partitions
         self._heads: dict[int, bytes] = {}
         self._keys: dict[tuple[int, str], bytes] = {}
-        self._pieces: dict[int, int] = {}  # partition -> pieces its head row has now
+        self._piece_keys: dict[tuple[int, str], bytes] = {}
+        # partition -> the head row's pieces as last written and the ones before: (version,
+        # pieces); the older ones are deleted only at the write after, once a head naming
+        # the newer ones has certainly landed before them
+        self._pieces: dict[int, list[tuple[int, int]]] = {}
 
     def head_key(self, partition: int) -> bytes:
         key = self._heads.get(partition)
@@ -69,29 +73,38 @@ class Replicas:
             n += 1 + len(campaigns)
         return n
 
-    def piece_key(self, partition: int, i: int) -> bytes:
-        """A piece of the head row: ``|`` where a campaign row has ``:``."""
-        key = self._keys.get((partition, f"|{i}"))
+    def piece_key(self, partition: int, version: int, i: int) -> bytes:
+        """Piece ``i`` of version ``version`` of the head row: ``|`` where a campaign row
+        has ``:``. Each version has keys of its own, so a head row is never read with
+        pieces of another version (at-least-once writes back without transactions)."""
+        name = f"|{version}-{i}"
+        key = self._piece_keys.get((partition, name))
         if key is None:
             prefix = f"{GATE_PREFIX}{partition}"
-            key = self._keys[(partition, f"|{i}")] = _landing(
-                prefix, f"|{i}", partition, self.partitions
+            key = self._piece_keys[(partition, name)] = _landing(
+                prefix, name, partition, self.partitions
             )
         return key
 
     def _put_head(self, p: int, blob: bytes) -> None:
-        before = self._pieces.get(p, 0)
+        """The head row, in pieces when large: the pieces first, the head naming them
+        last (one partition, one producer: they land in that order)."""
+        versions = self._pieces.setdefault(p, [])
+        head = self.head_key(p)
         if len(blob) <= PIECE:
-            self.store.put_raw(self.head_key(p), blob)
-            n = 0
+            self.store.put_raw(head, blob, last=True)
+            versions.append((versions[-1][0] + 1 if versions else 0, 0))
         else:
+            v = versions[-1][0] + 1 if versions else 0
             n = -(-len(blob) // PIECE)
             for i in range(n):
-                self.store.put_raw(self.piece_key(p, i), blob[i * PIECE : (i + 1) * PIECE])
-            self.store.put_raw(self.head_key(p), orjson.dumps({"pieces": n}))
-        for i in range(n, before):
-            self.store.put_raw(self.piece_key(p, i), None)
-        self._pieces[p] = n
+                self.store.put_raw(self.piece_key(p, v, i), blob[i * PIECE : (i + 1) * PIECE])
+            self.store.put_raw(head, orjson.dumps({"pieces": n, "v": v}), last=True)
+            versions.append((v, n))
+        while len(versions) > 2:
+            old, count = versions.pop(0)
+            for i in range(count):
+                self.store.put_raw(self.piece_key(p, old, i), None)
 
     def load(self, owned: Iterable[int]) -> int:
         """A recovery: each owned partition's replica from the table; gives how many
@@ -115,10 +128,18 @@ class Replicas:
         prefix = f"{GATE_PREFIX}{partition}-".encode()
         raw = data.get(head_key)
         head = None if raw is None else orjson.loads(raw)
+        keep = b""
         if isinstance(head, dict):
-            n = int(head["pieces"])
-            head = orjson.loads(b"".join(data[self.piece_key(partition, i)] for i in range(n)))
-            self._pieces[partition] = n
+            n, v = int(head["pieces"]), int(head["v"])
+            head = orjson.loads(b"".join(data[self.piece_key(partition, v, i)] for i in range(n)))
+            self._pieces[partition] = [(v, n)]
+            keep = f"|{v}-".encode()
+        for key in keys:
+            # pieces of another version (a crash between writing them and their head):
+            # never read, deleted now
+            if key.startswith(prefix) and b"|" in key and b":" not in key:
+                if not keep or keep not in key:
+                    self.store.put_raw(key, None)
         campaigns: list[tuple[str, list[Any]]] = []
         for key in keys:
             if key.startswith(prefix) and b":" in key:

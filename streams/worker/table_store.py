@@ -138,9 +138,11 @@ class TableStore:
         self.checkpoints.state_pending()
         self._dirty[key] = value
 
-    def put_raw(self, key: bytes, value: bytes | None) -> None:
+    def put_raw(self, key: bytes, value: bytes | None, last: bool = False) -> None:
         """A row that is no customer's (``INTERNAL`` keys), written back like one (None:
-        deleted)."""
+        deleted). ``last``: written back after everything changed before it."""
+        if last:
+            self._dirty.pop(key, None)
         self._set(key, value)
 
     def take_dirty(self) -> dict[bytes, bytes | None]:

@@ -142,9 +142,10 @@ class Worker:
             settings, app, self.table, self.store, self.checkpoints, self.outbox, self.ownership
         )
         self.delivery.before_flush = lambda: self.replicas.save(self.ownership.owned)
-        if settings.exactly_once:
-            self.watermarks.counts_at_commit = True
-            self.delivery.before_seal = self._counts_at_commit
+        # campaign counts go out with the commit cycles, never after a batch: what they tell
+        # is then recorded with them (see Delivery.commit, TransactionalDelivery._seal)
+        self.watermarks.counts_at_commit = True
+        self.delivery.before_seal = self._counts_at_commit
         self.fetches = ConsumerFetches(app, settings.caught_up_within, settings.outage_grace)
         self.batches = Batches(
             settings, app, self.processor, self.watermarks, self.store, self.checkpoints,

@@ -86,13 +86,14 @@ def _blast_backlog(
     suffix: str,
     orders: list[Order] | None = None,
     rate: float | None = None,
+    **overrides: str,
 ) -> tuple[list[dict[str, Any]], list[Trip], Path, Feed]:
     """Fresh 8-partition topics with 2,000 realistic customers and their campaigns (a
     fallback to identical content, a loop, a personalised campaign, a promotion, a
     launch) produced up front; the offline decisions under ``policies/blast.toml``
     (given ``orders``: with those ops commands, also published to the campaigns topic).
     With ``rate``, the input is produced at that many records/s in the background."""
-    fresh_topics(ts_env, suffix, 8, idle_after="0" if rate is None else "2")
+    fresh_topics(ts_env, suffix, 8, idle_after="0" if rate is None else "2", **overrides)
     history, truth = tmp_path / "blast.jsonl", tmp_path / "blast.truth.jsonl"
     write_realistic(history, truth, 2_000, seed=11, blast=True)
     out = tmp_path / "blast.offline.jsonl"
@@ -258,3 +259,12 @@ def test_a_live_trip_holds_explain_names_it_and_a_release_now_sends_what_it_held
     # decided again as of the release: sent (the trip cleared; the same content may trip
     # the count again only after another min_messages)
     assert all(d["action"] == "send" for d in released), [d["rule"] for d in released][:5]
+
+
+def test_at_least_once_campaign_counts_go_after_the_write_back_and_decide_as_offline(
+    ts_env: Env, tmp_path: Path
+) -> None:
+    """Without transactions the counts of a commit cycle are sent once the write-back
+    recording them is durable: the same trips and decisions as the offline replay."""
+    offline, _trips, _truth, _ = _blast_backlog(ts_env, tmp_path, "alo", guarantee="at_least_once")
+    _decide_live(ts_env, offline)

@@ -27,6 +27,7 @@ from streams.offline.report import collect
 from streams.offline.scenarios import write_realistic
 from streams.processing.processor import Processor
 from streams.processing.watermarks import Watermarks
+from tests.helpers import feed, msg
 
 ROOT = Path(__file__).resolve().parents[3]
 Message = tuple[int, list[Count], int]  # (source, entries, promise)
@@ -176,3 +177,33 @@ def test_a_rolled_back_unit_of_work_takes_back_what_it_handed_the_replicas() -> 
     assert sent is not None and len(sent[0]) == 2 and part.told > told
     engine.rollback()
     assert part.outgoing == [earlier] and part.told == told
+
+
+def test_a_gated_candidate_whose_entry_never_went_out_is_sent_again_by_the_restore() -> None:
+    """At-least-once, a crash after the write-back that recorded a candidate as sent to
+    the gate and before the send: the restore finds it marked but unknown to its own
+    replica, sends its entry again with the same time, and it is decided."""
+    policy = load_policy(ROOT / "policies" / "blast.toml")
+    store = MemoryStore()
+    engine = Engine(policy, store, 1, replicas=True)
+    feed(engine, msg("m-1", "promotion", "10:00", cid="c-1"))
+    feed(engine, msg("m-2", "promotion", "10:05", cid="c-2"))  # moves stream time past m-1
+    for k in INPUT_KINDS:
+        engine.clock(0).set_idle(k, True)  # nothing more to come: stream time is 10:05
+    engine.release(0, 0)
+    assert [c[1] for c in engine.part(0).outgoing] == ["m-1", "m-2"]
+    sent = [(c[0], c[1]) for c in engine.part(0).outgoing]
+    # the crash: memory gone, the store (the changelog) kept
+    again = Engine(policy, store, 1, replicas=True)
+    walk = again.restoring(lambda _c: 0, None)
+    again.load_replica(0, None, [])
+    for _ in walk.walk:
+        pass
+    assert again.counts["sent_again"] == 2
+    counts, promise = again.outgoing(0, 0) or ([], 0)
+    assert sorted((c[0], c[1]) for c in counts) == sent
+    decided = again.incoming(0, 0, counts, max(promise, sent[-1][0]), 0)
+    assert sorted(d.candidate.message_id for d in decided if isinstance(d, Decided)) == [
+        "m-1",
+        "m-2",
+    ]

@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 
 from streams.contract.partitioning import partition_for
+from streams.core.campaigns import Order
 from streams.core.engine import Engine
 from streams.core.gate import Count
 from streams.core.policy import load_policy
@@ -104,10 +105,55 @@ async def _pieces() -> None:
     fresh = Engine(BLAST, store, N, replicas=True)
     Replicas(fresh, store, N).load([0])
     assert fresh.gates()[0].to_row() == before
-    # once they are let out the row is small again: the pieces are deleted
+    # the head row names its version's pieces and is written after them
+    order = list(dirty)
+    assert order[-1] == replicas.head_key(0)
+    # once they are let out the row is small again: the pieces go at the write after
+    # (until a head row not naming them has landed, they may still be read)
     for src in (0, 2, 3):
         engine.incoming(0, src, [], 3_000_000, 0)
     replicas.save([0])
-    dirty = store.take_dirty()
-    assert [k for k, v in dirty.items() if b"|" in k and v is None]
+    assert not [k for k, v in store.take_dirty().items() if b"|" in k and v is None]
+    engine.incoming(0, 1, [], 3_000_001, 0)
+    replicas.save([0])
+    assert [k for k, v in store.take_dirty().items() if b"|" in k and v is None]
     assert not [k for k in data if b"|" in k]
+
+
+def test_a_campaign_named_like_a_piece_of_the_head_row_is_its_own_row() -> None:
+    asyncio.run(_named_like_a_piece())
+
+
+async def _named_like_a_piece() -> None:
+    engine, store, replicas, _data = _setup()
+    engine.part(0)
+    engine.incoming(0, 1, _counts("big", 6_000), 2_000_000, 0)
+    for src in (0, 2, 3):
+        engine.incoming(0, src, _counts("|0-0", 2) if src == 2 else [], 1_000_001, 0)
+    replicas.save([0])
+    before = engine.gates()[0].to_row()
+    fresh = Engine(BLAST, store, N, replicas=True)
+    assert Replicas(fresh, store, N).load([0]) == 2  # "big" and "|0-0"
+    assert fresh.gates()[0].to_row() == before
+
+
+def test_a_command_refused_because_a_replica_was_past_it_stays_refused_after_a_restart() -> None:
+    asyncio.run(_refused())
+
+
+async def _refused() -> None:
+    engine, store, replicas, _data = _setup()
+    # partition 1's replica let out an entry after the command's time, partition 0's not
+    late_entry: list[Count] = [(3_000_000, "m-x", 1, "c-x", "recs", 3_000_000, "")]
+    for p in (0, 1):
+        for src in range(N):
+            counts = late_entry if (p, src) == (1, 2) else []
+            engine.incoming(p, src, counts, 1_000_000 if p == 0 else 5_000_000, 0)
+    late = Order("recs", "kill", 2_000_000, 1, "ops", "too late for partition 1")
+    assert engine.command(late) == 0  # partition 1 was past it: neither applies it
+    replicas.save([0, 1])
+    fresh = Engine(BLAST, store, N, replicas=True, orders=[late])
+    Replicas(fresh, store, N).load([0, 1])
+    for src in range(N):
+        fresh.incoming(0, src, [], 9_000_000, 0)
+    assert all(not g.book.orders for g in fresh.gates().values())
