@@ -24,12 +24,13 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
-from streams.core import caps, rules
+from streams.core import rules
 from streams.core.campaigns import Order
 from streams.core.candidate import Candidate, content_key
 from streams.core.clock import NEVER, Source, StreamClock
 from streams.core.gate import DECIDE, FOREVER, CampaignGate, Count
 from streams.core.gating import Gating
+from streams.core.holding import Holding
 from streams.core.late import LateChecks
 from streams.core.outbox import Outbox
 from streams.core.outcomes import Decided, Failed, Output
@@ -57,7 +58,7 @@ StateFact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
 Fact = StateFact | Candidate | None
 
 
-class Engine(Gating, Pruning):
+class Engine(Holding, Gating, Pruning):
     def __init__(
         self,
         policy: Policy,
@@ -229,26 +230,6 @@ class Engine(Gating, Pruning):
                 heapq.heappush(heap, (deadline, message_id, seq, cid))
             n += 1
         return n
-
-    def _send_again(self, part: Partition, cid: str, seq: int, mid: str, gate_at: int) -> None:
-        """A gated candidate its own replica has not taken: its entry may still be on its
-        way (a replica that has it drops the copy), or was never sent (at-least-once, a
-        crash between the flush and the send). Sent again with the same entry time; one
-        its replica is already past can only be gated anew."""
-        gate = part.gate
-        assert gate is not None
-        state = self.store.get(cid)
-        cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
-        if state is None or cand is None:
-            return
-        if (gate_at, 1, mid, seq) <= gate.position:
-            cand.gate_at = 0
-            self.store.put(cid, state)
-            heapq.heappush(part.heap, (cand.deadline, mid, seq, cid))
-            self.counts["gated_again"] += 1
-            return
-        part.outgoing.append(self._count_of(state, cand, gate_at))
-        self.counts["sent_again"] += 1
 
     # ------------------------------------------------------------ input
 
@@ -467,47 +448,6 @@ class Engine(Gating, Pruning):
                 yield from self._fail(cid, seq, exc)
             return
         yield from self._decide(cid, seq, wall_ms, h)
-
-    def _held_on(self, part: Partition, entry: tuple[int, str, int, str]) -> bool:
-        """Before any rule: is the candidate due now held on (quiet hours, a deferring
-        cap)? Then it is back in the heap at its new deadline. Also True for an entry a
-        rolled-back unit of work left behind (its candidate is due at another time)."""
-        deadline, mid, seq, cid = entry
-        state = self.store.get(cid)
-        cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
-        if state is None or cand is None or cand.deadline != deadline:
-            return True
-        later = None
-        before = (cand.held_for, cand.zone_used)
-        view = self.view(cand)
-        if self.quiet is not None:
-            later = self.quiet.hold(state, cand, view.arrived_by)
-            self.counts["quiet_held"] += later is not None
-        if later is None and self._defers:
-            later = caps.defer(state, cand, self.history.at(cand.created_at), view)
-            self.counts["cap_deferred"] += later is not None
-        if later is None:
-            if (cand.held_for, cand.zone_used) != before:
-                self.store.put(cid, state)  # a store may hand out copies: keep what changed
-            return False
-        heapq.heappush(part.heap, (later, mid, seq, cid))
-        self.store.put(cid, state)
-        return True
-
-    def _fail(self, cid: str, seq: int, exc: Exception) -> Iterator[Output]:
-        """A held candidate whose hold could not be worked out: out of the state, to
-        dead-letter with the error, and nothing else of its partition held up."""
-        state = self.store.get(cid)
-        cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
-        if state is None or cand is None:
-            return
-        state.held.remove(cand)
-        failed = Failed(cand, f"internal error holding {cand.message_id}: "
-                              f"{type(exc).__name__}: {exc}")  # fmt: skip
-        self.counts["failed"] += 1
-        self._outbox(state, [failed])
-        self.store.put(cid, state)
-        yield failed
 
     def _decide(
         self,

@@ -7,6 +7,7 @@ one gate serves every partition; live each partition has a replica, fed by
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -89,6 +90,26 @@ class Gating:
             assert part.gate is not None
             part.gate.gate(count)
         self.counts["gated"] += 1
+
+    def _send_again(self, part: Partition, cid: str, seq: int, mid: str, gate_at: int) -> None:
+        """A gated candidate its own replica has not taken: its entry may still be on its
+        way (a replica that has it drops the copy), or was never sent (at-least-once, a
+        crash between the flush and the send). Sent again with the same entry time; one
+        its replica is already past can only be gated anew."""
+        gate = part.gate
+        assert gate is not None
+        state = self.store.get(cid)
+        cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
+        if state is None or cand is None:
+            return
+        if (gate_at, 1, mid, seq) <= gate.position:
+            cand.gate_at = 0
+            self.store.put(cid, state)
+            heapq.heappush(part.heap, (cand.deadline, mid, seq, cid))
+            self.counts["gated_again"] += 1
+            return
+        part.outgoing.append(self._count_of(state, cand, gate_at))
+        self.counts["sent_again"] += 1
 
     def _count_of(self, state: CustomerState, cand: Candidate, at: int) -> Count:
         """A candidate's gate entry: campaign and content fingerprint (taken from the
