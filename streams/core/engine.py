@@ -51,7 +51,7 @@ from streams.core.state import (
     SessionFact,
     trim_late_only,
 )
-from streams.core.store import StateStore
+from streams.core.store import StateStore, held_of
 from streams.core.vocabulary import INPUT_KINDS, LIFTABLE, STRIPPING
 
 StateFact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
@@ -164,7 +164,8 @@ class Engine(Holding, Gating, Pruning):
         own transaction undoes the state), gate entries not yet sent included."""
         self._popped = []
         self._sent = []
-        self._unsent = {p: len(part.outgoing) for p, part in self._parts.items() if part.outgoing}
+        if self.replicated:  # per record: nothing to note without campaign replicas
+            self._unsent = {p: len(pt.outgoing) for p, pt in self._parts.items() if pt.outgoing}
 
     def commit(self) -> None:
         self._popped = None
@@ -176,8 +177,9 @@ class Engine(Holding, Gating, Pruning):
         for part, counts, told in reversed(self._sent or ()):
             part.outgoing[:0] = counts  # handed out, never written: send them again
             part.told = told
-        for p, part in self._parts.items():
-            del part.outgoing[self._unsent.get(p, 0) :]  # entries of undone gatings
+        if self.replicated:
+            for p, part in self._parts.items():
+                del part.outgoing[self._unsent.get(p, 0) :]  # entries of undone gatings
         self._popped = None
         self._sent = None
 
@@ -192,8 +194,7 @@ class Engine(Holding, Gating, Pruning):
     def held_count(self, partition: int | None = None) -> int:
         if partition is not None:
             return len(self.part(partition).heap)
-        gates = {id(p.gate): p.gate for p in self._parts.values() if p.gate is not None}
-        gated = sum(g.pending() for g in gates.values())
+        gated = sum(g.pending() for g in self._distinct_gates())
         return gated + sum(len(p.heap) for p in self._parts.values())
 
     def restore(
@@ -407,10 +408,7 @@ class Engine(Holding, Gating, Pruning):
         return out
 
     def _held(self, customer_id: str, seq: int) -> Candidate | None:
-        state = self.store.get(customer_id)
-        if state is None:
-            return None
-        return next((c for c in state.held if c.seq == seq), None)
+        return held_of(self.store, customer_id, seq)[1]
 
     def view(self, cand: Candidate) -> rules.View:
         """What ``cand`` may see (see ``rules.View``): floors from the frontier it was read

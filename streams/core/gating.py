@@ -22,7 +22,7 @@ from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
 from streams.core.pruning import Partition
 from streams.core.state import NO_HORIZON, CustomerState, Horizons
-from streams.core.store import StateStore
+from streams.core.store import StateStore, held_of
 
 PROMISE_STEP = 1000
 """ms a promise must move before it is sent on its own (without entries)."""
@@ -73,8 +73,7 @@ class Gating:
         time: its deadline, unless its partition promised past that already (a trigger
         read late), so that every source's entries come in key order."""
         deadline, _mid, seq, cid = entry
-        state = self.store.get(cid)
-        cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
+        state, cand = held_of(self.store, cid, seq)
         if state is None or cand is None or cand.deadline != deadline:
             return
         at = max(deadline, cand.arr, part.promised + 1)
@@ -98,8 +97,7 @@ class Gating:
         its replica is already past can only be gated anew."""
         gate = part.gate
         assert gate is not None
-        state = self.store.get(cid)
-        cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
+        state, cand = held_of(self.store, cid, seq)
         if state is None or cand is None:
             return
         if (gate_at, 1, mid, seq) <= gate.position:
@@ -211,18 +209,16 @@ class Gating:
         """An ops command read live; gives how many gates took it (0: all were past its
         effective time, so it changes nothing)."""
         self.orders.append(order)
-        gates = {id(p.gate): p.gate for p in self._parts.values() if p.gate is not None}
-        if self.gate is not None:
-            gates[id(self.gate)] = self.gate
+        gates = self._distinct_gates()
         key = (order.effective_ms, 0, "", order.seq)
-        if any(g.position >= key for g in gates.values()):
+        if any(g.position >= key for g in gates):
             # a replica is past it already: none of them applies it, or they would count
             # the campaign differently from then on (and none does after a restart)
             self.orders.remove(order)
-            for g in gates.values():
+            for g in gates:
                 g.refuse(order.seq)
             return 0
-        return sum(g.command(order) for g in gates.values())
+        return sum(g.command(order) for g in gates)
 
     def load_replica(
         self,
@@ -279,7 +275,7 @@ class Gating:
             return []
         book = gates[min(gates)].book
         held: Counter[str] = Counter()
-        for g in {id(g): g for g in gates.values()}.values():
+        for g in self._distinct_gates():
             for campaign, h in g.held.items():
                 held[campaign] += len(h)
         out = []
@@ -319,6 +315,13 @@ class Gating:
                 seen.setdefault((t.campaign, t.at_ms, t.message_id), t)
             g.book.fresh.clear()
         return sorted(seen.values(), key=lambda t: (t.at_ms, t.campaign))
+
+    def _distinct_gates(self) -> list[CampaignGate]:
+        """Every gate once (offline one gate serves every partition)."""
+        found = {id(p.gate): p.gate for p in self._parts.values() if p.gate is not None}
+        if self.gate is not None:
+            found[id(self.gate)] = self.gate
+        return list(found.values())
 
     def gates(self) -> dict[int, CampaignGate]:
         """Each partition's campaign gate (the same one offline)."""

@@ -18,7 +18,7 @@ from streams.core.policy_history import PolicyHistory
 from streams.core.pruning import Partition
 from streams.core.quiet_hold import QuietHold
 from streams.core.state import CustomerState
-from streams.core.store import StateStore
+from streams.core.store import StateStore, held_of
 
 
 class Holding:
@@ -42,8 +42,7 @@ class Holding:
         cap)? Then it is back in the heap at its new deadline. Also True for an entry a
         rolled-back unit of work left behind (its candidate is due at another time)."""
         deadline, mid, seq, cid = entry
-        state = self.store.get(cid)
-        cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
+        state, cand = held_of(self.store, cid, seq)
         if state is None or cand is None or cand.deadline != deadline:
             return True
         later = None
@@ -66,8 +65,7 @@ class Holding:
     def _fail(self, cid: str, seq: int, exc: Exception) -> Iterator[Output]:
         """A held candidate whose hold could not be worked out: out of the state, to
         dead-letter with the error, and nothing else of its partition held up."""
-        state = self.store.get(cid)
-        cand = None if state is None else next((c for c in state.held if c.seq == seq), None)
+        state, cand = held_of(self.store, cid, seq)
         if state is None or cand is None:
             return
         state.held.remove(cand)

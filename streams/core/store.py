@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
+from streams.core.candidate import Candidate
 from streams.core.state import CustomerState
 
 
@@ -49,3 +50,13 @@ class MemoryStore:
 
     def keys(self) -> Iterable[str]:
         return list(self.data)
+
+
+def held_of(
+    store: StateStore, customer_id: str, seq: int
+) -> tuple[CustomerState | None, Candidate | None]:
+    """A customer's state and its held candidate ``seq`` (None where there is none)."""
+    state = store.get(customer_id)
+    if state is None:
+        return None, None
+    return state, next((c for c in state.held if c.seq == seq), None)

@@ -24,6 +24,7 @@ from streams.contract.history import BadLine, read_history
 from streams.core.policy import DEFAULT_POLICY, Policy
 from streams.kafka.admin import create_topics
 from streams.offline.replay import replay_offline
+from streams.offline.report import Seen
 from streams.ops.verify import DecisionKey
 from streams.settings import Settings, isolated_env, settings_from_env
 from tests.integration.conftest import ROOT, Env, WorkerProc
@@ -295,3 +296,26 @@ def logged_at(worker: WorkerProc, prefix: str, timeout: float = 60) -> float:
         assert worker.proc.poll() is None, worker.tail()
         assert time.monotonic() < deadline, f"worker never logged {prefix!r}:\n{worker.tail()}"
         time.sleep(0.2)  # polling the worker's log for a line, bounded by the deadline
+
+
+def worker_decides_as_offline(
+    ts_env: Env, policy: Path, offline: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], str]:
+    """A worker under ``policy`` through the produced input until all is decided; after
+    a clean stop, all it wrote equals the offline decisions. Gives its decisions and its
+    whole log."""
+    worker = ts_env.worker(policy=policy)
+    try:
+        ts_env.collect(("send_queue", "suppressed"), lambda g: decided(g) >= len(offline),
+                       timeout=600, worker=worker)  # fmt: skip
+    finally:
+        worker.stop()
+    live = live_decisions(ts_env.collect(("send_queue", "suppressed"), lambda g: True))
+    assert_same(offline, live)
+    return live, worker.log.read_text(errors="replace")
+
+
+def seen_of(live: list[dict[str, Any]]) -> list[Seen]:
+    """Live decisions as the report's accuracy reads them."""
+    return [Seen(d["message_id"], d["customer_id"], "", 0, d["action"], d["rule"], None, (), "")
+            for d in live]  # fmt: skip

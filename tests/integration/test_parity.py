@@ -20,10 +20,17 @@ from streams.core.policy import DEFAULT_POLICY, RULE_IDS, Policy, load_policy
 from streams.core.vocabulary import CONFIGURED
 from streams.offline.generator import generate
 from streams.offline.replay import replay_offline
-from streams.offline.report import Seen, accuracy, read_truth, verdicts
+from streams.offline.report import accuracy, read_truth, verdicts
 from streams.offline.scenarios import write_realistic
 from tests.integration.conftest import FEED_RATE, Env, Feed, feed_history
-from tests.integration.live import assert_same, decided, fresh_topics, live_decisions
+from tests.integration.live import (
+    assert_same,
+    decided,
+    fresh_topics,
+    live_decisions,
+    seen_of,
+    worker_decides_as_offline,
+)
 
 CUSTOMERS = 1000
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +95,7 @@ def test_quiet_hours_worker_equals_offline_replay(ts_env: Env, tmp_path: Path) -
     held = [d for d in offline if d.get("held_for") == "quiet_hours"]
     assert len(held) > 100 and any(d["rule"] == "quiet_hours_expired" for d in held)
     feed.wait()
-    _worker_decides_as_offline(ts_env, example, offline)
+    worker_decides_as_offline(ts_env, example, offline)
 
 
 def test_a_realistic_history_with_holds_equals_offline_and_its_truth(
@@ -108,32 +115,11 @@ def test_a_realistic_history_with_holds_equals_offline_and_its_truth(
         replay_offline(history, policy, fh)
     offline = [orjson.loads(x) for x in offline_out.read_bytes().splitlines()]
     feed_history(ts_env.settings, history, None).wait()
-    live = _worker_decides_as_offline(ts_env, holds, offline)
+    live, _ = worker_decides_as_offline(ts_env, holds, offline)
     want = read_truth(truth)
-    acc = {a.rule: a for a in accuracy(verdicts(_seen(live)), want)}
+    acc = {a.rule: a for a in accuracy(verdicts(seen_of(live)), want)}
     for rule in ("quiet_hours_expired", "cap_exceeded"):
         assert (acc[rule].precision, acc[rule].recall) == (1.0, 1.0), rule
-
-
-def _worker_decides_as_offline(
-    ts_env: Env, policy: Path, offline: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """A worker under ``policy`` through the produced input; after a clean stop, all it
-    wrote equals the offline decisions. Returns its decisions."""
-    worker = ts_env.worker(policy=policy)
-    try:
-        ts_env.collect(("send_queue", "suppressed"), lambda g: decided(g) >= len(offline),
-                       timeout=600, worker=worker)  # fmt: skip
-    finally:
-        worker.stop()
-    live = live_decisions(ts_env.collect(("send_queue", "suppressed"), lambda g: True))
-    assert_same(offline, live)
-    return live
-
-
-def _seen(live: list[dict[str, Any]]) -> list[Seen]:
-    return [Seen(d["message_id"], d["customer_id"], "", 0, d["action"], d["rule"], None, (), "")
-            for d in live]  # fmt: skip
 
 
 def test_rebalance_to_a_second_worker_keeps_parity(ts_env: Env, tmp_path: Path) -> None:
