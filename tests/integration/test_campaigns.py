@@ -17,7 +17,7 @@ from streams.core.campaigns import Order, Trip
 from streams.core.clock import iso, to_ms
 from streams.core.policy import load_policy
 from streams.offline.replay import replay_offline
-from streams.offline.report import Seen, accuracy, read_truth, verdicts
+from streams.offline.report import accuracy, read_truth, verdicts
 from streams.offline.scenarios import write_realistic
 from streams.ops.campaign_topic import publish
 from tests.browser import load_page
@@ -29,8 +29,11 @@ from tests.integration.live import (
     fresh_topics,
     get,
     live_decisions,
+    produce_crc32,
+    seen_of,
     stats,
     wait_logged,
+    worker_decides_as_offline,
 )
 from tests.unit.core.test_campaigns import T0, blast_history, blast_policy
 
@@ -161,8 +164,7 @@ def test_campaign_trips_through_kafka_equal_the_offline_replay_and_are_alerted(
     held = [d for d in live if d["rule"] == "campaign_held_expired"]
     assert len(held) > 300
     want = read_truth(truth)
-    got = verdicts([Seen(d["message_id"], d["customer_id"], "", 0, d["action"], d["rule"],
-                         None, (), "") for d in live])  # fmt: skip
+    got = verdicts(seen_of(live))
     acc = {a.rule: a for a in accuracy(got, want)}
     assert (acc["campaign_held_expired"].precision, acc["campaign_held_expired"].recall) == (
         1.0,
@@ -200,17 +202,7 @@ def test_kill_and_release_through_kafka_across_a_kill_9_equal_the_offline_replay
 
 
 def _decide_live(ts_env: Env, offline: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-    """A worker under ``policies/blast.toml`` until all is decided; after a clean stop,
-    what it wrote equals ``offline``. Gives its decisions and its log."""
-    worker = ts_env.worker(policy=BLAST)
-    try:
-        ts_env.collect(("send_queue", "suppressed"), lambda g: decided(g) >= len(offline),
-                       timeout=600, worker=worker)  # fmt: skip
-    finally:
-        worker.stop()
-    live = live_decisions(ts_env.collect(("send_queue", "suppressed"), lambda g: True))
-    assert_same(offline, live)
-    return live, worker.log.read_text(errors="replace")
+    return worker_decides_as_offline(ts_env, BLAST, offline)
 
 
 def test_a_live_trip_holds_explain_names_it_and_a_release_now_sends_what_it_held(
@@ -268,3 +260,23 @@ def test_at_least_once_campaign_counts_go_after_the_write_back_and_decide_as_off
     recording them is durable: the same trips and decisions as the offline replay."""
     offline, _trips, _truth, _ = _blast_backlog(ts_env, tmp_path, "alo", guarantee="at_least_once")
     _decide_live(ts_env, offline)
+
+
+def test_a_blast_produced_with_the_crc32_partitioner_decides_as_offline(
+    ts_env: Env, tmp_path: Path
+) -> None:
+    """kcat's default partitioner puts most records on the wrong partition: the worker
+    forwards them, and the campaign entries of forwarded candidates still sort as the
+    offline replay's (their arrival frontier travels with them)."""
+    fresh_topics(ts_env, "crc", 8, idle_after="0")
+    history, truth = tmp_path / "blast.jsonl", tmp_path / "blast.truth.jsonl"
+    write_realistic(history, truth, 2_000, seed=11, blast=True)
+    out = tmp_path / "blast.offline.jsonl"
+    with open(out, "wb") as fh:
+        summary = replay_offline(history, load_policy(BLAST), fh)
+    assert len(summary.trips) == 2
+    offline = [orjson.loads(x) for x in out.read_bytes().splitlines()]
+    produce_crc32(ts_env.settings, history)
+    live, log = _decide_live(ts_env, offline)
+    assert "re-routing them costs a round trip" in log  # records were forwarded
+    assert sum(1 for d in live if d["rule"] == "campaign_held_expired") > 300
