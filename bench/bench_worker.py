@@ -68,6 +68,13 @@ def main() -> int:
         "--commit-interval", default="0.1", help="TRIGGER_SANITY_COMMIT_INTERVAL (seconds)"
     )
     ap.add_argument(
+        "--input",
+        default="tidy",
+        choices=("tidy", "realistic", "links"),
+        help="the backlog: tidy (generate, default), realistic (the field cases), links "
+        "(the field cases with a third of the purchases by guests linked at checkout)",
+    )
+    ap.add_argument(
         "--policy",
         metavar="FILE",
         help="the worker's policy file (e.g. policies/example.toml: quiet hours and caps on)",
@@ -90,7 +97,7 @@ def main() -> int:
             **({"policy_file": str(Path(args.policy).resolve())} if args.policy else {}),
         )
         t0 = time.perf_counter()
-        n, candidates = produce_backlog(settings, args.customers)
+        n, candidates = produce_backlog(settings, args.customers, kind=args.input)
         print(f"produced {n} records ({candidates} candidates) in {time.perf_counter() - t0:.1f}s")
         if i == 0:
             t0 = time.perf_counter()

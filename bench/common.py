@@ -117,14 +117,24 @@ def drop_topics(settings: Settings, prefix: str) -> None:
         admin.close()
 
 
-def produce_backlog(settings: Settings, customers: int, seed: int = 5) -> tuple[int, int]:
+def produce_backlog(
+    settings: Settings, customers: int, seed: int = 5, kind: str = "tidy"
+) -> tuple[int, int]:
     """A generated history produced as fast as possible into the deployment's input
-    topics (murmur2-keyed, idempotent). Returns (input records, candidates)."""
+    topics (murmur2-keyed, idempotent). Returns (input records, candidates). ``kind``:
+    ``tidy`` (``generate``), ``realistic`` (the field cases), ``links`` (the field cases
+    with a third of the purchases by linked guests, and the link stories)."""
     with tempfile.TemporaryDirectory() as tmp:
         history = Path(tmp) / "h.jsonl"
-        records = generate(customers, seed=seed)
-        write_history(history, records)
-        candidates = sum(1 for r in records if r["topic"] == "outbound")
+        if kind == "tidy":
+            records = generate(customers, seed=seed)
+            write_history(history, records)
+            candidates = sum(1 for r in records if r["topic"] == "outbound")
+        else:
+            from streams.offline.scenarios import write_realistic
+
+            _n, candidates = write_realistic(history, Path(tmp) / "t.jsonl", customers, seed,
+                                             links=kind == "links")  # fmt: skip
         producer = KafkaProducer(
             linger_ms=50, batch_size=512 * 1024, **settings.kafka_producer_kwargs()
         )

@@ -113,6 +113,24 @@ class ConsentChange(_Input):
     status: ConsentStatus
 
 
+class LinkKind(StrEnum):
+    LINK = "link"
+    UNLINK = "unlink"
+
+
+class IdentityLink(_Input):
+    """One id of a person (a guest checkout, a second device) linked to another from
+    ``occurred_at`` on, or that link ended (``unlink``). Keyed by ``customer_id``, the
+    alias; ``source`` says where the link was learnt (``checkout``, ``login``)."""
+
+    event_id: Id
+    customer_id: Id
+    occurred_at: Timestamp
+    linked_to: Id
+    kind: LinkKind = LinkKind.LINK
+    source: Annotated[str, Field(max_length=64)] | None = None
+
+
 class MessageContext(_Input):
     """Trigger-specific context; which fields a trigger needs is checked in the core."""
 
@@ -251,6 +269,7 @@ INPUT_MODELS: dict[str, type[BaseModel]] = {
     "SessionEvent": SessionEvent,
     "ConsentChange": ConsentChange,
     "OutboundMessage": OutboundMessage,
+    "IdentityLink": IdentityLink,
 }
 
 OUTPUT_MODELS: dict[str, type[BaseModel]] = {

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     topic_sessions: str = "sessions"
     topic_consents: str = "consents"
     topic_outbound: str = "outbound"
+    topic_identities: str = "identities"
     topic_send_queue: str = "send-queue"
     topic_suppressed: str = "suppressed"
     topic_dead_letter: str = "dead-letter"
@@ -291,6 +292,7 @@ class Settings(BaseSettings):
                 "sessions": self.topic_sessions,
                 "consents": self.topic_consents,
                 "outbound": self.topic_outbound,
+                "identities": self.topic_identities,
                 "send_queue": self.topic_send_queue,
                 "suppressed": self.topic_suppressed,
                 "dead_letter": self.topic_dead_letter,

@@ -286,6 +286,14 @@ def add_generate(sub: Subparsers) -> None:
         "push, cart mails held for the night, a customer who moved, and customers over a "
         "cap across sms and push. Their truth is for policies/holds.toml",
     )
+    g.add_argument(
+        "--links",
+        action="store_true",
+        help="realistic: about a third of the purchases are made under a guest id linked "
+        "to the account at checkout (the `identities` topic), plus 120 customers whose "
+        "links come after the deadline, late, unlinked, chained or in a cycle. Their truth "
+        "is for the default policy at 8 partitions",
+    )
     g.set_defaults(fn=cmd_generate)
 
 
@@ -316,6 +324,7 @@ def _generate_realistic(args: argparse.Namespace) -> int:
         int(args.jitter * 1000),
         args.blast,
         args.holds,
+        args.links,
     )
     took = time.perf_counter() - started
     print(

@@ -14,10 +14,19 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from schemas import ConsentChange, OutboundMessage, Purchase, Return, SessionEvent
+from schemas import (
+    ConsentChange,
+    IdentityLink,
+    LinkKind,
+    OutboundMessage,
+    Purchase,
+    Return,
+    SessionEvent,
+)
 from streams.contract import strict_json
 from streams.core.candidate import Candidate, campaign_of, payload_hash
 from streams.core.clock import NEVER, human_span, iso, to_ms
+from streams.core.identity import Link
 from streams.core.policy import Policy
 from streams.core.quiet_hours import known_zone
 from streams.core.state import ConsentFact, PurchaseFact, ReturnFact, SessionFact
@@ -29,6 +38,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "sessions": SessionEvent,
     "consents": ConsentChange,
     "outbound": OutboundMessage,
+    "identities": IdentityLink,
 }
 
 DEFAULT_MAX_RECORD_BYTES = 256 * 1024
@@ -37,6 +47,7 @@ _ID_FIELDS: dict[str, tuple[str, ...]] = {
     "outbound": ("message_id", "customer_id"),
     **{kind: ("event_id", "customer_id") for kind in ("purchases", "returns", "sessions",
                                                        "consents")},
+    "identities": ("event_id", "customer_id", "linked_to"),
 }  # fmt: skip
 """The ids that must hold no control character (they reach logs and tables)."""
 
@@ -46,7 +57,7 @@ class Parsed:
     kind: str
     customer_id: str
     event_ms: int
-    fact: PurchaseFact | ReturnFact | SessionFact | ConsentFact | Candidate | None
+    fact: PurchaseFact | ReturnFact | SessionFact | ConsentFact | Candidate | Link | None
 
 
 @dataclass(slots=True)
@@ -100,11 +111,13 @@ def decode(
     if zone is not None and not known_zone(zone):
         where = "context.timezone" if kind == "outbound" else "timezone"
         return Unreadable(f"{where}: unknown IANA time zone {zone!r} (e.g. Europe/Berlin)")
-    parsed = (
-        _candidate(rec, raw, record_ms, received_wall, policy)
-        if isinstance(rec, OutboundMessage)
-        else _fact(kind, rec)
-    )
+    parsed: Parsed | Unreadable
+    if isinstance(rec, OutboundMessage):
+        parsed = _candidate(rec, raw, record_ms, received_wall, policy)
+    elif isinstance(rec, IdentityLink):
+        parsed = _link(rec, raw)
+    else:
+        parsed = _fact(kind, rec)
     if isinstance(parsed, Parsed):
         skew = parsed.event_ms - record_ms
         if skew > policy.time.max_clock_skew:
@@ -134,6 +147,13 @@ def _fact(kind: str, rec: Any) -> Parsed:
     else:
         fact = ConsentFact(rec.event_id, t, rec.channel.value, rec.status == "withdrawn")
     return Parsed(kind, rec.customer_id, t, fact)
+
+
+def _link(rec: IdentityLink, raw: bytes) -> Parsed:
+    t = to_ms(rec.occurred_at)
+    link = Link(rec.event_id, rec.customer_id, rec.linked_to, t, rec.kind == LinkKind.UNLINK,
+                rec.source, raw=raw.decode("utf-8"))  # fmt: skip
+    return Parsed("identities", rec.customer_id, t, link)
 
 
 def _candidate(

@@ -28,6 +28,7 @@ EVENT_TIME_FIELD = {
     "returns": "occurred_at",
     "sessions": "occurred_at",
     "consents": "occurred_at",
+    "identities": "occurred_at",
     "outbound": "created_at",
 }
 INPUT_TOPICS = tuple(EVENT_TIME_FIELD)

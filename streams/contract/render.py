@@ -17,7 +17,7 @@ import orjson
 
 from streams.contract import rawjson
 from streams.core.clock import iso
-from streams.core.outcomes import Decided, LateFinding, Output, Rendered
+from streams.core.outcomes import Decided, LateFinding, Output, Refused, Rendered
 from streams.core.quiet_hours import TZDATA
 from streams.core.rules import evidence_json
 
@@ -36,6 +36,12 @@ def records(o: Output, outbound_topic: str) -> Rendered:
         return (("send_queue", key, send_value(o, o.policy)),)
     if isinstance(o, LateFinding):
         return (("late_evidence", o.customer_id.encode("utf-8"), late_value(o, o.policy)),)
+    if isinstance(o, Refused):
+        k = o.link
+        key = k.alias.encode("utf-8")
+        where: tuple[str, int | None, int | None] = k.origin or ("identities", None, None)
+        value = dead_letter(*where, key, k.raw.encode(), o.error, o.decided_wall)
+        return (("dead_letter", key, value),)
     c = o.candidate
     key = c.customer_id.encode("utf-8")
     topic, partition, offset = outbound_topic, None, None

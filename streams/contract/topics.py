@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from schemas import (
     ConsentChange,
     DeadLetter,
+    IdentityLink,
     LateEvidence,
     OutboundMessage,
     Purchase,
@@ -42,6 +43,8 @@ REGISTRY: tuple[TopicSpec, ...] = (
     TopicSpec("sessions", "sessions", "in", SessionEvent),
     TopicSpec("consents", "consents", "in", ConsentChange),
     TopicSpec("outbound", "outbound", "in", OutboundMessage),
+    # identity links, keyed by the alias (see streams.core.identity)
+    TopicSpec("identities", "identities", "in", IdentityLink, key="the alias (customer_id)"),
     TopicSpec("send_queue", "send-queue", "out", OutboundMessage),
     TopicSpec("suppressed", "suppressed", "out", SuppressedMessage),
     TopicSpec("dead_letter", "dead-letter", "out", DeadLetter, key="source key, as received"),

@@ -31,12 +31,15 @@ from streams.core.clock import NEVER, Source, StreamClock
 from streams.core.gate import DECIDE, FOREVER, CampaignGate, Count
 from streams.core.gating import Gating
 from streams.core.holding import Holding
+from streams.core.identity import Link, LinkBook
 from streams.core.late import LateChecks
+from streams.core.linking import Forward, Linking, name_linked
 from streams.core.outbox import Outbox
 from streams.core.outcomes import Decided, Failed, Output
+from streams.core.partitioning import partition_for
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
-from streams.core.pruning import Partition, Pruning
+from streams.core.pruning import Partition
 from streams.core.quiet_hold import QuietHold
 from streams.core.restoring import Restoring
 from streams.core.state import (
@@ -55,10 +58,10 @@ from streams.core.store import StateStore, held_of
 from streams.core.vocabulary import INPUT_KINDS, LIFTABLE, STRIPPING
 
 StateFact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
-Fact = StateFact | Candidate | None
+Fact = StateFact | Candidate | Link | None
 
 
-class Engine(Holding, Gating, Pruning):
+class Engine(Holding, Gating, Linking):
     def __init__(
         self,
         policy: Policy,
@@ -69,6 +72,7 @@ class Engine(Holding, Gating, Pruning):
         outbox: Outbox | None = None,
         orders: Iterable[Order] = (),
         replicas: bool = False,
+        partition_of: Callable[[str], int] | None = None,
     ) -> None:
         """``rerouted``: records may reach a partition through the re-route topic, so each
         partition's stream time also waits for every other partition's progress markers.
@@ -76,12 +80,20 @@ class Engine(Holding, Gating, Pruning):
         (worker): outputs are rendered and kept in the customer's state until delivered.
         ``orders``: campaign commands from ops (with ``[blast]`` on, see ``gate``).
         ``replicas``: a campaign gate replica per partition even without re-routing
-        (tests of the worker's way offline; the worker's engine is ``rerouted``)."""
+        (tests of the worker's way offline; the worker's engine is ``rerouted``).
+        ``partition_of``: a customer's partition (murmur2 of its id by default)."""
         self.policy = policy
         self.store = store
         self.partitions = partitions
         self.rerouted = rerouted and partitions > 1
         self.counts: Counter[str] = Counter()
+        self.partition_of = partition_of or (lambda cid: partition_for(cid, partitions))
+        # identity links (``linking``): the whole book, what to send to other partitions,
+        # and (live) whether decisions wait for every partition to acknowledge a link
+        self.book = LinkBook(policy.links.max_group)
+        self.forwards: list[Forward] = []
+        self.acked_links = False
+        self._shadow_keys: dict[tuple[str, int], str] = {}
         self._parts: dict[int, Partition] = {}
         # heap entries popped since begin(): pushed back by rollback() (worker transactions)
         self._popped: list[tuple[int, tuple[int, str, int, str]]] | None = None
@@ -266,6 +278,8 @@ class Engine(Holding, Gating, Pruning):
             clock.observe_forwarded(event_ms)
         if fact is None:  # e.g. a session "ended": moves time, changes no fact
             return []
+        if isinstance(fact, Link):
+            return self._link_read(part, partition, fact, arr, source)
         state = self.store.get(customer_id) or CustomerState()
         if source is not None and self._redelivered(state, source, record_ms):
             return []
@@ -273,6 +287,8 @@ class Engine(Holding, Gating, Pruning):
             out = self._hold(part, state, customer_id, fact, arr, source)
         else:
             out = self._add_fact(state, customer_id, kind, fact, arr, record_ms, clock)
+            if self.book.linked(customer_id):
+                self._fan_out(partition, customer_id, fact)
         self._outbox(state, out)
         self._prune(self._horizons(part), state)
         self.store.put(customer_id, state)
@@ -365,10 +381,12 @@ class Engine(Holding, Gating, Pruning):
         part = self.part(partition)
         out: list[Output] = []
         heap, clock = part.heap, part.clock
-        if heap and clock.releasable(heap[0][0]):
+        if part.judging:
+            out.extend(self._judge(part, partition, wall_ms))
+        if heap and clock.releasable(heap[0][0]) and self.links_ok(part, heap[0][0]):
             # Popping only raises the heap minimum: these horizons stay safe for the loop.
             horizons = self._horizons(part)
-            while heap and clock.releasable(heap[0][0]):
+            while heap and clock.releasable(heap[0][0]) and self.links_ok(part, heap[0][0]):
                 out.extend(self._decide_top(part, wall_ms, horizons))
         if self.gate is not None:
             out.extend(self._pass_gate(self.gate, wall_ms, self._through()))
@@ -384,7 +402,7 @@ class Engine(Holding, Gating, Pruning):
         if not part.clock.all_idle:
             return out
         out.extend(self.release(partition, wall_ms))
-        while part.heap:
+        while part.heap and self.links_ok(part, part.heap[0][0]):
             _d, _mid, seq, cid = part.heap[0]
             cand = self._held(cid, seq)
             if cand is not None and (
@@ -398,7 +416,8 @@ class Engine(Holding, Gating, Pruning):
     def flush(self, wall_ms: int) -> list[Output]:
         """End of input (offline): decide everything still held, in deadline order."""
         out: list[Output] = []
-        for part in self._parts.values():
+        for p, part in self._parts.items():
+            out.extend(self._judge(part, p, wall_ms, force=True))
             while part.heap:
                 out.extend(self._decide_top(part, wall_ms, NO_HORIZON))
             if self.replicated:
@@ -483,8 +502,11 @@ class Engine(Holding, Gating, Pruning):
             # decided again as of ``at``: what happened meanwhile counts (floors unchanged)
             cand.deadline = view.deadline = view.arrived_by = at
             view.key = (at, cand.message_id, seq)
+        seen, names = self.grouped(state, cid, view.deadline, view.arrived_by)
         try:
-            decision = rules.decide(state, cand, policy, view, rules=self._plan(policy, cand))
+            decision = rules.decide(seen, cand, policy, view, rules=self._plan(policy, cand))
+            if names:
+                decision.reason = name_linked(decision.reason, decision.evidence, names)
             if cand.held_for == "quiet_hours" and self.quiet and decision.action != "suppress":
                 decision = self.quiet.expiry(cand, decision)
         except Exception as exc:  # noqa: BLE001 - isolated, counted and dead-lettered
@@ -527,7 +549,8 @@ class Engine(Holding, Gating, Pruning):
         self, state: CustomerState, cand: Candidate, policy: Policy, view: rules.View
     ) -> tuple[str, ...]:
         """The SKUs ``cand`` would send after the rewrite rules alone (none: emptied)."""
-        d = rules.decide(state, cand, policy, view, only=STRIPPING, rules=self._plan(policy, cand))
+        seen, _ = self.grouped(state, cand.customer_id, view.deadline, view.arrived_by)
+        d = rules.decide(seen, cand, policy, view, only=STRIPPING, rules=self._plan(policy, cand))
         return () if d.action == "suppress" else tuple(d.skus or ())
 
     def _remember(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from streams.core import rules
 from streams.core.candidate import Candidate
+from streams.core.identity import Link
 from streams.core.state import SentFact
 
 Rendered = tuple[tuple[str, bytes, bytes], ...]
@@ -51,4 +52,15 @@ class Failed:
     source: tuple[str, int] | None = None  # ("topic:partition", offset) when rejected on input
 
 
-Output = Decided | LateFinding | Failed
+@dataclass(slots=True)
+class Refused:
+    """An identity link the book refused (a cycle, a group over ``max_group``, an unlink
+    of a pair not linked): a dead letter of the link's input record, with the reason."""
+
+    link: Link
+    error: str
+    decided_wall: int
+    rendered: Rendered = ()
+
+
+Output = Decided | LateFinding | Failed | Refused

@@ -176,6 +176,7 @@ class Lateness(_Strict):
     sessions: DurationMs = 0
     consents: DurationMs = 0
     outbound: DurationMs = 0
+    identities: DurationMs = 0
 
     def for_topic(self, role: str) -> int:
         return int(getattr(self, role))
@@ -298,6 +299,13 @@ class Blast(_Strict):
         return self
 
 
+class Links(_Strict):
+    """Identity links (``identity``): a link that would make a group of more than
+    ``max_group`` ids is refused (shared devices and test ids over-merge people)."""
+
+    max_group: Annotated[int, Field(ge=2, le=1000)] = 20
+
+
 class Policy(_Strict):
     version: Annotated[str, Field(min_length=1, max_length=128)] = "default-1"
     settle: Settle = Settle()
@@ -308,6 +316,7 @@ class Policy(_Strict):
     blast: Blast = Blast()
     quiet_hours: QuietHours = QuietHours()
     caps: tuple[Cap, ...] = ()
+    links: Links = Links()
 
     @model_validator(mode="after")
     def _caps_valid(self) -> Policy:
@@ -470,6 +479,7 @@ def policy_as_toml(policy: Policy) -> str:
         f'hold_ttl = "{format_duration(bl.hold_ttl)}"',
         "personalised = [" + ", ".join(f'"{t}"' for t in bl.personalised) + "]",
     ]
+    lines += ["", "[links]", f"max_group = {policy.links.max_group}"]
     for cap in policy.caps:
         lines += [
             "",

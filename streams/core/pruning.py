@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from streams.core.clock import NEVER, StreamClock
 from streams.core.gate import UNHEARD, CampaignGate, Count
@@ -23,7 +24,10 @@ from streams.core.store import StateStore
 class Partition:
     """One partition's stream clock and the heap of its held candidates by deadline."""
 
-    __slots__ = ("clock", "gate", "heap", "horizons", "outgoing", "promised", "told")
+    __slots__ = (
+        "acks", "clock", "done", "gate", "heap", "horizons", "judging", "link_rows",
+        "link_seq", "outgoing", "promised", "told", "waiting",
+    )  # fmt: skip
 
     def __init__(self, clock: StreamClock, gate: CampaignGate | None = None) -> None:
         self.clock = clock
@@ -35,6 +39,16 @@ class Partition:
         self.promised = UNHEARD
         self.told = UNHEARD  # the promise the replicas last heard
         self.horizons = NO_HORIZON  # the last computed, reused while its base stands
+        # identity links (``linking``): own links to judge (seen from, event id, number),
+        # links read here, links heard per source partition, the other partitions' marker
+        # acknowledgements of them, links not yet acknowledged by every partition (seen
+        # from, source, number), and link rows changed since they were last saved
+        self.judging: list[tuple[int, str, int]] = []
+        self.link_seq = 0
+        self.done: dict[int, int] = {}
+        self.acks: dict[int, dict[int, int]] = {}
+        self.waiting: list[tuple[int, int, int]] = []
+        self.link_rows: dict[str, list[Any]] = {}
 
 
 class Pruning:

@@ -31,7 +31,9 @@ CATEGORIES: tuple[str, ...] = ("marketing", "transactional")
 MARKETING = "marketing"
 ACTIONS: tuple[str, ...] = ("send", "rewrite", "suppress")
 
-INPUT_KINDS: tuple[str, ...] = ("purchases", "returns", "sessions", "consents", "outbound")
+INPUT_KINDS: tuple[str, ...] = (
+    "purchases", "returns", "sessions", "consents", "outbound", "identities",
+)  # fmt: skip
 """The input topics by role (their configured names may differ); also the event kinds
 a history file's ``topic`` names."""
 

@@ -131,7 +131,8 @@ def check_inputs(settings: Settings) -> int:
     if missing:
         raise BrokerError(
             f"missing topics on {settings.bootstrap_servers}: {', '.join(missing)}; "
-            f"create them with `{command('topics', 'create')}`"
+            f"create them with `{command('topics', 'create')}` (again after an upgrade: a "
+            "release may add an input, as identity links added `identities`)"
         )
     if len(set(counts.values())) != 1:
         detail = ", ".join(f"{n}={counts[n]}" for n in names)

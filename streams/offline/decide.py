@@ -32,7 +32,7 @@ from streams.contract.render import late_line, offline_line
 from streams.core.campaigns import Order, Trip
 from streams.core.clock import iso
 from streams.core.engine import Engine
-from streams.core.outcomes import Decided, LateFinding, Output
+from streams.core.outcomes import Decided, LateFinding, Output, Refused
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
 from streams.core.store import MemoryStore
@@ -151,6 +151,8 @@ def output_row(o: Output) -> tuple[int, Any]:
         return DECIDED, offline_line(o)
     if isinstance(o, LateFinding):
         return LATE, late_line(o)
+    if isinstance(o, Refused):  # an identity link the book refused
+        return FAILED, [o.link.event_id, o.error]
     # dead-lettered by the worker too: over a state limit, or its decision raised
     return FAILED, [o.candidate.message_id, o.error]
 
@@ -239,10 +241,15 @@ class _FilePass:
         history: PolicyHistory | None,
         orders: Iterable[Order] = (),
     ) -> None:
-        self.engine = Engine(policy, MemoryStore(), partitions, history=history, orders=orders)
+        # Identity links put a customer's facts on other partitions: each partition's stream
+        # time then waits for every other partition's streams, as the worker's does
+        self.linked = partitions > 1 and any(t == "identities" for t, _p in ends)
+        self.engine = Engine(policy, MemoryStore(), partitions, rerouted=self.linked,
+                             history=history, orders=orders)  # fmt: skip
         self.processor = Processor(self.engine, {k: k for k in INPUT_KINDS}, lambda _t: partitions)
         self.watermarks = Watermarks(self.processor, partitions, 0.0, 0.0, None)
         self.partitions = partitions
+        self._stamp = 0
         self.ends = ends
         self.summary = summary
         self.emit = emit
@@ -251,6 +258,7 @@ class _FilePass:
             for topic in INPUT_KINDS:
                 if (topic, p) not in ends:
                     self.watermarks.ended(p, topic)
+                    self._tell(p, topic)
         # Customers come back: their partition is looked up, not hashed again (twice a
         # record). One entry per customer, as the engine holds one state per customer.
         self._known: dict[str, int] = {}
@@ -284,8 +292,24 @@ class _FilePass:
         if part is not None:
             if self.ends.get((rec.topic, part)) == rec.line_no:
                 self.watermarks.ended(part, rec.topic)
-            self.emit(i, processor.release(part, record_ms))
+            if self.linked:
+                self._tell(part, rec.topic)
+                for q in range(self.partitions):
+                    self.emit(i, processor.release(q, record_ms))
+            else:
+                self.emit(i, processor.release(part, record_ms))
         return True
+
+    def _tell(self, partition: int, topic: str) -> None:
+        """Every other partition learns where this stream of ``partition`` stands (what the
+        worker's progress markers carry)."""
+        if not self.linked:
+            return
+        frontier, idle = self.engine.clock(partition).local()[topic]
+        self._stamp += 1
+        for q in range(self.partitions):
+            if q != partition:
+                self.engine.clock(q).set_remote((topic, partition), frontier, idle, self._stamp)
 
     def sweep(self) -> None:
         # Late findings depend on what a sweep dropped: a parallel share sweeps at the

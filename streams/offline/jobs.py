@@ -32,7 +32,7 @@ from typing import IO, Any
 import orjson
 
 from streams.contract.partitioning import partition_for
-from streams.core.outcomes import LateFinding, Output
+from streams.core.outcomes import LateFinding, Output, Refused
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
 from streams.offline.decide import (
@@ -81,7 +81,11 @@ def _share(
             for o in outputs:
                 at = line
                 if line == FLUSHED:
-                    cid = o.customer_id if isinstance(o, LateFinding) else o.candidate.customer_id
+                    cid = (
+                        o.customer_id if isinstance(o, LateFinding)
+                        else o.link.alias if isinstance(o, Refused)
+                        else o.candidate.customer_id
+                    )  # fmt: skip
                     at = flush_base + partition_for(cid, partitions)
                 fh.write(orjson.dumps([at, seq, *output_row(o)]) + b"\n")
                 seq += 1
@@ -176,6 +180,17 @@ def replay_jobs(
     started = time.perf_counter()
     ends, parts = first_pass(path, partitions, per_line=True)
     assert parts is not None
+    if any(t == "identities" for t, _p in ends):
+        # identity links share facts between partitions: one process decides them all
+        def emit(_line: int, outputs: list[Output]) -> None:
+            for o in outputs:
+                kind, value = output_row(o)
+                tally(summary, out, late_out, kind, value)
+
+        decide_file(path, policy, partitions, ends, summary, emit, progress, sweep_every,
+                    history)  # fmt: skip
+        summary.seconds = time.perf_counter() - started
+        return summary
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with tempfile.TemporaryDirectory(prefix="replay-jobs-") as tmp:

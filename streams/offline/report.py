@@ -24,7 +24,7 @@ import orjson
 
 from streams.core.campaigns import Order, Trip, label_of
 from streams.core.clock import human_span, iso
-from streams.core.outcomes import Decided, Failed, LateFinding, Output
+from streams.core.outcomes import Decided, Failed, LateFinding, Output, Refused
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
 from streams.core.rules import evidence_json
@@ -55,6 +55,7 @@ class Collected:
     decisions: list[Seen] = field(default_factory=list)  # a repeated id is decided again
     late: list[LateFinding] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)  # identity links dead-lettered
     blast: bool = False  # [blast] on: keep each candidate's campaign and content
     contents: list[tuple[str, int, str]] = field(default_factory=list)  # campaign, time, SKUs
 
@@ -70,6 +71,8 @@ class Collected:
                 self.contents.append((c.campaign, c.created_at, skus))
         elif isinstance(o, LateFinding):
             self.late.append(o)
+        elif isinstance(o, Refused):
+            self.refused.append(o)
         else:
             self.failed.append(o)
 

@@ -95,14 +95,23 @@ class _Case:
                 },
             )
 
+    guests: Any = None  # streams.offline.links.GuestCheckouts when links are generated
+
     def purchase(self, t: int, skus: list[str]) -> str:
         order = self._id("o")
+        buyer = self.cid
+        if self.guests is not None:
+            buyer = self.guests.buyer(self.cid, order)
+            if buyer != self.cid:
+                linked = self.guests.link(self.cid, t)
+                if linked is not None:
+                    self.records.append(linked)
         self._add(
             t + PURCHASE_DELAY + (self.rng.randint(0, self.jitter_ms) if self.jitter_ms else 0),
             "purchases",
             {
                 "event_id": self._id("p"),
-                "customer_id": self.cid,
+                "customer_id": buyer,
                 "occurred_at": _iso(t),
                 "order_id": order,
                 "currency": "EUR",
@@ -434,13 +443,16 @@ CASES: dict[str, Callable[[_Case, int], None]] = {
 LOOKBACK = 60 * DAY  # no case reaches further back than this before its moment
 
 
-def _earliest_offset(name: str, cid: str, rng: random.Random, jitter_ms: int) -> int:
+def _earliest_offset(
+    name: str, cid: str, rng: random.Random, jitter_ms: int, guests: Any = None
+) -> int:
     """How far before its moment case ``name`` puts its first record, built with a copy of
     ``rng`` so that the real build draws exactly the same numbers. Cases are built
     relative to their moment, so the offset does not depend on when the moment is."""
     probe = _Case(cid, random.Random(), jitter_ms)
     probe.rng.setstate(rng.getstate())
     probe.case = name
+    probe.guests = None if guests is None else type(guests)()  # its links count too
     moment = START + LOOKBACK
     CASES[name](probe, moment)
     return moment - min(ms for ms, _ in probe.records)
@@ -453,6 +465,7 @@ def realistic(
     jitter_ms: int = DEFAULT_JITTER,
     blast: bool = False,
     holds: bool = False,
+    links: bool = False,
 ) -> Iterator[tuple[dict[str, Any] | None, Truth | None]]:
     """History records in record-time order, and truths, as they are ready.
 
@@ -478,6 +491,12 @@ def realistic(
         from streams.offline.holds import hold_cases
 
         extra.append(hold_cases)
+    guests = None
+    if links:
+        from streams.offline.links import GuestCheckouts, link_cases
+
+        extra.append(link_cases)
+        guests = GuestCheckouts()
     for cases in extra:
         for xrec, xtruth in cases(START + max(span // 2, 2 * DAY)):
             if xrec is not None:
@@ -491,8 +510,9 @@ def realistic(
         while heap and heap[0][0] < base:
             yield heapq.heappop(heap)[2], None
         case = _Case(f"r{i:07d}", rng, jitter_ms)
+        case.guests = guests
         case.case = names[rng.randrange(len(names))]
-        moment = anchor + _earliest_offset(case.case, case.cid, rng, jitter_ms)
+        moment = anchor + _earliest_offset(case.case, case.cid, rng, jitter_ms, guests)
         CASES[case.case](case, moment)
         earliest = min(ms for ms, _ in case.records)
         if earliest < base:  # a case whose shape depends on when it happens: a generator bug
@@ -522,6 +542,7 @@ def write_realistic(
     jitter_ms: int = DEFAULT_JITTER,
     blast: bool = False,
     holds: bool = False,
+    links: bool = False,
 ) -> tuple[int, int]:
     """Write the history and its truth file; returns (records, candidates)."""
     import gzip
@@ -529,7 +550,7 @@ def write_realistic(
     records = candidates = 0
     opener: Any = gzip.open if str(out).endswith(".gz") else open
     with opener(out, "wb") as fh, open(truth_out, "wb") as th:
-        for rec, truth in realistic(customers, seed, days, jitter_ms, blast, holds):
+        for rec, truth in realistic(customers, seed, days, jitter_ms, blast, holds, links):
             if rec is not None:
                 fh.write(orjson.dumps(rec) + b"\n")
                 records += 1

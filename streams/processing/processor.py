@@ -41,7 +41,8 @@ from streams.contract import decode, render
 from streams.contract.partitioning import partition_for
 from streams.core.engine import Engine
 from streams.core.gate import UNHEARD, Count
-from streams.core.outcomes import Decided, Failed, LateFinding, Output
+from streams.core.identity import Link, fact_of
+from streams.core.outcomes import Decided, Failed, LateFinding, Output, Refused
 from streams.processing.records import (
     H_ARRIVAL,
     H_COUNTS,
@@ -58,6 +59,7 @@ log = logging.getLogger("trigger_sanity.worker")
 
 MISROUTE_WARN_EVERY_MS = 60_000
 COUNTS_BYTES = 200_000  # campaign gate entries in one re-route record, at most about
+FORWARD_BATCH = 500  # links or copied facts in one re-route record, at most
 
 
 class GateFailed(RuntimeError):
@@ -95,6 +97,10 @@ class Processor:
         # a record of replay ``rid`` on ``partition`` of ``role`` named these roles open
         self.on_open: Callable[[int, str, str, frozenset[str]], None] | None = None
         self.kinds = tuple(dict.fromkeys(r for r in role_of.values() if r in decode.MODELS))
+        # links and copies for other partitions, by (source, target, what): ``link_forwards``
+        self._pending: dict[tuple[int, int, str], list[list[object]]] = {}
+        # live, a deadline waits until every partition has heard the links it sees
+        engine.acked_links = reroute_topic is not None and engine.partitions > 1
 
     # ------------------------------------------------------------ the shared steps
 
@@ -116,10 +122,62 @@ class Processor:
         ``source`` (stream, offset) lets the engine skip a record read again after a
         crash; ``arrival``: a forwarded record's frontier where it was first read."""
         self.counts[parsed.kind] += 1
-        return self.engine.ingest(
+        out = self.engine.ingest(
             partition, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact,
             record_ms, source, arrival,
         )  # fmt: skip
+        if self.engine.forwards and self.reroute_topic is None:
+            self._forward_here()
+        return out
+
+    def _forward_here(self) -> None:
+        """Offline: what the engine sends to other partitions arrives at once."""
+        engine = self.engine
+        fw = engine.forwards
+        while fw:
+            batch = list(fw)
+            fw.clear()
+            for what, target, item in batch:
+                if what == "copy":
+                    engine.take_copy(target, item[0], fact_of(item[1]))
+                else:
+                    link, source, n = item
+                    engine.hear_link(target, link, source, n)
+
+    def link_forwards(self, source: int) -> list[OutRecord]:
+        """Live: the engine's broadcasts of links and copies of linked customers' facts,
+        kept until ``flush_forwards`` sends them, a record per target partition (a backlog
+        reads links by the hundred): that is before this partition's next markers, which
+        tell the others it has sent them."""
+        fw = self.engine.forwards
+        for what, target, item in fw:
+            if what == "copy":
+                origin, row = item
+                self._pending.setdefault((source, target, "copy"), []).append([origin, row])
+            else:
+                link, src, n = item
+                self._pending.setdefault((src, target, "link"), []).append([link.row(), n])
+        fw.clear()
+        return []
+
+    def flush_forwards(self) -> list[OutRecord]:
+        """What ``link_forwards`` kept, as records of the re-route topic (counted: in-memory
+        markers wait until they are read back). Called before any marker is written."""
+        if not self._pending:
+            return []
+        out: list[OutRecord] = []
+        inc = (H_INCARNATION, self.incarnation)
+        for (source, target, what), items in self._pending.items():
+            for i in range(0, len(items), FORWARD_BATCH):
+                piece = items[i : i + FORWARD_BATCH]
+                hdr = ((H_ROLE, what.encode()), (H_SOURCE, f"{what}:{source}:0".encode()),
+                       (H_ARRIVAL, b"0"), inc)  # fmt: skip
+                out.append(OutRecord("reroute", None, orjson.dumps(piece), target, None, hdr,
+                                     source))  # fmt: skip
+                self.forwarded[(source, target)] += 1
+        self._pending.clear()
+        self.counts["link_forwards"] += len(out)
+        return out
 
     def release(self, partition: int, wall_ms: int) -> list[Output]:
         return self.engine.release(partition, wall_ms)
@@ -166,7 +224,10 @@ class Processor:
             # Right partition, other key (or none): its customer's state is here already.
             self.counts["rekeyed"] += 1
         source = (f"{topic}:{partition}", offset)
-        return self.render(self.apply(partition, parsed, record_ms, source))
+        out = self.render(self.apply(partition, parsed, record_ms, source))
+        if self.engine.forwards:
+            out += self.link_forwards(partition)
+        return out
 
     def _forward(
         self,
@@ -238,6 +299,8 @@ class Processor:
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             err = f"re-route record without valid {H_ROLE}/{H_SOURCE}/{H_ARRIVAL} headers: {exc!r}"
             return [self.dead_letter(topic, partition, offset, key, value, err, wall_ms)]
+        if role in ("link", "copy"):
+            return self._on_linked(partition, offset, role, key, value, source, wall_ms)
         if role not in decode.MODELS:
             err = f"re-route record of unknown role {role!r}"
             return [self.dead_letter(topic, partition, offset, key, value, err, wall_ms)]
@@ -247,7 +310,37 @@ class Processor:
             src_t, src_p = source[0].rsplit(":", 1)
             return [self.dead_letter(src_t, int(src_p), source[1], key, value, parsed.error,
                                      wall_ms, origin=partition)]  # fmt: skip
-        return self.render(self.apply(partition, parsed, record_ms, source, arrival))
+        out = self.render(self.apply(partition, parsed, record_ms, source, arrival))
+        if self.engine.forwards:
+            out += self.link_forwards(partition)
+        return out
+
+    def _on_linked(
+        self,
+        partition: int,
+        offset: int,
+        role: str,
+        key: bytes | None,
+        value: bytes | None,
+        source: tuple[str, int],
+        wall_ms: int,
+    ) -> list[OutRecord]:
+        """A link another partition read (broadcast), or a copy of a linked customer's fact."""
+        try:
+            items = orjson.loads(value or b"")
+            if role == "link":
+                src = int(source[0].rpartition(":")[2])
+                for row, n in items:
+                    self.engine.hear_link(partition, Link.from_row(row), src, int(n))
+            else:
+                for origin, row in items:
+                    self.engine.take_copy(partition, str(origin), fact_of(row))
+        except (orjson.JSONDecodeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            err = f"re-route {role} record that cannot be read: {exc!r}"
+            return [self.dead_letter(self.reroute_topic or "", partition, offset, key, value,
+                                     err, wall_ms)]  # fmt: skip
+        self.counts[f"link_{role}_in"] += 1
+        return self.link_forwards(partition) if self.engine.forwards else []
 
     def _on_marker(self, partition: int, value: bytes | None) -> None:
         try:
@@ -256,6 +349,7 @@ class Processor:
             streams = m["f"]
             stamp = int(m.get("at", 0))
             remote = [(role, fr, bool(idle)) for role, (fr, idle) in streams.items()]
+            done = {int(s): int(n) for s, n in m.get("d", {}).items()}
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("ignoring a malformed progress marker on partition %d: %r", partition, exc)
             self.counts["bad_marker"] += 1
@@ -263,6 +357,8 @@ class Processor:
         clock = self.engine.clock(partition)
         for role, frontier, idle in remote:
             clock.set_remote((role, src), frontier, idle, stamp)
+        if done:
+            self.engine.hear_acks(partition, src, done)
         self.counts["markers"] += 1
         if self.on_marker is not None:
             self.on_marker(partition, src)
@@ -334,7 +430,8 @@ class Processor:
             return []
         local = self.engine.clock(source).local()
         f = {r: [fr, i] for r, (fr, i) in local.items()}
-        value = orjson.dumps({"src": source, "at": stamp, "f": f})
+        done = {str(s): n for s, n in self.engine.link_done(source).items()}
+        value = orjson.dumps({"src": source, "at": stamp, "f": f, "d": done})
         hdr = ((H_MARKER, b"1"),)
         return [
             OutRecord("reroute", None, value, p, None, hdr, source)
@@ -381,6 +478,10 @@ class Processor:
                     self.on_decided(o)
             elif isinstance(o, LateFinding):
                 self.counts["late_evidence"] += 1
+            elif isinstance(o, Refused):
+                self.counts["dead_letter"] += 1
+                self.counts["links_refused"] += 1
+                log.warning("identity link refused (dead-letter): %s", o.error)
             else:
                 self._failed(o)
             for role, key, value in o.rendered or self.render_one(o):

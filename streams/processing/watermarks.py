@@ -220,7 +220,7 @@ class Watermarks:
         records read back allow their sources to hand over in memory, and the releases
         all of that allows."""
         now = time.monotonic()
-        out: list[OutRecord] = []
+        out: list[OutRecord] = self.processor.flush_forwards()  # before any marker
         touched: dict[int, None] = {}
         for tp, offset in last.items():
             touched[tp[1]] = None
@@ -299,7 +299,7 @@ class Watermarks:
         """Markers of every partition, changed or not: a restarted peer learns where its
         sources stand without waiting for their next record."""
         now = time.monotonic()
-        out: list[OutRecord] = []
+        out: list[OutRecord] = self.processor.flush_forwards()
         for p in partitions:
             out += self.markers(p, now, 0.0, heartbeat=True)
         return out
@@ -334,7 +334,7 @@ class Watermarks:
             at = done(tp)
             if end is not None and at is not None and at >= end:
                 self.reroute_clear.add(tp[1])
-        out: list[OutRecord] = []
+        out: list[OutRecord] = self.processor.flush_forwards()
         partitions = sorted({tp[1] for tp in inputs} & owned)
         self._expire_markers(partitions, now)
         for p in partitions:
@@ -373,7 +373,8 @@ class Watermarks:
         last = self._marker_sent.get(partition)
         if not heartbeat and last is not None and now - last[0] < min_interval:
             return []
-        state = orjson.dumps(self.engine.clock(partition).local())
+        state = orjson.dumps([self.engine.clock(partition).local(),
+                              sorted(self.engine.link_done(partition).items())])  # fmt: skip
         if not heartbeat and last is not None and last[1] == state:
             return []
         self._marker_sent[partition] = (now, state)
@@ -390,7 +391,8 @@ class Watermarks:
         if self.partitions < 2 or not self.reroute_clear:
             return []
         local = self.engine.clock(source).local()
-        snapshot = orjson.dumps(local)
+        done = self.engine.link_done(source)
+        snapshot = orjson.dumps([local, sorted(done.items())])
         if not force and self._local_sent.get(source) == snapshot:
             return []
         self._local_sent[source] = snapshot
@@ -404,6 +406,8 @@ class Watermarks:
             stamp = time.time_ns()
             for role, (frontier, idle) in local.items():
                 clock.set_remote((role, source), frontier, idle, stamp)
+            if done:
+                self.engine.hear_acks(target, source, done)
             self._marker_seen[(target, source)] = time.monotonic()
             out += self.processor.render(self.processor.release(target, wall))
         return out

@@ -41,7 +41,7 @@ class Replicas:
     def head_key(self, partition: int) -> bytes:
         key = self._heads.get(partition)
         if key is None:
-            key = self._heads[partition] = _landing(f"{GATE_PREFIX}{partition}", "", partition,
+            key = self._heads[partition] = landing(f"{GATE_PREFIX}{partition}", "", partition,
                                                     self.partitions)  # fmt: skip
         return key
 
@@ -49,7 +49,7 @@ class Replicas:
         key = self._keys.get((partition, campaign))
         if key is None:
             prefix = f"{GATE_PREFIX}{partition}"
-            key = self._keys[(partition, campaign)] = _landing(
+            key = self._keys[(partition, campaign)] = landing(
                 prefix, ":" + campaign, partition, self.partitions
             )
         return key
@@ -81,7 +81,7 @@ class Replicas:
         key = self._piece_keys.get((partition, name))
         if key is None:
             prefix = f"{GATE_PREFIX}{partition}"
-            key = self._piece_keys[(partition, name)] = _landing(
+            key = self._piece_keys[(partition, name)] = landing(
                 prefix, name, partition, self.partitions
             )
         return key
@@ -149,7 +149,7 @@ class Replicas:
         return head, campaigns
 
 
-def _landing(prefix: str, suffix: str, partition: int, partitions: int) -> bytes:
+def landing(prefix: str, suffix: str, partition: int, partitions: int) -> bytes:
     """``prefix-N`` + ``suffix`` for the first N whose murmur2 lands in ``partition``."""
     i = 0
     while partition_for(f"{prefix}-{i}{suffix}", partitions) != partition:

@@ -28,7 +28,9 @@ from streams.worker.checkpoint import Checkpoints
 DELIVERED_PREFIX = "\x00delivered-"
 DELIVERED_PREFIX_BYTES = DELIVERED_PREFIX.encode()
 GATE_PREFIX = "\x00gate-"  # campaign gate replicas (streams.worker.replicas)
-INTERNAL = (DELIVERED_PREFIX_BYTES, GATE_PREFIX.encode())  # keys that are no customer
+LINK_PREFIX = "\x00link-"  # identity links each partition heard (streams.worker.link_rows)
+# keys that are no customer (shadows of linked customers' facts, "\x01...", are states)
+INTERNAL = (DELIVERED_PREFIX_BYTES, GATE_PREFIX.encode(), LINK_PREFIX.encode())
 
 
 def delivered_key(partition: int, partitions: int) -> str:

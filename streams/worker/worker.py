@@ -44,6 +44,7 @@ from streams.worker.delivery import Delivery
 from streams.worker.exactly_once import TransactionalDelivery
 from streams.worker.fetches import ConsumerFetches
 from streams.worker.idle_check import IdleCheck
+from streams.worker.link_rows import LinkRows
 from streams.worker.maintenance import Maintenance
 from streams.worker.ownership import Ownership
 from streams.worker.policy_feed import PolicyFeed
@@ -91,6 +92,7 @@ class Worker:
             outbox=self.outbox, replicas=True,
         )  # fmt: skip
         self.replicas = Replicas(self.engine, self.store, settings.partitions)
+        self.links = LinkRows(self.engine, self.store, settings.partitions)
         self.processor = Processor(
             self.engine, self.role_of, self._partitions_of, settings.max_record_bytes,
             reroute_topic=self.reroute,
@@ -141,7 +143,7 @@ class Worker:
         self.delivery = kind(
             settings, app, self.table, self.store, self.checkpoints, self.outbox, self.ownership
         )
-        self.delivery.before_flush = lambda: self.replicas.save(self.ownership.owned)
+        self.delivery.before_flush = self._save_rows
         # campaign counts go out with the commit cycles, never after a batch: what they tell
         # is then recorded with them (see Delivery.commit, TransactionalDelivery._seal)
         self.watermarks.counts_at_commit = True
@@ -217,6 +219,11 @@ class Worker:
 
     def _render(self, o: object) -> tuple[tuple[str, bytes, bytes], ...]:
         return self.processor.render_one(o)  # type: ignore[arg-type]
+
+    def _save_rows(self) -> None:
+        """Rows that are no customer, written with the customers they go with."""
+        self.replicas.save(self.ownership.owned)
+        self.links.save(self.ownership.owned)
 
     def _counts_at_commit(self) -> list[OutRecord]:
         owned = self.ownership.owned
@@ -310,6 +317,7 @@ class Worker:
             restoring = self.engine.restoring(own.partition_of, lambda p: delivered.get(p, -1))
             # the campaign replicas first: the walk leaves them the candidates they have
             campaigns = self.replicas.load(own.owned)
+            links = self.links.load(own.owned)
             await self.maintenance.in_steps(restoring.walk, "restoring")
         self.maintenance.loop_stats["last_restore_s"] = round(time.perf_counter() - t0, 3)
         self.maintenance.phase = "running"
@@ -321,11 +329,12 @@ class Worker:
         own.recovered()
         log.info(
             "state recovered: partitions %s, %d held candidates, %d stream clocks resumed, "
-            "%d campaign rows",
+            "%d campaign rows, %d identity link rows",
             sorted(own.owned),
             restoring.held,
             resumed,
             campaigns,
+            links,
         )
         self.maintenance.trim_heap("recovery")
 

@@ -85,7 +85,7 @@ def test_candidate_held_until_every_topic_passes_deadline() -> None:
     feed(engine, cart("m", "10:00", "09:59"))
     # Only outbound has been read: other topics may still hold a purchase before 10:05.
     assert engine.release(0, 0) == []
-    for t in ("returns", "sessions", "consents"):
+    for t in ("returns", "sessions", "consents", "identities"):
         clock.set_idle(t, True)
     feed(engine, purchase("10:04"))
     assert engine.release(0, 0) == []  # purchases at 10:04, outbound at 10:00: not past 10:05
@@ -99,7 +99,7 @@ def test_candidate_held_until_every_topic_passes_deadline() -> None:
 def test_ties_at_the_deadline_wait_for_the_frontier_to_pass() -> None:
     """A purchase at exactly D may still be unread while another topic sits at D."""
     engine = Engine(DEFAULT_POLICY, MemoryStore())
-    for t in ("returns", "sessions", "consents"):
+    for t in ("returns", "sessions", "consents", "identities"):
         engine.clock(0).set_idle(t, True)
     feed(engine, cart("m", "10:00", "09:59"))
     feed(engine, purchase("10:05", cid="c-other"))
@@ -160,7 +160,7 @@ def test_message_read_past_the_state_floor_is_decided_without_older_events_and_r
     purchase is still in state; that purchase (read in time) is its late evidence."""
     engine = Engine(DEFAULT_POLICY, MemoryStore())
     clock = engine.clock(0)
-    for t in ("returns", "sessions", "consents"):
+    for t in ("returns", "sessions", "consents", "identities"):
         clock.set_idle(t, True)
     feed(engine, purchase("10:03"))
     feed(engine, msg("far", "promotion", "2026-12-30T10:00:00Z", cid="c-99"))
@@ -175,7 +175,7 @@ def test_message_read_past_the_state_floor_is_decided_without_older_events_and_r
     assert "the message was read 39d 23h after its deadline" in f.reason, f.reason
     # Read in time, the same mail is suppressed.
     engine = Engine(DEFAULT_POLICY, MemoryStore())
-    for t in ("returns", "sessions", "consents"):
+    for t in ("returns", "sessions", "consents", "identities"):
         engine.clock(0).set_idle(t, True)
     feed(engine, purchase("10:03"))
     feed(engine, cart("m", "10:00", "09:59"))
@@ -425,6 +425,8 @@ def test_every_state_of_a_generated_history_round_trips_in_the_compact_format(
 
     outbox = Outbox(lambda o: (("send_queue", b"k", b'{"v":1}'),))
     engine = Engine(DEFAULT_POLICY, store, 2, outbox=outbox)
+    for p in (0, 1):
+        engine.clock(p).set_idle("identities", True)  # no links in this history
     seen_held = seen_outbox = 0
     for i, rec in enumerate(read_history(path)):
         assert isinstance(rec, HistoryRecord)

@@ -329,7 +329,7 @@ def test_allowed_lateness_holds_the_frontier_back(
 ) -> None:
     engine = _engine(policy_from_mapping({"time": {"allowed_lateness": {"purchases": lateness}}}))
     clock = engine.clock(0)
-    for t in ("returns", "consents"):
+    for t in ("returns", "consents", "identities"):
         clock.set_idle(t, True)
     out = []
     for rec in [
@@ -361,7 +361,7 @@ def test_allowed_lateness_holds_the_frontier_back(
 
 def test_late_evidence_that_would_have_let_a_suppressed_message_through() -> None:
     engine = _engine()
-    for t in ("purchases", "returns", "consents", "outbound"):
+    for t in ("purchases", "returns", "consents", "outbound", "identities"):
         engine.clock(0).set_idle(t, True)
     out = []
     for rec in [

@@ -96,7 +96,7 @@ def test_a_peer_whose_markers_stopped_coming_is_busy_again() -> None:
     wm.processor.on_record(
         "rr", 0, 0, 0, None,
         b'{"src":1,"at":1,"f":{"purchases":[5,true],"returns":[5,true],"sessions":[5,true],'
-        b'"consents":[5,true],"outbound":[5,true]}}', 0, {"ts-marker": b"1"},
+        b'"consents":[5,true],"outbound":[5,true],"identities":[5,true]}}', 0, {"ts-marker": b"1"},
     )  # fmt: skip
     assert clock.all_idle is False  # its own streams are not idle yet
     assert not any(w.endswith("@1") for w in clock.waiting_for())  # the peer's: idle

@@ -1,0 +1,327 @@
+"""Identity links in the engine: the book, facts travelling to a group, decisions against it.
+
+How a group's facts meet (see ``identity`` for what a group is at a deadline):
+
+- every partition keeps the whole ``LinkBook``: a link read by the alias's partition
+  is *broadcast* to every other partition (the worker's re-route topic; offline, at
+  once), numbered per partition that read it;
+- the facts of a customer stay with the customer's own state and are *copied* to the
+  partitions of every id it has ever been linked with (``reach``), into a *shadow*
+  state of that id kept there (a key of its own that lands in that partition). Copies
+  go out when the fact is read if a link is known by then, and again for all its
+  facts when a partition hears a link that reaches its customers. Copies keep their
+  event time and arrival frontier, so what a decision sees of them is exactly what it
+  would see of the id's own state;
+- a decision of a customer with linked ids reads its own state plus, for every id of
+  its group at the deadline, that id's state (same partition) or shadow (another),
+  merged (``grouped``). Consent is never widened: a withdrawal in force for any id of
+  the group is the group's, whatever the others granted later.
+
+Live, a partition must not decide a deadline before every partition has heard every
+link that deadline sees and sent its copies: each partition's progress markers carry
+how many links of each source it has heard (``acked``), and a deadline waits until
+all of them acknowledge every link it sees (``links_ok``). The copies a partition
+sends are on the re-route topic before that marker, so they are read first. A fact
+read after its link is covered by the ordinary markers of its own stream.
+
+The partition that read a link judges it once every link its event time sees is in
+(its stream time passed it): a refused link (cycle, over ``max_group``, an unlink of
+a pair not linked) is dead-lettered with the reason, exactly once.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+from streams.core.clock import human
+from streams.core.identity import FACT_TOPIC, Group, Link, LinkBook, StateFact, fact_row
+from streams.core.outcomes import Output, Refused
+from streams.core.pruning import Partition, Pruning
+from streams.core.state import ConsentFact, CustomerState, Epoch, OrderFact
+
+SHADOW = "\x01"  # shadow keys: never a customer id (ids hold no control character)
+
+Forward = tuple[str, int, Any]
+"""What the engine asks its driver to send to another partition: ``("copy", target,
+(origin id, fact row))`` or ``("link", target, (link, source partition, number))``."""
+
+
+def is_shadow(key: str) -> bool:
+    return key.startswith(SHADOW)
+
+
+def shadow_owner(key: str) -> str:
+    """The id whose facts a shadow key holds."""
+    return key[1:].split("\x00", 1)[0]
+
+
+class Linking(Pruning):
+    """The engine's identity half (a mixin: ``Engine`` sets these attributes)."""
+
+    partitions: int
+    _ttl: int
+    book: LinkBook
+    partition_of: Callable[[str], int]
+    forwards: list[Forward]
+    acked_links: bool
+    _shadow_keys: dict[tuple[str, int], str]
+
+    # ------------------------------------------------------------ where things are
+
+    def shadow_key(self, cid: str, partition: int) -> str:
+        """The key of ``cid``'s copied facts in ``partition``: lands there by the same hash
+        as every customer, so the changelog keeps it with that partition."""
+        key = self._shadow_keys.get((cid, partition))
+        if key is None:
+            i = 0
+            while self.partition_of(f"{SHADOW}{cid}\x00{i}") != partition:
+                i += 1
+            key = self._shadow_keys[(cid, partition)] = f"{SHADOW}{cid}\x00{i}"
+        return key
+
+    def _facts_of(self, cid: str, partition: int) -> CustomerState | None:
+        """What ``partition`` knows of ``cid``'s facts: its state there, or its shadow."""
+        if self.partition_of(cid) == partition:
+            return self.store.get(cid)
+        return self.store.get(self.shadow_key(cid, partition))
+
+    def _destinations(self, cid: str, here: int) -> list[int]:
+        reach = self.book.reach(cid)
+        return sorted({self.partition_of(m) for m in reach} - {here})
+
+    # ------------------------------------------------------------ links in
+
+    def _link_read(self, part: Partition, partition: int, link: Link, arr: int,
+                   source: tuple[str, int] | None) -> list[Output]:  # fmt: skip
+        """A link read by the alias's own partition (directly, or re-routed to it)."""
+        link.arr = arr
+        if link.event_id in self.book.links:
+            self.counts["redelivered"] += 1
+            return []
+        if source is not None:
+            stream, offset = source
+            topic, _, p = stream.rpartition(":")
+            link.origin = (topic, int(p), offset)
+        self.book.add(link)
+        self.counts["unlinks" if link.unlink else "links"] += 1
+        part.link_seq += 1
+        n = part.link_seq
+        part.done[partition] = n
+        heapq.heappush(part.judging, (link.seen_from, link.event_id, n))
+        part.link_rows[link.event_id] = [*link.row(), 1, 0, partition, n]  # own, not judged
+        for q in range(self.partitions):
+            if q != partition:
+                self.forwards.append(("link", q, (link, partition, n)))
+        self._after_link(part, partition, link, partition, n)
+        return []
+
+    def hear_link(self, partition: int, link: Link, source: int, n: int) -> None:
+        """A link another partition read, broadcast to this one."""
+        part = self.part(partition)
+        self.book.add(link)
+        part.link_rows.setdefault(link.event_id, [*link.row(), 0, 0, source, n])
+        if n > part.done.get(source, 0):
+            part.done[source] = n
+        self._after_link(part, partition, link, source, n)
+
+    def _after_link(self, part: Partition, partition: int, link: Link, source: int,
+                    n: int) -> None:  # fmt: skip
+        """Copy this partition's customers' facts to everyone the link reaches."""
+        if self.acked_links:
+            heapq.heappush(part.waiting, (link.seen_from, source, n))
+        reach = self.book.reach(link.alias)
+        parts = {self.partition_of(m) for m in reach}
+        for cid in sorted(reach):
+            if self.partition_of(cid) != partition:
+                continue
+            state = self.store.get(cid)
+            if state is None:
+                continue
+            for q in sorted(parts - {partition}):
+                for fact in _facts(state):
+                    self.forwards.append(("copy", q, (cid, fact_row(fact))))
+                    self.counts["link_copies"] += 1
+
+    def _fan_out(self, partition: int, cid: str, fact: StateFact) -> None:
+        """A fact of a linked customer was read: a copy for every partition it may count in."""
+        for q in self._destinations(cid, partition):
+            self.forwards.append(("copy", q, (cid, fact_row(fact))))
+            self.counts["link_copies"] += 1
+
+    def take_copy(self, partition: int, origin: str, fact: StateFact) -> None:
+        """A copy of another partition's customer's fact: into its shadow here."""
+        key = self.shadow_key(origin, partition)
+        state = self.store.get(key) or CustomerState()
+        if not state.add(fact, self._ttl):
+            return  # had it (sent again when another link reached it)
+        self._kept(state, fact.t, False)
+        self.store.put(key, state)
+
+    # ------------------------------------------------------------ acknowledgements (live)
+
+    def link_done(self, partition: int) -> dict[int, int]:
+        """How many links of each source partition this one has heard (for its markers)."""
+        return dict(self.part(partition).done)
+
+    def hear_acks(self, partition: int, source: int, done: dict[int, int]) -> None:
+        """``source``'s marker says which links it has heard (and copied for)."""
+        part = self.part(partition)
+        acks = part.acks.setdefault(source, {})
+        for s, n in done.items():
+            if n > acks.get(s, 0):
+                acks[s] = n
+        waiting = part.waiting
+        while waiting and self._acked(part, partition, waiting[0][1], waiting[0][2]):
+            heapq.heappop(waiting)
+
+    def _acked(self, part: Partition, partition: int, source: int, n: int) -> bool:
+        acks = part.acks
+        for p in range(self.partitions):
+            if p != partition and acks.get(p, {}).get(source, 0) < n:
+                return False
+        return True
+
+    def links_ok(self, part: Partition, deadline: int) -> bool:
+        """May ``deadline`` be decided as far as links go: every partition has heard every
+        link it sees (and sent what they copy) - live only, offline hears at once."""
+        waiting = part.waiting
+        return not waiting or waiting[0][0] > deadline
+
+    # ------------------------------------------------------------ judging (refusals)
+
+    def _judge(
+        self, part: Partition, partition: int, wall_ms: int, force: bool = False
+    ) -> list[Output]:
+        out: list[Output] = []
+        judging, clock = part.judging, part.clock
+        while judging and (force or clock.releasable(judging[0][0])):
+            _at, eid, n = heapq.heappop(judging)
+            link = self.book.links.get(eid)
+            if link is None:
+                continue
+            part.link_rows[eid] = [*link.row(), 1, 1, partition, n]
+            why = self.book.verdict(link)
+            if why is not None:
+                self.counts["links_refused"] += 1
+                out.append(Refused(link, why, wall_ms))
+        return out
+
+    # ------------------------------------------------------------ deciding against a group
+
+    def grouped(
+        self, state: CustomerState, cid: str, at: int, arrived_by: int
+    ) -> tuple[CustomerState, dict[str, str]]:
+        """The state a decision of ``cid`` with deadline ``at`` reads: its own, or merged
+        with its group's; and, per event id that came from another id, how to name it."""
+        if not self.book.linked(cid):
+            return state, {}
+        group = self.book.group(cid, at)
+        if not group.members:
+            return state, {}
+        return self._merge(state, cid, group, at, arrived_by, self.partition_of(cid))
+
+    def _merge(self, state: CustomerState, cid: str, group: Group, at: int, arrived_by: int,
+               partition: int) -> tuple[CustomerState, dict[str, str]]:  # fmt: skip
+        merged = _copy(state)
+        names: dict[str, str] = {}
+        withdrawn: dict[str, tuple[ConsentFact, str]] = {}
+        for ch in {c.channel for c in state.consents}:
+            own = state.consent_at(ch, at, arrived_by)
+            if own is not None and own.withdrawn:
+                withdrawn[ch] = (own, cid)
+        for m in sorted(group.members):
+            facts = self._facts_of(m, partition)
+            if facts is None:
+                continue
+            link = group.members[m]
+            name = f"by {m}, linked to {cid} at {human(link.t)}"
+            seen: list[StateFact] = [*facts.purchases, *facts.returns, *facts.sessions]
+            for f in seen:
+                if merged.add(f, self._ttl):
+                    names[f.event_id] = name
+            for ch in {c.channel for c in facts.consents}:
+                theirs = facts.consent_at(ch, at, arrived_by)
+                if theirs is not None and theirs.withdrawn:
+                    mine = withdrawn.get(ch)
+                    if mine is None or (theirs.t, theirs.event_id) > (mine[0].t, mine[0].event_id):
+                        withdrawn[ch] = (theirs, m)
+                        names[theirs.event_id] = name
+        if withdrawn:
+            # a withdrawal in force anywhere in the group is the group's answer
+            keep = [c for c in merged.consents if c.channel not in withdrawn]
+            merged.consents = sorted([*keep, *(w for w, _ in withdrawn.values())],
+                                     key=lambda c: c.t)  # fmt: skip
+        self.counts["grouped_decisions"] += 1
+        return merged, names
+
+    # ------------------------------------------------------------ durable rows (worker)
+
+    def link_rows(self, partition: int) -> tuple[dict[str, list[Any]], list[Any]]:
+        """Rows changed since the last call (event id -> row), and the partition's head
+        (links it read, links heard per source), taken for the changelog."""
+        part = self.part(partition)
+        rows, part.link_rows = part.link_rows, {}
+        return rows, [part.link_seq, sorted(part.done.items())]
+
+    def load_links(self, partition: int, rows: list[list[Any]], head: list[Any] | None) -> None:
+        """A recovery: the links a partition had heard, and which of its own are judged."""
+        part = self.part(partition)
+        for r in rows:
+            link = Link.from_row(r[:9])
+            self.book.add(link)
+            own, judged, source, n = bool(r[9]), bool(r[10]), int(r[11]), int(r[12])
+            if own and not judged:
+                heapq.heappush(part.judging, (link.seen_from, link.event_id, n))
+            if self.acked_links and n:
+                # acknowledgements are not kept: the markers after a restart bring them
+                heapq.heappush(part.waiting, (link.seen_from, source, n))
+        if head is not None:
+            part.link_seq = int(head[0])
+            part.done = {int(s): int(n) for s, n in head[1]}
+
+
+def _facts(state: CustomerState) -> list[StateFact]:
+    return [*state.purchases, *state.returns, *state.sessions, *state.consents]
+
+
+def _copy(s: CustomerState) -> CustomerState:
+    """A copy the group's facts can be added to without touching the stored state."""
+    return CustomerState(
+        purchases=list(s.purchases),
+        returns=list(s.returns),
+        sessions=list(s.sessions),
+        consents=list(s.consents),
+        orders={
+            k: OrderFact(o.order_id, o.purchase, o.items, list(o.returns))
+            for k, o in s.orders.items()
+        },
+        sent=s.sent,
+        suppressed=s.suppressed,
+        decided=s.decided,
+        held=s.held,
+        epochs=[Epoch(e.start, e.end, e.first_purchase, e.pruned_sessions) for e in s.epochs],
+        nseq=s.nseq,
+        applied=s.applied,
+        zones=list(s.zones),
+    )
+
+
+def name_linked(reason: str | None, evidence: tuple[tuple[str, str, int], ...],
+                names: dict[str, str]) -> str | None:  # fmt: skip
+    """A reason that says which evidence came from a linked id."""
+    if reason is None or not names:
+        return reason
+    said = [f"{_noun(t)} {eid} {names[eid]}" for t, eid, _ in evidence if eid in names]
+    if not said:
+        return reason
+    return f"{reason} ({'; '.join(said)})"
+
+
+def _noun(topic: str) -> str:
+    return {"purchases": "purchase", "returns": "return", "sessions": "session",
+            "consents": "consent change"}.get(topic, topic)  # fmt: skip
+
+
+__all__ = ["FACT_TOPIC", "Linking", "is_shadow", "name_linked", "shadow_owner"]

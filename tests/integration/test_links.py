@@ -1,0 +1,125 @@
+"""Identity links through a real broker, 8 partitions, guests on other partitions than
+their accounts (``generate --profile realistic --links``: 2,000 customers, a third of
+the purchases by a guest id linked at checkout, plus late, unlinked, chained and
+cyclic links):
+
+- the worker's decisions equal the offline replay's, record for record, and the
+  truth's: precision and recall 1.0; the refused links are dead-lettered once each;
+- three ``kill -9`` while links and copies of facts travel between partitions:
+  nothing missing, different or written twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.offline.report import read_truth
+from streams.offline.scenarios import write_realistic
+from tests.integration.conftest import Env, feed_history
+from tests.integration.live import (
+    fresh_topics,
+    offline_decisions,
+    wait_logged,
+    worker_decides_as_offline,
+)
+from tests.integration.test_delivery import _check, _finish
+from tests.integration.test_exactly_once import Visible
+
+PARTITIONS = 8
+pytestmark = pytest.mark.timeout(1200)
+
+
+@dataclass(frozen=True)
+class Linked:
+    path: Path
+    truth: Path
+    offline: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory: pytest.TempPathFactory) -> Linked:
+    tmp = tmp_path_factory.mktemp("links")
+    path, truth = tmp / "links.jsonl", tmp / "links.truth.jsonl"
+    write_realistic(path, truth, 2_000, seed=25, links=True)
+    return Linked(path, truth, offline_decisions(path, PARTITIONS))
+
+
+@pytest.fixture
+def visible(ts_env: Env) -> Iterator[Callable[[], Visible]]:
+    """Opens a ``Visible`` on the deployment's current topics; closed at teardown."""
+    opened: list[Visible] = []
+
+    def open_() -> Visible:
+        opened.append(Visible(ts_env.settings))
+        return opened[-1]
+
+    yield open_
+    for v in opened:
+        v.close()
+
+
+def test_the_worker_decides_guest_checkouts_as_offline_and_as_the_truth(
+    ts_env: Env, linked: Linked
+) -> None:
+    fresh_topics(ts_env, "lk", PARTITIONS)
+    feed_history(ts_env.settings, linked.path, rate=None).wait()
+    live, log = worker_decides_as_offline(ts_env, _default_policy(ts_env), linked.offline)
+    truth = read_truth(linked.truth)
+    got: dict[str, Counter[tuple[str, str | None]]] = {}
+    for d in live:
+        got.setdefault(d["message_id"], Counter())[(d["action"], d["rule"])] += 1
+    wrong = {m: (got.get(m), want) for m, want in truth.items() if got.get(m) != want}
+    assert not wrong, f"{len(wrong)} of {len(truth)} differ, e.g. {list(wrong.items())[:5]}"
+    dead = ts_env.collect(("dead_letter",), lambda g: len(g["dead_letter"]) >= 20)["dead_letter"]
+    refused = [orjson.loads(r.value) for r in dead]
+    assert len(refused) == 20, [r["error"] for r in refused]
+    assert all("would make a cycle" in r["error"] for r in refused)
+    assert {r["topic"] for r in refused} == {ts_env.settings.topics["identities"]}
+    assert "identity link refused" in log
+
+
+def _default_policy(ts_env: Env) -> Path:
+    path = ts_env.tmp / "default.toml"
+    path.write_text('version = "default-1"\n')
+    return path
+
+
+def test_three_kill_9_while_links_travel_write_nothing_twice(
+    ts_env: Env, linked: Linked, visible: Callable[[], Visible]
+) -> None:
+    """Every partition's links and copies of facts are on their way between partitions
+    when its worker is killed: the restart reads the links back from the changelog, and
+    the decisions are the offline replay's, none missing, different or twice."""
+    fresh_topics(ts_env, "lk9", PARTITIONS, idle_after="2")
+    feed = feed_history(ts_env.settings, linked.path, rate=None)
+    feed.wait()
+    owed = len(linked.offline)
+    out = visible()
+    restored = 0
+    for share in (0.2, 0.5, 0.8):
+        worker = ts_env.worker()
+        wait_logged(worker, "state recovered")
+        text = worker.log.read_text(errors="replace")
+        restored = max(restored, int(text.split(" identity link rows")[0].rsplit(" ", 1)[1]))
+        at_start = len(out.drain())
+
+        def due(n: int, since: int = at_start, share: float = share) -> bool:
+            return n == owed or (n >= share * owed and n > since and bool(out.in_flight()))
+
+        if at_start < owed:
+            out.wait_for(due, worker, every_ms=20)
+        worker.kill()
+    assert restored > 100, "a restart read no identity links back from the changelog"
+    last = ts_env.worker()
+    offline = [(d["message_id"], d["action"], d["rule"], tuple(d["removed_skus"]))
+               for d in linked.offline]  # fmt: skip
+    _finish(ts_env, last, offline)
+    result = _check(ts_env, offline, "3x kill -9 while links travel", feed)
+    assert result.decisions == owed, result.render()
