@@ -96,9 +96,11 @@ class Sent:
     measured: set[str] = field(default_factory=set)
 
 
-def lives(run: str, seed: int) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+def lives(run: str, seed: int, links: bool = False) -> Iterator[list[tuple[str, dict[str, Any]]]]:
     """New customers, one after another: each a list of (topic role, value) in the order
-    they happen. Times are filled in when a record is sent."""
+    they happen. Times are filled in when a record is sent. ``links``: every third
+    customer buys as a guest, linked to the account right after the session starts (the
+    guest is on another partition, mostly: its purchases travel to the account's)."""
     rng = random.Random(seed)
     i = 0
     while True:
@@ -116,12 +118,17 @@ def lives(run: str, seed: int) -> Iterator[list[tuple[str, dict[str, Any]]]]:
         }
         life: list[tuple[str, dict[str, Any]]] = [
             ("sessions", {"customer_id": cid, "session_id": sid, "kind": "started"}),
-            ("outbound", promo),
         ]
+        buyer = cid
+        if links and i % 3 == 0:
+            buyer = f"{run}-g{i}"
+            link = {"customer_id": buyer, "linked_to": cid, "kind": "link", "source": "checkout"}
+            life.append(("identities", link))
+        life.append(("outbound", promo))
         for k in range(rng.randint(1, 3)):
             sku = rng.choice(SKUS)
             order = {
-                "customer_id": cid,
+                "customer_id": buyer,
                 "order_id": f"{cid}-o{k}",
                 "items": [{"sku": sku, "quantity": 1, "unit_price": "9.99"}],
                 "currency": "EUR",
@@ -136,11 +143,13 @@ def lives(run: str, seed: int) -> Iterator[list[tuple[str, dict[str, Any]]]]:
         yield life
 
 
-def interleaved(run: str, seed: int, concurrent: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def interleaved(
+    run: str, seed: int, concurrent: int, links: bool = False
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """Records of ``concurrent`` customers at a time, interleaved at random (as live
     traffic is), each customer's own records in order."""
     rng = random.Random(seed)
-    source = lives(run, seed)
+    source = lives(run, seed, links)
     active = [iter(next(source)) for _ in range(concurrent)]
     while True:
         k = rng.randrange(concurrent)
@@ -368,6 +377,12 @@ def main() -> int:
         help="turn [blast] on in the policy: every candidate waits for the campaign gate of "
         "all partitions (the latency that whole-campaign checks add)",
     )
+    ap.add_argument(
+        "--links",
+        action="store_true",
+        help="every third customer buys as a guest linked to the account (identity links: "
+        "the latency that forwarding facts and links between partitions adds)",
+    )
     ap.add_argument("--drain-timeout", type=float, default=120)
     ap.add_argument("--log", metavar="FILE", help="keep the worker's log in FILE")
     ap.add_argument("--json", type=Path, default=RESULTS / "latency.json")
@@ -395,7 +410,7 @@ def main() -> int:
             ready = wait_until_ready(log_path, worker)
             print(f"worker ready in {ready:.1f}s ({args.partitions} partitions)", flush=True)
             producer = make_producer(args.producer, settings)
-            records = interleaved(settings.app_id, 17, args.concurrent)
+            records = interleaved(settings.app_id, 17, args.concurrent, args.links)
             for rate in rates:
                 sent = produce_at(
                     producer, settings, records, rate, args.warmup, args.seconds, worker.pid
@@ -424,6 +439,7 @@ def main() -> int:
             "warmup_s": args.warmup,
             "producer": args.producer,
             "policy": POLICY + ("[blast]\nenabled = true\n" if args.blast else ""),
+            "links": args.links,
             "worker_settings": overrides,
             "rates": rows,
         },

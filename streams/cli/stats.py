@@ -44,6 +44,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         page = client.stats()
         stats.held_now = int(page.get("held", 0))
         stats.holds = {str(k): int(v) for k, v in (page.get("holds") or {}).items()}
+        links = page.get("links")
+        if isinstance(links, dict):
+            stats.links = {str(k): int(v) for k, v in links.items() if isinstance(v, int)}
         found = page.get("campaigns")
         stats.campaigns = (
             [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []

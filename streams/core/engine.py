@@ -356,24 +356,6 @@ class Engine(Holding, Gating, Linking):
         self.counts["late_evidence"] += len(late)
         return late
 
-    def _full(self, state: CustomerState, cand: Candidate) -> str | None:
-        """Why ``cand`` cannot be held for this customer, if it cannot."""
-        lim = self.policy.state
-        if len(state.held) >= lim.max_held:
-            return (
-                f"customer {cand.customer_id} already has {len(state.held)} held candidates "
-                f"(state.max_held {lim.max_held}); {cand.message_id} was not held"
-            )
-        size = len(cand.raw) + sum(len(c.raw) for c in state.held)
-        size += sum(len(e[3]) for e in state.outbox)
-        if size > lim.max_held_bytes:
-            return (
-                f"customer {cand.customer_id}'s held and unpublished messages would take "
-                f"{size} bytes (state.max_held_bytes {lim.max_held_bytes}); "
-                f"{cand.message_id} was not held"
-            )
-        return None
-
     # ------------------------------------------------------------ release
 
     def release(self, partition: int, wall_ms: int) -> list[Output]:
@@ -383,11 +365,19 @@ class Engine(Holding, Gating, Linking):
         heap, clock = part.heap, part.clock
         if part.judging:
             out.extend(self._judge(part, partition, wall_ms))
-        if heap and clock.releasable(heap[0][0]) and self.links_ok(part, heap[0][0]):
+        if heap and clock.releasable(heap[0][0]):
             # Popping only raises the heap minimum: these horizons stay safe for the loop.
             horizons = self._horizons(part)
-            while heap and clock.releasable(heap[0][0]) and self.links_ok(part, heap[0][0]):
+            parked = []  # linked customers' candidates waiting for links heard elsewhere
+            while heap and clock.releasable(heap[0][0]):
+                if not self.links_ok(part, partition, heap[0][0], heap[0][3]):
+                    if self._blast:
+                        break  # the campaign gate takes candidates in deadline order
+                    parked.append(heapq.heappop(heap))  # the others' decisions go on
+                    continue
                 out.extend(self._decide_top(part, wall_ms, horizons))
+            for entry in parked:
+                heapq.heappush(heap, entry)
         if self.gate is not None:
             out.extend(self._pass_gate(self.gate, wall_ms, self._through()))
         return out
@@ -402,7 +392,7 @@ class Engine(Holding, Gating, Linking):
         if not part.clock.all_idle:
             return out
         out.extend(self.release(partition, wall_ms))
-        while part.heap and self.links_ok(part, part.heap[0][0]):
+        while part.heap and self.links_ok(part, partition, part.heap[0][0], part.heap[0][3]):
             _d, _mid, seq, cid = part.heap[0]
             cand = self._held(cid, seq)
             if cand is not None and (

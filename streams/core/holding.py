@@ -14,6 +14,7 @@ from streams.core import caps, rules
 from streams.core.candidate import Candidate
 from streams.core.outbox import Outbox
 from streams.core.outcomes import Failed, Output
+from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
 from streams.core.pruning import Partition
 from streams.core.quiet_hold import QuietHold
@@ -22,9 +23,10 @@ from streams.core.store import StateStore, held_of
 
 
 class Holding:
-    """The engine's quiet-hours and cap-deferral half."""
+    """The engine's quiet-hours and cap-deferral half, and the limits on what is held."""
 
     store: StateStore
+    policy: Policy
     history: PolicyHistory
     counts: Counter[str]
     quiet: QuietHold | None
@@ -75,3 +77,21 @@ class Holding:
         self._outbox(state, [failed])
         self.store.put(cid, state)
         yield failed
+
+    def _full(self, state: CustomerState, cand: Candidate) -> str | None:
+        """Why ``cand`` cannot be held for this customer, if it cannot."""
+        lim = self.policy.state
+        if len(state.held) >= lim.max_held:
+            return (
+                f"customer {cand.customer_id} already has {len(state.held)} held candidates "
+                f"(state.max_held {lim.max_held}); {cand.message_id} was not held"
+            )
+        size = len(cand.raw) + sum(len(c.raw) for c in state.held)
+        size += sum(len(e[3]) for e in state.outbox)
+        if size > lim.max_held_bytes:
+            return (
+                f"customer {cand.customer_id}'s held and unpublished messages would take "
+                f"{size} bytes (state.max_held_bytes {lim.max_held_bytes}); "
+                f"{cand.message_id} was not held"
+            )
+        return None

@@ -104,6 +104,10 @@ class LinkBook:
         """Was ``cid`` ever named by a link (cheap: asked for every fact and decision)?"""
         return cid in self._by_id
 
+    def touching(self, cid: str) -> list[Link]:
+        """The links that name ``cid``, as alias or as target."""
+        return list(self._by_id.get(cid, ()))
+
     def reach(self, cid: str) -> set[str]:
         """Every id connected to ``cid`` by any link ever read, whatever its time or
         verdict: everyone who may, at some deadline, be in a group with it."""

@@ -35,12 +35,16 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
-from streams.core.clock import human
+from streams.core.clock import human, iso
 from streams.core.identity import FACT_TOPIC, Group, Link, LinkBook, StateFact, fact_row
 from streams.core.outcomes import Output, Refused
 from streams.core.pruning import Partition, Pruning
-from streams.core.state import ConsentFact, CustomerState, Epoch, OrderFact
+from streams.core.state import ALWAYS, NEVER, ConsentFact, CustomerState, Epoch, OrderFact
 
+LINKED = ", linked to "
+"""What a reason says of evidence from a linked id ("purchase p-1 by g-77, linked to c-42
+at ..."): the offline report finds the decisions only a link made possible by it."""
+HEARD_KEPT = 512  # markers remembered per source (``note_marker``)
 SHADOW = "\x01"  # shadow keys: never a customer id (ids hold no control character)
 
 Forward = tuple[str, int, Any]
@@ -130,7 +134,7 @@ class Linking(Pruning):
                     n: int) -> None:  # fmt: skip
         """Copy this partition's customers' facts to everyone the link reaches."""
         if self.acked_links:
-            heapq.heappush(part.waiting, (link.seen_from, source, n))
+            heapq.heappush(part.waiting, (link.seen_from, source, n, link.event_id))
         reach = self.book.reach(link.alias)
         parts = {self.partition_of(m) for m in reach}
         for cid in sorted(reach):
@@ -183,11 +187,66 @@ class Linking(Pruning):
                 return False
         return True
 
-    def links_ok(self, part: Partition, deadline: int) -> bool:
-        """May ``deadline`` be decided as far as links go: every partition has heard every
-        link it sees (and sent what they copy) - live only, offline hears at once."""
-        waiting = part.waiting
-        return not waiting or waiting[0][0] > deadline
+    # ------------------------------------------------------------ caught up (live)
+
+    def note_marker(
+        self, partition: int, source: int, stamp: int, local: dict[str, tuple[int | None, bool]]
+    ) -> None:
+        """``partition`` applied (or, ``source == partition``, sent) a progress marker of
+        ``source`` taken at ``stamp``: what it says, kept for ``_caught_up``."""
+        part = self.part(partition)
+        busy = [f for f, idle in local.values() if not idle]
+        low = None if any(f is None for f in busy) else min(busy, default=ALWAYS)  # type: ignore[type-var]
+        seen = part.heard_at.setdefault(source, [])
+        seen.append((stamp, NEVER if low is None else low, not busy))
+        if len(seen) > HEARD_KEPT:
+            del seen[: len(seen) - HEARD_KEPT]  # a later stamp is needed then: safe
+        if source != partition and stamp > part.applied.get(source, -1):
+            part.applied[source] = stamp
+
+    def marker_echo(self, partition: int) -> dict[int, int]:
+        """The newest marker of each other partition this one has applied (for its markers)."""
+        return dict(self.part(partition).applied)
+
+    def hear_echo(self, partition: int, source: int, echo: dict[int, int]) -> None:
+        mine = self.part(partition).echo.setdefault(source, {})
+        for s, stamp in echo.items():
+            if stamp > mine.get(s, -1):
+                mine[s] = stamp
+
+    def _caught_up(self, part: Partition, partition: int, deadline: int, reach: set[str]) -> bool:
+        """Has every partition owning an id of ``reach`` read everything any partition
+        forwarded to it in time for ``deadline``? A fact put on a wrong partition reaches
+        its customer's partition by re-route and is copied on from there: two hops, which
+        no single marker covers. It has, once it has applied the marker of each source that
+        let this partition's stream time pass the deadline (or a later one)."""
+        for p in {self.partition_of(m) for m in reach} - {partition}:
+            echo = part.echo.get(p, {})
+            for s, seen in part.heard_at.items():
+                if s == p:
+                    continue
+                need = min((st for st, low, idle in seen if idle or low > deadline), default=None)
+                if need is None or echo.get(s, -1) < need:
+                    return False
+        return True
+
+    def links_ok(self, part: Partition, partition: int, deadline: int, cid: str) -> bool:
+        """May ``cid``'s candidate with ``deadline`` be decided as far as links go: every
+        partition has heard every link it sees that reaches ``cid`` (and sent the copies
+        those call for) - live only, offline hears at once. A customer no link reaches
+        has nothing on its way: the link that would reach it by ``deadline`` is in the
+        book already (its stream passed the deadline), so it is not held up."""
+        if not self.acked_links or not self.book.linked(cid):
+            return True
+        reach = self.book.reach(cid)
+        links = self.book.links
+        for seen_from, source, n, eid in part.waiting:
+            if seen_from > deadline or self._acked(part, partition, source, n):
+                continue
+            link = links.get(eid)
+            if link is None or link.alias in reach or link.target in reach:
+                return False
+        return self._caught_up(part, partition, deadline, reach)
 
     # ------------------------------------------------------------ judging (refusals)
 
@@ -236,7 +295,7 @@ class Linking(Pruning):
             if facts is None:
                 continue
             link = group.members[m]
-            name = f"by {m}, linked to {cid} at {human(link.t)}"
+            name = f"by {m}{LINKED}{cid} at {human(link.t)}"
             seen: list[StateFact] = [*facts.purchases, *facts.returns, *facts.sessions]
             for f in seen:
                 if merged.add(f, self._ttl):
@@ -255,6 +314,35 @@ class Linking(Pruning):
                                      key=lambda c: c.t)  # fmt: skip
         self.counts["grouped_decisions"] += 1
         return merged, names
+
+    # ------------------------------------------------------------ for people
+
+    def link_stats(self) -> dict[str, int]:
+        """Links read, unlinks, refused (dead-lettered) and known (the whole book)."""
+        c = self.counts
+        return {"links": c.get("links", 0), "unlinks": c.get("unlinks", 0),
+                "refused": c.get("links_refused", 0), "known": len(self.book),
+                "grouped_decisions": c.get("grouped_decisions", 0)}  # fmt: skip
+
+    def links_of(self, cid: str) -> dict[str, Any]:
+        """``cid``'s group as every link read so far makes it, and each link that touches
+        its ids: where it came from and whether it stands."""
+        group = self.book.group(cid, ALWAYS)
+        links: list[dict[str, Any]] = []
+        touching = {k.event_id: k for m in self.book.reach(cid) for k in self.book.touching(m)}
+        for link in sorted(touching.values(), key=lambda k: (k.t, k.event_id)):
+            why = self.book.verdict(link)
+            o = link.origin
+            links.append({
+                "event_id": link.event_id, "kind": "unlink" if link.unlink else "link",
+                "alias": link.alias, "linked_to": link.target, "occurred_at": iso(link.t),
+                "source": link.source, "read_from": None if o is None else f"{o[0]}[{o[1]}]@{o[2]}",
+                "refused": why,
+            })  # fmt: skip
+        return {
+            "group": {m: {"via": k.describe()} for m, k in sorted(group.members.items())},
+            "links": links,
+        }
 
     # ------------------------------------------------------------ durable rows (worker)
 
@@ -276,7 +364,7 @@ class Linking(Pruning):
                 heapq.heappush(part.judging, (link.seen_from, link.event_id, n))
             if self.acked_links and n:
                 # acknowledgements are not kept: the markers after a restart bring them
-                heapq.heappush(part.waiting, (link.seen_from, source, n))
+                heapq.heappush(part.waiting, (link.seen_from, source, n, link.event_id))
         if head is not None:
             part.link_seq = int(head[0])
             part.done = {int(s): int(n) for s, n in head[1]}

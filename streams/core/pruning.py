@@ -25,8 +25,8 @@ class Partition:
     """One partition's stream clock and the heap of its held candidates by deadline."""
 
     __slots__ = (
-        "acks", "clock", "done", "gate", "heap", "horizons", "judging", "link_rows",
-        "link_seq", "outgoing", "promised", "told", "waiting",
+        "acks", "applied", "clock", "done", "echo", "gate", "heap", "heard_at", "horizons",
+        "judging", "link_rows", "link_seq", "outgoing", "promised", "told", "waiting",
     )  # fmt: skip
 
     def __init__(self, clock: StreamClock, gate: CampaignGate | None = None) -> None:
@@ -42,13 +42,19 @@ class Partition:
         # identity links (``linking``): own links to judge (seen from, event id, number),
         # links read here, links heard per source partition, the other partitions' marker
         # acknowledgements of them, links not yet acknowledged by every partition (seen
-        # from, source, number), and link rows changed since they were last saved
+        # from, source, number, event id), and link rows changed since they were last saved
         self.judging: list[tuple[int, str, int]] = []
         self.link_seq = 0
         self.done: dict[int, int] = {}
         self.acks: dict[int, dict[int, int]] = {}
-        self.waiting: list[tuple[int, int, int]] = []
+        self.waiting: list[tuple[int, int, int, str]] = []
         self.link_rows: dict[str, list[Any]] = {}
+        # markers (live): per source, those this partition applied (its own: sent), as
+        # (stamp, lowest busy frontier, all idle); the newest applied per source; and per
+        # other partition, the newest of each source it says it applied (``_caught_up``)
+        self.heard_at: dict[int, list[tuple[int, int, bool]]] = {}
+        self.applied: dict[int, int] = {}
+        self.echo: dict[int, dict[int, int]] = {}
 
 
 class Pruning:

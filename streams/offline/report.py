@@ -24,6 +24,7 @@ import orjson
 
 from streams.core.campaigns import Order, Trip, label_of
 from streams.core.clock import human_span, iso
+from streams.core.linking import LINKED
 from streams.core.outcomes import Decided, Failed, LateFinding, Output, Refused
 from streams.core.policy import Policy
 from streams.core.policy_history import PolicyHistory
@@ -220,6 +221,35 @@ def _holds_html(ds: list[Seen]) -> str:
     )
 
 
+def _links_html(ds: list[Seen], refused: list[Refused]) -> str:
+    """Suppressions and rewrites that only an identity link made possible (their reason
+    names the linked id the evidence came from), and the links refused."""
+    linked = [d for d in ds if d.action != "send" and d.reason and LINKED in d.reason]
+    if not linked and not refused:
+        return ""
+    per_rule = Counter(d.rule for d in linked)
+    rows = "".join(f"<tr><td>{_e(r or '')}</td><td class=n>{n}</td></tr>"
+                   for r, n in per_rule.most_common())  # fmt: skip
+    examples = "".join(
+        f"<tr><td>{_e(d.message_id)}</td><td>{_e(d.customer_id)}</td><td>{_e(d.reason or '')}</td>"
+        "</tr>"
+        for d in linked[:10]
+    )
+    bad = "".join(f"<tr><td>{_e(o.link.event_id)}</td><td>{_e(o.error)}</td></tr>"
+                  for o in refused[:20])  # fmt: skip
+    return (
+        f"<h2>Made possible by identity links</h2><p>{len(linked)} suppressions or rewrites "
+        "used evidence of a linked id (a guest checkout, a second device); "
+        f"{len(refused)} links were refused (dead-letter).</p>"
+        "<table id=linked><thead><tr><th>rule</th><th>messages</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+        "<table id=linked-examples><thead><tr><th>message</th><th>customer</th><th>reason</th>"
+        f"</tr></thead><tbody>{examples}</tbody></table>"
+        "<table id=refused-links><thead><tr><th>link</th><th>refused because</th></tr></thead>"
+        f"<tbody>{bad}</tbody></table>"
+    )
+
+
 def _trips_html(trips: list[Trip], contents: list[tuple[str, int, str]], window: int) -> str:
     """Each trip, and its campaign's windows: candidates and the tripping content's share
     (the content as sent, after rewrites), so ops see the fallback set in."""
@@ -317,6 +347,7 @@ def render(
     late_rows = _late_rows(got.late, policy)
     chart = orjson.dumps(_rate_chart(ds, summary.trips)).decode()
     trips = _holds_html(ds) + _trips_html(summary.trips, got.contents, policy.blast.window)
+    trips += _links_html(ds, got.refused)
     total = len(ds)
     rate = actions["suppress"] / total if total else 0.0
     return PAGE.format(

@@ -39,6 +39,8 @@ class DecisionStats:
     transactions: dict[str, Any] | None = None
     # tripped or killed campaigns, as the worker's stats page lists them
     campaigns: list[dict[str, Any]] = field(default_factory=list)
+    # identity links read since the worker started (links, unlinks, refused), when it answers
+    links: dict[str, int] = field(default_factory=dict)
 
     @property
     def decisions(self) -> int:
@@ -92,6 +94,7 @@ class DecisionStats:
             "held_now": self.held_now,
             "holds": self.holds,
             "campaigns": self.campaigns,
+            "links": self.links,
             "transactions": self.transactions,
             "interval_s": self.interval_ms // 1000,
             "per_rule_per_interval": {
@@ -113,6 +116,13 @@ class DecisionStats:
             lines.append(
                 "held past their deadline (this worker since its start): "
                 + "  ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in sorted(self.holds.items()))
+            )
+        lk = self.links
+        if lk.get("links") or lk.get("unlinks") or lk.get("refused"):
+            lines.append(
+                f"identity links (this worker since its start): {lk.get('links', 0):,} linked, "
+                f"{lk.get('unlinks', 0):,} unlinked, {lk.get('refused', 0):,} refused "
+                f"(dead-letter); {lk.get('known', 0):,} known"
             )
         for c in self.campaigns:
             if c.get("state") == "killed":

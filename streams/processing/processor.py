@@ -350,6 +350,7 @@ class Processor:
             stamp = int(m.get("at", 0))
             remote = [(role, fr, bool(idle)) for role, (fr, idle) in streams.items()]
             done = {int(s): int(n) for s, n in m.get("d", {}).items()}
+            echo = {int(s): int(n) for s, n in m.get("e", {}).items()}
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning("ignoring a malformed progress marker on partition %d: %r", partition, exc)
             self.counts["bad_marker"] += 1
@@ -359,6 +360,9 @@ class Processor:
             clock.set_remote((role, src), frontier, idle, stamp)
         if done:
             self.engine.hear_acks(partition, src, done)
+        if self.engine.acked_links:
+            self.engine.note_marker(partition, src, stamp, {r: (f, i) for r, f, i in remote})
+            self.engine.hear_echo(partition, src, echo)
         self.counts["markers"] += 1
         if self.on_marker is not None:
             self.on_marker(partition, src)
@@ -430,8 +434,12 @@ class Processor:
             return []
         local = self.engine.clock(source).local()
         f = {r: [fr, i] for r, (fr, i) in local.items()}
-        done = {str(s): n for s, n in self.engine.link_done(source).items()}
-        value = orjson.dumps({"src": source, "at": stamp, "f": f, "d": done})
+        engine = self.engine
+        done = {str(s): n for s, n in engine.link_done(source).items()}
+        echo = {str(s): n for s, n in engine.marker_echo(source).items()}
+        value = orjson.dumps({"src": source, "at": stamp, "f": f, "d": done, "e": echo})
+        if engine.acked_links:
+            engine.note_marker(source, source, stamp, local)
         hdr = ((H_MARKER, b"1"),)
         return [
             OutRecord("reroute", None, value, p, None, hdr, source)

@@ -397,17 +397,25 @@ class Watermarks:
             return []
         self._local_sent[source] = snapshot
         out: list[OutRecord] = []
+        stamp = time.time_ns()  # one snapshot of the source for every target
+        engine = self.engine
+        linked = engine.acked_links
+        if linked:
+            engine.note_marker(source, source, stamp, local)
+            echo = engine.marker_echo(source)
         for target in self.reroute_clear:
             if target == source or target not in owned:
                 continue
             if not self.processor.settled(source, target):
                 continue
             clock = self.engine.clock(target)
-            stamp = time.time_ns()
             for role, (frontier, idle) in local.items():
                 clock.set_remote((role, source), frontier, idle, stamp)
             if done:
                 self.engine.hear_acks(target, source, done)
+            if linked:
+                engine.note_marker(target, source, stamp, local)
+                engine.hear_echo(target, source, echo)
             self._marker_seen[(target, source)] = time.monotonic()
             out += self.processor.render(self.processor.release(target, wall))
         return out

@@ -39,6 +39,7 @@ PAGE = """<!doctype html>
  <div class="card">late evidence<b id="late-evidence">-</b></div>
  <div class="card">aborted transactions<b id="aborted-transactions">-</b></div>
  <div class="card">campaigns tripped<b id="campaigns-tripped">-</b></div>
+ <div class="card">identity links<b id="links">-</b><span id="links-detail" class="muted"></span></div>
 </div>
 <h2>Tripped campaigns</h2><div id="campaigns" class="muted">none</div>
 <h2>Misfire warnings</h2><div id="misfires" class="muted">none</div>
@@ -58,6 +59,8 @@ function render(d){
   document.getElementById("decisions").textContent=d.chart.decisions;
   document.getElementById("held").textContent=d.held;
   const h=d.holds||{};document.getElementById("holds").textContent=(h.quiet_hours||h.cap||h.campaign)?"since start: quiet hours "+(h.quiet_hours||0)+", caps "+(h.cap||0)+", campaigns "+(h.campaign||0):"";
+  const lk=d.links||{};document.getElementById("links").textContent=lk.links||0;
+  document.getElementById("links-detail").textContent=" unlinked "+(lk.unlinks||0)+", refused "+(lk.refused||0);
   const cs=d.campaigns||[];document.getElementById("campaigns-tripped").textContent=cs.length;
   const cd=document.getElementById("campaigns");cd.replaceChildren();cd.className=cs.length?"":"muted";
   if(!cs.length)cd.textContent="none";
@@ -125,6 +128,7 @@ def data(
     transactions: dict[str, Any] | None = None,
     holds: dict[str, int] | None = None,
     campaigns: list[dict[str, Any]] | None = None,
+    links: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     return {
         "chart": chart,
@@ -142,5 +146,7 @@ def data(
         "holds": holds or {},
         # tripped or killed campaigns, and the command that acts on them
         "campaigns": campaigns or [],
+        # identity links read since the worker started: links, unlinks, refused
+        "links": links or {},
         "cli": cli(),
     }

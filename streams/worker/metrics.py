@@ -44,6 +44,7 @@ class Snapshot:
     misfiring: dict[str, float] = field(default_factory=dict)  # rule -> recent rate
     transactions: dict[str, Any] | None = None  # TransactionStats.as_dict(); None: at_least_once
     campaigns: list[dict[str, Any]] = field(default_factory=list)  # Engine.campaign_alerts()
+    links: dict[str, int] = field(default_factory=dict)  # Engine.link_stats()
 
 
 class _Counts(Collector):
@@ -115,6 +116,15 @@ class _Counts(Collector):
             held.add_metric([c["campaign"]], c.get("held_here", 0))
         yield tripped
         yield held
+        links = CounterMetricFamily(
+            f"{PREFIX}_identity_links",
+            "Identity links read by this worker's partitions since start, by kind (link, "
+            "unlink, refused: dead-lettered as a cycle, over max_group or not linked)",
+            labels=["kind"],
+        )
+        for kind, key in (("link", "links"), ("unlink", "unlinks"), ("refused", "refused")):
+            links.add_metric([kind], s.links.get(key, 0))
+        yield links
         lag = GaugeMetricFamily(
             f"{PREFIX}_consumer_lag",
             "Records not yet read, per input partition (highwater minus next offset)",

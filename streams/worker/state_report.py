@@ -18,7 +18,11 @@ def _t(ms: int) -> str | None:
     return None if ms == NEVER else iso(ms)
 
 
-def report(customer_id: str, st: CustomerState, partition: int) -> dict[str, Any]:
+def report(
+    customer_id: str, st: CustomerState, partition: int, links: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``links``: the customer's identity group and the links that made it
+    (``Linking.links_of``)."""
     return {
         "customer_id": customer_id,
         "partition": partition,
@@ -66,4 +70,5 @@ def report(customer_id: str, st: CustomerState, partition: int) -> dict[str, Any
         "message_ids_remembered": len(st.decided),
         "activity": [{"from": _t(e.start), "to": _t(e.end)} for e in st.epochs],
         "unpublished_outputs": len(st.outbox),
+        **(links or {}),
     }  # fmt: skip

@@ -168,7 +168,7 @@ class Web:
                           "after customer_ttl without activity", "partition": partition},
                 status=404,
             )  # fmt: skip
-        return web.json(report(customer_id, st, partition))
+        return web.json(report(customer_id, st, partition, self.engine.links_of(customer_id)))
 
     async def _dashboard(self, web: Any, request: Any) -> Any:
         return web.html(DASHBOARD)
@@ -190,6 +190,7 @@ class Web:
                 self.batches.delivery.transaction_stats(),
                 self._holds(),
                 self.engine.campaign_alerts(),
+                self.engine.link_stats(),
             )
         )
 
@@ -238,6 +239,7 @@ class Web:
             misfiring={rule: a.recent_rate for rule, a in misfire.active.items()},
             transactions=self.batches.delivery.transaction_stats(),
             campaigns=self.engine.campaign_alerts(),
+            links=self.engine.link_stats(),
         )
 
     def _holds(self) -> dict[str, int]:
@@ -260,6 +262,8 @@ class Web:
             "holds": self._holds(),
             # tripped or killed campaigns ([blast]), with the count held here
             "campaigns": self.engine.campaign_alerts(),
+            # identity links read here, unlinks, refused (dead-lettered), known in the book
+            "links": self.engine.link_stats(),
             "customers": len(self.table.memory.data),
             "policy": self.policy.version,
             "policy_versions": history.summary(),
