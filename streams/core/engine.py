@@ -93,6 +93,8 @@ class Engine(Holding, Gating, Linking):
         self.book = LinkBook(policy.links.max_group)
         self.forwards: list[Forward] = []
         self.acked_links = False
+        self._judged: list[tuple[Partition, tuple[int, str, int]]] | None = None
+        self._forwards_at = 0
         self._shadow_keys: dict[tuple[str, int], str] = {}
         self._parts: dict[int, Partition] = {}
         # heap entries popped since begin(): pushed back by rollback() (worker transactions)
@@ -176,16 +178,24 @@ class Engine(Holding, Gating, Linking):
         own transaction undoes the state), gate entries not yet sent included."""
         self._popped = []
         self._sent = []
+        self._judged = []
+        self._forwards_at = len(self.forwards)
         if self.replicated:  # per record: nothing to note without campaign replicas
             self._unsent = {p: len(pt.outgoing) for p, pt in self._parts.items() if pt.outgoing}
 
     def commit(self) -> None:
         self._popped = None
         self._sent = None
+        self._judged = None
 
     def rollback(self) -> None:
         for partition, entry in self._popped or ():
             heapq.heappush(self.part(partition).heap, entry)
+        for part, judged in self._judged or ():
+            heapq.heappush(part.judging, judged)  # its refusal was never written
+            part.link_rows.pop(judged[1], None)
+        del self.forwards[self._forwards_at :]
+        self._judged = None
         for part, counts, told in reversed(self._sent or ()):
             part.outgoing[:0] = counts  # handed out, never written: send them again
             part.told = told

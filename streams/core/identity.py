@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.core.clock import human
-from streams.core.state import NEVER, ConsentFact, PurchaseFact, ReturnFact, SessionFact
+from streams.core.state import ALWAYS, NEVER, ConsentFact, PurchaseFact, ReturnFact, SessionFact
 
 StateFact = PurchaseFact | ReturnFact | SessionFact | ConsentFact
 
@@ -80,12 +80,13 @@ NO_GROUP = Group({}, {})
 class LinkBook:
     """Every link read, by event id, with an index by id; groups resolved on demand."""
 
-    __slots__ = ("_by_id", "links", "max_group")
+    __slots__ = ("_by_id", "_reach", "links", "max_group")
 
     def __init__(self, max_group: int) -> None:
         self.max_group = max_group
         self.links: dict[str, Link] = {}
         self._by_id: dict[str, list[Link]] = {}
+        self._reach: dict[str, set[str]] = {}  # cleared whenever a link is added
 
     def __len__(self) -> int:
         return len(self.links)
@@ -98,6 +99,7 @@ class LinkBook:
         self.links[link.event_id] = link
         for cid in (link.alias, link.target):
             self._by_id.setdefault(cid, []).append(link)
+        self._reach.clear()
         return True
 
     def linked(self, cid: str) -> bool:
@@ -109,21 +111,24 @@ class LinkBook:
         return list(self._by_id.get(cid, ()))
 
     def reach(self, cid: str) -> set[str]:
-        """Every id connected to ``cid`` by any link ever read, whatever its time or
-        verdict: everyone who may, at some deadline, be in a group with it."""
-        seen = {cid}
-        todo = [cid]
-        by_id = self._by_id
-        while todo:
-            for link in by_id.get(todo.pop(), ()):
-                for other in (link.alias, link.target):
-                    if other not in seen:
-                        seen.add(other)
-                        todo.append(other)
-        return seen
+        """Every id that is, at some deadline, in a group with ``cid`` as the links read so
+        far make them (refused links join nobody): whom its facts are copied to."""
+        if cid not in self._by_id:
+            return {cid}
+        found = self._reach.get(cid)
+        if found is None:
+            ever: dict[frozenset[str], Link] = {}
+            self._apply(self._visible(cid, ALWAYS), ever)
+            found = set(_component(cid, ever))
+            for m in found:
+                self._reach[m] = found
+        return found
 
     def _visible(self, cid: str, at: int) -> list[Link]:
-        """The links a deadline ``at`` sees in ``cid``'s reach, in the order they apply."""
+        """The links a deadline ``at`` sees around ``cid``, in the order they apply: by when
+        they are first seen (their event time, or when they were read if that was later),
+        so that what a deadline sees only ever extends what an earlier one saw, and a
+        verdict, once given, holds for every later deadline."""
         seen = {cid}
         todo = [cid]
         found: dict[str, Link] = {}
@@ -137,7 +142,7 @@ class LinkBook:
                     if other not in seen:
                         seen.add(other)
                         todo.append(other)
-        return sorted(found.values(), key=lambda k: (k.t, k.event_id))
+        return sorted(found.values(), key=lambda k: (k.seen_from, k.t, k.event_id))
 
     def group(self, cid: str, at: int) -> Group:
         """``cid``'s group as a deadline ``at`` sees it (see the module docstring)."""
@@ -154,7 +159,11 @@ class LinkBook:
         _active, refused = self._apply(self._visible(link.alias, link.seen_from))
         return refused.get(link.event_id)
 
-    def _apply(self, links: list[Link]) -> tuple[dict[frozenset[str], Link], dict[str, str]]:
+    def _apply(
+        self, links: list[Link], ever: dict[frozenset[str], Link] | None = None
+    ) -> tuple[dict[frozenset[str], Link], dict[str, str]]:
+        """Apply ``links`` in order: the links in force after them, and why each refused
+        one was; ``ever`` collects every link that was in force at some point."""
         active: dict[frozenset[str], Link] = {}
         refused: dict[str, str] = {}
         for link in links:
@@ -189,6 +198,8 @@ class LinkBook:
                 )
                 continue
             active[pair] = link
+            if ever is not None:
+                ever[pair] = link
         return active, refused
 
     def rows(self) -> list[list[Any]]:

@@ -36,7 +36,15 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.core.clock import human, iso
-from streams.core.identity import FACT_TOPIC, Group, Link, LinkBook, StateFact, fact_row
+from streams.core.identity import (
+    FACT_TOPIC,
+    Group,
+    Link,
+    LinkBook,
+    StateFact,
+    fact_of,
+    fact_row,
+)
 from streams.core.outcomes import Output, Refused
 from streams.core.pruning import Partition, Pruning
 from streams.core.state import ALWAYS, NEVER, ConsentFact, CustomerState, Epoch, OrderFact
@@ -44,6 +52,7 @@ from streams.core.state import ALWAYS, NEVER, ConsentFact, CustomerState, Epoch,
 LINKED = ", linked to "
 """What a reason says of evidence from a linked id ("purchase p-1 by g-77, linked to c-42
 at ..."): the offline report finds the decisions only a link made possible by it."""
+SUMMARY = "E"  # a copy of what pruning left of a customer's older activity
 HEARD_KEPT = 512  # markers remembered per source (``note_marker``)
 SHADOW = "\x01"  # shadow keys: never a customer id (ids hold no control character)
 
@@ -71,6 +80,8 @@ class Linking(Pruning):
     forwards: list[Forward]
     acked_links: bool
     _shadow_keys: dict[tuple[str, int], str]
+    # links judged since begin(): judged again after a rollback (their refusal unwritten)
+    _judged: list[tuple[Partition, tuple[int, str, int]]] | None
 
     # ------------------------------------------------------------ where things are
 
@@ -101,14 +112,17 @@ class Linking(Pruning):
                    source: tuple[str, int] | None) -> list[Output]:  # fmt: skip
         """A link read by the alias's own partition (directly, or re-routed to it)."""
         link.arr = arr
-        if link.event_id in self.book.links:
+        if link.event_id in part.own:
+            # read here already (a crash or a rebalance read it again); one heard from
+            # another partition is still read here as this partition's own
             self.counts["redelivered"] += 1
             return []
+        part.own.add(link.event_id)
         if source is not None:
-            stream, offset = source
-            topic, _, p = stream.rpartition(":")
-            link.origin = (topic, int(p), offset)
-        self.book.add(link)
+            link.origin = _origin(source)
+        if not self.book.add(link):
+            link = self.book.links[link.event_id]  # heard from elsewhere: the same link
+            link.origin = link.origin or (None if source is None else _origin(source))
         self.counts["unlinks" if link.unlink else "links"] += 1
         part.link_seq += 1
         n = part.link_seq
@@ -132,18 +146,25 @@ class Linking(Pruning):
 
     def _after_link(self, part: Partition, partition: int, link: Link, source: int,
                     n: int) -> None:  # fmt: skip
-        """Copy this partition's customers' facts to everyone the link reaches."""
+        """Copy this partition's customers' facts to the partitions the link newly
+        reaches (those that had them get new facts as they are read: ``_fan_out``)."""
         if self.acked_links:
             heapq.heappush(part.waiting, (link.seen_from, source, n, link.event_id))
         reach = self.book.reach(link.alias)
-        parts = {self.partition_of(m) for m in reach}
+        parts = {self.partition_of(m) for m in reach} - {partition}
         for cid in sorted(reach):
             if self.partition_of(cid) != partition:
                 continue
+            had = part.sent_to.setdefault(cid, set())
+            new = parts - had
+            had |= new
             state = self.store.get(cid)
-            if state is None:
+            if state is None or not new:
                 continue
-            for q in sorted(parts - {partition}):
+            summary = _summary_row(state)
+            for q in sorted(new):
+                # what pruning left of older activity (first purchase, orders) goes too
+                self.forwards.append(("copy", q, (cid, summary)))
                 for fact in _facts(state):
                     self.forwards.append(("copy", q, (cid, fact_row(fact))))
                     self.counts["link_copies"] += 1
@@ -154,10 +175,26 @@ class Linking(Pruning):
             self.forwards.append(("copy", q, (cid, fact_row(fact))))
             self.counts["link_copies"] += 1
 
-    def take_copy(self, partition: int, origin: str, fact: StateFact) -> None:
-        """A copy of another partition's customer's fact: into its shadow here."""
+    def take_copy(self, partition: int, origin: str, row: list[Any]) -> None:
+        """A copy of another partition's customer's fact, or of what pruning left of its
+        older activity (``_summary_row``): into its shadow here."""
         key = self.shadow_key(origin, partition)
         state = self.store.get(key) or CustomerState()
+        if row[0] == SUMMARY:
+            for start, end, fp in row[1]:
+                first = None if fp is None else (str(fp[0]), int(fp[1]), int(fp[2]))
+                state.absorb(Epoch(int(start), int(end), first), self._ttl)
+            for oid, p, items, returns in row[2]:
+                state.absorb_order(OrderFact(
+                    str(oid), None if p is None else (str(p[0]), int(p[1]), int(p[2])),
+                    tuple((str(s), int(q)) for s, q in items),
+                    [(str(e), int(t), int(a), tuple((str(s), int(q)) for s, q in its))
+                     for e, t, a, its in returns],
+                ))  # fmt: skip
+            self._kept(state, NEVER, False)
+            self.store.put(key, state)
+            return
+        fact = fact_of(row)
         if not state.add(fact, self._ttl):
             return  # had it (sent again when another link reached it)
         self._kept(state, fact.t, False)
@@ -256,7 +293,10 @@ class Linking(Pruning):
         out: list[Output] = []
         judging, clock = part.judging, part.clock
         while judging and (force or clock.releasable(judging[0][0])):
-            _at, eid, n = heapq.heappop(judging)
+            entry = heapq.heappop(judging)
+            _at, eid, n = entry
+            if self._judged is not None:
+                self._judged.append((part, entry))
             link = self.book.links.get(eid)
             if link is None:
                 continue
@@ -296,10 +336,19 @@ class Linking(Pruning):
                 continue
             link = group.members[m]
             name = f"by {m}{LINKED}{cid} at {human(link.t)}"
+            # what pruning left of its older activity first, then its facts
+            for ep in facts.epochs:
+                merged.absorb(ep, self._ttl)
+            for order in facts.orders.values():
+                merged.absorb_order(order)
             seen: list[StateFact] = [*facts.purchases, *facts.returns, *facts.sessions]
             for f in seen:
                 if merged.add(f, self._ttl):
                     names[f.event_id] = name
+            for ep in facts.epochs:
+                fp = ep.first_purchase
+                if fp is not None:
+                    names.setdefault(fp[0], name)
             for ch in {c.channel for c in facts.consents}:
                 theirs = facts.consent_at(ch, at, arrived_by)
                 if theirs is not None and theirs.withdrawn:
@@ -360,6 +409,8 @@ class Linking(Pruning):
             link = Link.from_row(r[:9])
             self.book.add(link)
             own, judged, source, n = bool(r[9]), bool(r[10]), int(r[11]), int(r[12])
+            if own:
+                part.own.add(link.event_id)
             if own and not judged:
                 heapq.heappush(part.judging, (link.seen_from, link.event_id, n))
             if self.acked_links and n:
@@ -368,6 +419,22 @@ class Linking(Pruning):
         if head is not None:
             part.link_seq = int(head[0])
             part.done = {int(s): int(n) for s, n in head[1]}
+
+
+def _origin(source: tuple[str, int]) -> tuple[str, int, int]:
+    stream, offset = source
+    topic, _, p = stream.rpartition(":")
+    return (topic, int(p), offset)
+
+
+def _summary_row(state: CustomerState) -> list[Any]:
+    """What a customer's state keeps of activity its lists may have dropped: each epoch's
+    span and first purchase, and its orders."""
+    return [
+        SUMMARY,
+        [[e.start, e.end, e.first_purchase] for e in state.epochs],
+        [[o.order_id, o.purchase, o.items, o.returns] for o in state.orders.values()],
+    ]
 
 
 def _facts(state: CustomerState) -> list[StateFact]:

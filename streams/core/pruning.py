@@ -26,7 +26,8 @@ class Partition:
 
     __slots__ = (
         "acks", "applied", "clock", "done", "echo", "gate", "heap", "heard_at", "horizons",
-        "judging", "link_rows", "link_seq", "outgoing", "promised", "told", "waiting",
+        "judging", "link_rows", "link_seq", "outgoing", "own", "promised", "sent_to", "told",
+        "waiting",
     )  # fmt: skip
 
     def __init__(self, clock: StreamClock, gate: CampaignGate | None = None) -> None:
@@ -45,6 +46,10 @@ class Partition:
         # from, source, number, event id), and link rows changed since they were last saved
         self.judging: list[tuple[int, str, int]] = []
         self.link_seq = 0
+        self.own: set[str] = set()  # event ids of the links read here
+        # linked customers of this partition -> the partitions their facts were copied to
+        # (a restart forgets it: their facts are copied again, taken once)
+        self.sent_to: dict[str, set[int]] = {}
         self.done: dict[int, int] = {}
         self.acks: dict[int, dict[int, int]] = {}
         self.waiting: list[tuple[int, int, int, str]] = []

@@ -271,6 +271,32 @@ class CustomerState:
         self.epochs = kept
         return merged
 
+    def absorb(self, other: Epoch, ttl: int) -> Epoch:
+        """Take in another state's epoch (a linked id's: ``linking``), merging the epochs it
+        bridges, as ``touch`` does for one point."""
+        merged = Epoch(other.start, other.end, other.first_purchase, other.pruned_sessions)
+        kept: list[Epoch] = []
+        for ep in self.epochs:
+            if ep.start - ttl <= merged.end and merged.start <= ep.end + ttl:
+                merged = _merge(merged, ep)
+            else:
+                kept.append(ep)
+        kept.append(merged)
+        kept.sort(key=lambda e: e.start)
+        self.epochs = kept
+        return merged
+
+    def absorb_order(self, o: OrderFact) -> None:
+        """Take in another state's order (a linked id's), its purchase and returns."""
+        mine = self.orders.get(o.order_id)
+        if mine is None:
+            self.orders[o.order_id] = OrderFact(o.order_id, o.purchase, o.items, list(o.returns))
+            return
+        if mine.purchase is None and o.purchase is not None:
+            mine.purchase, mine.items = o.purchase, o.items
+        have = {r[0] for r in mine.returns}
+        mine.returns.extend(r for r in o.returns if r[0] not in have)
+
     @property
     def last_activity(self) -> int:
         return self.epochs[-1].end if self.epochs else NEVER

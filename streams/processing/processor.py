@@ -41,7 +41,7 @@ from streams.contract import decode, render
 from streams.contract.partitioning import partition_for
 from streams.core.engine import Engine
 from streams.core.gate import UNHEARD, Count
-from streams.core.identity import Link, fact_of
+from streams.core.identity import Link
 from streams.core.outcomes import Decided, Failed, LateFinding, Output, Refused
 from streams.processing.records import (
     H_ARRIVAL,
@@ -139,7 +139,7 @@ class Processor:
             fw.clear()
             for what, target, item in batch:
                 if what == "copy":
-                    engine.take_copy(target, item[0], fact_of(item[1]))
+                    engine.take_copy(target, item[0], item[1])
                 else:
                     link, source, n = item
                     engine.hear_link(target, link, source, n)
@@ -334,7 +334,7 @@ class Processor:
                     self.engine.hear_link(partition, Link.from_row(row), src, int(n))
             else:
                 for origin, row in items:
-                    self.engine.take_copy(partition, str(origin), fact_of(row))
+                    self.engine.take_copy(partition, str(origin), row)
         except (orjson.JSONDecodeError, IndexError, KeyError, TypeError, ValueError) as exc:
             err = f"re-route {role} record that cannot be read: {exc!r}"
             return [self.dead_letter(self.reroute_topic or "", partition, offset, key, value,

@@ -133,3 +133,36 @@ def test_facts_travel_unchanged() -> None:
     ]
     for f in facts:
         assert fact_of(fact_row(f)) == f
+
+
+def test_a_refused_link_never_comes_into_force_through_a_late_unlink() -> None:
+    """a-b, b-c, then a-c closes a cycle and is dead-lettered. An unlink of a-b at 2, read
+    late (its stream was at 5), does not bring the dead-lettered link to life later."""
+    book = LinkBook(20)
+    for k in (link("i-1", "a", "b", 1), link("i-2", "b", "c", 2), link("i-3", "a", "c", 3),
+              link("u-1", "a", "b", 2, unlink=True, arr=5)):  # fmt: skip
+        book.add(k)
+    assert book.verdict(book.links["i-3"]) is not None
+    assert "c" not in book.group("a", 6 * MIN).members
+    assert members(book, "a", 4) == {"b", "c"} and members(book, "a", 6) == set()
+
+
+def test_a_link_taken_stays_in_force_when_an_earlier_one_is_read_late() -> None:
+    """max_group 2: g-1 -> c (t=3) is taken. g-2 -> c (t=2, read late at 4) comes after it
+    in the order links apply, so it is the one refused, for every deadline."""
+    book = LinkBook(2)
+    for k in (link("i-1", "g-1", "c", 3), link("i-2", "g-2", "c", 2, arr=4)):
+        book.add(k)
+    assert book.verdict(book.links["i-1"]) is None
+    assert book.verdict(book.links["i-2"]) is not None
+    assert "c" in book.group("g-1", 3 * MIN).members
+    assert "c" in book.group("g-1", 5 * MIN).members
+
+
+def test_reach_follows_only_links_that_were_taken() -> None:
+    """A shared device linked to everyone: the links over max_group join nobody."""
+    book = LinkBook(3)
+    for i in range(10):
+        book.add(link(f"i-{i}", f"c-{i}", "dev-1", 10 + i))
+    assert book.reach("dev-1") == {"dev-1", "c-0", "c-1"}
+    assert book.reach("c-7") == {"c-7"}

@@ -243,3 +243,105 @@ def test_a_generated_history_with_guest_checkouts_decides_as_its_truth(tmp_path:
     without, _ = collect(unlinked, DEFAULT_POLICY, PARTS)
     differ = {m for m, v in verdicts(without.decisions).items() if truth.get(m) != v}
     assert len(differ) >= len(named)  # the truth needs the links
+
+
+# ---------------------------------------------------------------- long horizons, hubs
+
+
+def day(d: int, hm: str = "10:00") -> str:
+    from datetime import date, timedelta
+
+    return f"{date(2026, 9, 1) + timedelta(days=d)}T{hm}:00Z"
+
+
+def p_at(eid: str, cid: str, ts: str, order: str | None = None) -> dict[str, Any]:
+    item = {"sku": "SKU-1", "quantity": 1, "unit_price": "9.99"}
+    return rec("purchases", {"event_id": eid, "customer_id": cid, "occurred_at": ts,
+                             "order_id": order or f"o-{eid}", "items": [item],
+                             "currency": "EUR"})  # fmt: skip
+
+
+def s_at(eid: str, cid: str, ts: str) -> dict[str, Any]:
+    return rec("sessions", {"event_id": eid, "customer_id": cid, "occurred_at": ts,
+                            "session_id": eid, "kind": "started"})  # fmt: skip
+
+
+def l_at(eid: str, alias: str, target: str, ts: str) -> dict[str, Any]:
+    v = {"event_id": eid, "customer_id": alias, "occurred_at": ts, "linked_to": target}
+    return rec("identities", v)
+
+
+def ticks(ts: str) -> list[dict[str, Any]]:
+    return [p_at(f"p-t-{ts}", OTHER, ts), s_at(f"s-t-{ts}", OTHER, ts)]
+
+
+def replayed(tmp_path: Path, lines: list[dict[str, Any]], name: str, sweep_every: int) -> Any:
+    from streams.offline.replay import replay_offline
+    from streams.offline.report import Collected
+
+    path = tmp_path / f"{name}.jsonl"
+    write_history(path, lines)
+    got = Collected()
+    replay_offline(path, DEFAULT_POLICY, None, partitions=PARTS, sweep_every=sweep_every,
+                   on_output=got)  # fmt: skip
+    return {d.message_id: (d.action, d.rule) for d in got.decisions}, got
+
+
+def test_a_guest_purchase_two_months_old_makes_the_account_existing_whatever_the_sweeps(
+    tmp_path: Path,
+) -> None:
+    """The purchase left the guest's lists long before the link (35 days): its epoch's
+    first purchase still counts, and sweeping every record or never decides alike."""
+    welcome = rec("outbound", {"message_id": "m-w", "customer_id": ACCOUNT,
+                               "created_at": day(60), "trigger": "welcome", "channel": "email",
+                               "context": {}})  # fmt: skip
+    lines = [p_at("p-1", GUEST, day(0)), *ticks(day(58)), l_at("i-1", GUEST, ACCOUNT, day(59)),
+             welcome, *ticks(day(61))]  # fmt: skip
+    never, _ = replayed(tmp_path, lines, "never", 0)
+    always, _ = replayed(tmp_path, lines, "always", 1)
+    assert never["m-w"] == always["m-w"] == ("suppress", "welcome_to_existing_customer")
+
+
+def test_a_review_request_for_a_guest_order_returned_40_days_ago(tmp_path: Path) -> None:
+    """Orders are kept 180 days: the guest's returned order counts for the account."""
+    ret = rec("returns", {"event_id": "r-1", "customer_id": GUEST, "occurred_at": day(1),
+                          "order_id": "o-1", "items": [{"sku": "SKU-1", "quantity": 1}],
+                          "reason": "damaged"})  # fmt: skip
+
+    def review(mid: str, cid: str) -> dict[str, Any]:
+        return rec("outbound", {"message_id": mid, "customer_id": cid, "created_at": day(45),
+                                "trigger": "review_request", "channel": "email",
+                                "context": {"order_id": "o-1"}})  # fmt: skip
+
+    lines = [p_at("p-1", GUEST, day(0), "o-1"), ret, l_at("i-1", GUEST, ACCOUNT, day(2)),
+             *ticks(day(44)), review("m-a", ACCOUNT), review("m-g", GUEST),
+             *ticks(day(46))]  # fmt: skip
+    for sweep in (0, 1):
+        got, _ = replayed(tmp_path, lines, f"rr{sweep}", sweep)
+        want = ("suppress", "review_request_for_returned_order")
+        assert got["m-a"] == got["m-g"] == want, sweep
+
+
+def test_a_shared_device_linked_to_everyone_copies_only_its_group(tmp_path: Path) -> None:
+    """200 customers, 5 purchases each, all linked to one device: 181 links are refused
+    (max_group 20), and only the 19 taken customers' facts travel."""
+    lines = [p_at(f"p-{i}-{j}", f"c-{i}", day(0, f"10:{j:02d}")) for i in range(200)
+             for j in range(5)]  # fmt: skip
+    lines += [l_at(f"i-{i}", f"c-{i}", "dev-1", day(1, f"{10 + i // 60:02d}:{i % 60:02d}"))
+              for i in range(200)]  # fmt: skip
+    engines: list[Any] = []
+    from streams.offline import decide
+
+    orig = decide._FilePass.__init__
+
+    def init(self: Any, *a: Any, **k: Any) -> None:
+        orig(self, *a, **k)
+        engines.append(self.engine)
+
+    decide._FilePass.__init__ = init  # type: ignore[method-assign]
+    try:
+        _, got = replayed(tmp_path, lines, "hub", 0)
+    finally:
+        decide._FilePass.__init__ = orig  # type: ignore[method-assign]
+    assert len(got.refused) == 181
+    assert engines[0].counts["link_copies"] <= 19 * 5 * 7

@@ -1,0 +1,62 @@
+"""Identity links in the engine across crashes and rollbacks: a link read again by its own
+partition after a crash is judged there (however many partitions heard it), and a
+refusal a rollback undid comes again."""
+
+from __future__ import annotations
+
+from streams.core.engine import Engine
+from streams.core.identity import Link
+from streams.core.outcomes import Refused
+from streams.core.policy import DEFAULT_POLICY
+from streams.core.store import MemoryStore
+
+N = 4
+MIN = 60_000
+
+
+def part_of(cid: str) -> int:
+    return {"g": 0, "c": 1}[cid[0]]
+
+
+def unlink() -> Link:  # refused: g-1 and c-1 are not linked then
+    return Link("i-1", "g-1", "c-1", 10 * MIN, True, "checkout")
+
+
+def test_a_link_reread_after_a_crash_is_judged_by_its_new_owner() -> None:
+    # worker A owns partition 0 (the alias's), worker B owns 1..3
+    a = Engine(DEFAULT_POLICY, MemoryStore(), N, rerouted=True, partition_of=part_of)
+    b = Engine(DEFAULT_POLICY, MemoryStore(), N, rerouted=True, partition_of=part_of)
+    a.ingest(0, "identities", "g-1", 10 * MIN, unlink(), 10 * MIN, ("identities:0", 7))
+    for what, q, item in a.forwards:  # at-least-once: the broadcast was written...
+        if what == "link":
+            link, src, n = item
+            b.hear_link(q, Link.from_row(link.row()), src, n)
+    # ... then A is killed before its link rows and offsets were saved; B takes
+    # partition 0 over (nothing of it in the changelog) and reads the link again
+    b.load_links(0, [], None)
+    b.ingest(0, "identities", "g-1", 10 * MIN, unlink(), 10 * MIN, ("identities:0", 7))
+    out = b.flush(99 * MIN)
+    assert [o.link.event_id for o in out if isinstance(o, Refused)] == ["i-1"]
+
+
+def test_a_refusal_undone_by_a_rollback_is_dead_lettered_again() -> None:
+    """The worker's _after_batch rolls the engine back when releasing fails: the refusal it
+    produced was never written, so it must come again (heap entries do, judging does not)."""
+    from streams.core.state import SessionFact
+    from streams.core.vocabulary import INPUT_KINDS
+
+    e = Engine(DEFAULT_POLICY, MemoryStore(), 1)
+    for k in INPUT_KINDS:
+        e.clock(0).set_idle(k, True)
+    e.ingest(0, "identities", "g-1", 10 * MIN, unlink(), 10 * MIN, ("identities:0", 1))
+    e.ingest(
+        0, "sessions", "x", 30 * MIN, SessionFact("s-1", 30 * MIN), 30 * MIN, ("sessions:0", 1)
+    )
+    e.begin()
+    first = [o for o in e.release(0, 0) if isinstance(o, Refused)]
+    assert len(first) == 1
+    e.rollback()  # e.g. a later step of the same _after_batch raised: nothing was written
+    e.begin()
+    again = [o for o in e.release(0, 0) + e.flush(0) if isinstance(o, Refused)]
+    e.commit()
+    assert len(again) == 1
