@@ -31,6 +31,7 @@ a pair not linked) is dead-lettered with the reason, exactly once.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +54,7 @@ LINKED = ", linked to "
 """What a reason says of evidence from a linked id ("purchase p-1 by g-77, linked to c-42
 at ..."): the offline report finds the decisions only a link made possible by it."""
 SUMMARY = "E"  # a copy of what pruning left of a customer's older activity
-HEARD_KEPT = 512  # markers remembered per source (``note_marker``)
+HEARD_KEPT = 64  # markers remembered per source (``note_marker``)
 SHADOW = "\x01"  # shadow keys: never a customer id (ids hold no control character)
 
 Forward = tuple[str, int, Any]
@@ -235,9 +236,16 @@ class Linking(Pruning):
         busy = [f for f, idle in local.values() if not idle]
         low = None if any(f is None for f in busy) else min(busy, default=ALWAYS)  # type: ignore[type-var]
         seen = part.heard_at.setdefault(source, [])
-        seen.append((stamp, NEVER if low is None else low, not busy))
+        entry = (stamp, NEVER if low is None else low, not busy)
+        if seen and seen[-1][1:] == entry[1:] and seen[-1][0] <= stamp:
+            return self._applied(part, partition, source, stamp)  # nothing new said
+        bisect.insort(seen, entry)  # in stamp order (markers by Kafka arrive late)
         if len(seen) > HEARD_KEPT:
             del seen[: len(seen) - HEARD_KEPT]  # a later stamp is needed then: safe
+        self._applied(part, partition, source, stamp)
+
+    @staticmethod
+    def _applied(part: Partition, partition: int, source: int, stamp: int) -> None:
         if source != partition and stamp > part.applied.get(source, -1):
             part.applied[source] = stamp
 
@@ -256,13 +264,18 @@ class Linking(Pruning):
         forwarded to it in time for ``deadline``? A fact put on a wrong partition reaches
         its customer's partition by re-route and is copied on from there: two hops, which
         no single marker covers. It has, once it has applied the marker of each source that
-        let this partition's stream time pass the deadline (or a later one)."""
+        let this partition's stream time pass the deadline for good (or a later one): the
+        first of the newest run of its markers that each let it pass."""
         for p in {self.partition_of(m) for m in reach} - {partition}:
             echo = part.echo.get(p, {})
             for s, seen in part.heard_at.items():
                 if s == p:
                     continue
-                need = min((st for st, low, idle in seen if idle or low > deadline), default=None)
+                need = None
+                for st, low, idle in reversed(seen):
+                    if not (idle or low > deadline):
+                        break
+                    need = st
                 if need is None or echo.get(s, -1) < need:
                     return False
         return True
