@@ -21,6 +21,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -103,6 +104,56 @@ def heavy_customer_bytes(days: int) -> int:
         return len(encode(st)) if st else 0
 
 
+def links_cost(customers: int, partitions: int) -> dict[str, float]:
+    """The realistic field cases with and without identity links (a third of purchases by
+    linked guests), offline, in this process: records/s, and state bytes per customer,
+    shadows (the copies of linked ids' facts on other partitions) included."""
+    from streams.core.linking import is_shadow
+    from streams.offline import decide
+    from streams.offline.decide import ReplaySummary, decide_file, first_pass
+    from streams.offline.scenarios import write_realistic
+
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for links in (False, True):
+            path = Path(tmp) / f"r{int(links)}.jsonl"
+            write_realistic(path, Path(tmp) / "t.jsonl", customers, seed=8, links=links)
+            engines: list[Any] = []
+            orig = decide._FilePass.__init__
+
+            def init(self: Any, *a: Any, _o: Any = orig, _e: list[Any] = engines, **k: Any) -> None:
+                _o(self, *a, **k)
+                _e.append(self.engine)
+
+            decide._FilePass.__init__ = init  # type: ignore[method-assign]
+            try:
+                ends, _ = first_pass(path, partitions)
+                summary = ReplaySummary()
+                t0 = time.perf_counter()
+                decide_file(path, DEFAULT_POLICY, partitions, ends, summary,
+                            lambda _i, _o: None, sweep_every=0)  # fmt: skip
+                took = time.perf_counter() - t0
+            finally:
+                decide._FilePass.__init__ = orig  # type: ignore[method-assign]
+            data = engines[0].store.data
+            own = [len(encode(st)) for k, st in data.items() if not is_shadow(k)]
+            shadow = sum(len(encode(st)) for k, st in data.items() if is_shadow(k))
+            tag = "links" if links else "no_links"
+            out[f"{tag}_records_per_s"] = summary.records / took
+            out[f"{tag}_bytes_per_customer"] = (sum(own) + shadow) / len(own)
+            out[f"{tag}_shadow_bytes_per_customer"] = shadow / len(own)
+            print(
+                f"realistic {customers} customers {'with' if links else 'without'} links: "
+                f"{summary.records} records in {took:.2f}s ({summary.records / took:,.0f}/s); "
+                f"state bytes per customer {(sum(own) + shadow) / len(own):.0f} (of which "
+                f"shadows {shadow / len(own):.1f}; {len(own)} customers, "
+                f"{engines[0].counts['link_copies']} facts copied)"
+            )
+    out["links_rate_ratio"] = out["links_records_per_s"] / out["no_links_records_per_s"]
+    print(f"with links / without, records/s: {out['links_rate_ratio']:.2f}")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -113,7 +164,18 @@ def main() -> int:
     ap.add_argument(
         "--jobs", type=int, default=2, help="also replay with N processes (replay --jobs N)"
     )
+    ap.add_argument(
+        "--links",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only measure identity links: N realistic customers with and without linked "
+        "guest checkouts (records/s, state bytes per customer with shadows)",
+    )
     args = ap.parse_args()
+    if args.links:
+        links_cost(args.links, args.partitions)
+        return 0
 
     history = generate(args.customers, seed=99)
     with tempfile.TemporaryDirectory() as tmp:

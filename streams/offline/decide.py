@@ -141,6 +141,10 @@ def first_pass(
     return last, parts
 
 
+TELL_EVERY = 256
+"""Records between two hand-overs of every partition's frontiers to the others, offline
+with identity links (``_FilePass._tell_all``)."""
+
 DECIDED, LATE, FAILED = 0, 1, 2
 """What an output row is: a decision line, a late-evidence line, a failure."""
 
@@ -250,6 +254,7 @@ class _FilePass:
         self.watermarks = Watermarks(self.processor, partitions, 0.0, 0.0, None)
         self.partitions = partitions
         self._stamp = 0
+        self._told = 0
         self.ends = ends
         self.summary = summary
         self.emit = emit
@@ -292,13 +297,23 @@ class _FilePass:
         if part is not None:
             if self.ends.get((rec.topic, part)) == rec.line_no:
                 self.watermarks.ended(part, rec.topic)
+            self.emit(i, processor.release(part, record_ms))
             if self.linked:
-                self._tell(part, rec.topic)
-                for q in range(self.partitions):
-                    self.emit(i, processor.release(q, record_ms))
-            else:
-                self.emit(i, processor.release(part, record_ms))
+                self._told += 1
+                if self._told >= TELL_EVERY or self.ends.get((rec.topic, part)) == rec.line_no:
+                    self._tell_all(i, record_ms)
         return True
+
+    def _tell_all(self, i: int, record_ms: int) -> None:
+        """Every partition learns where every other partition's streams stand, and decides
+        what that allows. Every ``TELL_EVERY`` records, not after each: a partition that
+        has not heard the newest frontiers yet only decides later, never otherwise."""
+        self._told = 0
+        for p in range(self.partitions):
+            for topic in INPUT_KINDS:
+                self._tell(p, topic)
+        for q in range(self.partitions):
+            self.emit(i, self.processor.release(q, record_ms))
 
     def _tell(self, partition: int, topic: str) -> None:
         """Every other partition learns where this stream of ``partition`` stands (what the

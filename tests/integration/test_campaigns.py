@@ -186,7 +186,9 @@ def test_kill_and_release_through_kafka_across_a_kill_9_equal_the_offline_replay
         Order("recs-blast", "release", at["recs-blast"] + 60_000, 1, "ana", "intended bundle"),
         Order("journey-loop", "kill", at["journey-loop"] + 1, 2, "ana", "loop bug"),
     ]
-    offline, _, _, feed = _blast_backlog(ts_env, tmp_path, "k1", orders, FEED_RATE)
+    # a third of the live rate: the first decisions wait for the empty identities stream
+    # to count as idle (idle_after, 2 s), and the kill must land while input still comes
+    offline, _, _, feed = _blast_backlog(ts_env, tmp_path, "k1", orders, FEED_RATE / 3)
     rules = {d["rule"] for d in offline}
     assert {"campaign_killed", "campaign_held_expired"} <= rules
     worker = ts_env.worker(policy=BLAST)
