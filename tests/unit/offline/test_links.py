@@ -345,3 +345,34 @@ def test_a_shared_device_linked_to_everyone_copies_only_its_group(tmp_path: Path
         decide._FilePass.__init__ = orig  # type: ignore[method-assign]
     assert len(got.refused) == 181
     assert engines[0].counts["link_copies"] <= 19 * 5 * 7
+
+
+def test_the_report_and_the_state_page_show_what_links_did(tmp_path: Path) -> None:
+    """The report counts the suppressions only a link made possible and lists refused
+    links; ``state`` shows the group and where each link came from."""
+    from streams.core.engine import Engine
+    from streams.core.identity import Link
+    from streams.core.store import MemoryStore
+    from streams.offline.report import render
+    from streams.worker.state_report import report
+
+    lines = [cart("m-1", ACCOUNT, "10:00"), purchase("p-1", GUEST, "10:02"),
+             link("i-1", GUEST, ACCOUNT, "10:03"), link("i-2", ACCOUNT, GUEST, "10:04"),
+             *tick("10:30")]  # fmt: skip
+    path = tmp_path / "r.jsonl"
+    write_history(path, lines)
+    got, summary = collect(path, DEFAULT_POLICY, PARTS)
+    page = render("links", got, summary, DEFAULT_POLICY)
+    assert "Made possible by identity links" in page
+    assert "1 suppressions or rewrites used evidence of a linked id" in page
+    assert "0 links were refused" in page  # i-2 says again a pair linked already
+    engine = Engine(DEFAULT_POLICY, MemoryStore(), PARTS)
+    k = Link("i-1", GUEST, ACCOUNT, 1_000, source="checkout", origin=("identities", 3, 7))
+    engine.ingest(partition_for(GUEST, PARTS), "identities", GUEST, 1_000, k, 1_000,
+                  ("identities:3", 7))  # fmt: skip
+    from streams.core.state import CustomerState
+
+    shown = report(ACCOUNT, CustomerState(), 1, engine.links_of(ACCOUNT))
+    assert list(shown["group"]) == [GUEST]
+    assert shown["links"][0]["read_from"] == "identities[3]@7"
+    assert shown["links"][0]["refused"] is None and shown["links"][0]["source"] == "checkout"
