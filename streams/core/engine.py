@@ -296,9 +296,7 @@ class Engine(Holding, Gating, Linking):
         if isinstance(fact, Candidate):
             out = self._hold(part, state, customer_id, fact, arr, source)
         else:
-            out = self._add_fact(state, customer_id, kind, fact, arr, record_ms, clock)
-            if self.book.linked(customer_id):
-                self._fan_out(partition, customer_id, fact)
+            out = self._add_fact(state, customer_id, kind, fact, arr, record_ms, clock, partition)
         self._outbox(state, out)
         self._prune(self._horizons(part), state)
         self.store.put(customer_id, state)
@@ -349,9 +347,10 @@ class Engine(Holding, Gating, Linking):
         arr: int,
         record_ms: int,
         clock: StreamClock,
+        partition: int,
     ) -> list[Output]:
         """Add an event to the customer's facts; what it reveals about messages already
-        decided is late evidence."""
+        decided (its own, and its group's: ``linking``) is late evidence."""
         fact.arr = arr
         fact.rt = record_ms
         if not state.add(fact, self._ttl):
@@ -360,6 +359,8 @@ class Engine(Holding, Gating, Linking):
         self._kept(state, fact.t, isinstance(fact, PurchaseFact | ReturnFact))
         if self._late.unchecked_event(fact, clock.stream_time()):
             self.counts["late_unchecked"] += 1
+        if self.book.linked(customer_id):
+            return self._linked_fact(state, customer_id, kind, fact, partition)
         if not (state.sent or state.suppressed):
             return []
         late: list[Output] = list(self._late.after_event(state, customer_id, kind, fact))
@@ -537,7 +538,7 @@ class Engine(Holding, Gating, Linking):
         outputs: list[Output] = [Decided(cand, decision, wall_ms, policy.version)]
         if self._late.unchecked_message(fact, view.events_from):
             self.counts["late_unchecked"] += 1
-        late = list(self._late.on_decision(state, cid, fact, view.events_from))
+        late = list(self._late.on_decision(seen, cid, fact, view.events_from))  # its group too
         self.counts["late_evidence"] += len(late)
         outputs.extend(late)
         self._outbox(state, outputs)

@@ -46,6 +46,7 @@ from streams.core.identity import (
     fact_of,
     fact_row,
 )
+from streams.core.late import LateChecks
 from streams.core.outcomes import Output, Refused
 from streams.core.pruning import Partition, Pruning
 from streams.core.state import ALWAYS, NEVER, ConsentFact, CustomerState, Epoch, OrderFact
@@ -76,6 +77,7 @@ class Linking(Pruning):
 
     partitions: int
     _ttl: int
+    _late: LateChecks
     book: LinkBook
     partition_of: Callable[[str], int]
     forwards: list[Forward]
@@ -83,6 +85,9 @@ class Linking(Pruning):
     _shadow_keys: dict[tuple[str, int], str]
     # links judged since begin(): judged again after a rollback (their refusal unwritten)
     _judged: list[tuple[Partition, tuple[int, str, int]]] | None
+
+    def _outbox(self, state: CustomerState, outputs: list[Output]) -> None:
+        raise NotImplementedError  # the engine's
 
     # ------------------------------------------------------------ where things are
 
@@ -176,9 +181,10 @@ class Linking(Pruning):
             self.forwards.append(("copy", q, (cid, fact_row(fact))))
             self.counts["link_copies"] += 1
 
-    def take_copy(self, partition: int, origin: str, row: list[Any]) -> None:
+    def take_copy(self, partition: int, origin: str, row: list[Any]) -> list[Output]:
         """A copy of another partition's customer's fact, or of what pruning left of its
-        older activity (``_summary_row``): into its shadow here."""
+        older activity (``_summary_row``): into its shadow here. Gives the late evidence
+        it is for this partition's customers in a group with ``origin``."""
         key = self.shadow_key(origin, partition)
         state = self.store.get(key) or CustomerState()
         if row[0] == SUMMARY:
@@ -194,12 +200,56 @@ class Linking(Pruning):
                 ))  # fmt: skip
             self._kept(state, NEVER, False)
             self.store.put(key, state)
-            return
+            return []
         fact = fact_of(row)
         if not state.add(fact, self._ttl):
-            return  # had it (sent again when another link reached it)
+            return []  # had it (sent again when another link reached it)
         self._kept(state, fact.t, False)
         self.store.put(key, state)
+        return self.late_in_group(partition, origin, fact)
+
+    def _linked_fact(
+        self, state: CustomerState, cid: str, kind: str, fact: StateFact, partition: int
+    ) -> list[Output]:
+        """A linked customer's new fact: copies for its group's partitions, late evidence
+        for its own decisions and for its group's on this partition."""
+        self._fan_out(partition, cid, fact)
+        self.store.put(cid, state)  # what the group's checks read of it
+        return self.late_in_group(partition, cid, fact, own=True)
+
+    def late_in_group(
+        self, partition: int, origin: str, fact: StateFact, own: bool = False
+    ) -> list[Output]:
+        """``origin``'s fact was just taken in on ``partition``: would it have changed a
+        decision already made for one of this partition's customers in a group with
+        ``origin`` at that decision's deadline (``own``: ``origin`` too, whose decisions
+        were made against its group)? Those are late evidence, as a customer's own fact
+        is."""
+        out: list[Output] = []
+        kind = FACT_TOPIC[type(fact)]
+        for m in sorted(self.book.reach(origin) - ({origin} if not own else set())):
+            if self.partition_of(m) != partition:
+                continue
+            state = self.store.get(m)
+            if state is None or not (state.sent or state.suppressed):
+                continue
+            found = []
+            for msg in (*state.sent, *state.suppressed):
+                if msg.deadline < fact.t:
+                    continue
+                if m != origin and origin not in self.book.group(m, msg.deadline).members:
+                    continue
+                seen, _ = self.grouped(state, m, msg.deadline, ALWAYS)
+                why = "" if m == origin else f" ({_noun(kind)} {fact.event_id} by {origin})"
+                late = self._late.finding(seen, m, msg, fact, kind, why)
+                if late is not None:
+                    found.append(late)
+            if found:
+                self.counts["late_evidence"] += len(found)
+                self._outbox(state, list(found))
+                self.store.put(m, state)
+                out.extend(found)
+        return out
 
     # ------------------------------------------------------------ acknowledgements (live)
 

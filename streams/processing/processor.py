@@ -127,22 +127,24 @@ class Processor:
             record_ms, source, arrival,
         )  # fmt: skip
         if self.engine.forwards and self.reroute_topic is None:
-            self._forward_here()
+            out += self._forward_here()
         return out
 
-    def _forward_here(self) -> None:
+    def _forward_here(self) -> list[Output]:
         """Offline: what the engine sends to other partitions arrives at once."""
         engine = self.engine
         fw = engine.forwards
+        out: list[Output] = []
         while fw:
             batch = list(fw)
             fw.clear()
             for what, target, item in batch:
                 if what == "copy":
-                    engine.take_copy(target, item[0], item[1])
+                    out += engine.take_copy(target, item[0], item[1])
                 else:
                     link, source, n = item
                     engine.hear_link(target, link, source, n)
+        return out
 
     def link_forwards(self, source: int) -> list[OutRecord]:
         """Live: the engine's broadcasts of links and copies of linked customers' facts,
@@ -328,19 +330,21 @@ class Processor:
         """A link another partition read (broadcast), or a copy of a linked customer's fact."""
         try:
             items = orjson.loads(value or b"")
+            late: list[Output] = []
             if role == "link":
                 src = int(source[0].rpartition(":")[2])
                 for row, n in items:
                     self.engine.hear_link(partition, Link.from_row(row), src, int(n))
             else:
                 for origin, row in items:
-                    self.engine.take_copy(partition, str(origin), row)
+                    late += self.engine.take_copy(partition, str(origin), row)
         except (orjson.JSONDecodeError, IndexError, KeyError, TypeError, ValueError) as exc:
             err = f"re-route {role} record that cannot be read: {exc!r}"
             return [self.dead_letter(self.reroute_topic or "", partition, offset, key, value,
                                      err, wall_ms)]  # fmt: skip
         self.counts[f"link_{role}_in"] += 1
-        return self.link_forwards(partition) if self.engine.forwards else []
+        out = self.render(late)
+        return out + self.link_forwards(partition) if self.engine.forwards else out
 
     def _on_marker(self, partition: int, value: bytes | None) -> None:
         try:

@@ -376,3 +376,35 @@ def test_the_report_and_the_state_page_show_what_links_did(tmp_path: Path) -> No
     assert list(shown["group"]) == [GUEST]
     assert shown["links"][0]["read_from"] == "identities[3]@7"
     assert shown["links"][0]["refused"] is None and shown["links"][0]["source"] == "checkout"
+
+
+def test_a_guest_purchase_read_after_the_account_mail_was_decided_is_late_evidence(
+    tmp_path: Path,
+) -> None:
+    """A contradicting event read after the decision has its late-evidence record, whether
+    the account or its linked guest made it; the decision stands."""
+    from streams.offline.replay import replay_offline
+    from streams.offline.report import Collected
+
+    def near(prefix: str, of: str) -> str:
+        want = partition_for(of, PARTS)
+        return next(
+            f"{prefix}{i}" for i in range(500) if partition_for(f"{prefix}{i}", PARTS) == want
+        )
+
+    def lines(buyer: str) -> list[dict[str, Any]]:
+        return [link("i-1", GUEST, ACCOUNT, "09:00"), cart("m-1", ACCOUNT, "10:00"),
+                purchase("p-g", near("g-x", GUEST), "10:30"),
+                purchase("p-a", near("c-y", ACCOUNT), "10:30"), *tick("10:30"),
+                purchase("p-1", buyer, "10:02"),  # read after m-1 was decided
+                *tick("11:00")]  # fmt: skip
+
+    for buyer in (ACCOUNT, GUEST):
+        path = tmp_path / f"{buyer}.jsonl"
+        write_history(path, lines(buyer))
+        got = Collected()
+        replay_offline(path, DEFAULT_POLICY, None, partitions=PARTS, on_output=got)
+        assert [(d.message_id, d.action) for d in got.decisions] == [("m-1", "send")]
+        assert [(f.sent.message_id, f.rule, f.event[1]) for f in got.late] == [
+            ("m-1", "cart_already_purchased", "p-1")
+        ], buyer
