@@ -141,6 +141,23 @@ class Linking(Pruning):
         self._after_link(part, partition, link, partition, n)
         return []
 
+    def relay_link(self, partition: int, link: Link, arr: int) -> None:
+        """A link read on a wrong partition (a producer without murmur2): it goes on to its
+        alias's partition by re-route, which judges it; this partition also broadcasts it
+        at once, numbered as its own, so every partition hears it within one hop, before
+        this partition's markers pass it (the alias's partition would be a second)."""
+        part = self.part(partition)
+        link.arr = arr
+        self.book.add(link)
+        part.link_seq += 1
+        n = part.link_seq
+        part.done[partition] = n
+        part.link_rows.setdefault(link.event_id, [*link.row(), 0, 0, partition, n])
+        for q in range(self.partitions):
+            if q != partition:
+                self.forwards.append(("link", q, (link, partition, n)))
+        self._after_link(part, partition, link, partition, n)
+
     def hear_link(self, partition: int, link: Link, source: int, n: int) -> None:
         """A link another partition read, broadcast to this one."""
         part = self.part(partition)

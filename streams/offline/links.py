@@ -12,7 +12,8 @@ Two parts, each with its truth (the default policy):
   only after the cart mail's deadline, a link whose record came late (after its
   partition's identities stream passed the deadline), an unlink before the purchase,
   a message to the guest id decided against the account's purchase, a chain of two
-  links, and a cycle (dead-lettered; the cart mail is sent).
+  links, a cycle (dead-lettered; the cart mail is sent), and a guest purchase read
+  after its stream passed the cart mail's deadline (sent; late evidence).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ STORIES = (
     "message_to_guest",
     "chain",
     "cycle",
+    "late_guest_purchase",
 )
 
 
@@ -90,8 +92,8 @@ class _Story:
         self.add(t if record_ms is None else record_ms, "identities",
                  link_value(self._id("i"), alias, target, t, kind))  # fmt: skip
 
-    def purchase(self, who: str, t: int) -> None:
-        self.add(t + PURCHASE_DELAY, "purchases", {
+    def purchase(self, who: str, t: int, record_ms: int | None = None) -> None:
+        self.add(t + PURCHASE_DELAY if record_ms is None else record_ms, "purchases", {
             "event_id": self._id("p"), "customer_id": who, "occurred_at": _iso(t),
             "order_id": self._id("o"), "currency": "EUR",
             "items": [{"sku": "SKU-9", "quantity": 1, "unit_price": "9.90"}]})  # fmt: skip
@@ -156,6 +158,15 @@ def _build(story: str, s: _Story, t: int) -> None:
         s.purchase(guest, t + 2 * MIN)
         s.cart(cid, t, "suppress", "cart_already_purchased", "guest -> device -> account: "
                "the guest's purchase counts for the account")  # fmt: skip
+    elif story == "late_guest_purchase":
+        s.link(guest, cid, t - 60 * MIN)
+        # another customer on the guest's partition buys at +30 min, read first: the
+        # guest's purchase of +2 min, produced 40 minutes late, comes after its stream
+        # passed the cart mail's deadline
+        s.purchase(_near(guest, f"z{cid}-"), t + 30 * MIN)
+        s.purchase(guest, t + 2 * MIN, record_ms=t + 40 * MIN)
+        why = "the linked guest bought, but its purchase was read after its stream passed "
+        s.cart(cid, t, "send", None, why + "the deadline: sent, and reported as late evidence")
     else:  # cycle: a -> b -> c -> a; the closing link is refused, the rest stands
         b, c = "d" + cid[1:], "e" + cid[1:]
         s.link(cid, b, t - 60 * MIN)

@@ -220,8 +220,11 @@ class Processor:
             return [self.dead_letter(topic, partition, offset, key, value, parsed.error, wall_ms)]
         expected = partition_for(parsed.customer_id, self.partitions_of(topic))
         if partition != expected and self.reroute_topic is not None:
-            return [self._forward(topic, partition, offset, record_ms, role, parsed, value,
-                                  expected, wall_ms)]  # fmt: skip
+            out = [self._forward(topic, partition, offset, record_ms, role, parsed, value,
+                                 expected, wall_ms)]  # fmt: skip
+            if self.engine.forwards:  # a link read here is also broadcast from here
+                out += self.link_forwards(partition)
+            return out
         if key != parsed.customer_id.encode("utf-8"):
             # Right partition, other key (or none): its customer's state is here already.
             self.counts["rekeyed"] += 1
@@ -247,6 +250,8 @@ class Processor:
         clock = self.engine.clock(partition)
         arr = clock.frontier(role)
         clock.observe(role, parsed.event_ms)
+        if isinstance(parsed.fact, Link):
+            self.engine.relay_link(partition, parsed.fact, arr)
         self.counts["rerouted"] += 1
         self.misrouted[topic] += 1
         self.forwarded[(partition, expected)] += 1

@@ -234,7 +234,7 @@ def test_a_generated_history_with_guest_checkouts_decides_as_its_truth(tmp_path:
     wrong = {m: (decided.get(m), want) for m, want in truth.items() if decided.get(m) != want}
     assert not wrong, f"{len(wrong)} of {len(truth)} differ, e.g. {list(wrong.items())[:5]}"
     assert {o.link.event_id.rsplit("-", 1)[0] for o in got.refused} == {
-        f"i-l{i:05d}" for i in range(5, 120, 6)
+        f"i-l{i:05d}" for i in range(5, 120, 7)
     }  # the cycles' closing links, and nothing else
     named = [d for d in got.decisions if d.reason and ", linked to " in d.reason]
     assert len(named) >= 50  # suppressions only a link made possible say so
