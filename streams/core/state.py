@@ -251,7 +251,7 @@ class CustomerState:
         neighbours: one pass in order is enough, whatever order activity is read in."""
         if self.epochs:
             # Nearly always: activity inside or just after the newest epoch, which no other
-            # epoch can be within ``ttl`` of. Same result as the merge below, without it.
+            # epoch can be within ``ttl`` of. Same result as ``absorb``, without it.
             last = self.epochs[-1]
             if last.start <= t:
                 if t <= last.end:
@@ -259,21 +259,11 @@ class CustomerState:
                 if t <= last.end + ttl:
                     last.end = t
                     return last
-        merged = Epoch(t, t)
-        kept: list[Epoch] = []
-        for ep in self.epochs:
-            if ep.start - ttl <= merged.end and merged.start <= ep.end + ttl:
-                merged = _merge(merged, ep)
-            else:
-                kept.append(ep)
-        kept.append(merged)
-        kept.sort(key=lambda e: e.start)
-        self.epochs = kept
-        return merged
+        return self.absorb(Epoch(t, t), ttl)
 
     def absorb(self, other: Epoch, ttl: int) -> Epoch:
-        """Take in another state's epoch (a linked id's: ``linking``), merging the epochs it
-        bridges, as ``touch`` does for one point."""
+        """Take in an epoch (a linked id's: ``linking``; one point: ``touch``), merging the
+        epochs it bridges."""
         merged = Epoch(other.start, other.end, other.first_purchase, other.pruned_sessions)
         kept: list[Epoch] = []
         for ep in self.epochs:

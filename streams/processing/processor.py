@@ -97,7 +97,7 @@ class Processor:
         # a record of replay ``rid`` on ``partition`` of ``role`` named these roles open
         self.on_open: Callable[[int, str, str, frozenset[str]], None] | None = None
         self.kinds = tuple(dict.fromkeys(r for r in role_of.values() if r in decode.MODELS))
-        # links and copies for other partitions, by (source, target, what): ``link_forwards``
+        # links and copies for other partitions, by (source, target, what): ``_keep_forwards``
         self._pending: dict[tuple[int, int, str], list[list[object]]] = {}
         # live, a deadline waits until every partition has heard the links it sees
         engine.acked_links = reroute_topic is not None and engine.partitions > 1
@@ -126,8 +126,11 @@ class Processor:
             partition, parsed.kind, parsed.customer_id, parsed.event_ms, parsed.fact,
             record_ms, source, arrival,
         )  # fmt: skip
-        if self.engine.forwards and self.reroute_topic is None:
-            out += self._forward_here()
+        if self.engine.forwards:
+            if self.reroute_topic is None:
+                out += self._forward_here()
+            else:
+                self._keep_forwards(partition)
         return out
 
     def _forward_here(self) -> list[Output]:
@@ -146,7 +149,7 @@ class Processor:
                     engine.hear_link(target, link, source, n)
         return out
 
-    def link_forwards(self, source: int) -> list[OutRecord]:
+    def _keep_forwards(self, source: int) -> None:
         """Live: the engine's broadcasts of links and copies of linked customers' facts,
         kept until ``flush_forwards`` sends them, a record per target partition (a backlog
         reads links by the hundred): that is before this partition's next markers, which
@@ -160,10 +163,9 @@ class Processor:
                 link, src, n = item
                 self._pending.setdefault((src, target, "link"), []).append([link.row(), n])
         fw.clear()
-        return []
 
     def flush_forwards(self) -> list[OutRecord]:
-        """What ``link_forwards`` kept, as records of the re-route topic (counted: in-memory
+        """What ``_keep_forwards`` kept, as records of the re-route topic (counted: in-memory
         markers wait until they are read back). Called before any marker is written."""
         if not self._pending:
             return []
@@ -220,19 +222,13 @@ class Processor:
             return [self.dead_letter(topic, partition, offset, key, value, parsed.error, wall_ms)]
         expected = partition_for(parsed.customer_id, self.partitions_of(topic))
         if partition != expected and self.reroute_topic is not None:
-            out = [self._forward(topic, partition, offset, record_ms, role, parsed, value,
-                                 expected, wall_ms)]  # fmt: skip
-            if self.engine.forwards:  # a link read here is also broadcast from here
-                out += self.link_forwards(partition)
-            return out
+            return [self._forward(topic, partition, offset, record_ms, role, parsed, value,
+                                  expected, wall_ms)]  # fmt: skip
         if key != parsed.customer_id.encode("utf-8"):
             # Right partition, other key (or none): its customer's state is here already.
             self.counts["rekeyed"] += 1
         source = (f"{topic}:{partition}", offset)
-        out = self.render(self.apply(partition, parsed, record_ms, source))
-        if self.engine.forwards:
-            out += self.link_forwards(partition)
-        return out
+        return self.render(self.apply(partition, parsed, record_ms, source))
 
     def _forward(
         self,
@@ -250,8 +246,9 @@ class Processor:
         clock = self.engine.clock(partition)
         arr = clock.frontier(role)
         clock.observe(role, parsed.event_ms)
-        if isinstance(parsed.fact, Link):
+        if isinstance(parsed.fact, Link):  # a link read here is also broadcast from here
             self.engine.relay_link(partition, parsed.fact, arr)
+            self._keep_forwards(partition)
         self.counts["rerouted"] += 1
         self.misrouted[topic] += 1
         self.forwarded[(partition, expected)] += 1
@@ -317,10 +314,7 @@ class Processor:
             src_t, src_p = source[0].rsplit(":", 1)
             return [self.dead_letter(src_t, int(src_p), source[1], key, value, parsed.error,
                                      wall_ms, origin=partition)]  # fmt: skip
-        out = self.render(self.apply(partition, parsed, record_ms, source, arrival))
-        if self.engine.forwards:
-            out += self.link_forwards(partition)
-        return out
+        return self.render(self.apply(partition, parsed, record_ms, source, arrival))
 
     def _on_linked(
         self,
@@ -348,8 +342,8 @@ class Processor:
             return [self.dead_letter(self.reroute_topic or "", partition, offset, key, value,
                                      err, wall_ms)]  # fmt: skip
         self.counts[f"link_{role}_in"] += 1
-        out = self.render(late)
-        return out + self.link_forwards(partition) if self.engine.forwards else out
+        self._keep_forwards(partition)
+        return self.render(late)
 
     def _on_marker(self, partition: int, value: bytes | None) -> None:
         try:

@@ -182,6 +182,33 @@ def visible(ts_env: Env) -> Iterator[Callable[[], Visible]]:
 
 # ------------------------------------------------------------------ kill -9 in a backlog
 
+
+def kill_at_shares(
+    ts_env: Env,
+    out: Visible,
+    owed: int,
+    policy: Path | None = None,
+    shares: tuple[float, ...] = (0.2, 0.5, 0.8),
+) -> list[str]:
+    """A worker per share, killed with SIGKILL once that share of the ``owed`` decisions
+    is visible, it made some of them, and a transaction of its is open (or all are
+    visible). Gives each worker's log as of its recovery."""
+    logs: list[str] = []
+    for share in shares:
+        worker = ts_env.worker(policy=policy)
+        wait_logged(worker, "state recovered")
+        logs.append(worker.log.read_text(errors="replace"))
+        at_start = len(out.drain())
+
+        def due(n: int, since: int = at_start, share: float = share) -> bool:
+            return n == owed or (n >= share * owed and n > since and bool(out.in_flight()))
+
+        if at_start < owed:
+            out.wait_for(due, worker, every_ms=20)
+        worker.kill()
+    return logs
+
+
 KILL_AT = (0.1, 0.3, 0.5, 0.7, 0.9)
 """Shares of the owed decisions visible when each worker is killed."""
 
@@ -433,18 +460,7 @@ def test_three_kill_9_through_a_blast_backlog_with_the_campaign_gate_on(
     _fresh(ts_env, "eb")
     produced = _produce(ts_env, path, rate=None)
     owed = len(offline)
-    out = visible()
-    for share in (0.2, 0.5, 0.8):
-        worker = ts_env.worker(policy=policy)
-        wait_logged(worker, "state recovered")
-        at_start = len(out.drain())
-
-        def due(n: int, since: int = at_start, share: float = share) -> bool:
-            return n == owed or (n >= share * owed and n > since and bool(out.in_flight()))
-
-        if at_start < owed:
-            out.wait_for(due, worker, every_ms=20)
-        worker.kill()
+    kill_at_shares(ts_env, visible(), owed, policy)
     last = ts_env.worker(policy=policy)
     _finish(ts_env, last, offline)
     result = _check(ts_env, offline, "3x kill -9 with the campaign gate on", produced)

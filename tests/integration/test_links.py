@@ -12,7 +12,7 @@ cyclic links):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,17 +24,18 @@ from streams.core.policy import DEFAULT_POLICY
 from streams.offline.replay import replay_offline
 from streams.offline.report import read_truth
 from streams.offline.scenarios import write_realistic
+from tests.integration import test_exactly_once
 from tests.integration.conftest import Env, feed_history
 from tests.integration.live import (
     fresh_topics,
     offline_decisions,
-    wait_logged,
     worker_decides_as_offline,
 )
 from tests.integration.test_delivery import _check, _finish
-from tests.integration.test_exactly_once import Visible
+from tests.integration.test_exactly_once import Visible, kill_at_shares
 
 PARTITIONS = 8
+visible = test_exactly_once.visible  # the fixture: a read_committed view of the decisions
 pytestmark = pytest.mark.timeout(1200)
 
 
@@ -51,20 +52,6 @@ def linked(tmp_path_factory: pytest.TempPathFactory) -> Linked:
     path, truth = tmp / "links.jsonl", tmp / "links.truth.jsonl"
     write_realistic(path, truth, 2_000, seed=25, links=True)
     return Linked(path, truth, offline_decisions(path, PARTITIONS))
-
-
-@pytest.fixture
-def visible(ts_env: Env) -> Iterator[Callable[[], Visible]]:
-    """Opens a ``Visible`` on the deployment's current topics; closed at teardown."""
-    opened: list[Visible] = []
-
-    def open_() -> Visible:
-        opened.append(Visible(ts_env.settings))
-        return opened[-1]
-
-    yield open_
-    for v in opened:
-        v.close()
 
 
 def test_the_worker_decides_guest_checkouts_as_offline_and_as_the_truth(
@@ -114,21 +101,8 @@ def test_three_kill_9_while_links_travel_write_nothing_twice(
     feed = feed_history(ts_env.settings, linked.path, rate=None)
     feed.wait()
     owed = len(linked.offline)
-    out = visible()
-    restored = 0
-    for share in (0.2, 0.5, 0.8):
-        worker = ts_env.worker()
-        wait_logged(worker, "state recovered")
-        text = worker.log.read_text(errors="replace")
-        restored = max(restored, int(text.split(" identity link rows")[0].rsplit(" ", 1)[1]))
-        at_start = len(out.drain())
-
-        def due(n: int, since: int = at_start, share: float = share) -> bool:
-            return n == owed or (n >= share * owed and n > since and bool(out.in_flight()))
-
-        if at_start < owed:
-            out.wait_for(due, worker, every_ms=20)
-        worker.kill()
+    logs = kill_at_shares(ts_env, visible(), owed)
+    restored = max(int(t.split(" identity link rows")[0].rsplit(" ", 1)[1]) for t in logs)
     assert restored > 100, "a restart read no identity links back from the changelog"
     last = ts_env.worker()
     offline = [(d["message_id"], d["action"], d["rule"], tuple(d["removed_skus"]))
