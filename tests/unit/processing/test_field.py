@@ -216,6 +216,22 @@ def test_identity_links_in_any_interleaving_are_decided_exactly_as_offline(
     assert Counter(got) == Counter(want)
 
 
+def test_identity_links_in_a_history_grouped_by_customer_decide_exactly_as_offline(
+    tmp_path: Path,
+) -> None:
+    """A warehouse export of the link history (one customer's records after another's:
+    links, guests' purchases and accounts' mails far apart and mostly late)."""
+    from streams.offline.scenarios import realistic
+
+    records = grouped_by_customer(
+        [r for r, _t in realistic(300, seed=3, days=3, links=True) if r is not None]
+    )
+    want = offline(tmp_path, records, partitions=8)
+    got, router = simulate_worker(records, 8, 3)
+    assert router.engine.counts["grouped_decisions"] > 5
+    assert Counter(got) == Counter(want)
+
+
 def _of_story(value: dict[str, Any], cids: set[str]) -> bool:
     ids = {value.get("customer_id", ""), value.get("linked_to", "")}
     return any(i in cids or f"l{i[1:]}" in cids or i[1:].split("-")[0] in cids for i in ids)
