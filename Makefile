@@ -61,7 +61,7 @@ schemas: setup  ## regenerate schemas/json after changing a model
 	$(PY) -m schemas.export
 
 bench: setup  ## core benchmarks (events/s, latency percentiles, bytes per customer)
-	$(PY) bench/bench_core.py
+	$(PY) bench/bench_core.py $(ARGS)
 
 bench-worker: setup kafka-start  ## the worker on a real broker: records/s, held time (add ARGS="--profile prof.txt")
 	$(PY) -m pip install -q -e '.[dev,bench]'

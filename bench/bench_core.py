@@ -25,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import features
 import orjson
 from common import RESULTS, pct, write_result
 
@@ -154,6 +155,45 @@ def links_cost(customers: int, partitions: int) -> dict[str, float]:
     return out
 
 
+def features_cost(customers: int, spec: str, repeat: int, partitions: int) -> dict[str, Any]:
+    """Offline replay, one process, of the tidy history (links: a third of purchases by
+    guests linked at checkout) under each feature set's policy: records/s and the ratio to
+    an orjson read of the same file, in this process. ``exactly_once`` changes nothing
+    offline (no transactions): it is a worker feature."""
+    import tomllib
+
+    from streams.core.policy import policy_from_mapping
+
+    rows: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for fs in features.feature_sets(spec):
+            name = features.label(fs)
+            path = Path(tmp) / f"{name}.jsonl"
+            write_history(path, features.tidy_records(customers, fs, seed=99))
+            n = sum(1 for _ in open(path, "rb"))
+            policy = policy_from_mapping(tomllib.loads(features.policy_text(fs)), name)
+            floor = min(orjson_read(path) for _ in range(repeat))
+            took = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                replay_offline(path, policy, None, partitions=partitions)
+                took.append(time.perf_counter() - start)
+            best = min(took)
+            rows[name] = {"records": n, "per_s": round(n / best), "ratio_to_orjson": floor / best}
+            print(
+                f"features {name:<40} {n:>7} records {n / best:>9,.0f}/s  "
+                f"{floor / best:.3f}x the orjson read (target >= 0.065x)",
+                flush=True,
+            )
+    if "none" in rows:
+        base = rows["none"]["per_s"]
+        for row in rows.values():
+            row["against_none"] = row["per_s"] / base
+        cost = ", ".join(f"{k} {v['against_none']:.2f}x" for k, v in rows.items())
+        print(f"against none: {cost}")
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -172,7 +212,13 @@ def main() -> int:
         help="only measure identity links: N realistic customers with and without linked "
         "guest checkouts (records/s, state bytes per customer with shadows)",
     )
+    features.add_argument(ap)
     args = ap.parse_args()
+    if args.features:
+        rows = features_cost(args.customers, args.features, args.repeat, args.partitions)
+        found = {"customers": args.customers, "features": rows}
+        write_result(RESULTS / "core_features.json", found)
+        return 0
     if args.links:
         links_cost(args.links, args.partitions)
         return 0

@@ -10,10 +10,12 @@ between them, so that no rebalance falls inside the measurement; then the same
 generated history (same seed) is produced as fast as possible. Rate = input records /
 (last decision's broker timestamp - first decision's); while the workers run, only the
 output topics' end offsets are polled, the decisions are read after they stop. Prints
-both rates, each worker's CPU seconds and the ratio (the throughput issue's target: 2
-workers >= 1.6x one); writes JSON (default bench/results/scale.json); asserts nothing.
-On a machine with fewer cores than workers + broker, the ratio measures the cores as
-much as the worker: the core count is printed with it.
+both rates, each worker's CPU seconds, the CPU per input record of all workers together
+(what sizing a deployment needs) and the ratio; ``--features`` (bench/features.py)
+runs with a feature set's policy, guarantee and input; writes JSON (default
+bench/results/scale.json); asserts nothing. On a machine with fewer cores than workers
++ broker, the ratio measures the cores as much as the worker: the core count is printed
+with it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import features
 from common import (
     OUTPUT_ROLES,
     arguments,
@@ -102,8 +105,14 @@ def wait_for_outputs(
 def run(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     """One deployment with ``workers`` worker processes; the backlog's decision rate."""
     # log level INFO: the "state recovered" lines say which partitions a worker owns
+    chosen = features.feature_sets(args.features)[0] if args.features else None
+    extra: dict[str, str] = {}
+    if chosen is not None:
+        policy = tmp / f"{features.label(chosen)}.toml"
+        policy.write_text(features.policy_text(chosen))
+        extra = {"policy_file": str(policy), "guarantee": features.guarantee(chosen)}
     env, settings = deployment(
-        f"scale{workers}w", partitions=str(args.partitions), log_level="INFO"
+        f"scale{workers}w", partitions=str(args.partitions), log_level="INFO", **extra
     )
     logs = [tmp / f"{settings.app_id}-{i}.log" for i in range(workers)]
     handles = [open(log, "wb") for log in logs]
@@ -115,7 +124,7 @@ def run(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         split = wait_for_split(logs, procs, args.partitions, args.timeout)
         cpu0 = [cpu_seconds(p.pid) for p in procs]
         wait0 = [run_queue_seconds(p.pid) for p in procs]
-        n, candidates = produce_backlog(settings, args.customers)
+        n, candidates = produce_backlog(settings, args.customers, features=chosen)
         wait_for_outputs(settings, candidates, args.timeout, procs)
         cpu = [cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True)]
         waited = [run_queue_seconds(p.pid) - w for p, w in zip(procs, wait0, strict=True)]
@@ -135,12 +144,14 @@ def run(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "first_to_last_s": span,
         "rate": n / span,
         "worker_cpu_s": cpu,
+        "cpu_us_per_record": sum(cpu) / n * 1e6,
         "worker_waiting_for_cpu_s": waited,
     }
     print(
         f"{workers} worker(s) {split}: {len(out)}/{candidates} decisions in {span:.1f}s "
         f"first to last = {n / span:,.0f} input records/s; per worker CPU s "
         + ", ".join(f"{c:.1f}" for c in cpu)
+        + f" ({sum(cpu) / n * 1e6:.0f} us per input record, all workers)"
         + ", ready but without a CPU s "
         + ", ".join(f"{w:.1f}" for w in waited),
         flush=True,
@@ -150,6 +161,7 @@ def run(workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 def main() -> int:
     ap = arguments(__doc__, customers=3000, timeout=900, json_name="scale.json")
+    features.add_argument(ap)
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as d:
@@ -157,12 +169,16 @@ def main() -> int:
         one = run(1, args, tmp)
         two = run(2, args, tmp)
     ratio = two["rate"] / one["rate"]
-    print(f"\n{'workers':>7} {'records/s':>10} {'first to last s':>16}")
+    print(f"\n{'workers':>7} {'records/s':>10} {'first to last s':>16} {'CPU us/record':>14}")
     for r in (one, two):
-        print(f"{r['workers']:>7} {r['rate']:>10,.0f} {r['first_to_last_s']:>16.1f}")
+        print(
+            f"{r['workers']:>7} {r['rate']:>10,.0f} {r['first_to_last_s']:>16.1f} "
+            f"{r['cpu_us_per_record']:>14.0f}"
+        )
     print(
-        f"2 workers / 1 worker = {ratio:.2f}x (target >= 1.6x; {os.cpu_count()} cores shared "
-        "with the broker and the producer)"
+        f"2 workers / 1 worker = {ratio:.2f}x ({os.cpu_count()} cores shared with the broker "
+        "and the producer: with 2 cores, a second worker has no core of its own, so size a "
+        "deployment from the CPU per record, not from this ratio)"
     )
     write_result(
         args.json,

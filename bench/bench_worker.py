@@ -23,11 +23,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import features
 import orjson
 from common import (
     OUTPUT_ROLES,
@@ -79,44 +81,66 @@ def main() -> int:
         metavar="FILE",
         help="the worker's policy file (e.g. policies/example.toml: quiet hours and caps on)",
     )
+    features.add_argument(ap)
     args = ap.parse_args()
-    modes = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
+    runs: list[tuple[str, str, frozenset[str] | None]] = []  # (label, guarantee, features)
+    if args.features:
+        for fs in features.feature_sets(args.features):
+            runs.append((features.label(fs), features.guarantee(fs), fs))
+    else:
+        modes = GUARANTEES if args.guarantee == "both" else (args.guarantee,)
+        runs = [(mode, mode, None) for mode in modes]
     rates: dict[str, float] = {}
     base_rate = 0.0
     ok = True
-    for i, mode in enumerate(modes):
-        print(f"--- guarantee {mode}, commit interval {args.commit_interval} s")
-        env, settings = deployment(
-            "bench",
-            partitions=str(args.partitions),
-            log_level=args.log_level,
-            guarantee=mode,
-            commit_interval=args.commit_interval,
-            web_enabled="true",
-            web_port=str(free_port()),
-            **({"policy_file": str(Path(args.policy).resolve())} if args.policy else {}),
-        )
-        t0 = time.perf_counter()
-        n, candidates = produce_backlog(settings, args.customers, kind=args.input)
-        print(f"produced {n} records ({candidates} candidates) in {time.perf_counter() - t0:.1f}s")
-        if i == 0:
-            t0 = time.perf_counter()
-            got = drain(settings, INPUT_ROLES, n, args.timeout)
-            base = time.perf_counter() - t0
-            base_rate = len(got) / base
-            print(
-                f"baseline: plain consumer read {len(got)} records in {base:.1f}s "
-                f"({base_rate:,.0f}/s)"
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, mode, chosen) in enumerate(runs):
+            policy = args.policy and str(Path(args.policy).resolve())
+            if chosen is not None:
+                print(f"--- features {name} ({mode}), commit interval {args.commit_interval} s")
+                policy = str(Path(tmp) / f"{name}.toml")
+                Path(policy).write_text(features.policy_text(chosen))
+            else:
+                print(f"--- guarantee {mode}, commit interval {args.commit_interval} s")
+            env, settings = deployment(
+                "bench",
+                partitions=str(args.partitions),
+                log_level=args.log_level,
+                guarantee=mode,
+                commit_interval=args.commit_interval,
+                web_enabled="true",
+                web_port=str(free_port()),
+                **({"policy_file": policy} if policy else {}),
             )
-        rate, done = _run(args, env, settings, n, candidates, base_rate)
-        rates[mode] = rate
-        ok = ok and done
-    if len(rates) == 2:
+            t0 = time.perf_counter()
+            n, candidates = produce_backlog(
+                settings, args.customers, kind=args.input, features=chosen
+            )
+            print(
+                f"produced {n} records ({candidates} candidates) in {time.perf_counter() - t0:.1f}s"
+            )
+            if i == 0:
+                t0 = time.perf_counter()
+                got = drain(settings, INPUT_ROLES, n, args.timeout)
+                base = time.perf_counter() - t0
+                base_rate = len(got) / base
+                print(
+                    f"baseline: plain consumer read {len(got)} records in {base:.1f}s "
+                    f"({base_rate:,.0f}/s)"
+                )
+            rate, done = _run(args, env, settings, n, candidates, base_rate)
+            rates[name] = rate
+            ok = ok and done
+    if "exactly_once" in rates and "at_least_once" in rates:
         eo, al = rates["exactly_once"], rates["at_least_once"]
         print(
-            f"exactly_once / at_least_once, first decision visible to last: {eo:,.0f} / {al:,.0f} "
+            f"exactly_once / at_least_once, first read to last decision: {eo:,.0f} / {al:,.0f} "
             f"input records/s = {eo / al:.2f}"
         )
+    if "none" in rates and len(rates) > 1:
+        print("\nfeature cost, first read to last decision (records/s, and against none):")
+        for name, rate in rates.items():
+            print(f"  {name:<14} {rate:>9,.0f}/s  {rate / rates['none']:.2f}x")
     return 0 if ok else 1
 
 
@@ -138,6 +162,7 @@ def _run(
             spy = str(Path(sys.executable).with_name("py-spy"))
             prefix = [spy, "record", "--format", "raw", "-r", "200", "-o", args.profile, "--"]
         worker = start_worker(env, log, prefix)
+        first = FirstRead(settings.web_port, worker.pid)
         txns: dict[str, Any] | None = None
         try:
             stamps: list[int] = []
@@ -145,6 +170,7 @@ def _run(
             out = drain(settings, OUTPUT_ROLES, candidates, args.timeout, stamps, seen)
             took = time.perf_counter() - t0
             cpu = cpu_seconds(worker.pid)
+            first.stop()
             txns = _transactions(settings.web_port)
         finally:
             if args.profile:  # stop the worker under py-spy: py-spy then writes the file
@@ -179,6 +205,16 @@ def _run(
         f"p95 {pct(held, 0.95):.0f}  p99 {pct(held, 0.99):.0f}  "
         "(an all-at-once backlog: includes queueing)"
     )
+    if first.at is not None and seen:
+        span_read = max(seen) - first.at
+        cpu_read = cpu - first.cpu
+        print(
+            f"worker, first read to last decision visible: {span_read:.2f}s "
+            f"({n / span_read:,.0f} input records/s); CPU {cpu_read:.2f}s "
+            f"({cpu_read / n * 1e6:.0f} us per input record; startup excluded)"
+        )
+    else:
+        print("(first read not seen on the stats page: no first-read figures)")
     if txns is not None:
         rounds = txns.get("rounds") or 0
         print(
@@ -193,7 +229,44 @@ def _run(
         for s in stamps:
             per[(s - t0s) // 500] = per.get((s - t0s) // 500, 0) + 1
         print("decisions per 0.5 s:", " ".join(str(per.get(i, 0)) for i in range(max(per) + 1)))
+    if first.at is not None and seen:
+        return n / (max(seen) - first.at), len(out) >= candidates
     return n / visible, len(out) >= candidates
+
+
+class FirstRead:
+    """When the worker read its first input record, and its CPU then: its stats page,
+    polled every 10 ms from a thread of this process until it counts one. The worker's
+    own start (imports, joining the group, recovering state) is then left out of the
+    rate and the CPU per record, as a long-running worker never pays it per record."""
+
+    def __init__(self, port: int, pid: int) -> None:
+        self.at: float | None = None
+        self.cpu = 0.0
+        self._url = f"http://127.0.0.1:{port}/stats/"
+        self._pid = pid
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="first-read", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            at, cpu = time.monotonic(), cpu_seconds(self._pid)
+            try:
+                with urllib.request.urlopen(self._url, timeout=2) as res:
+                    page = orjson.loads(res.read())
+            except OSError:
+                continue  # not listening yet
+            counts = page.get("worker") or {}
+            if any(counts.get(k, 0) for k in INPUT_ROLES):
+                # read at most 10 ms before the request, or while it was served: count
+                # from the request (the worker may be too busy to answer at once)
+                self.at, self.cpu = at, cpu
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _transactions(port: int) -> dict[str, Any] | None:

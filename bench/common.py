@@ -118,15 +118,31 @@ def drop_topics(settings: Settings, prefix: str) -> None:
 
 
 def produce_backlog(
-    settings: Settings, customers: int, seed: int = 5, kind: str = "tidy"
+    settings: Settings,
+    customers: int,
+    seed: int = 5,
+    kind: str = "tidy",
+    features: frozenset[str] | None = None,
 ) -> tuple[int, int]:
     """A generated history produced as fast as possible into the deployment's input
     topics (murmur2-keyed, idempotent). Returns (input records, candidates). ``kind``:
     ``tidy`` (``generate``), ``realistic`` (the field cases), ``links`` (the field cases
-    with a third of the purchases by linked guests, and the link stories)."""
+    with a third of the purchases by linked guests, and the link stories). With
+    ``features`` (bench/features.py), the identities records are there only if ``links``
+    is on: tidy with guest checkouts, or the field cases with every feature's stories."""
     with tempfile.TemporaryDirectory() as tmp:
         history = Path(tmp) / "h.jsonl"
-        if kind == "tidy":
+        if features is not None and kind == "tidy":
+            from features import tidy_records
+
+            records = tidy_records(customers, features, seed=seed)
+            write_history(history, records)
+            candidates = sum(1 for r in records if r["topic"] == "outbound")
+        elif features is not None:
+            from features import write_input
+
+            _n, candidates = write_input(history, customers, features, seed)
+        elif kind == "tidy":
             records = generate(customers, seed=seed)
             write_history(history, records)
             candidates = sum(1 for r in records if r["topic"] == "outbound")

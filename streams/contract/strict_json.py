@@ -11,7 +11,8 @@ they end up in log lines and tables an operator reads.
 
 The check costs one orjson parse (which refuses the first five itself) and, for
 duplicate keys, a count of the keys it parsed against the key tokens in the bytes;
-naming the problem is only done when there is one.
+naming the problem is only done when there is one. ``parse`` hands the parsed value
+on, so a reader of the record (``fast_decode``) need not parse it a second time.
 """
 
 from __future__ import annotations
@@ -32,18 +33,24 @@ CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 Unicode line and paragraph separators."""
 
 
-def problem(raw: bytes) -> str | None:
-    """Why ``raw`` is not JSON every reader takes alike, or None when it is."""
+def parse(raw: bytes) -> tuple[Any, str | None]:
+    """``(value, None)`` when ``raw`` is JSON every reader takes alike, else ``(None, why)``:
+    the value is the parse the check was made on, for a caller that reads the record."""
     if raw.startswith(BOM):
-        return "starts with a UTF-8 byte-order mark (bytes 0-2): JSON text has none"
+        return None, "starts with a UTF-8 byte-order mark (bytes 0-2): JSON text has none"
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return _syntax(raw, exc)
+        return None, _syntax(raw, exc)
     keys = _keys(parsed)
     if keys and not _same_keys(raw, keys):
-        return _duplicate(raw)
-    return None
+        return None, _duplicate(raw)
+    return parsed, None
+
+
+def problem(raw: bytes) -> str | None:
+    """Why ``raw`` is not JSON every reader takes alike, or None when it is."""
+    return parse(raw)[1]
 
 
 _LOOSE_KEY = re.compile(rb'"\s+:')
@@ -70,16 +77,23 @@ def control_in(field: str, value: str) -> str | None:
 
 
 def _keys(value: Any) -> int:
-    """How many keys the parsed value's objects hold, all levels."""
-    if isinstance(value, dict):
-        n = len(value)
-        for v in value.values():
-            if isinstance(v, dict | list):
-                n += _keys(v)
-        return n
-    if isinstance(value, list):
-        return sum(_keys(v) for v in value if isinstance(v, dict | list))
-    return 0
+    """How many keys the parsed value's objects hold, all levels. A stack, not recursion:
+    orjson nests up to 1024 deep, past Python's recursion limit, and such a record must
+    be refused by its model, not crash the reader. orjson builds exact dicts and lists,
+    so ``type(...) is`` suffices."""
+    if type(value) is not dict and type(value) is not list:
+        return 0
+    n = 0
+    todo: list[Any] = [value]
+    while todo:
+        node = todo.pop()
+        if type(node) is dict:
+            n += len(node)
+            node = node.values()
+        for v in node:
+            if type(v) is dict or type(v) is list:
+                todo.append(v)
+    return n
 
 
 def _key_tokens(raw: bytes) -> int:
@@ -113,7 +127,10 @@ def _duplicate(raw: bytes) -> str:
             seen.add(k)
         return dict(items)
 
-    json.loads(raw, object_pairs_hook=pairs)
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except RecursionError:  # nested deeper than the standard library reads: left unnamed
+        pass
     key = found[0] if found else "?"
     token = json.dumps(key, ensure_ascii=False).encode("utf-8")
     hits = [m.start() for m in _STRING.finditer(raw) if m.group(1) and m.group(0).startswith(token)]
