@@ -25,6 +25,8 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from schemas import INPUT_MODELS
+from schemas import models as schema_models
 from schemas.models import MessageContext
 from streams.contract import decode as codec
 from streams.contract import fast_decode, strict_json
@@ -517,6 +519,19 @@ def test_a_timestamp_reads_as_the_epoch_ms_of_the_datetime_pydantic_builds() -> 
         want = codec.decode_with_models("outbound", raw, LATER, 0, DEFAULT_POLICY)
         if isinstance(want, codec.Parsed):  # else too far ahead of the record: clock skew
             assert isinstance(got, codec.Parsed) and got.event_ms == want.event_ms, ts
+
+
+@pytest.mark.parametrize("model", sorted(fast_decode.READS))
+def test_a_field_added_to_a_model_fails_until_the_fast_reader_checks_it(model: str) -> None:
+    """Extra keys are allowed: a new constrained field the fast reader does not check
+    would be accepted there and refused by the model."""
+    assert set(getattr(schema_models, model).model_fields) == fast_decode.READS[model]
+
+
+def test_every_input_model_has_its_fields_declared() -> None:
+    assert set(INPUT_MODELS) | {"PurchaseItem", "ReturnItem", "MessageContext"} == set(
+        fast_decode.READS
+    )
 
 
 def test_every_context_field_a_trigger_may_require_is_a_field_of_valid() -> None:
