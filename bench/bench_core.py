@@ -15,6 +15,7 @@ State size is the encoded bytes the changelogged table holds per customer
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import tempfile
@@ -38,6 +39,7 @@ from streams.core.store import MemoryStore
 from streams.core.vocabulary import INPUT_KINDS
 from streams.offline.generator import generate
 from streams.offline.replay import replay_offline
+from streams.settings import Settings
 
 
 def baseline_parse(records: list[HistoryRecord]) -> float:
@@ -213,7 +215,17 @@ def main() -> int:
         "guest checkouts (records/s, state bytes per customer with shadows)",
     )
     features.add_argument(ap)
+    ap.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=Settings.model_fields["gc_threshold"].default,
+        help="the collector's youngest-generation threshold, as TRIGGER_SANITY_GC_THRESHOLD "
+        "sets it for `replay --offline` (default: its default; 0: Python's, 700)",
+    )
     args = ap.parse_args()
+    if args.gc_threshold:
+        gc.set_threshold(args.gc_threshold, *gc.get_threshold()[1:])
+    print(f"collector thresholds {gc.get_threshold()}")
     if args.features:
         rows = features_cost(args.customers, args.features, args.repeat, args.partitions)
         found = {"customers": args.customers, "features": rows}

@@ -81,8 +81,16 @@ def main() -> int:
         metavar="FILE",
         help="the worker's policy file (e.g. policies/example.toml: quiet hours and caps on)",
     )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a worker setting (TRIGGER_SANITY_NAME), e.g. gc_threshold=0",
+    )
     features.add_argument(ap)
     args = ap.parse_args()
+    overrides = dict(kv.split("=", 1) for kv in args.set)
     runs: list[tuple[str, str, frozenset[str] | None]] = []  # (label, guarantee, features)
     if args.features:
         for fs in features.feature_sets(args.features):
@@ -111,6 +119,7 @@ def main() -> int:
                 web_enabled="true",
                 web_port=str(free_port()),
                 **({"policy_file": policy} if policy else {}),
+                **overrides,
             )
             t0 = time.perf_counter()
             n, candidates = produce_backlog(

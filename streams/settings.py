@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     )
 
     max_record_bytes: int = Field(default=256 * 1024, ge=1024)
+    gc_threshold: int = Field(
+        default=20_000,
+        ge=0,
+        description="allocations between two passes of Python's cyclic garbage collector "
+        "over its youngest objects (0: Python's default, 700)",
+    )
     idle_check_interval: float = Field(
         default=1.0, gt=0, description="seconds between idleness checks"
     )

@@ -4,6 +4,7 @@ the one-line error format, so that each command reads and fails the same way."""
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import sys
 import time
@@ -30,6 +31,16 @@ def kafka_settings() -> Settings:
     conf = load_settings()
     check_broker(conf)
     return conf
+
+
+def tune_collector(conf: Settings) -> None:
+    """The cyclic collector's youngest-generation threshold, for the process that decides
+    (the worker, an offline replay): almost everything they allocate is freed by reference
+    counting, and at Python's default a pass ran about every record (and every tenth, a
+    pass over older objects too). A process-wide setting, so it is set here, where the
+    command starts, and nowhere in the library."""
+    if conf.gc_threshold:
+        gc.set_threshold(conf.gc_threshold, *gc.get_threshold()[1:])
 
 
 def now_ms() -> int:

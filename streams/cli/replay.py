@@ -9,7 +9,15 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from streams.cli.common import Subparsers, fail, kafka_settings, open_out, positive, settings
+from streams.cli.common import (
+    Subparsers,
+    fail,
+    kafka_settings,
+    open_out,
+    positive,
+    settings,
+    tune_collector,
+)
 from streams.contract.topics import INPUT_ROLES
 from streams.core.policy import load_policy
 from streams.hints import command
@@ -138,6 +146,7 @@ def _replay_offline(args: argparse.Namespace) -> int:
     from streams.ops.produce import print_progress
 
     policy = load_policy(args.policy or settings().policy_file)
+    tune_collector(settings())
     if args.jobs > 1 and policy.blast.enabled:
         print(
             "note: [blast] is on: a campaign spans every partition, so one process decides "

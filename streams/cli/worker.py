@@ -10,7 +10,7 @@ import argparse
 import logging
 
 from streams import __version__
-from streams.cli.common import Subparsers, kafka_settings
+from streams.cli.common import Subparsers, kafka_settings, tune_collector
 from streams.core.policy import load_policy
 from streams.settings import Settings
 
@@ -52,6 +52,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             flush=True,
         )
         conf = conf.model_copy(update={"partitions": partitions})
+    tune_collector(conf)
     worker = Worker(conf, policy, after_outage=RESTARTS_ENV in os.environ)
     print(
         f"trigger-sanity {__version__} worker: app {conf.app_id} "

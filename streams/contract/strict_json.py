@@ -42,10 +42,24 @@ def parse(raw: bytes) -> tuple[Any, str | None]:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return None, _syntax(raw, exc)
-    keys = _keys(parsed)
-    if keys and not _same_keys(raw, keys):
-        return None, _duplicate(raw)
+    if not _as_written(parsed, raw):
+        keys = _keys(parsed)
+        if keys and not _same_keys(raw, keys):
+            return None, _duplicate(raw)
     return parsed, None
+
+
+def _as_written(parsed: Any, raw: bytes) -> bool:
+    """Are ``raw`` exactly the bytes orjson writes for ``parsed``? Then they hold no key
+    twice: a duplicate is a member the parse dropped, so writing the parse again would
+    come out shorter. Records written compactly by orjson (ours, and most tools') skip
+    counting keys. orjson writes at most 254 levels deep (it reads 1024): deeper, count."""
+    if type(parsed) is not dict:
+        return False
+    try:
+        return orjson.dumps(parsed) == raw
+    except orjson.JSONEncodeError:
+        return False
 
 
 def problem(raw: bytes) -> str | None:

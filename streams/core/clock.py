@@ -89,7 +89,16 @@ Source = tuple[str, int]  # (input topic role, source partition) of a re-routed 
 class StreamClock:
     """Frontiers and idleness of one partition's input streams (local and re-routed)."""
 
-    __slots__ = ("_cached", "_frontier", "_idle", "_lateness", "_latest", "_remote", "_topics")
+    __slots__ = (
+        "_cached",
+        "_frontier",
+        "_idle",
+        "_lateness",
+        "_latest",
+        "_remote",
+        "_remote_part",
+        "_topics",
+    )
 
     def __init__(
         self,
@@ -107,6 +116,7 @@ class StreamClock:
         # (stream time, all idle), computed when first asked after a change: a record is
         # asked about it several times (ingest, release), a change comes once per record
         self._cached: tuple[int | None, bool] | None = None
+        self._remote_part: tuple[bool, bool, int | None] | None = None
 
     def frontier(self, topic: str) -> int:
         """The topic's frontier now (``NEVER`` before its first record): a record read
@@ -152,7 +162,7 @@ class StreamClock:
         cur = self._remote.get(source)
         if cur is None:
             return False
-        self._cached = None
+        self._cached = self._remote_part = None
         old = cur[0]
         if frontier is not None and (old is None or frontier > old):
             cur[0] = frontier
@@ -167,7 +177,7 @@ class StreamClock:
         cur = self._remote.get(source)
         if cur is not None:
             cur[1] = False
-            self._cached = None
+            self._cached = self._remote_part = None
 
     def set_idle(self, topic: str, idle: bool) -> None:
         if self._idle[topic] != idle:
@@ -191,7 +201,9 @@ class StreamClock:
 
     def _now(self) -> tuple[int | None, bool]:
         """(stream time, all idle): asked after nearly every record that moved a frontier
-        (one loop, no intermediate lists)."""
+        (one loop over the local streams, no intermediate lists). The re-routed streams'
+        part is kept apart: with identity links a partition hears every other partition's
+        streams, and a local record would otherwise walk all of them again."""
         cached = self._cached
         if cached is not None:
             return cached
@@ -208,13 +220,12 @@ class StreamClock:
                 elif not busy or v < low:
                     low = v
                 busy = True
-        for r in self._remote.values():
-            if not r[1]:
-                rv = r[0]
-                if rv is None:
-                    unknown = True
-                elif not busy or rv < low:
-                    low = rv
+        if self._remote:
+            r_busy, r_unknown, r_low = self._remote_part or self._remote_now()
+            if r_busy:
+                unknown = unknown or r_unknown
+                if r_low is not None and (not busy or r_low < low):
+                    low = r_low
                 busy = True
         if not busy:
             cached = (self._latest, True)
@@ -224,6 +235,22 @@ class StreamClock:
             cached = (low, False)
         self._cached = cached
         return cached
+
+    def _remote_now(self) -> tuple[bool, bool, int | None]:
+        """(any re-routed stream busy, one of them unknown, the lowest known busy frontier),
+        kept until a marker or a forwarded record changes them."""
+        busy = unknown = False
+        low: int | None = None
+        for r in self._remote.values():
+            if not r[1]:
+                busy = True
+                rv = r[0]
+                if rv is None:
+                    unknown = True
+                elif low is None or rv < low:  # type: ignore[operator]
+                    low = rv  # type: ignore[assignment]
+        self._remote_part = (busy, unknown, low)
+        return self._remote_part
 
     def releasable(self, deadline: int) -> bool:
         """May a candidate with this deadline be decided now? Up to the latest event when

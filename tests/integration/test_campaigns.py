@@ -216,11 +216,18 @@ def test_a_live_trip_holds_explain_names_it_and_a_release_now_sends_what_it_held
     default effective time (now) sends them, decided again with every rule."""
     fresh_topics(ts_env, "lv", 4, idle_after="1", web_enabled="true", web_port=str(free_port))
     now = int(time.time() * 1000)
+    # All in one window of the policy (epoch-aligned): split by a window boundary, the
+    # second part would trip on volume against the first before the share check (the
+    # run at 03:39:56 UTC put 7 of them before 03:30)
+    window, span = load_policy(BLAST).blast.window, 600 * 599
+    start = now - now % window
+    if now - start <= span:
+        start -= span + 1000  # the end of the previous window, minutes ago
     records = []
     for r in blast_history(n=600, blast_after=150):
         v = r["value"]
         i = int(v["message_id"][1:])
-        v["created_at"] = iso(now - 600_000 + 600 * i)  # the last 6 minutes
+        v["created_at"] = iso(start + 600 * i)  # six minutes, within the last fifteen
         records.append(r)
     ts_env.produce(records)
     worker = ts_env.worker(policy=BLAST)
