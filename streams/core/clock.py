@@ -247,8 +247,8 @@ class StreamClock:
                 rv = r[0]
                 if rv is None:
                     unknown = True
-                elif low is None or rv < low:  # type: ignore[operator]
-                    low = rv  # type: ignore[assignment]
+                elif low is None or rv < low:
+                    low = rv
         self._remote_part = (busy, unknown, low)
         return self._remote_part
 
