@@ -172,7 +172,7 @@ class Linking(Pruning):
         """Copy this partition's customers' facts to the partitions the link newly
         reaches (those that had them get new facts as they are read: ``_fan_out``)."""
         if self.acked_links:
-            heapq.heappush(part.waiting, (link.seen_from, source, n, link.event_id))
+            self._wait_for(part, link, source, n)
         reach = self.book.reach(link.alias)
         parts = {self.partition_of(m) for m in reach} - {partition}
         for cid in sorted(reach):
@@ -283,7 +283,23 @@ class Linking(Pruning):
                 acks[s] = n
         waiting = part.waiting
         while waiting and self._acked(part, partition, waiting[0][1], waiting[0][2]):
-            heapq.heappop(waiting)
+            _seen_from, s, n, eid = heapq.heappop(waiting)
+            link = self.book.links.get(eid)
+            if link is not None:
+                for i in (link.alias, link.target):
+                    pending = part.waiting_ids.get(i)
+                    if pending is not None:
+                        pending.pop((s, n), None)
+                        if not pending:
+                            del part.waiting_ids[i]
+
+    @staticmethod
+    def _wait_for(part: Partition, link: Link, source: int, n: int) -> None:
+        """A link every other partition must acknowledge before the candidates it may
+        reach are decided."""
+        heapq.heappush(part.waiting, (link.seen_from, source, n, link.event_id))
+        for i in (link.alias, link.target):
+            part.waiting_ids.setdefault(i, {})[(source, n)] = link.seen_from
 
     def _acked(self, part: Partition, partition: int, source: int, n: int) -> bool:
         acks = part.acks
@@ -356,13 +372,19 @@ class Linking(Pruning):
         if not self.acked_links or not self.book.linked(cid):
             return True
         reach = self.book.reach(cid)
-        links = self.book.links
-        for seen_from, source, n, eid in part.waiting:
-            if seen_from > deadline or self._acked(part, partition, source, n):
+        waiting = part.waiting_ids
+        for i in reach:
+            pending = waiting.get(i)
+            if not pending:
                 continue
-            link = links.get(eid)
-            if link is None or link.alias in reach or link.target in reach:
-                return False
+            for key, seen_from in list(pending.items()):
+                if seen_from > deadline:
+                    continue
+                if not self._acked(part, partition, key[0], key[1]):
+                    return False
+                del pending[key]  # acknowledged for good (the heap drops it in order)
+            if not pending:
+                del waiting[i]
         return self._caught_up(part, partition, deadline, reach)
 
     # ------------------------------------------------------------ judging (refusals)
@@ -495,7 +517,7 @@ class Linking(Pruning):
                 heapq.heappush(part.judging, (link.seen_from, link.event_id, n))
             if self.acked_links and n:
                 # acknowledgements are not kept: the markers after a restart bring them
-                heapq.heappush(part.waiting, (link.seen_from, source, n, link.event_id))
+                self._wait_for(part, link, source, n)
         if head is not None:
             part.link_seq = int(head[0])
             part.done = {int(s): int(n) for s, n in head[1]}

@@ -28,6 +28,7 @@ class Partition:
         "acks", "applied", "clock", "done", "echo", "gate", "heap", "heard_at", "horizons",
         "judging", "link_rows", "link_seq", "outgoing", "own", "promised", "sent_to", "told",
         "waiting",
+        "waiting_ids",
     )  # fmt: skip
 
     def __init__(self, clock: StreamClock, gate: CampaignGate | None = None) -> None:
@@ -53,6 +54,9 @@ class Partition:
         self.done: dict[int, int] = {}
         self.acks: dict[int, dict[int, int]] = {}
         self.waiting: list[tuple[int, int, int, str]] = []
+        # the same links by each id they join, id -> {(source, number): seen from}: what
+        # a linked customer's candidate waits for, found without walking every link
+        self.waiting_ids: dict[str, dict[tuple[int, int], int]] = {}
         self.link_rows: dict[str, list[Any]] = {}
         # markers (live): per source, those this partition applied (its own: sent), as
         # (stamp, lowest busy frontier, all idle); the newest applied per source; and per

@@ -60,3 +60,31 @@ def test_a_refusal_undone_by_a_rollback_is_dead_lettered_again() -> None:
     again = [o for o in e.release(0, 0) + e.flush(0) if isinstance(o, Refused)]
     e.commit()
     assert len(again) == 1
+
+
+def test_a_candidate_waits_only_for_the_links_that_reach_its_customer() -> None:
+    """Live, a linked customer's candidate waits until every partition acknowledged the
+    links reaching it. Links joining other people that wait too are not looked at: a
+    backlog of 5,000 customers once spent most of the worker's time walking all of them
+    for every candidate, every batch."""
+    e = Engine(DEFAULT_POLICY, MemoryStore(), N, rerouted=True, partition_of=lambda c: 1)
+    e.acked_links = True  # as the worker's processor sets it (a re-route topic, 4 partitions)
+    for i in range(500):  # other people's links, heard from partition 2, not acknowledged
+        e.hear_link(1, Link(f"o-{i}", f"u-{i}", f"v-{i}", 5 * MIN, False, "checkout"), 2, i + 1)
+    e.hear_link(1, Link("i-1", "g-1", "c-1", 5 * MIN, False, "checkout"), 2, 501)
+    looked: list[int] = []
+    acked = e._acked
+
+    def counting(part: object, partition: int, source: int, n: int) -> bool:
+        looked.append(n)
+        return acked(part, partition, source, n)  # type: ignore[arg-type]
+
+    e._acked = counting  # type: ignore[method-assign]
+    part = e.part(1)
+    assert not e.links_ok(part, 1, 20 * MIN, "c-1")
+    assert looked == [501]
+    for p in (0, 2, 3):  # every other partition's marker says it heard them all
+        e.hear_acks(1, p, {2: 501})
+    assert e.links_ok(part, 1, 20 * MIN, "c-1")
+    assert e.links_ok(part, 1, 20 * MIN, "u-7")
+    assert not part.waiting and not part.waiting_ids
