@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         default=20_000,
         ge=0,
         description="allocations between two passes of Python's cyclic garbage collector "
-        "over its youngest objects (0: Python's default, 700)",
+        "over its youngest objects (0: leave Python's own, 700 on 3.11-3.13)",
     )
     idle_check_interval: float = Field(
         default=1.0, gt=0, description="seconds between idleness checks"
@@ -193,6 +193,16 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         default=45.0, ge=3, description="seconds before a dead worker's partitions move to another"
     )
+
+    @field_validator("gc_threshold")
+    @classmethod
+    def _sane_gc_threshold(cls, v: int) -> int:
+        if 0 < v < 100:
+            raise ValueError(
+                f"{v} would run the collector every few allocations: use 0 (Python's own) "
+                "or at least 100 (default 20000)"
+            )
+        return v
 
     @field_validator("store")
     @classmethod

@@ -293,13 +293,19 @@ class Linking(Pruning):
                         if not pending:
                             del part.waiting_ids[i]
 
-    @staticmethod
-    def _wait_for(part: Partition, link: Link, source: int, n: int) -> None:
+    def _wait_for(self, part: Partition, link: Link, source: int, n: int) -> None:
         """A link every other partition must acknowledge before the candidates it may
-        reach are decided."""
-        heapq.heappush(part.waiting, (link.seen_from, source, n, link.event_id))
-        for i in (link.alias, link.target):
-            part.waiting_ids.setdefault(i, {})[(source, n)] = link.seen_from
+        reach are decided. Indexed by the ids of the link the book keeps under its event
+        id (the first one: what ``hear_acks`` prunes by), at the earliest ``seen_from``
+        heard under that number (a link heard again, or a number a restarted
+        at-least-once sender gave another link, must not make a deadline wait less)."""
+        seen_from = link.seen_from
+        heapq.heappush(part.waiting, (seen_from, source, n, link.event_id))
+        known = self.book.links.get(link.event_id, link)
+        for i in (known.alias, known.target):
+            pending = part.waiting_ids.setdefault(i, {})
+            if pending.get((source, n), seen_from) >= seen_from:
+                pending[(source, n)] = seen_from
 
     def _acked(self, part: Partition, partition: int, source: int, n: int) -> bool:
         acks = part.acks

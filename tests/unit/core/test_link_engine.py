@@ -88,3 +88,39 @@ def test_a_candidate_waits_only_for_the_links_that_reach_its_customer() -> None:
     assert e.links_ok(part, 1, 20 * MIN, "c-1")
     assert e.links_ok(part, 1, 20 * MIN, "u-7")
     assert not part.waiting and not part.waiting_ids
+
+
+def _live() -> Engine:
+    e = Engine(DEFAULT_POLICY, MemoryStore(), N, rerouted=True, partition_of=lambda c: 1)
+    e.acked_links = True
+    return e
+
+
+def test_a_link_heard_again_later_keeps_its_candidates_waiting_from_the_first_time() -> None:
+    e = _live()
+    e.hear_link(1, Link("e1", "a", "b", 10 * MIN, False, "checkout"), 2, 1)
+    e.hear_link(1, Link("e1", "a", "b", 10 * MIN, False, "checkout", arr=100 * MIN), 2, 1)
+    assert not e.links_ok(e.part(1), 1, 50 * MIN, "a")
+
+
+def test_a_number_a_restarted_sender_gave_another_link_keeps_the_first_waiting() -> None:
+    """At-least-once: a partition that broadcast link 1 and crashed before saving may give
+    number 1 to another link after its restart; both wait for that acknowledgement."""
+    e = _live()
+    e.hear_link(1, Link("e1", "a", "b", 10 * MIN, True, "checkout"), 2, 1)  # an unlink
+    e.hear_link(1, Link("e2", "a", "c", 100 * MIN, False, "checkout"), 2, 1)
+    assert not e.links_ok(e.part(1), 1, 50 * MIN, "a")
+
+
+def test_an_event_id_said_twice_waits_by_the_link_the_book_keeps_and_leaves_nothing() -> None:
+    e = _live()
+    part = e.part(1)
+    e.hear_link(1, Link("e1", "a", "b", 10 * MIN, False, "checkout"), 2, 1)
+    e.hear_link(1, Link("e1", "x", "y", 10 * MIN, False, "checkout"), 3, 1)
+    for p in (0, 2, 3):
+        e.hear_acks(1, p, {2: 1})
+    assert not e.links_ok(part, 1, 50 * MIN, "a")  # (3, 1) is not acknowledged yet
+    for p in (0, 2, 3):
+        e.hear_acks(1, p, {2: 1, 3: 1})
+    assert e.links_ok(part, 1, 50 * MIN, "a")
+    assert not part.waiting and not part.waiting_ids
