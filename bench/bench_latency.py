@@ -52,6 +52,7 @@ from common import (
     OUTPUT_ROLES,
     RESULTS,
     Sender,
+    add_settings_argument,
     cpu_seconds,
     decision_of,
     deployment,
@@ -59,6 +60,7 @@ from common import (
     librdkafka_sender,
     pct,
     run_queue_seconds,
+    settings_of,
     start_worker,
     stop_worker,
     wait_until_ready,
@@ -369,13 +371,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=5, help="unmeasured seconds per rate")
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--concurrent", type=int, default=64, help="customers live at a time")
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a worker setting (TRIGGER_SANITY_NAME), e.g. idle_check_interval=0.2",
-    )
+    add_settings_argument(ap, "idle_check_interval=0.2")
     ap.add_argument(
         "--producer",
         choices=("kafka-python", "librdkafka"),
@@ -430,7 +426,7 @@ def quiet_window(now_ms: int) -> tuple[str, str]:
 def run(args: argparse.Namespace, fs: frozenset[str] | None) -> list[dict[str, Any]]:
     """One worker through every rate of ``args``: the table printed, the JSON written."""
     rates = [float(r) for r in args.rates.split(",")]
-    overrides = dict(kv.split("=", 1) for kv in args.set)
+    overrides = settings_of(args)
     links = args.links
     text = POLICY + ("[blast]\nenabled = true\n" if args.blast else "")
     if fs is not None:

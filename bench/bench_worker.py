@@ -33,12 +33,14 @@ import features
 import orjson
 from common import (
     OUTPUT_ROLES,
+    add_settings_argument,
     arguments,
     cpu_seconds,
     deployment,
     drain,
     pct,
     produce_backlog,
+    settings_of,
     start_worker,
     stop_worker,
 )
@@ -81,16 +83,10 @@ def main() -> int:
         metavar="FILE",
         help="the worker's policy file (e.g. policies/example.toml: quiet hours and caps on)",
     )
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a worker setting (TRIGGER_SANITY_NAME), e.g. gc_threshold=0",
-    )
+    add_settings_argument(ap, "gc_threshold=0")
     features.add_argument(ap)
     args = ap.parse_args()
-    overrides = dict(kv.split("=", 1) for kv in args.set)
+    overrides = settings_of(args)
     runs: list[tuple[str, str, frozenset[str] | None]] = []  # (label, guarantee, features)
     if args.features:
         for fs in features.feature_sets(args.features):

@@ -67,6 +67,22 @@ def arguments(
     return ap
 
 
+def add_settings_argument(ap: argparse.ArgumentParser, example: str) -> None:
+    """``--set NAME=VALUE`` (repeatable): a worker setting for the run; ``settings_of``
+    gives them as deployment overrides."""
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"a worker setting (TRIGGER_SANITY_NAME), e.g. {example}",
+    )
+
+
+def settings_of(args: argparse.Namespace) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in args.set)
+
+
 def bootstrap() -> str:
     """KAFKA_BOOTSTRAP_SERVERS, or the project's local broker on LOCAL_KAFKA_PORT (started
     if it is not running): the benchmarks need no Docker and no cluster of their own."""
